@@ -1,0 +1,19 @@
+//! Pure logic of log-gardener: no I/O, no tokio, no clocks.
+//!
+//! Everything here is a function of its inputs (records, configuration and,
+//! where time matters, a timestamp passed in by the caller), so that it can be
+//! unit-tested exhaustively, fuzzed, and benchmarked in isolation.
+
+pub mod attributes;
+pub mod config;
+pub mod event;
+pub mod mask;
+pub mod orphans;
+pub mod rules;
+pub mod secrets;
+pub mod signature;
+pub mod sli;
+pub mod stack;
+pub mod trace_context;
+
+pub use config::ProcessorConfig;

@@ -1,0 +1,101 @@
+//! Command-line interface (clap). `run` is the default subcommand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+/// An OpenTelemetry-compatible collector that turns WARNING and ERROR floods
+/// into error signatures, trace-context checks and SLI counters.
+#[derive(Debug, Parser)]
+#[command(
+    name = "log-gardener",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Options of `run`, accepted without the subcommand.
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Format of the collector's own logs on stderr (`json` suits Cloud Logging).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter for the collector's own logs (tracing EnvFilter syntax).
+    #[arg(long, global = true, env = "LOG_GARDENER_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the collector (the default). Without --config it runs the embedded
+    /// default: OTLP gRPC :4317, OTLP HTTP :4318, admin and Prometheus :9464.
+    Run(RunArgs),
+    /// Validate a configuration file; errors name the line and the key.
+    CheckConfig {
+        /// The YAML file to check.
+        file: PathBuf,
+    },
+    /// Print the embedded default configuration.
+    DefaultConfig,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// YAML configuration file (OpenTelemetry-Collector shaped, ${env:VAR} expanded).
+    #[arg(long, short = 'c', env = "LOG_GARDENER_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Sets up the collector's own logs on stderr (stdout belongs to the debug exporter).
+pub fn init_logging(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None => run_collector(cli.run),
+        Some(Command::Run(args)) => run_collector(args),
+        Some(Command::CheckConfig { file }) => {
+            Config::load(Some(&file))?;
+            println!("{}: ok", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::DefaultConfig) => {
+            print!("{}", crate::config::EMBEDDED_DEFAULT);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_collector(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gardener")
+        .build()?;
+    runtime.block_on(crate::run::run(config))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,322 @@
+//! Collector configuration: YAML shaped like the OpenTelemetry Collector's,
+//! with `${env:VAR}` expansion, typed structs with defaults, and unknown keys
+//! rejected with their path and line.
+//!
+//! Every struct here derives `Deserialize` with `deny_unknown_fields`: a typo
+//! in a key must fail loudly at start-up rather than silently fall back to a
+//! default (the most common way a collector config "works" but does nothing).
+
+mod env;
+mod presence;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use env::expand_env;
+use gardener_processor::ProcessorConfig;
+
+/// The configuration compiled into the binary: what `log-gardener` runs with no flags.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.yaml");
+
+/// The whole collector configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub receivers: Receivers,
+    pub processors: Processors,
+    pub exporters: Exporters,
+    pub service: Service,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Receivers {
+    pub otlp: OtlpReceiver,
+}
+
+/// `receivers.otlp`: like the OpenTelemetry Collector, a protocol is enabled by
+/// being listed (`grpc:` alone enables it with defaults); an `otlp` receiver
+/// that lists no protocols enables both.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpReceiver {
+    #[serde(default)]
+    pub protocols: Protocols,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protocols {
+    #[serde(default, deserialize_with = "presence::present_means_enabled")]
+    pub grpc: Option<GrpcReceiverConfig>,
+    #[serde(default, deserialize_with = "presence::present_means_enabled")]
+    pub http: Option<HttpReceiverConfig>,
+}
+
+impl Default for Protocols {
+    fn default() -> Self {
+        Self {
+            grpc: Some(GrpcReceiverConfig::default()),
+            http: Some(HttpReceiverConfig::default()),
+        }
+    }
+}
+
+/// `receivers.otlp.protocols.grpc`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcReceiverConfig {
+    /// `host:port` to listen on.
+    pub endpoint: String,
+    /// Largest accepted message after decompression, in MiB (the Collector's default: 4).
+    pub max_recv_msg_size_mib: usize,
+    /// Optional bearer token that clients must send as `authorization: Bearer <token>`.
+    pub auth_token: Option<String>,
+}
+
+impl Default for GrpcReceiverConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "0.0.0.0:4317".into(),
+            max_recv_msg_size_mib: 4,
+            auth_token: None,
+        }
+    }
+}
+
+/// `receivers.otlp.protocols.http`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpReceiverConfig {
+    /// `host:port` to listen on.
+    pub endpoint: String,
+    /// Largest accepted body after decompression, in bytes (default 20 MiB).
+    pub max_request_body_size: usize,
+    /// Optional bearer token that clients must send as `Authorization: Bearer <token>`.
+    pub auth_token: Option<String>,
+}
+
+impl Default for HttpReceiverConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "0.0.0.0:4318".into(),
+            max_request_body_size: 20 * 1024 * 1024,
+            auth_token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Processors {
+    pub gardener: ProcessorConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Exporters {
+    pub debug: DebugExporterConfig,
+}
+
+/// `exporters.debug`: enriched records as JSON lines on stdout.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DebugExporterConfig {
+    pub enabled: bool,
+}
+
+/// `service`: the admin endpoint, the pipeline's bounds and its lifecycle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Service {
+    pub admin: AdminConfig,
+    pub queue: QueueConfig,
+    /// How long SIGTERM waits for accepted data to drain (Cloud Run gives 10 s).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace_period: Duration,
+    /// Processor workers; 0 means one per available core.
+    pub workers: usize,
+}
+
+impl Default for Service {
+    fn default() -> Self {
+        Self {
+            admin: AdminConfig::default(),
+            queue: QueueConfig::default(),
+            shutdown_grace_period: Duration::from_secs(10),
+            workers: 0,
+        }
+    }
+}
+
+/// `service.admin`: Prometheus `/metrics`, health, readiness and the signatures API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub endpoint: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "0.0.0.0:9464".into(),
+        }
+    }
+}
+
+/// `service.queue`: the bounded queue between receivers and the processor.
+/// When either bound is reached receivers answer with a retryable status.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Most requests (batches) waiting.
+    pub max_batches: usize,
+    /// Most encoded bytes waiting.
+    pub max_bytes: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_batches: 1024,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// A configuration that could not be read, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{source_name}: cannot read: {error}")]
+    Read {
+        source_name: String,
+        error: std::io::Error,
+    },
+    #[error("{source_name}:{line}: {message}")]
+    Env {
+        source_name: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{source_name}:{line}:{column}: {message}")]
+    Parse {
+        source_name: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{source_name}: {message}")]
+    Invalid {
+        source_name: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads a file, or the embedded default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::parse("<embedded default>", EMBEDDED_DEFAULT, &|_| None),
+            Some(path) => {
+                let name = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                    source_name: name.clone(),
+                    error,
+                })?;
+                Self::parse(&name, &text, &|var| std::env::var(var).ok())
+            }
+        }
+    }
+
+    /// Parses YAML text after `${env:VAR}` expansion (with `lookup` supplying
+    /// variables), then validates values that types alone cannot.
+    pub fn parse(
+        source_name: &str,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let expanded = expand_env(text, lookup).map_err(|e| ConfigError::Env {
+            source_name: source_name.into(),
+            line: e.line,
+            message: e.message,
+        })?;
+        let config: Config = if expanded.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml_ng::from_str(&expanded).map_err(|e| {
+                let (line, column) = e
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((0, 0));
+                ConfigError::Parse {
+                    source_name: source_name.into(),
+                    line,
+                    column,
+                    message: strip_location(&e.to_string()),
+                }
+            })?
+        };
+        config.validate().map_err(|message| ConfigError::Invalid {
+            source_name: source_name.into(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let p = &self.receivers.otlp.protocols;
+        if let Some(grpc) = &p.grpc {
+            check_endpoint("receivers.otlp.protocols.grpc.endpoint", &grpc.endpoint)?;
+            if grpc.max_recv_msg_size_mib == 0 {
+                return Err(
+                    "receivers.otlp.protocols.grpc.max_recv_msg_size_mib must be > 0".into(),
+                );
+            }
+        }
+        if let Some(http) = &p.http {
+            check_endpoint("receivers.otlp.protocols.http.endpoint", &http.endpoint)?;
+            if http.max_request_body_size == 0 {
+                return Err(
+                    "receivers.otlp.protocols.http.max_request_body_size must be > 0".into(),
+                );
+            }
+        }
+        if p.grpc.is_none() && p.http.is_none() {
+            return Err("receivers.otlp.protocols: enable at least one of grpc, http".into());
+        }
+        check_endpoint("service.admin.endpoint", &self.service.admin.endpoint)?;
+        if self.service.queue.max_batches == 0 || self.service.queue.max_bytes == 0 {
+            return Err("service.queue: max_batches and max_bytes must be > 0".into());
+        }
+        self.processors
+            .gardener
+            .validate()
+            .map_err(|e| format!("processors.gardener: {e}"))?;
+        Ok(())
+    }
+}
+
+/// serde_yaml appends " at line L column C"; we print the location first.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+fn check_endpoint(key: &str, endpoint: &str) -> Result<(), String> {
+    let ok = endpoint
+        .rsplit_once(':')
+        .map(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{key}: expected host:port, got {endpoint:?}"))
+    }
+}

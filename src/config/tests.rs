@@ -1,0 +1,100 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse("test.yaml", text, &|var| match var {
+        "GRPC_PORT" => Some("5317".into()),
+        _ => None,
+    })
+}
+
+#[test]
+fn embedded_default_has_the_documented_endpoints() {
+    let config = Config::load(None).unwrap();
+    let p = &config.receivers.otlp.protocols;
+    assert_eq!(p.grpc.as_ref().unwrap().endpoint, "0.0.0.0:4317");
+    assert_eq!(p.grpc.as_ref().unwrap().max_recv_msg_size_mib, 4);
+    assert_eq!(p.http.as_ref().unwrap().endpoint, "0.0.0.0:4318");
+    assert_eq!(
+        p.http.as_ref().unwrap().max_request_body_size,
+        20 * 1024 * 1024
+    );
+    assert_eq!(config.service.admin.endpoint, "0.0.0.0:9464");
+    assert_eq!(
+        config.service.shutdown_grace_period,
+        Duration::from_secs(10)
+    );
+    assert!(config.processors.gardener.enabled);
+    assert!(!config.exporters.debug.enabled);
+}
+
+#[test]
+fn empty_file_means_defaults() {
+    let config = parse("").unwrap();
+    assert!(config.receivers.otlp.protocols.grpc.is_some());
+    assert!(config.receivers.otlp.protocols.http.is_some());
+}
+
+#[test]
+fn a_listed_protocol_with_no_value_is_enabled_and_unlisted_ones_are_off() {
+    let config = parse("receivers:\n  otlp:\n    protocols:\n      grpc:\n").unwrap();
+    let p = &config.receivers.otlp.protocols;
+    assert_eq!(p.grpc.as_ref().unwrap().endpoint, "0.0.0.0:4317");
+    assert!(p.http.is_none());
+}
+
+#[test]
+fn env_expansion_with_defaults_and_escapes() {
+    let text = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:${env:GRPC_PORT}\n      http:\n        endpoint: 127.0.0.1:${env:HTTP_PORT:-5318}\nservice:\n  admin:\n    endpoint: \"127.0.0.1:9464\" # $$HOME stays literal\n";
+    let config = parse(text).unwrap();
+    let p = &config.receivers.otlp.protocols;
+    assert_eq!(p.grpc.as_ref().unwrap().endpoint, "127.0.0.1:5317");
+    assert_eq!(p.http.as_ref().unwrap().endpoint, "127.0.0.1:5318");
+}
+
+#[test]
+fn unset_variable_names_the_variable_and_line() {
+    let err = parse("service:\n  admin:\n    endpoint: ${env:NOPE}\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("test.yaml:3"), "{msg}");
+    assert!(msg.contains("NOPE"), "{msg}");
+}
+
+#[test]
+fn unknown_key_names_its_path_and_line() {
+    let err =
+        parse("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpont: 0.0.0.0:1\n")
+            .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("test.yaml:5:"), "{msg}");
+    assert!(msg.contains("receivers.otlp.protocols.grpc"), "{msg}");
+    assert!(msg.contains("unknown field `endpont`"), "{msg}");
+}
+
+#[test]
+fn wrong_type_names_its_path_and_line() {
+    let err = parse("service:\n  queue:\n    max_batches: lots\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("test.yaml:3:"), "{msg}");
+    assert!(msg.contains("service.queue.max_batches"), "{msg}");
+    assert!(msg.contains("invalid type"), "{msg}");
+}
+
+#[test]
+fn bad_duration_and_bad_endpoint_are_refused() {
+    let err = parse("service:\n  shutdown_grace_period: soon\n").unwrap_err();
+    assert!(err.to_string().contains("shutdown_grace_period"), "{err}");
+    let err = parse("service:\n  admin:\n    endpoint: nowhere\n").unwrap_err();
+    assert!(err.to_string().contains("service.admin.endpoint"), "{err}");
+}
+
+#[test]
+fn no_protocol_at_all_is_refused() {
+    let err = parse("receivers:\n  otlp:\n    protocols: {}\n").unwrap_err();
+    assert!(err.to_string().contains("enable at least one"), "{err}");
+}
+
+#[test]
+fn comments_are_not_expanded() {
+    let config = parse("# set ${env:UNSET_IN_COMMENT} to ...\nservice:\n  admin:\n    endpoint: \"127.0.0.1:1\" # ${env:ALSO_UNSET}\n").unwrap();
+    assert_eq!(config.service.admin.endpoint, "127.0.0.1:1");
+}

@@ -1,0 +1,28 @@
+//! log-gardener: an OpenTelemetry-compatible collector that gives every
+//! warning, error, error span and 5xx a deterministic error signature, checks
+//! trace context, and derives the SLIs behind your alerts.
+
+mod admin;
+mod cli;
+mod config;
+mod enrich;
+mod pipeline;
+mod receiver;
+mod run;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    cli::init_logging(&cli);
+    match cli::dispatch(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("log-gardener: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

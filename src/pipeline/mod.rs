@@ -1,0 +1,6 @@
+//! receivers → bounded queue → processor stage → exporters.
+
+pub mod exporters;
+pub mod ingest;
+pub mod queue;
+pub mod stage;

@@ -1,0 +1,44 @@
+//! The processor stage: workers take batches from the queue, enrich them,
+//! and hand the same `Arc<Batch>` to every exporter.
+
+use std::sync::Arc;
+
+use gardener_exporter::batch::Batch;
+use tokio::task::JoinHandle;
+
+use crate::enrich::Enricher;
+use crate::pipeline::exporters::ExporterHandle;
+use crate::pipeline::queue::QueueReceiver;
+use crate::telemetry;
+
+/// Starts `workers` tasks; they end once the queue is closed and drained.
+pub fn spawn_workers(
+    workers: usize,
+    queue: QueueReceiver,
+    enricher: Arc<Enricher>,
+    exporters: Arc<Vec<ExporterHandle>>,
+) -> Vec<JoinHandle<()>> {
+    (0..workers.max(1))
+        .map(|_| {
+            let queue = queue.clone();
+            let enricher = enricher.clone();
+            let exporters = exporters.clone();
+            tokio::spawn(async move {
+                while let Some(mut batch) = queue.recv().await {
+                    enricher.process(&mut batch);
+                    deliver(batch, &exporters).await;
+                }
+            })
+        })
+        .collect()
+}
+
+async fn deliver(batch: Batch, exporters: &[ExporterHandle]) {
+    let batch = Arc::new(batch);
+    for exporter in exporters {
+        if exporter.send(batch.clone()).await.is_err() {
+            metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "exporter_stopped", "exporter" => exporter.name)
+                .increment(batch.records as u64);
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! OTLP/gRPC receiver: `LogsService`, `TraceService` and `MetricsService`.
+//!
+//! | condition | gRPC status | retryable |
+//! |---|---|---|
+//! | accepted | OK | — |
+//! | message larger than `max_recv_msg_size_mib` | RESOURCE_EXHAUSTED (tonic) | no (no RetryInfo) |
+//! | undecodable message | INTERNAL (tonic's decode error) | no |
+//! | missing or wrong bearer token (when configured) | UNAUTHENTICATED | no |
+//! | queue full, shutting down | UNAVAILABLE with `RetryInfo` | yes |
+//!
+//! gzip and zstd request compression are accepted.
+
+use std::sync::Arc;
+
+use gardener_exporter::batch::Payload;
+use gardener_proto::otlp::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use gardener_proto::otlp::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use gardener_proto::otlp::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use gardener_proto::otlp::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use gardener_proto::otlp::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use gardener_proto::otlp::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use gardener_proto::rpc;
+use prost::Message;
+use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status};
+
+use super::RETRY_AFTER;
+use crate::pipeline::ingest::Ingest;
+use crate::pipeline::queue::Refusal;
+use crate::telemetry;
+
+/// One value implements all three OTLP services.
+#[derive(Clone)]
+pub struct GrpcReceiver {
+    pub ingest: Ingest,
+}
+
+impl GrpcReceiver {
+    fn submit(&self, payload: Payload, size: usize) -> Result<(), Status> {
+        self.ingest.submit(payload, size).map(|_| ()).map_err(|refusal| {
+            metrics::counter!(telemetry::REFUSED_REQUESTS, "transport" => "grpc", "reason" => refusal.as_str())
+                .increment(1);
+            unavailable(refusal)
+        })
+    }
+}
+
+/// UNAVAILABLE with a `google.rpc.RetryInfo` detail, which OTLP clients honour.
+fn unavailable(refusal: Refusal) -> Status {
+    let message = match refusal {
+        Refusal::QueueFull => "collector is overloaded, retry later",
+        Refusal::ShuttingDown => "collector is shutting down, retry later",
+    };
+    let retry = rpc::RetryInfo {
+        retry_delay: Some(prost_types::Duration {
+            seconds: RETRY_AFTER.as_secs() as i64,
+            nanos: 0,
+        }),
+    };
+    let details = rpc::Status {
+        code: tonic::Code::Unavailable as i32,
+        message: message.into(),
+        details: vec![prost_types::Any {
+            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+            value: retry.encode_to_vec(),
+        }],
+    };
+    Status::with_details(
+        tonic::Code::Unavailable,
+        message,
+        details.encode_to_vec().into(),
+    )
+}
+
+#[tonic::async_trait]
+impl LogsService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let request = request.into_inner();
+        let size = request.encoded_len();
+        self.submit(Payload::Logs(request), size)?;
+        Ok(Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let request = request.into_inner();
+        let size = request.encoded_len();
+        self.submit(Payload::Traces(request), size)?;
+        Ok(Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let request = request.into_inner();
+        let size = request.encoded_len();
+        self.submit(Payload::Metrics(request), size)?;
+        Ok(Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+/// Checks `authorization: Bearer <token>` when a token is configured.
+#[derive(Clone)]
+pub struct BearerAuth {
+    token: Option<Arc<str>>,
+}
+
+impl tonic::service::Interceptor for BearerAuth {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(token) = &self.token else {
+            return Ok(request);
+        };
+        let ok = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| super::http::constant_time_eq(given.as_bytes(), token.as_bytes()));
+        if ok {
+            Ok(request)
+        } else {
+            metrics::counter!(telemetry::REFUSED_REQUESTS, "transport" => "grpc", "reason" => "unauthenticated")
+                .increment(1);
+            Err(Status::unauthenticated("missing or invalid bearer token"))
+        }
+    }
+}
+
+/// The three services, configured with limits, compression and auth, as a tonic router.
+pub fn routes(
+    receiver: GrpcReceiver,
+    max_message_bytes: usize,
+    token: Option<Arc<str>>,
+) -> tonic::service::Routes {
+    let auth = BearerAuth { token };
+    let logs = LogsServiceServer::new(receiver.clone())
+        .max_decoding_message_size(max_message_bytes)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd);
+    let traces = TraceServiceServer::new(receiver.clone())
+        .max_decoding_message_size(max_message_bytes)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd);
+    let metrics = MetricsServiceServer::new(receiver)
+        .max_decoding_message_size(max_message_bytes)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd);
+    tonic::service::Routes::new(InterceptedService::new(logs, auth.clone()))
+        .add_service(InterceptedService::new(traces, auth.clone()))
+        .add_service(InterceptedService::new(metrics, auth))
+}

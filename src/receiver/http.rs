@@ -1,0 +1,315 @@
+//! OTLP/HTTP receiver: `POST /v1/logs`, `/v1/traces`, `/v1/metrics`.
+//!
+//! | condition | status | retryable |
+//! |---|---|---|
+//! | accepted | 200, `Export*ServiceResponse` in the request's encoding | — |
+//! | body not decodable, corrupt compression | 400 | no |
+//! | missing or wrong bearer token (when configured) | 401 | no |
+//! | body larger than `max_request_body_size` (before or after decompression) | 413 | no |
+//! | `Content-Type` not protobuf or JSON; unknown `Content-Encoding` | 415 | no |
+//! | queue full, shutting down | 503 with `Retry-After` | yes |
+//! | wrong method / unknown path | 405 / 404 | no |
+//!
+//! Error bodies are a `google.rpc.Status` in the request's encoding, as the
+//! OTLP specification asks, and never echo record content back.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use gardener_exporter::batch::Payload;
+use gardener_proto::otlp::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use gardener_proto::otlp::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use gardener_proto::otlp::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use gardener_proto::rpc;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prost::Message;
+use serde::de::DeserializeOwned;
+
+use super::decompress::{decompress, DecompressError, Encoding};
+use super::{otlp_json, RETRY_AFTER};
+use crate::pipeline::ingest::Ingest;
+use crate::pipeline::queue::Refusal;
+use crate::telemetry;
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct HttpReceiver {
+    pub ingest: Ingest,
+    pub max_body: usize,
+    pub auth_token: Option<Arc<str>>,
+}
+
+/// Request and response body format, from `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    fn from_headers(headers: &HeaderMap) -> Option<Format> {
+        let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+        let media = value.split(';').next()?.trim().to_ascii_lowercase();
+        match media.as_str() {
+            "application/x-protobuf" | "application/protobuf" => Some(Format::Protobuf),
+            "application/json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Protobuf => "application/x-protobuf",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+/// The router serving the three OTLP paths.
+pub fn router(receiver: HttpReceiver) -> Router {
+    Router::new()
+        .route("/v1/logs", post(logs))
+        .route("/v1/traces", post(traces))
+        .route("/v1/metrics", post(metrics_handler))
+        // Our own limit applies after decompression; axum's default (2 MB) must not.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(receiver)
+}
+
+async fn logs(State(r): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
+    handle::<ExportLogsServiceRequest, ExportLogsServiceResponse>(r, headers, body, Payload::Logs)
+        .await
+}
+
+async fn traces(State(r): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
+    handle::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
+        r,
+        headers,
+        body,
+        Payload::Traces,
+    )
+    .await
+}
+
+async fn metrics_handler(
+    State(r): State<HttpReceiver>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(
+        r,
+        headers,
+        body,
+        Payload::Metrics,
+    )
+    .await
+}
+
+/// A refusal: status, gRPC-equivalent code for the `google.rpc.Status` body, reason label.
+struct Refuse {
+    status: StatusCode,
+    code: tonic::Code,
+    reason: &'static str,
+    message: String,
+}
+
+impl Refuse {
+    fn new(
+        status: StatusCode,
+        code: tonic::Code,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    fn into_response(self, format: Format) -> Response {
+        metrics::counter!(telemetry::REFUSED_REQUESTS, "transport" => "http", "reason" => self.reason)
+            .increment(1);
+        let status = rpc::Status {
+            code: self.code as i32,
+            message: self.message,
+            details: vec![],
+        };
+        let body = match format {
+            Format::Protobuf => status.encode_to_vec(),
+            Format::Json => serde_json::json!({"code": status.code, "message": status.message})
+                .to_string()
+                .into_bytes(),
+        };
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, format.content_type())],
+            body,
+        )
+            .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::TOO_MANY_REQUESTS
+        {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(RETRY_AFTER.as_secs()),
+            );
+        }
+        response
+    }
+}
+
+async fn handle<Req, Resp>(
+    receiver: HttpReceiver,
+    headers: HeaderMap,
+    body: Body,
+    wrap: fn(Req) -> Payload,
+) -> Response
+where
+    Req: Message + Default + DeserializeOwned,
+    Resp: Message + Default,
+{
+    let Some(format) = Format::from_headers(&headers) else {
+        return Refuse::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            tonic::Code::InvalidArgument,
+            "unsupported_media_type",
+            "Content-Type must be application/x-protobuf or application/json",
+        )
+        .into_response(Format::Json);
+    };
+    match receive::<Req>(&receiver, &headers, body, format).await {
+        Ok((request, size)) => match receiver.ingest.submit(wrap(request), size) {
+            Ok(_) => {
+                let body = match format {
+                    Format::Protobuf => Resp::default().encode_to_vec(),
+                    Format::Json => b"{}".to_vec(),
+                };
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, format.content_type())],
+                    body,
+                )
+                    .into_response()
+            }
+            Err(refusal) => Refuse::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+                refusal.as_str(),
+                match refusal {
+                    Refusal::QueueFull => "collector is overloaded, retry later",
+                    Refusal::ShuttingDown => "collector is shutting down, retry later",
+                },
+            )
+            .into_response(format),
+        },
+        Err(refuse) => refuse.into_response(format),
+    }
+}
+
+/// Authenticates, reads, decompresses and decodes a request body.
+async fn receive<Req>(
+    receiver: &HttpReceiver,
+    headers: &HeaderMap,
+    body: Body,
+    format: Format,
+) -> Result<(Req, usize), Refuse>
+where
+    Req: Message + Default + DeserializeOwned,
+{
+    if let Some(token) = &receiver.auth_token {
+        if !bearer_matches(headers, token) {
+            return Err(Refuse::new(
+                StatusCode::UNAUTHORIZED,
+                tonic::Code::Unauthenticated,
+                "unauthenticated",
+                "missing or invalid bearer token",
+            ));
+        }
+    }
+    let encoding = Encoding::from_header(
+        headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    )
+    .ok_or_else(|| {
+        Refuse::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            tonic::Code::InvalidArgument,
+            "unsupported_encoding",
+            "Content-Encoding must be gzip, deflate, zstd or identity",
+        )
+    })?;
+    let too_large = || {
+        Refuse::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            tonic::Code::InvalidArgument,
+            "too_large",
+            format!("request body exceeds {} bytes", receiver.max_body),
+        )
+    };
+    let raw = Limited::new(body, receiver.max_body)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                too_large()
+            } else {
+                Refuse::new(
+                    StatusCode::BAD_REQUEST,
+                    tonic::Code::InvalidArgument,
+                    "read_error",
+                    "cannot read request body",
+                )
+            }
+        })?
+        .to_bytes();
+    let data = decompress(encoding, raw, receiver.max_body).map_err(|e| match e {
+        DecompressError::TooLarge(_) => too_large(),
+        DecompressError::Corrupt(_) => Refuse::new(
+            StatusCode::BAD_REQUEST,
+            tonic::Code::InvalidArgument,
+            "malformed",
+            e.to_string(),
+        ),
+    })?;
+    let malformed = |message: String| {
+        Refuse::new(
+            StatusCode::BAD_REQUEST,
+            tonic::Code::InvalidArgument,
+            "malformed",
+            message,
+        )
+    };
+    let request = match format {
+        Format::Protobuf => Req::decode(&data[..])
+            .map_err(|e| malformed(format!("invalid OTLP protobuf body: {e}")))?,
+        Format::Json => otlp_json::decode(&data).map_err(|e| malformed(e.to_string()))?,
+    };
+    Ok((request, data.len()))
+}
+
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
+/// Compares secrets without an early exit, so timing does not leak a prefix.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,204 @@
+//! `log-gardener run`: wires receivers, queue, processor stage and exporters,
+//! and shuts them down in order on SIGTERM/SIGINT.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use gardener_exporter::debug::DebugExporter;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState, Readiness};
+use crate::config::Config;
+use crate::enrich::Enricher;
+use crate::pipeline::ingest::Ingest;
+use crate::pipeline::{exporters, queue, stage};
+use crate::receiver::grpc::{self, GrpcReceiver};
+use crate::receiver::http::{self, HttpReceiver};
+use crate::telemetry;
+
+/// Runs the collector until SIGTERM/SIGINT, then drains within the grace period.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let prometheus = telemetry::install()?;
+    let (queue_tx, queue_rx) = queue::bounded(
+        config.service.queue.max_batches,
+        config.service.queue.max_bytes,
+    );
+    let ingest = Ingest::new(queue_tx.clone());
+
+    let mut exporter_handles = Vec::new();
+    if config.exporters.debug.enabled {
+        exporter_handles.push(exporters::spawn(DebugExporter::new(std::io::stdout()), 64));
+    }
+    let exporter_handles = Arc::new(exporter_handles);
+    let enricher = Arc::new(Enricher::new(&config.processors.gardener)?);
+    let workers = match config.service.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let worker_tasks = stage::spawn_workers(workers, queue_rx, enricher, exporter_handles.clone());
+
+    let protocols = &config.receivers.otlp.protocols;
+    let readiness =
+        Readiness::new(protocols.grpc.is_some() as usize + protocols.http.is_some() as usize);
+    let stop_receivers = CancellationToken::new();
+    let stop_admin = CancellationToken::new();
+
+    let admin_listener = bind(&config.service.admin.endpoint, "service.admin").await?;
+    let admin_router = admin::router(AdminState {
+        prometheus,
+        readiness: readiness.clone(),
+        queue: queue_tx.clone(),
+    });
+    let admin_task = tokio::spawn({
+        let stop = stop_admin.clone();
+        async move {
+            axum::serve(admin_listener, admin_router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    });
+
+    let mut receiver_tasks: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
+    if let Some(grpc_config) = &protocols.grpc {
+        let listener = bind(&grpc_config.endpoint, "receivers.otlp.protocols.grpc").await?;
+        let routes = grpc::routes(
+            GrpcReceiver {
+                ingest: ingest.clone(),
+            },
+            grpc_config.max_recv_msg_size_mib * 1024 * 1024,
+            grpc_config.auth_token.as_deref().map(Arc::from),
+        );
+        let stop = stop_receivers.clone();
+        readiness.receiver_listening();
+        tracing::info!(endpoint = %grpc_config.endpoint, "OTLP/gRPC receiver listening");
+        receiver_tasks.push(tokio::spawn(async move {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+                .context("OTLP/gRPC receiver failed")
+        }));
+    }
+    if let Some(http_config) = &protocols.http {
+        let listener = bind(&http_config.endpoint, "receivers.otlp.protocols.http")
+            .await?
+            .tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+        let router = http::router(HttpReceiver {
+            ingest: ingest.clone(),
+            max_body: http_config.max_request_body_size,
+            auth_token: http_config.auth_token.as_deref().map(Arc::from),
+        });
+        let stop = stop_receivers.clone();
+        readiness.receiver_listening();
+        tracing::info!(endpoint = %http_config.endpoint, "OTLP/HTTP receiver listening");
+        receiver_tasks.push(tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .context("OTLP/HTTP receiver failed")
+        }));
+    }
+    drop(ingest);
+    tracing::info!(
+        admin = %config.service.admin.endpoint,
+        workers,
+        startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "log-gardener ready"
+    );
+
+    shutdown_signal().await;
+    let grace = config.service.shutdown_grace_period;
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: draining accepted data"
+    );
+    let deadline = Instant::now() + grace;
+    readiness.shutting_down();
+    queue_tx.close();
+    stop_receivers.cancel();
+    for task in receiver_tasks {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "receiver stopped with an error"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("a receiver did not stop within the grace period"),
+        }
+    }
+    let left_in_queue = queue_tx.clone();
+    drop(queue_tx);
+    let drained = drain(worker_tasks, exporter_handles, deadline).await;
+    if !drained {
+        let depth = left_in_queue.depth();
+        tracing::warn!(
+            queued_batches = depth,
+            "grace period over; undelivered data is counted as dropped"
+        );
+        metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "shutdown_timeout", "exporter" => "pipeline")
+            .increment(depth as u64);
+    }
+    stop_admin.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
+    tracing::info!("log-gardener stopped");
+    Ok(())
+}
+
+/// Waits for the workers to empty the queue, then for the exporters to flush.
+async fn drain(
+    workers: Vec<JoinHandle<()>>,
+    exporter_handles: Arc<Vec<exporters::ExporterHandle>>,
+    deadline: Instant,
+) -> bool {
+    for worker in workers {
+        if tokio::time::timeout_at(deadline, worker).await.is_err() {
+            return false;
+        }
+    }
+    let Ok(handles) = Arc::try_unwrap(exporter_handles) else {
+        return false;
+    };
+    for handle in handles {
+        let name = handle.name;
+        let join = {
+            let exporters::ExporterHandle { join, .. } = handle;
+            join
+        };
+        if tokio::time::timeout_at(deadline, join).await.is_err() {
+            tracing::warn!(
+                exporter = name,
+                "exporter did not flush within the grace period"
+            );
+            return false;
+        }
+    }
+    true
+}
+
+async fn bind(endpoint: &str, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(endpoint)
+        .await
+        .with_context(|| format!("{key}: cannot listen on {endpoint}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler cannot fail on unix");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,114 @@
+//! The collector's counters: names (a contract, see design.md), HELP texts,
+//! and the recorder behind them.
+//!
+//! Everything goes through the `metrics` facade; the recorder renders the
+//! Prometheus text format on the admin port. Counters are incremented once per
+//! batch and label set, never once per record, to keep the hot path cheap.
+
+use metrics::{describe_counter, describe_gauge, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const RECORDS: &str = "gardener_records_total";
+pub const ERROR_SIGNATURE: &str = "gardener_error_signature_total";
+pub const SIGNATURE_OVERFLOW: &str = "gardener_signature_overflow_records_total";
+pub const TRACE_CONTEXT: &str = "gardener_trace_context_total";
+pub const ORPHAN_LOGS: &str = "gardener_orphan_logs_total";
+pub const ID_CONSISTENCY_VIOLATIONS: &str = "gardener_id_consistency_violations_total";
+pub const SLI_EVENTS: &str = "gardener_sli_events_total";
+pub const SLI_BAD_EVENTS: &str = "gardener_sli_bad_events_total";
+pub const SLI_RATIO: &str = "gardener_sli_ratio";
+pub const ALERT_FIRING: &str = "gardener_alert_firing";
+pub const REFUSED_RECORDS: &str = "gardener_receiver_refused_records_total";
+pub const REFUSED_REQUESTS: &str = "gardener_receiver_refused_requests_total";
+pub const EXPORTER_SENT: &str = "gardener_exporter_sent_records_total";
+pub const EXPORTER_FAILED: &str = "gardener_exporter_failed_records_total";
+pub const DROPPED_RECORDS: &str = "gardener_dropped_records_total";
+pub const QUEUE_DEPTH: &str = "gardener_queue_depth";
+pub const QUEUE_BYTES: &str = "gardener_queue_bytes";
+
+/// Builds the Prometheus recorder, installs it globally and describes every
+/// metric so that `/metrics` carries HELP and TYPE lines.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    describe_counter!(
+        RECORDS,
+        Unit::Count,
+        "Records accepted by the receivers, by signal and service.name."
+    );
+    describe_counter!(
+        ERROR_SIGNATURE,
+        Unit::Count,
+        "Warnings, errors, error spans and 5xx by error signature."
+    );
+    describe_counter!(SIGNATURE_OVERFLOW, Unit::Count, "Signed records counted under signature=\"overflow\" because their service reached its signature budget.");
+    describe_counter!(
+        TRACE_CONTEXT,
+        Unit::Count,
+        "Log records by trace-context state (present, missing, recovered, invalid)."
+    );
+    describe_counter!(ORPHAN_LOGS, Unit::Count, "Logs whose trace id never appeared as a span within the orphan window, for services that send spans.");
+    describe_counter!(
+        ID_CONSISTENCY_VIOLATIONS,
+        Unit::Count,
+        "Records violating a configured ID consistency rule."
+    );
+    describe_counter!(
+        SLI_EVENTS,
+        Unit::Count,
+        "Events counted toward an SLI (the denominator)."
+    );
+    describe_counter!(
+        SLI_BAD_EVENTS,
+        Unit::Count,
+        "Bad events of an SLI (the numerator)."
+    );
+    describe_gauge!(
+        SLI_RATIO,
+        Unit::Count,
+        "Bad/total ratio of an SLI over its local window."
+    );
+    describe_gauge!(
+        ALERT_FIRING,
+        Unit::Count,
+        "1 while the local evaluation of an SLI is firing, else 0."
+    );
+    describe_counter!(
+        REFUSED_RECORDS,
+        Unit::Count,
+        "Records refused by a receiver, by signal and reason."
+    );
+    describe_counter!(
+        REFUSED_REQUESTS,
+        Unit::Count,
+        "Requests refused by a receiver, by transport and reason."
+    );
+    describe_counter!(EXPORTER_SENT, Unit::Count, "Records an exporter delivered.");
+    describe_counter!(
+        EXPORTER_FAILED,
+        Unit::Count,
+        "Records an exporter gave up on, by reason."
+    );
+    describe_counter!(
+        DROPPED_RECORDS,
+        Unit::Count,
+        "Accepted records dropped inside the collector, by reason."
+    );
+    describe_gauge!(
+        QUEUE_DEPTH,
+        Unit::Count,
+        "Requests waiting in the pipeline queue."
+    );
+    describe_gauge!(
+        QUEUE_BYTES,
+        Unit::Bytes,
+        "Encoded bytes waiting in the pipeline queue."
+    );
+}
