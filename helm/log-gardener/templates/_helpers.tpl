@@ -1,0 +1,98 @@
+{{/* Chart name. */}}
+{{- define "log-gardener.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Fully qualified app name (release-scoped). */}}
+{{- define "log-gardener.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "log-gardener.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every resource. */}}
+{{- define "log-gardener.labels" -}}
+helm.sh/chart: {{ include "log-gardener.chart" . }}
+{{ include "log-gardener.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: agent
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels (immutable on a DaemonSet: keep them minimal). */}}
+{{- define "log-gardener.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "log-gardener.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "log-gardener.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "log-gardener.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "log-gardener.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The chart's default collector configuration. The user's .Values.config is
+merged over it (log-gardener.config). Listeners bind 0.0.0.0 because other
+pods on the node reach the collector through the node-local Service or the
+hostPort.
+*/}}
+{{- define "log-gardener.defaultConfig" -}}
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {{ printf "0.0.0.0:%d" (int .Values.ports.otlpGrpc.containerPort) }}
+        max_recv_msg_size_mib: 4
+      http:
+        endpoint: {{ printf "0.0.0.0:%d" (int .Values.ports.otlpHttp.containerPort) }}
+        max_request_body_size: 20971520
+processors:
+  gardener:
+    enabled: true
+exporters:
+  debug:
+    enabled: false
+  {{- if .Values.googleCloud.enabled }}
+  googlecloud:
+    project: {{ .Values.googleCloud.project | default "${env:GOOGLE_CLOUD_PROJECT}" | quote }}
+    interval: {{ .Values.googleCloud.interval | quote }}
+    metric_prefix: {{ .Values.googleCloud.metricPrefix | quote }}
+  {{- end }}
+service:
+  admin:
+    endpoint: {{ printf "0.0.0.0:%d" (int .Values.ports.admin.containerPort) }}
+  shutdown_grace_period: 10s
+{{- end -}}
+
+{{/* The effective collector configuration: defaults, then .Values.config over them. */}}
+{{- define "log-gardener.config" -}}
+{{- $defaults := include "log-gardener.defaultConfig" . | fromYaml -}}
+{{- $user := deepCopy (.Values.config | default dict) -}}
+{{- $config := mustMergeOverwrite $defaults $user -}}
+{{- toYaml $config -}}
+{{- end -}}
