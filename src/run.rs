@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use gardener_exporter::debug::DebugExporter;
+use gardener_exporter::googlecloud::GoogleCloudExporter;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -24,7 +25,7 @@ use crate::telemetry;
 /// Runs the collector until SIGTERM/SIGINT, then drains within the grace period.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let prometheus = telemetry::install()?;
+    let telemetry = telemetry::install()?;
     let (queue_tx, queue_rx) = queue::bounded(
         config.service.queue.max_batches,
         config.service.queue.max_bytes,
@@ -43,6 +44,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let worker_tasks = stage::spawn_workers(workers, queue_rx, enricher, exporter_handles.clone());
 
+    let stop_push = CancellationToken::new();
+    let mut push_tasks = Vec::new();
+    if let Some(gc) = &config.exporters.googlecloud {
+        let exporter = GoogleCloudExporter::new(gc.clone(), telemetry.snapshots.clone())
+            .await
+            .context("exporters.googlecloud")?;
+        push_tasks.push(tokio::spawn(exporter.run(stop_push.clone())));
+    }
+
     let protocols = &config.receivers.otlp.protocols;
     let readiness =
         Readiness::new(protocols.grpc.is_some() as usize + protocols.http.is_some() as usize);
@@ -51,7 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let admin_listener = bind(&config.service.admin.endpoint, "service.admin").await?;
     let admin_router = admin::router(AdminState {
-        prometheus,
+        prometheus: telemetry.prometheus.clone(),
         readiness: readiness.clone(),
         queue: queue_tx.clone(),
     });
@@ -144,6 +154,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
         metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "shutdown_timeout", "exporter" => "pipeline")
             .increment(depth as u64);
+    }
+    // Counters are final now: one last push, then stop serving /metrics.
+    stop_push.cancel();
+    for task in push_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
     }
     stop_admin.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;

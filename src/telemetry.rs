@@ -5,8 +5,17 @@
 //! Prometheus text format on the admin port. Counters are incremented once per
 //! batch and label set, never once per record, to keep the hot path cheap.
 
-use metrics::{describe_counter, describe_gauge, Unit};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use gardener_exporter::metric_source::{MetricPoint, MetricSource, PointValue};
+use metrics::{
+    describe_counter, describe_gauge, Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder,
+    SharedString, Unit,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_util::layers::FanoutBuilder;
+use metrics_util::registry::{AtomicStorage, Registry};
 
 pub const RECORDS: &str = "gardener_records_total";
 pub const ERROR_SIGNATURE: &str = "gardener_error_signature_total";
@@ -26,15 +35,93 @@ pub const DROPPED_RECORDS: &str = "gardener_dropped_records_total";
 pub const QUEUE_DEPTH: &str = "gardener_queue_depth";
 pub const QUEUE_BYTES: &str = "gardener_queue_bytes";
 
-/// Builds the Prometheus recorder, installs it globally and describes every
-/// metric so that `/metrics` carries HELP and TYPE lines.
-pub fn install() -> anyhow::Result<PrometheusHandle> {
-    let recorder = PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    metrics::set_global_recorder(recorder)
+/// What `install` returns: the Prometheus renderer and a snapshot source for
+/// push exporters (Cloud Monitoring).
+pub struct Telemetry {
+    pub prometheus: PrometheusHandle,
+    pub snapshots: Arc<SnapshotRecorder>,
+}
+
+/// Installs the global recorder, a fan-out to the Prometheus recorder (pull)
+/// and to a [`SnapshotRecorder`] (push), and describes every metric so that
+/// `/metrics` carries HELP and TYPE lines.
+pub fn install() -> anyhow::Result<Telemetry> {
+    let prometheus_recorder = PrometheusBuilder::new().build_recorder();
+    let prometheus = prometheus_recorder.handle();
+    let snapshots = Arc::new(SnapshotRecorder::default());
+    let fanout = FanoutBuilder::default()
+        .add_recorder(prometheus_recorder)
+        .add_recorder(SnapshotRecorder::clone(&snapshots))
+        .build();
+    metrics::set_global_recorder(fanout)
         .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
     describe();
-    Ok(handle)
+    Ok(Telemetry {
+        prometheus,
+        snapshots,
+    })
+}
+
+/// A recorder whose current values can be read back, for exporters that push
+/// (the Prometheus recorder can only render text). Histograms are not used by
+/// the collector and are dropped.
+#[derive(Clone)]
+pub struct SnapshotRecorder {
+    registry: Arc<Registry<Key, AtomicStorage>>,
+}
+
+impl Default for SnapshotRecorder {
+    fn default() -> Self {
+        Self {
+            registry: Arc::new(Registry::atomic()),
+        }
+    }
+}
+
+impl Recorder for SnapshotRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        self.registry
+            .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        self.registry
+            .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
+    }
+
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
+    }
+}
+
+impl MetricSource for SnapshotRecorder {
+    fn snapshot(&self) -> Vec<MetricPoint> {
+        let labels = |key: &Key| {
+            key.labels()
+                .map(|l| (l.key().to_string(), l.value().to_string()))
+                .collect()
+        };
+        let mut points = Vec::new();
+        self.registry.visit_counters(|key, value| {
+            points.push(MetricPoint {
+                name: key.name().to_string(),
+                labels: labels(key),
+                value: PointValue::Counter(value.load(Ordering::Relaxed)),
+            });
+        });
+        self.registry.visit_gauges(|key, value| {
+            points.push(MetricPoint {
+                name: key.name().to_string(),
+                labels: labels(key),
+                value: PointValue::Gauge(f64::from_bits(value.load(Ordering::Relaxed))),
+            });
+        });
+        points
+    }
 }
 
 fn describe() {

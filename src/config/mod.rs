@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use env::expand_env;
+use gardener_exporter::googlecloud::GoogleCloudConfig;
 use gardener_processor::ProcessorConfig;
 
 /// The configuration compiled into the binary: what `log-gardener` runs with no flags.
@@ -118,6 +119,8 @@ pub struct Processors {
 #[serde(deny_unknown_fields, default)]
 pub struct Exporters {
     pub debug: DebugExporterConfig,
+    /// Google Cloud Monitoring (off unless configured).
+    pub googlecloud: Option<GoogleCloudConfig>,
 }
 
 /// `exporters.debug`: enriched records as JSON lines on stdout.
@@ -289,6 +292,9 @@ impl Config {
         check_endpoint("service.admin.endpoint", &self.service.admin.endpoint)?;
         if self.service.queue.max_batches == 0 || self.service.queue.max_bytes == 0 {
             return Err("service.queue: max_batches and max_bytes must be > 0".into());
+        }
+        if let Some(gc) = &self.exporters.googlecloud {
+            gc.validate().map_err(|e| format!("exporters.{e}"))?;
         }
         self.processors
             .gardener
