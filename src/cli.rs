@@ -51,6 +51,16 @@ pub enum Command {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Read one message per line on stdin and print, per line,
+    /// SIGNATURE<TAB>CATEGORY<TAB>TEMPLATE (the collector's own code path).
+    Signature {
+        /// service.name that enters the fingerprint.
+        #[arg(long, default_value = "unknown")]
+        service: String,
+        /// Take the signature settings and user rules from this config file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -81,6 +91,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::CheckConfig { file }) => {
             Config::load(Some(&file))?;
             println!("{}: ok", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Signature { service, config }) => {
+            let config = Config::load(config.as_deref())?;
+            crate::signature_cmd::run(&config.processors.gardener.signatures, &service)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::DefaultConfig) => {

@@ -1,23 +1,204 @@
 //! Glue between the pure processor and the collector's counters: runs the
-//! processor on a batch and turns its per-batch tallies into metric increments.
+//! processor on a batch, merges its tally into the shared state under one
+//! short lock, and turns the result into metric increments.
 
-use gardener_exporter::batch::Batch;
-use gardener_processor::ProcessorConfig;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The processor stage's per-batch work.
+use gardener_exporter::batch::{Batch, Payload};
+use gardener_processor::{Processor, ProcessorConfig, State, Tally};
+use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
+use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
+use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use gardener_proto::otlp::resource::v1::Resource;
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::ingest::Ingest;
+use crate::telemetry;
+
+/// The processor stage's per-batch work, shared by all workers.
 pub struct Enricher {
-    enabled: bool,
+    processor: Processor,
+    state: Mutex<State>,
+}
+
+fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl Enricher {
     pub fn new(config: &ProcessorConfig) -> anyhow::Result<Self> {
-        Ok(Self {
-            enabled: config.enabled,
-        })
+        let processor = Processor::new(config)?;
+        let state = Mutex::new(State::new(config, &processor));
+        Ok(Self { processor, state })
     }
 
     /// Enriches the batch in place (when enabled) and counts what it found.
-    pub fn process(&self, _batch: &mut Batch) {
-        if !self.enabled {}
+    pub fn process(&self, batch: &mut Batch) {
+        if !self.processor.enabled() {
+            return;
+        }
+        let mut tally = Tally::default();
+        match &mut batch.payload {
+            Payload::Logs(request) => self.processor.process_logs(request, &mut tally),
+            Payload::Traces(request) => self.processor.process_traces(request, &mut tally),
+            Payload::Metrics(_) => return,
+        }
+        let merged = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.merge(&tally, now_unix_nano())
+        };
+        for count in merged.signatures {
+            metrics::counter!(telemetry::ERROR_SIGNATURE,
+                "service" => count.service, "signature" => count.signature,
+                "category" => count.category, "severity" => count.severity)
+            .increment(count.count);
+        }
+        for (service, count) in merged.overflowed {
+            metrics::counter!(telemetry::SIGNATURE_OVERFLOW, "service" => service).increment(count);
+        }
+        for ((service, state), count) in tally.trace_context {
+            metrics::counter!(telemetry::TRACE_CONTEXT, "service" => service, "state" => state.as_str())
+                .increment(count);
+        }
+        for ((service, rule), count) in tally.id_violations {
+            metrics::counter!(telemetry::ID_CONSISTENCY_VIOLATIONS, "service" => service, "rule" => rule)
+                .increment(count);
+        }
+        let engine = self.processor.sli_engine();
+        for ((sli, values), (events, bad)) in tally.sli {
+            let labels = sli_labels(engine.name(sli), engine.label_names(sli), &values);
+            metrics::counter!(telemetry::SLI_EVENTS, &labels).increment(events);
+            // Touch the bad counter even at 0, so the ratio's numerator exists.
+            metrics::counter!(telemetry::SLI_BAD_EVENTS, &labels).increment(bad);
+        }
+    }
+
+    /// Evaluates the SLI windows and orphan detector every `period` until
+    /// cancelled: gauges for ratios and firing state, one log record through
+    /// the pipeline per alert state change, orphan counters.
+    pub async fn evaluate_periodically(
+        self: Arc<Self>,
+        ingest: Ingest,
+        period: Duration,
+        stop: CancellationToken,
+    ) {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            self.evaluate_once(&ingest, now_unix_nano());
+        }
+    }
+
+    /// One evaluation at `now` (also used by tests).
+    pub fn evaluate_once(&self, ingest: &Ingest, now: u64) {
+        let (statuses, orphans) = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            (state.evaluate_slis(now), state.poll_orphans(now))
+        };
+        let mut alerts = Vec::new();
+        for status in statuses {
+            let labels: Vec<(String, String)> =
+                std::iter::once(("sli".to_string(), status.name.clone()))
+                    .chain(status.labels.iter().cloned())
+                    .collect();
+            metrics::gauge!(telemetry::SLI_RATIO, &labels).set(status.ratio);
+            metrics::gauge!(telemetry::ALERT_FIRING, &labels).set(if status.firing {
+                1.0
+            } else {
+                0.0
+            });
+            if let Some(firing) = status.changed {
+                tracing::warn!(sli = %status.name, labels = ?status.labels, ratio = status.ratio,
+                    threshold = status.threshold, firing, "SLI alert state changed");
+                alerts.push(alert_record(&status, firing, now));
+            }
+        }
+        for counts in orphans {
+            if counts.orphans > 0 {
+                metrics::counter!(telemetry::ORPHAN_LOGS, "service" => counts.service)
+                    .increment(counts.orphans);
+            }
+        }
+        if !alerts.is_empty() {
+            let request = ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    resource: Some(Resource {
+                        attributes: vec![kv("service.name", "log-gardener")],
+                        ..Default::default()
+                    }),
+                    scope_logs: vec![ScopeLogs {
+                        log_records: alerts,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            };
+            if let Err(refusal) = ingest.submit(Payload::Logs(request), 0) {
+                tracing::warn!(reason = refusal.as_str(), "alert log records not enqueued");
+            }
+        }
+    }
+}
+
+fn sli_labels(sli: &str, names: &[String], values: &[String]) -> Vec<(String, String)> {
+    std::iter::once(("sli".to_string(), sli.to_string()))
+        .chain(names.iter().cloned().zip(values.iter().cloned()))
+        .collect()
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The log record that announces an alert state change (WARN when it starts
+/// firing, INFO when it resolves), so that the logs backend sees it too.
+fn alert_record(status: &gardener_processor::sli::SliStatus, firing: bool, now: u64) -> LogRecord {
+    let labels = status
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let (severity, text, verb) = if firing {
+        (SeverityNumber::Warn, "WARN", "firing")
+    } else {
+        (SeverityNumber::Info, "INFO", "resolved")
+    };
+    let mut attributes = vec![
+        kv("gardener.sli", &status.name),
+        kv("gardener.alert.state", verb),
+    ];
+    attributes.extend(
+        status
+            .labels
+            .iter()
+            .map(|(k, v)| kv(&format!("gardener.sli.{k}"), v)),
+    );
+    LogRecord {
+        time_unix_nano: now,
+        observed_time_unix_nano: now,
+        severity_number: severity as i32,
+        severity_text: text.into(),
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(format!(
+                "SLI {} {verb} for {labels}: ratio {:.4} vs threshold {:.4} ({} bad of {} events)",
+                status.name, status.ratio, status.threshold, status.bad_events, status.events
+            ))),
+        }),
+        attributes,
+        ..Default::default()
     }
 }

@@ -9,6 +9,7 @@ mod enrich;
 mod pipeline;
 mod receiver;
 mod run;
+mod signature_cmd;
 mod telemetry;
 
 use std::process::ExitCode;

@@ -42,7 +42,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let worker_tasks = stage::spawn_workers(workers, queue_rx, enricher, exporter_handles.clone());
+    let worker_tasks = stage::spawn_workers(
+        workers,
+        queue_rx,
+        enricher.clone(),
+        exporter_handles.clone(),
+    );
+    let stop_evaluation = CancellationToken::new();
+    let evaluation_task = tokio::spawn(enricher.clone().evaluate_periodically(
+        ingest.clone(),
+        Duration::from_secs(1),
+        stop_evaluation.clone(),
+    ));
 
     let stop_push = CancellationToken::new();
     let mut push_tasks = Vec::new();
@@ -134,6 +145,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let deadline = Instant::now() + grace;
     readiness.shutting_down();
+    stop_evaluation.cancel();
+    let _ = evaluation_task.await;
     queue_tx.close();
     stop_receivers.cancel();
     for task in receiver_tasks {

@@ -6,6 +6,7 @@
 
 pub mod attributes;
 pub mod config;
+pub mod enrich;
 pub mod event;
 pub mod mask;
 pub mod orphans;
@@ -14,6 +15,9 @@ pub mod secrets;
 pub mod signature;
 pub mod sli;
 pub mod stack;
+pub mod state;
 pub mod trace_context;
 
 pub use config::ProcessorConfig;
+pub use enrich::{Processor, Tally};
+pub use state::State;
