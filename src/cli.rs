@@ -61,6 +61,10 @@ pub enum Command {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
+    // perf tooling (benches/README.md)
+    /// Send a bounded, realistic OTLP load to a collector and print one JSON
+    /// line of results (records/s, latency percentiles, errors).
+    Loadgen(crate::loadgen::LoadgenArgs),
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -98,6 +102,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::signature_cmd::run(&config.processors.gardener.signatures, &service)?;
             Ok(ExitCode::SUCCESS)
         }
+        // perf tooling (benches/README.md)
+        Some(Command::Loadgen(args)) => crate::loadgen::run(args),
         Some(Command::DefaultConfig) => {
             print!("{}", crate::config::EMBEDDED_DEFAULT);
             Ok(ExitCode::SUCCESS)

@@ -6,6 +6,8 @@ mod admin;
 mod cli;
 mod config;
 mod enrich;
+// perf tooling: `log-gardener loadgen` (benches/README.md)
+mod loadgen;
 mod pipeline;
 mod receiver;
 mod run;

@@ -17,6 +17,7 @@ use crate::admin::{self, AdminState, Readiness};
 use crate::config::Config;
 use crate::enrich::Enricher;
 use crate::pipeline::ingest::Ingest;
+use crate::pipeline::memory::MemoryLimiter;
 use crate::pipeline::{exporters, queue, stage};
 use crate::receiver::grpc::{self, GrpcReceiver};
 use crate::receiver::http::{self, HttpReceiver};
@@ -30,7 +31,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.service.queue.max_batches,
         config.service.queue.max_bytes,
     );
-    let ingest = Ingest::new(queue_tx.clone());
+    let memory = MemoryLimiter::new(
+        config.service.memory_limit_mib,
+        config.service.memory_limit_cgroup_share,
+    );
+    let stop_memory = CancellationToken::new();
+    tokio::spawn(memory.clone().run(stop_memory.clone()));
+    if memory.limit_bytes() > 0 {
+        tracing::info!(limit_bytes = memory.limit_bytes(), "memory limiter on");
+    }
+    let ingest = Ingest::new(queue_tx.clone(), memory);
 
     let mut exporter_handles = Vec::new();
     if config.exporters.debug.enabled {
@@ -173,6 +183,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for task in push_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
     }
+    stop_memory.cancel();
     stop_admin.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
     tracing::info!("log-gardener stopped");

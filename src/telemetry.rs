@@ -34,6 +34,7 @@ pub const EXPORTER_FAILED: &str = "gardener_exporter_failed_records_total";
 pub const DROPPED_RECORDS: &str = "gardener_dropped_records_total";
 pub const QUEUE_DEPTH: &str = "gardener_queue_depth";
 pub const QUEUE_BYTES: &str = "gardener_queue_bytes";
+pub const MEMORY_RSS: &str = "gardener_memory_rss_bytes";
 
 /// What `install` returns: the Prometheus renderer and a snapshot source for
 /// push exporters (Cloud Monitoring).

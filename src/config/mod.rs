@@ -141,6 +141,11 @@ pub struct Service {
     pub shutdown_grace_period: Duration,
     /// Processor workers; 0 means one per available core.
     pub workers: usize,
+    /// Refuse data (retryable) while resident memory exceeds this many MiB;
+    /// unset: `memory_limit_cgroup_share` of the cgroup limit; 0: off.
+    pub memory_limit_mib: Option<u64>,
+    /// Share of the cgroup memory limit used when `memory_limit_mib` is unset.
+    pub memory_limit_cgroup_share: f64,
 }
 
 impl Default for Service {
@@ -150,6 +155,8 @@ impl Default for Service {
             queue: QueueConfig::default(),
             shutdown_grace_period: Duration::from_secs(10),
             workers: 0,
+            memory_limit_mib: None,
+            memory_limit_cgroup_share: 0.8,
         }
     }
 }
@@ -290,6 +297,9 @@ impl Config {
             return Err("receivers.otlp.protocols: enable at least one of grpc, http".into());
         }
         check_endpoint("service.admin.endpoint", &self.service.admin.endpoint)?;
+        if !(0.05..=1.0).contains(&self.service.memory_limit_cgroup_share) {
+            return Err("service.memory_limit_cgroup_share must be between 0.05 and 1".into());
+        }
         if self.service.queue.max_batches == 0 || self.service.queue.max_bytes == 0 {
             return Err("service.queue: max_batches and max_bytes must be > 0".into());
         }

@@ -4,6 +4,9 @@
 use gardener_exporter::batch::{Batch, Payload};
 use gardener_proto::otlp::resource::v1::Resource;
 
+use std::sync::Arc;
+
+use crate::pipeline::memory::MemoryLimiter;
 use crate::pipeline::queue::{QueueSender, Refusal};
 use crate::telemetry;
 
@@ -11,11 +14,12 @@ use crate::telemetry;
 #[derive(Clone)]
 pub struct Ingest {
     queue: QueueSender,
+    memory: Arc<MemoryLimiter>,
 }
 
 impl Ingest {
-    pub fn new(queue: QueueSender) -> Self {
-        Self { queue }
+    pub fn new(queue: QueueSender, memory: Arc<MemoryLimiter>) -> Self {
+        Self { queue, memory }
     }
 
     /// Queues a decoded request. On success returns the number of records
@@ -25,7 +29,12 @@ impl Ingest {
         let signal = batch.signal().as_str();
         let records = batch.records;
         let per_service = records_per_service(&batch.payload);
-        match self.queue.try_send(batch) {
+        let sent = if self.memory.is_over() {
+            Err((Refusal::MemoryLimit, batch))
+        } else {
+            self.queue.try_send(batch)
+        };
+        match sent {
             Ok(()) => {
                 for (service, count) in per_service {
                     metrics::counter!(telemetry::RECORDS, "signal" => signal, "service" => service)

@@ -2,5 +2,6 @@
 
 pub mod exporters;
 pub mod ingest;
+pub mod memory;
 pub mod queue;
 pub mod stage;

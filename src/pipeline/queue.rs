@@ -19,6 +19,8 @@ pub enum Refusal {
     QueueFull,
     /// The collector is shutting down: retry against another instance.
     ShuttingDown,
+    /// Resident memory is above the memory limiter's limit: retry later.
+    MemoryLimit,
 }
 
 impl Refusal {
@@ -26,6 +28,7 @@ impl Refusal {
         match self {
             Refusal::QueueFull => "queue_full",
             Refusal::ShuttingDown => "shutting_down",
+            Refusal::MemoryLimit => "memory_limit",
         }
     }
 }

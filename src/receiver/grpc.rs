@@ -63,6 +63,7 @@ fn unavailable(refusal: Refusal) -> Status {
     let message = match refusal {
         Refusal::QueueFull => "collector is overloaded, retry later",
         Refusal::ShuttingDown => "collector is shutting down, retry later",
+        Refusal::MemoryLimit => "collector is above its memory limit, retry later",
     };
     let retry = rpc::RetryInfo {
         retry_delay: Some(prost_types::Duration {

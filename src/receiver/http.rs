@@ -211,6 +211,7 @@ where
                 match refusal {
                     Refusal::QueueFull => "collector is overloaded, retry later",
                     Refusal::ShuttingDown => "collector is shutting down, retry later",
+                    Refusal::MemoryLimit => "collector is above its memory limit, retry later",
                 },
             )
             .into_response(format),
