@@ -8,6 +8,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use gardener_exporter::debug::DebugExporter;
 use gardener_exporter::googlecloud::GoogleCloudExporter;
+use gardener_exporter::otlp::OtlpExporter;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -45,6 +46,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut exporter_handles = Vec::new();
     if config.exporters.debug.enabled {
         exporter_handles.push(exporters::spawn(DebugExporter::new(std::io::stdout()), 64));
+    }
+    let stop_exporters = CancellationToken::new();
+    if let Some(otlp) = &config.exporters.otlp {
+        let exporter = OtlpExporter::new(otlp)
+            .context("exporters.otlp")?
+            .with_shutdown(stop_exporters.clone());
+        exporter_handles.push(exporters::spawn(exporter, otlp.queue_capacity()));
     }
     let exporter_handles = Arc::new(exporter_handles);
     let enricher = Arc::new(Enricher::new(&config.processors.gardener)?);
@@ -154,6 +162,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "shutting down: draining accepted data"
     );
     let deadline = Instant::now() + grace;
+    // Exporters keep retrying while the queue drains, and give up just before
+    // the deadline so that what they hold is counted rather than cut off.
+    tokio::spawn({
+        let stop = stop_exporters.clone();
+        let give_up = deadline - grace.min(Duration::from_millis(500));
+        async move {
+            tokio::time::sleep_until(give_up).await;
+            stop.cancel();
+        }
+    });
     readiness.shutting_down();
     stop_evaluation.cancel();
     let _ = evaluation_task.await;
@@ -204,12 +222,13 @@ async fn drain(
     let Ok(handles) = Arc::try_unwrap(exporter_handles) else {
         return false;
     };
-    for handle in handles {
-        let name = handle.name;
-        let join = {
-            let exporters::ExporterHandle { join, .. } = handle;
-            join
-        };
+    // Close every exporter's channel first: each exporter ends after
+    // delivering what its channel holds.
+    let joins: Vec<_> = handles
+        .into_iter()
+        .map(|handle| (handle.name, handle.close()))
+        .collect();
+    for (name, join) in joins {
         if tokio::time::timeout_at(deadline, join).await.is_err() {
             tracing::warn!(
                 exporter = name,

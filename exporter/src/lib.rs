@@ -9,3 +9,4 @@ pub mod debug;
 pub mod exporter;
 pub mod googlecloud;
 pub mod metric_source;
+pub mod otlp;

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 pub use env::expand_env;
 use gardener_exporter::googlecloud::GoogleCloudConfig;
+use gardener_exporter::otlp::OtlpExporterConfig;
 use gardener_processor::ProcessorConfig;
 
 /// The configuration compiled into the binary: what `log-gardener` runs with no flags.
@@ -119,6 +120,8 @@ pub struct Processors {
 #[serde(deny_unknown_fields, default)]
 pub struct Exporters {
     pub debug: DebugExporterConfig,
+    /// Forward enriched logs and traces (and metrics untouched) over OTLP.
+    pub otlp: Option<OtlpExporterConfig>,
     /// Google Cloud Monitoring (off unless configured).
     pub googlecloud: Option<GoogleCloudConfig>,
 }
@@ -302,6 +305,9 @@ impl Config {
         }
         if self.service.queue.max_batches == 0 || self.service.queue.max_bytes == 0 {
             return Err("service.queue: max_batches and max_bytes must be > 0".into());
+        }
+        if let Some(otlp) = &self.exporters.otlp {
+            otlp.validate()?;
         }
         if let Some(gc) = &self.exporters.googlecloud {
             gc.validate().map_err(|e| format!("exporters.{e}"))?;

@@ -17,10 +17,17 @@ use crate::telemetry;
 pub struct ExporterHandle {
     pub name: &'static str,
     tx: mpsc::Sender<Arc<Batch>>,
-    pub join: JoinHandle<()>,
+    join: JoinHandle<()>,
 }
 
 impl ExporterHandle {
+    /// Closes the channel (the exporter ends once it has delivered what the
+    /// channel holds) and returns the task to await.
+    pub fn close(self) -> JoinHandle<()> {
+        drop(self.tx);
+        self.join
+    }
+
     /// Waits for room, then hands the batch over. Fails only if the exporter task died.
     pub async fn send(&self, batch: Arc<Batch>) -> Result<(), Arc<Batch>> {
         self.tx.send(batch).await.map_err(|e| e.0)

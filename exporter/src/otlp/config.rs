@@ -1,0 +1,223 @@
+//! `exporters.otlp`: the configuration, shaped like the OpenTelemetry
+//! Collector's `otlp` / `otlphttp` exporters (`endpoint`, `headers`,
+//! `compression`, `timeout`, `tls`, `retry_on_failure`, `sending_queue`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `exporters.otlp`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpExporterConfig {
+    /// `http://host:4317`, `https://host:443`, or `host:port` (TLS unless
+    /// `tls.insecure`). For `http/protobuf` the signal path (`/v1/logs`,
+    /// `/v1/traces`, `/v1/metrics`) is appended to the endpoint.
+    pub endpoint: String,
+    pub protocol: Protocol,
+    /// Sent with every request (gRPC metadata or HTTP headers), e.g.
+    /// `authorization: "Bearer ${env:TOKEN}"`.
+    pub headers: BTreeMap<String, String>,
+    pub compression: Compression,
+    /// Per attempt: the deadline of one request, connecting included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub tls: TlsConfig,
+    pub retry_on_failure: RetryConfig,
+    pub sending_queue: SendingQueueConfig,
+}
+
+impl Default for OtlpExporterConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            protocol: Protocol::Grpc,
+            headers: BTreeMap::new(),
+            compression: Compression::Gzip,
+            timeout: Duration::from_secs(10),
+            tls: TlsConfig::default(),
+            retry_on_failure: RetryConfig::default(),
+            sending_queue: SendingQueueConfig::default(),
+        }
+    }
+}
+
+/// `protocol`: `grpc` (default) or `http/protobuf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Protocol {
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+/// `compression`: `gzip` (default), `zstd` or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+/// `tls`: how an `https://` (or scheme-less) endpoint is reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Plaintext for a scheme-less `host:port` endpoint (as in the Collector).
+    /// An explicit `http://` is always plaintext, `https://` always TLS.
+    pub insecure: bool,
+    /// PEM file of the CA(s) that signed the server's certificate; by default
+    /// the system's roots (falling back to the Mozilla roots).
+    pub ca_file: Option<String>,
+    /// PEM client certificate (chain) for mutual TLS; needs `key_file`.
+    pub cert_file: Option<String>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<String>,
+}
+
+/// `retry_on_failure`: exponential backoff with jitter, as the Collector's
+/// exporterhelper does it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub enabled: bool,
+    /// Wait after the first failure.
+    #[serde(with = "humantime_serde")]
+    pub initial_interval: Duration,
+    /// Upper bound of the backoff (a server's retry hint may exceed it).
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// Give up (and count the batch as failed) once this much time has passed
+    /// since the first attempt; `0s` retries forever.
+    #[serde(with = "humantime_serde")]
+    pub max_elapsed_time: Duration,
+    /// Growth of the interval after each failure.
+    pub multiplier: f64,
+    /// The wait is drawn uniformly from `interval * [1 - f, 1 + f]`.
+    pub randomization_factor: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_interval: Duration::from_secs(5),
+            max_interval: Duration::from_secs(30),
+            max_elapsed_time: Duration::from_secs(300),
+            multiplier: 1.5,
+            randomization_factor: 0.5,
+        }
+    }
+}
+
+/// `sending_queue`: the bounded channel in front of the exporter (the
+/// pipeline creates it; see [`OtlpExporterConfig::queue_capacity`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendingQueueConfig {
+    /// Batches (export requests) that may wait while the exporter sends or retries.
+    pub max_batches: usize,
+}
+
+impl Default for SendingQueueConfig {
+    fn default() -> Self {
+        Self { max_batches: 256 }
+    }
+}
+
+impl OtlpExporterConfig {
+    /// Checks what serde cannot; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let endpoint = self.endpoint.trim();
+        if endpoint.is_empty() {
+            return Err("exporters.otlp.endpoint: required (e.g. http://127.0.0.1:4317)".into());
+        }
+        let uri: http::Uri = self
+            .effective_endpoint()
+            .parse()
+            .map_err(|e| format!("exporters.otlp.endpoint: `{endpoint}` is not a URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") | Some("https") => {}
+            other => {
+                return Err(format!(
+                    "exporters.otlp.endpoint: scheme must be http or https, got {other:?}"
+                ))
+            }
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(format!("exporters.otlp.endpoint: `{endpoint}` has no host"));
+        }
+        if self.protocol == Protocol::Grpc && uri.path().len() > 1 {
+            return Err(format!(
+                "exporters.otlp.endpoint: a gRPC endpoint takes no path, got `{}`",
+                uri.path()
+            ));
+        }
+        for (name, value) in &self.headers {
+            http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                format!("exporters.otlp.headers: `{name}` is not a valid header name")
+            })?;
+            http::HeaderValue::from_str(value)
+                .map_err(|_| format!("exporters.otlp.headers.{name}: not a valid header value"))?;
+        }
+        if self.timeout.is_zero() {
+            return Err("exporters.otlp.timeout: must be greater than 0".into());
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err("exporters.otlp.tls: cert_file and key_file go together".into());
+        }
+        let retry = &self.retry_on_failure;
+        if retry.enabled {
+            if retry.initial_interval.is_zero() {
+                return Err(
+                    "exporters.otlp.retry_on_failure.initial_interval: must be greater than 0"
+                        .into(),
+                );
+            }
+            if retry.max_interval < retry.initial_interval {
+                return Err("exporters.otlp.retry_on_failure.max_interval: must be at least initial_interval".into());
+            }
+            if !(retry.multiplier >= 1.0 && retry.multiplier.is_finite()) {
+                return Err(
+                    "exporters.otlp.retry_on_failure.multiplier: must be at least 1".into(),
+                );
+            }
+            if !(0.0..=1.0).contains(&retry.randomization_factor) {
+                return Err(
+                    "exporters.otlp.retry_on_failure.randomization_factor: must be within 0..=1"
+                        .into(),
+                );
+            }
+        }
+        if self.sending_queue.max_batches == 0 {
+            return Err("exporters.otlp.sending_queue.max_batches: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Room (in batches) of the channel the pipeline puts in front of this
+    /// exporter: pass it to `pipeline::exporters::spawn`.
+    pub fn queue_capacity(&self) -> usize {
+        self.sending_queue.max_batches.max(1)
+    }
+
+    /// Whether the connection uses TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.effective_endpoint().starts_with("https://")
+    }
+
+    /// The endpoint with a scheme: a scheme-less `host:port` becomes
+    /// `https://host:port`, or `http://host:port` with `tls.insecure`.
+    pub fn effective_endpoint(&self) -> String {
+        let endpoint = self.endpoint.trim();
+        if endpoint.contains("://") {
+            endpoint.to_string()
+        } else if self.tls.insecure {
+            format!("http://{endpoint}")
+        } else {
+            format!("https://{endpoint}")
+        }
+    }
+}

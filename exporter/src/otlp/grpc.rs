@@ -1,0 +1,196 @@
+//! OTLP/gRPC: the generated `opentelemetry.proto.collector.*` clients over one
+//! lazily connected tonic channel.
+
+use std::time::Duration;
+
+use gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient;
+use gardener_proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use gardener_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
+use gardener_proto::prost::Message;
+use gardener_proto::rpc;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Status};
+
+use super::config::{Compression, OtlpExporterConfig};
+use super::retry::Failure;
+use super::PartialSuccess;
+use crate::batch::Payload;
+
+const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+/// Sends export requests over gRPC.
+#[derive(Clone)]
+pub struct GrpcTransport {
+    logs: LogsServiceClient<Channel>,
+    traces: TraceServiceClient<Channel>,
+    metrics: MetricsServiceClient<Channel>,
+    metadata: MetadataMap,
+    timeout: Duration,
+}
+
+impl GrpcTransport {
+    /// Builds the channel without connecting; the first export connects.
+    pub fn new(cfg: &OtlpExporterConfig) -> anyhow::Result<Self> {
+        let uri = cfg.effective_endpoint();
+        let mut endpoint = Endpoint::from_shared(uri.clone())
+            .map_err(|e| anyhow::anyhow!("exporters.otlp.endpoint `{uri}`: {e}"))?
+            .connect_timeout(cfg.timeout)
+            .timeout(cfg.timeout)
+            .tcp_nodelay(true)
+            .keep_alive_while_idle(false);
+        if cfg.uses_tls() {
+            endpoint = endpoint
+                .tls_config(tls_config(cfg)?)
+                .map_err(|e| anyhow::anyhow!("exporters.otlp.tls: {e}"))?;
+        }
+        let channel = endpoint.connect_lazy();
+        let encoding = match cfg.compression {
+            Compression::Gzip => Some(CompressionEncoding::Gzip),
+            Compression::Zstd => Some(CompressionEncoding::Zstd),
+            Compression::None => None,
+        };
+        let mut logs = LogsServiceClient::new(channel.clone())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let mut traces = TraceServiceClient::new(channel.clone())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let mut metrics = MetricsServiceClient::new(channel)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        if let Some(encoding) = encoding {
+            logs = logs.send_compressed(encoding);
+            traces = traces.send_compressed(encoding);
+            metrics = metrics.send_compressed(encoding);
+        }
+        let mut metadata = MetadataMap::new();
+        for (name, value) in &cfg.headers {
+            let key = MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|_| anyhow::anyhow!("exporters.otlp.headers: invalid name `{name}`"))?;
+            let value = MetadataValue::try_from(value.as_str())
+                .map_err(|_| anyhow::anyhow!("exporters.otlp.headers.{name}: invalid value"))?;
+            metadata.insert(key, value);
+        }
+        Ok(Self {
+            logs,
+            traces,
+            metrics,
+            metadata,
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// One attempt: sends `payload` and returns what the peer rejected, if anything.
+    pub async fn send(&mut self, payload: &Payload) -> Result<Option<PartialSuccess>, Failure> {
+        let timeout = self.timeout;
+        let attempt = async {
+            match payload {
+                Payload::Logs(req) => self.logs.export(self.request(req.clone())).await.map(|r| {
+                    r.into_inner().partial_success.map(|p| PartialSuccess {
+                        rejected: p.rejected_log_records,
+                        error_message: p.error_message,
+                    })
+                }),
+                Payload::Traces(req) => {
+                    self.traces
+                        .export(self.request(req.clone()))
+                        .await
+                        .map(|r| {
+                            r.into_inner().partial_success.map(|p| PartialSuccess {
+                                rejected: p.rejected_spans,
+                                error_message: p.error_message,
+                            })
+                        })
+                }
+                Payload::Metrics(req) => {
+                    self.metrics
+                        .export(self.request(req.clone()))
+                        .await
+                        .map(|r| {
+                            r.into_inner().partial_success.map(|p| PartialSuccess {
+                                rejected: p.rejected_data_points,
+                                error_message: p.error_message,
+                            })
+                        })
+                }
+            }
+        };
+        // The channel's own timeout covers the request; this one also covers
+        // a connect attempt that hangs, with a clear message.
+        match tokio::time::timeout(timeout + Duration::from_millis(50), attempt).await {
+            Ok(Ok(partial)) => Ok(partial),
+            Ok(Err(status)) => Err(classify(&status)),
+            Err(_) => Err(Failure::Retryable {
+                message: format!("DEADLINE_EXCEEDED: no answer within {timeout:?}"),
+                hint: None,
+            }),
+        }
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        *request.metadata_mut() = self.metadata.clone();
+        request.set_timeout(self.timeout);
+        request
+    }
+}
+
+/// The OTLP specification's retry rules for gRPC status codes.
+pub fn classify(status: &Status) -> Failure {
+    let hint = retry_hint(status);
+    let message = format!("gRPC {:?}: {}", status.code(), status.message());
+    match status.code() {
+        Code::Unavailable
+        | Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::DataLoss => Failure::Retryable { message, hint },
+        // Retryable only when the server says when (it is a quota, not overload).
+        Code::ResourceExhausted if hint.is_some() => Failure::Retryable { message, hint },
+        _ => Failure::Permanent { message },
+    }
+}
+
+/// `google.rpc.RetryInfo.retry_delay` from the status details, if present.
+pub fn retry_hint(status: &Status) -> Option<Duration> {
+    if status.details().is_empty() {
+        return None;
+    }
+    let details = rpc::Status::decode(status.details()).ok()?;
+    details
+        .details
+        .iter()
+        .filter(|any| any.type_url == RETRY_INFO_TYPE)
+        .find_map(|any| rpc::RetryInfo::decode(any.value.as_slice()).ok())
+        .and_then(|info| info.retry_delay)
+        .map(|d| {
+            Duration::from_secs(d.seconds.max(0) as u64)
+                + Duration::from_nanos(d.nanos.max(0) as u64)
+        })
+}
+
+fn tls_config(cfg: &OtlpExporterConfig) -> anyhow::Result<ClientTlsConfig> {
+    let mut tls = ClientTlsConfig::new();
+    match &cfg.tls.ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("exporters.otlp.tls.ca_file `{path}`: {e}"))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        // tonic refuses native roots when the system has none (a distroless
+        // image): fall back to the Mozilla roots then.
+        None if super::tls::native_roots_available() => tls = tls.with_native_roots(),
+        None => tls = tls.with_webpki_roots(),
+    }
+    if let (Some(cert), Some(key)) = (&cfg.tls.cert_file, &cfg.tls.key_file) {
+        let cert_pem = std::fs::read(cert)
+            .map_err(|e| anyhow::anyhow!("exporters.otlp.tls.cert_file `{cert}`: {e}"))?;
+        let key_pem = std::fs::read(key)
+            .map_err(|e| anyhow::anyhow!("exporters.otlp.tls.key_file `{key}`: {e}"))?;
+        tls = tls.identity(Identity::from_pem(cert_pem, key_pem));
+    }
+    Ok(tls)
+}
