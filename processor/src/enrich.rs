@@ -110,7 +110,7 @@ impl Processor {
             orphan_detection: config.trace_context.enabled
                 && config.trace_context.orphan_capacity > 0,
             signer: Signer::new(&config.signatures)?,
-            sli: SliEngine::new(&config.sli)?,
+            sli: SliEngine::new(&effective_sli_config(config))?,
             id_consistency: IdConsistency::new(&config.trace_context.id_consistency)?,
         })
     }
@@ -274,6 +274,16 @@ impl Processor {
             entry.1 += m.bad as u64;
         });
     }
+}
+
+/// The SLI definitions in force: the configured ones plus, when
+/// `trace_context.missing_ratio_threshold` is set, the missing-trace-context SLI.
+pub fn effective_sli_config(config: &ProcessorConfig) -> crate::sli::SliConfig {
+    let mut sli = config.sli.clone();
+    if let Some((name, definition)) = config.trace_context.missing_ratio_sli() {
+        sli.definitions.entry(name).or_insert(definition);
+    }
+    sli
 }
 
 /// Bounded severity label: `WARN`, `ERROR`, `FATAL` (error spans are `ERROR`).

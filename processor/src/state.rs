@@ -7,6 +7,7 @@ use crate::enrich::{Processor, Tally};
 use crate::orphans::{OrphanCounts, OrphanDetector};
 use crate::signature::{SignatureBudget, OVERFLOW_CATEGORY};
 use crate::sli::{SliStatus, SliWindows};
+use crate::table::SignatureTable; // gardener report
 
 /// One increment of `gardener_error_signature_total`, after the budget.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +32,9 @@ pub struct State {
     budget: SignatureBudget,
     windows: SliWindows,
     orphans: Option<OrphanDetector>,
+    // gardener report: the bounded signature table and the last SLI evaluation.
+    table: SignatureTable,
+    last_slis: Vec<SliStatus>,
 }
 
 impl State {
@@ -38,19 +42,25 @@ impl State {
         let trace = &config.trace_context;
         Self {
             budget: SignatureBudget::new(config.signatures.max_signatures_per_service),
-            windows: SliWindows::new(processor.sli_engine(), &config.sli),
+            windows: SliWindows::new(
+                processor.sli_engine(),
+                &crate::enrich::effective_sli_config(config),
+            ),
             orphans: (trace.enabled && trace.orphan_capacity > 0).then(|| {
                 OrphanDetector::new(
                     trace.orphan_window_secs * 1_000_000_000,
                     trace.orphan_capacity,
                 )
             }),
+            table: SignatureTable::default(),
+            last_slis: Vec::new(),
         }
     }
 
     /// Applies one batch's tally at time `now_unix_nano`.
     pub fn merge(&mut self, tally: &Tally, now_unix_nano: u64) -> Merged {
         let mut merged = Merged::default();
+        self.table.merge(tally); // gardener report
         for hit in &tally.signatures {
             if self.budget.admit(&hit.service, hit.signature.fingerprint) {
                 merged.signatures.push(SignatureCount {
@@ -89,7 +99,24 @@ impl State {
 
     /// Evaluates the SLI windows (ratio, firing, state changes).
     pub fn evaluate_slis(&mut self, now_unix_nano: u64) -> Vec<SliStatus> {
-        self.windows.evaluate(now_unix_nano)
+        let statuses = self.windows.evaluate(now_unix_nano);
+        self.last_slis = statuses.clone(); // gardener report
+        statuses
+    }
+
+    /// gardener report: the signature table.
+    pub fn table(&self) -> &SignatureTable {
+        &self.table
+    }
+
+    /// gardener report: the statuses of the last [`State::evaluate_slis`].
+    pub fn last_sli_statuses(&self) -> &[SliStatus] {
+        &self.last_slis
+    }
+
+    /// gardener report: the report at `now_unix_nano` (uses the last SLI evaluation).
+    pub fn report(&self, now_unix_nano: u64) -> crate::report::Report {
+        crate::report::build(&self.table, &self.last_slis, now_unix_nano)
     }
 
     /// Logs whose orphan window has expired, by service.

@@ -1,0 +1,566 @@
+//! Orphan logs: log records whose trace id never shows up as a span.
+//!
+//! A log with a trace id that no exported span carries points at a broken
+//! pipeline (the service's spans are sampled out, dropped, or sent elsewhere)
+//! and makes "jump from log to trace" fail exactly when someone needs it.
+//! The detector counts such logs per service, in bounded memory and without
+//! a clock of its own (time is the caller's `now`, in Unix nanoseconds).
+//!
+//! # Model
+//!
+//! * A log observed at time `t` is checked at `t + window`: it is an orphan if
+//!   no span with the same trace id was observed between `t - window` and the
+//!   moment of the check. Spans may arrive before their logs (a batch span
+//!   processor flushed first) or after (long requests end late).
+//! * Only services that send spans are checked: a log is queued only if its
+//!   service sent a span in the last `2 * window`. A service that sends no
+//!   spans at all produces no orphans (its logs are counted as `no_spans`).
+//!   The first logs of a service, before its first span, are thereby not
+//!   checked; this is the price of not spending the queue on logs-only
+//!   services.
+//!
+//! # Memory
+//!
+//! Everything is allocated in [`OrphanDetector::new`] and never grows:
+//!
+//! * span trace ids go into a ring of `BUCKETS` Bloom filters, each covering
+//!   `window / 2` of time and sized for `capacity` distinct ids at a false
+//!   positive rate of about 0.1 % (14.4 bits and 10 probes per id). A lookup
+//!   consults all buckets, so the combined rate is at most about 0.6 % at
+//!   full load. **A false positive means an orphan is missed, never that a
+//!   log is wrongly called an orphan.** Beyond `capacity` span trace ids per
+//!   bucket the rate rises (it does not fail); [`OrphanDetector::saturated_buckets`]
+//!   tells the caller.
+//! * pending logs live in a FIFO of `capacity` entries, deduplicated by
+//!   (service, trace id) so the twenty log lines of one request take one slot.
+//!   **When the queue is full, a new log is not queued and counts as
+//!   `unchecked`** (never as an orphan): evaluating the oldest entry early
+//!   could call a log an orphan whose span simply had not arrived yet, and
+//!   dropping the oldest would throw away the entries closest to a verdict.
+//! * at most `max_services` services are tracked; further services share the
+//!   [`OVERFLOW_SERVICE`] slot.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Service name under which services beyond `max_services` are counted.
+pub const OVERFLOW_SERVICE: &str = "_overflow";
+
+/// Service names are truncated to this many bytes so that the service
+/// table has a fixed worst-case size.
+pub const MAX_SERVICE_NAME: usize = 256;
+
+/// Number of Bloom buckets; each covers `window / 2`. Six buckets keep every
+/// span from `t - window` until the check at `t + window` even when the check
+/// happens up to one bucket late (see `advance`).
+const BUCKETS: usize = 6;
+/// Probes per id; with 14.4 bits per id this gives ~0.1 % per bucket.
+const PROBES: u32 = 10;
+const BITS_PER_ID: f64 = 14.4;
+
+/// Counts for one service since the previous [`OrphanDetector::poll`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrphanCounts {
+    pub service: String,
+    /// Logs whose window expired and whose trace id was seen as a span.
+    pub matched: u64,
+    /// Logs whose window expired without a span carrying their trace id.
+    pub orphans: u64,
+    /// Logs not checked because the pending queue was full.
+    pub unchecked: u64,
+    /// Logs not checked because their service sent no span recently.
+    pub no_spans: u64,
+}
+
+impl OrphanCounts {
+    fn is_zero(&self) -> bool {
+        self.matched == 0 && self.orphans == 0 && self.unchecked == 0 && self.no_spans == 0
+    }
+}
+
+struct Service {
+    counts: OrphanCounts,
+    last_span_ns: Option<u64>,
+}
+
+struct Bucket {
+    /// `now / bucket_ns` of the time this bucket covers; `u64::MAX` = empty.
+    epoch: u64,
+    inserted: usize,
+    bits: Vec<u64>,
+}
+
+#[derive(Clone, Copy)]
+struct Pending {
+    due_ns: u64,
+    key: u64,
+}
+
+/// The trace id's hash is not stored: it is recovered from the key, which
+/// is `hash ^ service_mix(service)`.
+#[derive(Clone, Copy)]
+struct PendingInfo {
+    service: u32,
+    logs: u32,
+}
+
+fn service_mix(service: u32) -> u64 {
+    (u64::from(service) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// A fixed-size open-addressing table (linear probing, backward-shift
+/// deletion) from pending key to [`PendingInfo`]. `std`'s `HashMap` may
+/// reallocate under insert/remove churn even when its length stays below the
+/// reserved capacity (tombstones); this table never does, which is what makes
+/// the memory bound exact. It is sized to a power of two at least 4/3 of the
+/// capacity, so it is at most 75 % full.
+struct PendingTable {
+    slots: Vec<(u64, PendingInfo)>,
+    mask: usize,
+}
+
+impl PendingTable {
+    fn new(capacity: usize) -> Self {
+        let size = (capacity * 4 / 3 + 1).next_power_of_two();
+        PendingTable {
+            slots: vec![
+                (
+                    0,
+                    PendingInfo {
+                        service: 0,
+                        logs: 0
+                    }
+                );
+                size
+            ],
+            mask: size - 1,
+        }
+    }
+
+    fn ideal(&self, key: u64) -> usize {
+        (key as usize) & self.mask
+    }
+
+    /// Slot index of `key`, or of the empty slot where it would go.
+    fn probe(&self, key: u64) -> (usize, bool) {
+        let mut i = self.ideal(key);
+        loop {
+            let (k, info) = self.slots[i];
+            if info.logs == 0 {
+                return (i, false);
+            }
+            if k == key {
+                return (i, true);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    fn get_mut(&mut self, key: u64) -> Option<&mut PendingInfo> {
+        match self.probe(key) {
+            (i, true) => Some(&mut self.slots[i].1),
+            _ => None,
+        }
+    }
+
+    /// Inserts a new key; the caller guarantees it is absent and that the
+    /// table holds fewer than `capacity` entries.
+    fn insert(&mut self, key: u64, info: PendingInfo) {
+        let (i, _) = self.probe(key);
+        self.slots[i] = (key, info);
+    }
+
+    fn remove(&mut self, key: u64) -> Option<PendingInfo> {
+        let (mut hole, found) = self.probe(key);
+        if !found {
+            return None;
+        }
+        let removed = self.slots[hole].1;
+        self.slots[hole].1.logs = 0;
+        let mut j = hole;
+        loop {
+            j = (j + 1) & self.mask;
+            let (k, info) = self.slots[j];
+            if info.logs == 0 {
+                return Some(removed);
+            }
+            // Move the entry back into the hole unless its ideal slot lies
+            // cyclically in (hole, j].
+            let ideal = self.ideal(k);
+            let stays = if hole <= j {
+                hole < ideal && ideal <= j
+            } else {
+                hole < ideal || ideal <= j
+            };
+            if !stays {
+                self.slots[hole] = self.slots[j];
+                self.slots[j].1.logs = 0;
+                hole = j;
+            }
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<(u64, PendingInfo)>()
+    }
+}
+
+/// Detects orphan logs; see the [module documentation](self).
+pub struct OrphanDetector {
+    window_ns: u64,
+    bucket_ns: u64,
+    capacity: usize,
+    max_services: usize,
+    bits_per_bucket: u64,
+    buckets: Vec<Bucket>,
+    current_epoch: u64,
+    last_now: u64,
+    queue: VecDeque<Pending>,
+    pending: PendingTable,
+    services: Vec<Service>,
+    service_index: HashMap<String, u32>,
+}
+
+impl OrphanDetector {
+    /// A detector with the default service bound (1,000).
+    ///
+    /// `capacity` bounds both the pending queue and the number of distinct
+    /// span trace ids per half-window bucket before the Bloom false-positive
+    /// rate rises. About `capacity * 55` bytes are allocated up front.
+    pub fn new(window_ns: u64, capacity: usize) -> Self {
+        Self::with_max_services(window_ns, capacity, 1000)
+    }
+
+    /// Like [`new`](Self::new) with an explicit bound on tracked services.
+    pub fn with_max_services(window_ns: u64, capacity: usize, max_services: usize) -> Self {
+        let window_ns = window_ns.max(2);
+        let capacity = capacity.max(1);
+        let max_services = max_services.max(1);
+        let words = ((capacity as f64 * BITS_PER_ID / 64.0).ceil() as usize).max(1);
+        let buckets = (0..BUCKETS)
+            .map(|_| Bucket {
+                epoch: u64::MAX,
+                inserted: 0,
+                bits: vec![0; words],
+            })
+            .collect();
+        let pending = PendingTable::new(capacity);
+        OrphanDetector {
+            window_ns,
+            bucket_ns: window_ns / 2,
+            capacity,
+            max_services,
+            bits_per_bucket: words as u64 * 64,
+            buckets,
+            current_epoch: u64::MAX,
+            last_now: 0,
+            queue: VecDeque::with_capacity(capacity),
+            pending,
+            // +1: the overflow slot.
+            services: Vec::with_capacity(max_services + 1),
+            service_index: HashMap::with_capacity(max_services + 1),
+        }
+    }
+
+    /// The check window in nanoseconds.
+    pub fn window_ns(&self) -> u64 {
+        self.window_ns
+    }
+
+    /// Records that a span with this trace id was seen. Ids that are not 16
+    /// non-zero bytes are ignored.
+    pub fn observe_span(&mut self, service: &str, trace_id: &[u8], now_unix_nano: u64) {
+        let now = self.advance(now_unix_nano);
+        let svc = self.service(service);
+        self.services[svc as usize].last_span_ns = Some(now);
+        let Some(h) = id_hash(trace_id) else {
+            return;
+        };
+        let bits = self.bits_per_bucket;
+        let slot = (self.current_epoch % BUCKETS as u64) as usize;
+        let bucket = &mut self.buckets[slot];
+        bucket.inserted += 1;
+        for (word, mask) in probes(h, bits) {
+            bucket.bits[word] |= mask;
+        }
+    }
+
+    /// Queues a log's trace id for the check at `now + window`. Ids that are
+    /// not 16 non-zero bytes are ignored (the trace-context check counts
+    /// those).
+    pub fn observe_log(&mut self, service: &str, trace_id: &[u8], now_unix_nano: u64) {
+        let now = self.advance(now_unix_nano);
+        let Some(h) = id_hash(trace_id) else {
+            return;
+        };
+        let svc = self.service(service);
+        let service = &mut self.services[svc as usize];
+        let sends_spans = service
+            .last_span_ns
+            .is_some_and(|t| now.saturating_sub(t) <= 2 * self.window_ns);
+        if !sends_spans {
+            service.counts.no_spans += 1;
+            return;
+        }
+        let key = h ^ service_mix(svc);
+        if let Some(p) = self.pending.get_mut(key) {
+            p.logs = p.logs.saturating_add(1);
+            return;
+        }
+        if self.queue.len() >= self.capacity {
+            service.counts.unchecked += 1;
+            return;
+        }
+        self.pending.insert(
+            key,
+            PendingInfo {
+                service: svc,
+                logs: 1,
+            },
+        );
+        self.queue.push_back(Pending {
+            due_ns: now.saturating_add(self.window_ns),
+            key,
+        });
+    }
+
+    /// Checks every log whose window has expired and returns, per service,
+    /// the counts accumulated since the previous poll (services with nothing
+    /// new are left out; no allocation when nothing happened).
+    pub fn poll(&mut self, now_unix_nano: u64) -> Vec<OrphanCounts> {
+        self.advance(now_unix_nano);
+        let mut out = Vec::new();
+        for s in &mut self.services {
+            if !s.counts.is_zero() {
+                let service = s.counts.service.clone();
+                out.push(std::mem::replace(
+                    &mut s.counts,
+                    OrphanCounts {
+                        service,
+                        ..OrphanCounts::default()
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    /// Logs waiting for their window to expire (distinct service/trace pairs).
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Buckets that received more span trace ids than `capacity` (their
+    /// false-positive rate is above the documented one).
+    pub fn saturated_buckets(&self) -> usize {
+        self.buckets
+            .iter()
+            .filter(|b| b.epoch != u64::MAX && b.inserted > self.capacity)
+            .count()
+    }
+
+    /// Bytes held by the detector. Constant after construction except for
+    /// service names (bounded by `max_services`).
+    pub fn memory_bytes(&self) -> usize {
+        let blooms: usize = self
+            .buckets
+            .iter()
+            .map(|b| b.bits.capacity() * 8 + std::mem::size_of::<Bucket>())
+            .sum();
+        let queue = self.queue.capacity() * std::mem::size_of::<Pending>();
+        let pending = self.pending.bytes();
+        let services: usize = self
+            .services
+            .iter()
+            .map(|s| std::mem::size_of::<Service>() + 2 * s.counts.service.capacity())
+            .sum::<usize>()
+            + self.service_index.capacity() * (std::mem::size_of::<(String, u32)>() + 1);
+        std::mem::size_of::<Self>() + blooms + queue + pending + services
+    }
+
+    /// The most [`memory_bytes`](Self::memory_bytes) can ever report: the
+    /// up-front allocation plus a full service table with names of
+    /// [`MAX_SERVICE_NAME`] bytes.
+    pub fn memory_limit_bytes(&self) -> usize {
+        let used_by_services: usize = self
+            .services
+            .iter()
+            .map(|s| std::mem::size_of::<Service>() + 2 * s.counts.service.capacity())
+            .sum();
+        let max_services =
+            (self.max_services + 1) * (std::mem::size_of::<Service>() + 2 * MAX_SERVICE_NAME);
+        self.memory_bytes() - used_by_services + max_services
+    }
+
+    /// The slot of a service, creating it (or falling back to the overflow
+    /// slot) as needed.
+    fn service(&mut self, name: &str) -> u32 {
+        let name = truncate(name, MAX_SERVICE_NAME);
+        if let Some(&i) = self.service_index.get(name) {
+            return i;
+        }
+        let name = if self.services.len() >= self.max_services {
+            OVERFLOW_SERVICE
+        } else {
+            name
+        };
+        if let Some(&i) = self.service_index.get(name) {
+            return i;
+        }
+        let i = self.services.len() as u32;
+        self.services.push(Service {
+            counts: OrphanCounts {
+                service: name.to_string(),
+                ..OrphanCounts::default()
+            },
+            last_span_ns: None,
+        });
+        self.service_index.insert(name.to_string(), i);
+        i
+    }
+
+    /// Moves time forward: first checks due logs against the buckets as they
+    /// are, then rotates buckets. Checking before rotating is what guarantees
+    /// that the bucket holding `t - window` is still there when the log of
+    /// time `t` is checked. Time never goes backwards (a smaller `now` is
+    /// treated as the last one seen).
+    fn advance(&mut self, now: u64) -> u64 {
+        let now = now.max(self.last_now);
+        self.last_now = now;
+        while let Some(&p) = self.queue.front() {
+            if p.due_ns > now {
+                break;
+            }
+            self.queue.pop_front();
+            let Some(info) = self.pending.remove(p.key) else {
+                continue;
+            };
+            let seen = self.contains(p.key ^ service_mix(info.service));
+            let c = &mut self.services[info.service as usize].counts;
+            if seen {
+                c.matched += u64::from(info.logs);
+            } else {
+                c.orphans += u64::from(info.logs);
+            }
+        }
+        let epoch = now / self.bucket_ns;
+        if epoch != self.current_epoch {
+            self.current_epoch = epoch;
+            let oldest_kept = epoch.saturating_sub(BUCKETS as u64 - 1);
+            for b in &mut self.buckets {
+                if b.epoch != u64::MAX && (b.epoch < oldest_kept || b.epoch > epoch) {
+                    b.bits.fill(0);
+                    b.inserted = 0;
+                    b.epoch = u64::MAX;
+                }
+            }
+            let slot = (epoch % BUCKETS as u64) as usize;
+            if self.buckets[slot].epoch != epoch {
+                let b = &mut self.buckets[slot];
+                b.bits.fill(0);
+                b.inserted = 0;
+                b.epoch = epoch;
+            }
+        }
+        now
+    }
+
+    fn contains(&self, h: u64) -> bool {
+        let bits = self.bits_per_bucket;
+        self.buckets.iter().any(|b| {
+            b.epoch != u64::MAX && probes(h, bits).all(|(word, mask)| b.bits[word] & mask != 0)
+        })
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// 64-bit hash of a valid trace id, or `None` for ids that are not 16
+/// non-zero bytes.
+fn id_hash(trace_id: &[u8]) -> Option<u64> {
+    if trace_id.len() != 16 || trace_id.iter().all(|&b| b == 0) {
+        return None;
+    }
+    Some(xxhash_rust::xxh3::xxh3_64(trace_id))
+}
+
+/// Kirsch–Mitzenmacher double hashing: probe `i` is `h1 + i * h2`.
+fn probes(h: u64, bits: u64) -> impl Iterator<Item = (usize, u64)> {
+    let h1 = h;
+    let h2 = (h.rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15) | 1;
+    (0..PROBES).map(move |i| {
+        let bit = h1.wrapping_add(u64::from(i).wrapping_mul(h2)) % bits;
+        ((bit / 64) as usize, 1u64 << (bit % 64))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn id(n: u64) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&n.to_be_bytes());
+        b[8..].copy_from_slice(&(!n).to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn span_before_and_after_log_match() {
+        let t0 = 1_700_000_000 * SEC;
+        let mut d = OrphanDetector::new(120 * SEC, 1000);
+        d.observe_span("api", &id(1), t0);
+        d.observe_log("api", &id(1), t0 + SEC); // span came first
+        d.observe_log("api", &id(2), t0 + SEC); // span comes 100 s later
+        d.observe_log("api", &id(3), t0 + SEC); // never
+        d.observe_span("api", &id(2), t0 + 101 * SEC);
+        let early = d.poll(t0 + 100 * SEC);
+        assert!(early.is_empty(), "{early:?}");
+        let r = d.poll(t0 + 122 * SEC);
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].matched, r[0].orphans), (2, 1));
+    }
+
+    #[test]
+    fn pending_table_insert_remove_churn() {
+        let mut t = PendingTable::new(100);
+        let info = |logs| PendingInfo { service: 0, logs };
+        // Keys that collide on their ideal slot and wrap around the end.
+        let mask = t.mask as u64;
+        let keys: Vec<u64> = (0..100).map(|i| (i % 7) + mask - 3 + (i << 20)).collect();
+        for round in 0..50u32 {
+            for &k in &keys {
+                t.insert(k, info(round + 1));
+            }
+            for &k in keys.iter().step_by(2) {
+                assert_eq!(t.remove(k).map(|i| i.logs), Some(round + 1));
+            }
+            for &k in keys.iter().skip(1).step_by(2) {
+                assert!(t.get_mut(k).is_some(), "round {round}");
+                assert_eq!(t.remove(k).map(|i| i.logs), Some(round + 1));
+            }
+            assert!(t.slots.iter().all(|s| s.1.logs == 0));
+        }
+    }
+
+    #[test]
+    fn late_poll_still_sees_early_span() {
+        // Span at t - window + 1 s, check one bucket late.
+        let t0 = 1_700_000_000 * SEC;
+        let mut d = OrphanDetector::new(120 * SEC, 100);
+        d.observe_span("api", &id(7), t0);
+        d.observe_log("api", &id(7), t0 + 119 * SEC);
+        let r = d.poll(t0 + 119 * SEC + 180 * SEC);
+        assert_eq!((r[0].matched, r[0].orphans), (1, 0));
+    }
+}

@@ -1,0 +1,484 @@
+//! Compiled SLI matchers.
+//!
+//! [`SliEngine::classify`] runs once per record, so it is written for the
+//! common case, a record that matches nothing: every matcher checks its cheap
+//! conditions (signal, span kind, status, severity, HTTP status, category)
+//! before attributes and regexes, regexes are compiled once, and nothing is
+//! allocated unless a label value has to be rendered from a non-string
+//! attribute.
+
+use std::borrow::Cow;
+use std::io::Write as _;
+
+use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue};
+use regex::Regex;
+
+use super::config::{
+    AttributeMatcherConfig, MatcherConfig, SliConfig, SliConfigError, SliDefinitionConfig,
+    SpanStatusName,
+};
+use super::{SliEvent, SliSignal};
+
+/// Most labels an SLI may have (label values live in a stack array).
+pub const MAX_LABELS: usize = 4;
+
+/// Label name that takes the event's service.
+const SERVICE_LABEL: &str = "service";
+
+/// One SLI a record counts toward.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliMatch<'a> {
+    /// Index into the engine's definitions.
+    pub sli: usize,
+    /// Label values, in the order of [`SliEngine::label_names`].
+    pub labels: &'a [Cow<'a, str>],
+    /// The record is a bad event (it is always an event).
+    pub bad: bool,
+}
+
+/// The compiled SLI definitions; see [`super::config`] for the language.
+#[derive(Debug)]
+pub struct SliEngine {
+    defs: Vec<SliDef>,
+}
+
+#[derive(Debug)]
+struct SliDef {
+    name: String,
+    description: String,
+    events: Vec<Matcher>,
+    bad: Vec<Matcher>,
+    threshold: f64,
+    window_secs: u64,
+    min_events: u64,
+    label_names: Vec<String>,
+    /// `None` = the service, `Some(key)` = an attribute.
+    label_sources: Vec<Option<String>>,
+}
+
+impl SliEngine {
+    /// Compiles the effective definitions of `config` (built-ins with
+    /// overrides, then user SLIs).
+    pub fn new(config: &SliConfig) -> Result<Self, SliConfigError> {
+        if !(config.clear_factor > 0.0 && config.clear_factor <= 1.0) {
+            return Err(SliConfigError::Invalid {
+                sli: "*".into(),
+                message: format!("clear_factor {} is not in (0, 1]", config.clear_factor),
+            });
+        }
+        let defs = config
+            .effective()
+            .into_iter()
+            .map(|(name, def)| SliDef::compile(name, def))
+            .collect::<Result<_, _>>()?;
+        Ok(SliEngine { defs })
+    }
+
+    /// The built-in SLIs with their default settings.
+    pub fn builtin() -> Self {
+        Self::new(&SliConfig::default()).expect("built-in SLIs compile")
+    }
+
+    /// Number of SLIs.
+    pub fn len(&self) -> usize {
+        self.defs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.defs.is_empty()
+    }
+
+    /// The SLI's name (the `sli` label).
+    pub fn name(&self, sli: usize) -> &str {
+        &self.defs[sli].name
+    }
+
+    /// Names of all SLIs, in index order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.defs.iter().map(|d| d.name.as_str())
+    }
+
+    /// Index of the SLI with this name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.defs.iter().position(|d| d.name == name)
+    }
+
+    pub fn description(&self, sli: usize) -> &str {
+        &self.defs[sli].description
+    }
+
+    /// Fires above this ratio (for Prometheus rules and alert policies);
+    /// `0` means "any bad event".
+    pub fn threshold(&self, sli: usize) -> f64 {
+        self.defs[sli].threshold
+    }
+
+    pub fn window_secs(&self, sli: usize) -> u64 {
+        self.defs[sli].window_secs
+    }
+
+    pub fn min_events(&self, sli: usize) -> u64 {
+        self.defs[sli].min_events
+    }
+
+    /// Label names as configured (`service`, attribute keys).
+    pub fn label_names(&self, sli: usize) -> &[String] {
+        &self.defs[sli].label_names
+    }
+
+    /// Calls `out` once for every SLI the event counts toward.
+    pub fn classify<F>(&self, ev: &SliEvent<'_>, out: &mut F)
+    where
+        F: FnMut(SliMatch<'_>),
+    {
+        for (i, def) in self.defs.iter().enumerate() {
+            if !def.events.iter().any(|m| m.matches(ev)) {
+                continue;
+            }
+            let bad = def.bad.iter().any(|m| m.matches(ev));
+            let mut labels: [Cow<'_, str>; MAX_LABELS] = std::array::from_fn(|_| Cow::Borrowed(""));
+            for (slot, src) in labels.iter_mut().zip(&def.label_sources) {
+                *slot = match src {
+                    None => Cow::Borrowed(ev.service),
+                    Some(key) => label_value(ev, key),
+                };
+            }
+            out(SliMatch {
+                sli: i,
+                labels: &labels[..def.label_sources.len()],
+                bad,
+            });
+        }
+    }
+
+    /// [`classify`](Self::classify) collected into owned
+    /// `(sli, label values, bad)` tuples.
+    pub fn classify_owned(&self, ev: &SliEvent<'_>) -> Vec<(usize, Vec<String>, bool)> {
+        let mut v = Vec::new();
+        self.classify(ev, &mut |m| {
+            v.push((
+                m.sli,
+                m.labels.iter().map(|l| l.to_string()).collect(),
+                m.bad,
+            ))
+        });
+        v
+    }
+}
+
+impl SliDef {
+    fn compile(name: String, def: SliDefinitionConfig) -> Result<Self, SliConfigError> {
+        let invalid = |message: String| SliConfigError::Invalid {
+            sli: name.clone(),
+            message,
+        };
+        if name.is_empty() {
+            return Err(invalid("empty SLI name".into()));
+        }
+        let events = def
+            .events
+            .ok_or_else(|| invalid("`events` is required".into()))?;
+        let bad = def.bad.ok_or_else(|| invalid("`bad` is required".into()))?;
+        if events.is_empty() || bad.is_empty() {
+            return Err(invalid(
+                "`events` and `bad` need at least one matcher".into(),
+            ));
+        }
+        let threshold = def
+            .threshold
+            .ok_or_else(|| invalid("`threshold` is required".into()))?;
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(invalid(format!("threshold {threshold} is not in [0, 1]")));
+        }
+        let window_secs = def.window_secs.unwrap_or(300);
+        if window_secs == 0 {
+            return Err(invalid("window_secs must be > 0".into()));
+        }
+        let label_names = def
+            .labels
+            .unwrap_or_else(|| vec![SERVICE_LABEL.to_string()]);
+        if label_names.len() > MAX_LABELS {
+            return Err(invalid(format!("at most {MAX_LABELS} labels")));
+        }
+        let label_sources = label_names
+            .iter()
+            .map(|l| (l != SERVICE_LABEL).then(|| l.clone()))
+            .collect();
+        let compile_all = |ms: Vec<MatcherConfig>| -> Result<Vec<Matcher>, SliConfigError> {
+            ms.into_iter().map(|m| Matcher::compile(&name, m)).collect()
+        };
+        Ok(SliDef {
+            description: def.description.unwrap_or_default(),
+            events: compile_all(events)?,
+            bad: compile_all(bad)?,
+            threshold,
+            window_secs,
+            min_events: def.min_events.unwrap_or(100).max(1),
+            label_names,
+            label_sources,
+            name,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Matcher {
+    signal: Option<SliSignal>,
+    /// Bit `k` set = span kind `k` accepted; 0 = any.
+    span_kinds: u8,
+    span_status_error: Option<bool>,
+    severity_min: i32,
+    http_status: Option<(u16, u16)>,
+    has_http_status: Option<bool>,
+    category: Option<Box<str>>,
+    category_prefix: Option<Box<str>>,
+    attributes: Vec<AttrMatcher>,
+    span_name: Option<Regex>,
+    message: Option<Regex>,
+}
+
+#[derive(Debug)]
+struct AttrMatcher {
+    key: Box<str>,
+    test: AttrTest,
+}
+
+#[derive(Debug)]
+enum AttrTest {
+    Exists(bool),
+    Equals(Box<str>),
+    Regex(Regex),
+}
+
+fn regex(sli: &str, pattern: &str) -> Result<Regex, SliConfigError> {
+    Regex::new(pattern).map_err(|e| SliConfigError::Regex {
+        sli: sli.to_string(),
+        pattern: pattern.to_string(),
+        source: Box::new(e),
+    })
+}
+
+impl Matcher {
+    fn compile(sli: &str, m: MatcherConfig) -> Result<Self, SliConfigError> {
+        let invalid = |message: String| SliConfigError::Invalid {
+            sli: sli.to_string(),
+            message,
+        };
+        if m == MatcherConfig::default() {
+            return Err(invalid(
+                "empty matcher (it would match every record)".into(),
+            ));
+        }
+        let mut span_kinds = 0u8;
+        if let Some(kinds) = &m.span_kind {
+            for k in kinds.as_slice() {
+                span_kinds |= 1 << k.as_i32();
+            }
+        }
+        let severity_min = match &m.severity_min {
+            None => 0,
+            Some(s) => s
+                .number()
+                .ok_or_else(|| invalid(format!("unknown severity {s:?}")))?,
+        };
+        let http_status = match &m.http_status {
+            None => None,
+            Some(h) => Some(
+                h.range()
+                    .ok_or_else(|| invalid(format!("invalid http_status {h:?}")))?,
+            ),
+        };
+        let attributes = m
+            .attributes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| AttrMatcher::compile(sli, a))
+            .collect::<Result<_, _>>()?;
+        Ok(Matcher {
+            signal: m.signal,
+            span_kinds,
+            span_status_error: m.span_status.map(|s| s == SpanStatusName::Error),
+            severity_min,
+            http_status,
+            has_http_status: m.has_http_status,
+            category: m.category.map(Into::into),
+            category_prefix: m.category_prefix.map(Into::into),
+            attributes,
+            span_name: m.span_name.as_deref().map(|p| regex(sli, p)).transpose()?,
+            message: m.message.as_deref().map(|p| regex(sli, p)).transpose()?,
+        })
+    }
+
+    /// Cheap conditions first, then attributes, then regexes.
+    fn matches(&self, ev: &SliEvent<'_>) -> bool {
+        if self.signal.is_some_and(|s| s != ev.signal) {
+            return false;
+        }
+        if self.span_kinds != 0 {
+            match ev.span_kind {
+                Some(k) if (0..8).contains(&k) && self.span_kinds & (1 << k) != 0 => {}
+                _ => return false,
+            }
+        }
+        if self
+            .span_status_error
+            .is_some_and(|want| want != ev.span_status_error)
+        {
+            return false;
+        }
+        if ev.severity_number < self.severity_min {
+            return false;
+        }
+        if let Some(c) = &self.category {
+            if ev.category != Some(&**c) {
+                return false;
+            }
+        }
+        if let Some(p) = &self.category_prefix {
+            if !ev.category.is_some_and(|c| c.starts_with(&**p)) {
+                return false;
+            }
+        }
+        if self.http_status.is_some() || self.has_http_status.is_some() {
+            let status = http_status(ev);
+            if self.has_http_status.is_some_and(|h| h != status.is_some()) {
+                return false;
+            }
+            if let Some((lo, hi)) = self.http_status {
+                if !status.is_some_and(|s| (lo..=hi).contains(&s)) {
+                    return false;
+                }
+            }
+        }
+        if !self.attributes.iter().all(|a| a.matches(ev)) {
+            return false;
+        }
+        if let Some(re) = &self.span_name {
+            if !ev.span_name.is_some_and(|n| re.is_match(n)) {
+                return false;
+            }
+        }
+        if let Some(re) = &self.message {
+            if !re.is_match(ev.message) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl AttrMatcher {
+    fn compile(sli: &str, a: AttributeMatcherConfig) -> Result<Self, SliConfigError> {
+        let test = match (a.equals, a.regex, a.exists) {
+            (Some(v), None, None) => AttrTest::Equals(v.into()),
+            (None, Some(r), None) => AttrTest::Regex(regex(sli, &r)?),
+            (None, None, Some(e)) => AttrTest::Exists(e),
+            _ => {
+                return Err(SliConfigError::Invalid {
+                    sli: sli.to_string(),
+                    message: format!(
+                        "attribute `{}` needs exactly one of equals, regex, exists",
+                        a.key
+                    ),
+                })
+            }
+        };
+        Ok(AttrMatcher {
+            key: a.key.into(),
+            test,
+        })
+    }
+
+    fn matches(&self, ev: &SliEvent<'_>) -> bool {
+        let value = find_attr(ev, &self.key);
+        match &self.test {
+            AttrTest::Exists(e) => value.is_some() == *e,
+            AttrTest::Equals(want) => {
+                let mut buf = [0u8; 32];
+                value.and_then(|v| value_str(v, &mut buf)) == Some(&**want)
+            }
+            AttrTest::Regex(re) => {
+                let mut buf = [0u8; 32];
+                value
+                    .and_then(|v| value_str(v, &mut buf))
+                    .is_some_and(|s| re.is_match(s))
+            }
+        }
+    }
+}
+
+/// Record attributes first, then resource attributes.
+fn find_attr<'a>(ev: &SliEvent<'a>, key: &str) -> Option<&'a AnyValue> {
+    ev.attributes
+        .iter()
+        .chain(ev.resource_attributes)
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .filter(|v| v.value.is_some())
+}
+
+/// A scalar attribute value as text; numbers and bools are rendered into
+/// `buf` so that matching them does not allocate.
+fn value_str<'v>(v: &'v AnyValue, buf: &'v mut [u8; 32]) -> Option<&'v str> {
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    match v.value.as_ref()? {
+        Value::StringValue(s) => return Some(s),
+        Value::BoolValue(b) => return Some(if *b { "true" } else { "false" }),
+        Value::IntValue(i) => write!(cur, "{i}").ok()?,
+        Value::DoubleValue(d) => write!(cur, "{d}").ok()?,
+        _ => return None,
+    }
+    let n = cur.position() as usize;
+    std::str::from_utf8(&buf[..n]).ok()
+}
+
+/// The event's HTTP status, else the semantic-convention attributes.
+fn http_status(ev: &SliEvent<'_>) -> Option<u16> {
+    if ev.http_status.is_some() {
+        return ev.http_status;
+    }
+    ["http.response.status_code", "http.status_code"]
+        .iter()
+        .find_map(|k| match find_attr(ev, k)?.value.as_ref()? {
+            Value::IntValue(i) => u16::try_from(*i).ok(),
+            Value::StringValue(s) => s.trim().parse().ok(),
+            _ => None,
+        })
+}
+
+fn label_value<'a>(ev: &SliEvent<'a>, key: &str) -> Cow<'a, str> {
+    match find_attr(ev, key) {
+        None => Cow::Borrowed(""),
+        Some(v) => match v.value.as_ref() {
+            Some(Value::StringValue(s)) => Cow::Borrowed(s.as_str()),
+            _ => {
+                let mut buf = [0u8; 32];
+                Cow::Owned(value_str(v, &mut buf).unwrap_or("").to_string())
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_compile() {
+        let e = SliEngine::builtin();
+        let names: Vec<_> = e.names().collect();
+        assert_eq!(names, super::super::BUILTIN_NAMES);
+        assert_eq!(e.threshold(0), 0.01);
+        assert_eq!(e.threshold(3), 0.0);
+        assert_eq!(e.min_events(3), 1);
+    }
+
+    #[test]
+    fn value_rendering() {
+        let v = AnyValue {
+            value: Some(Value::IntValue(1006)),
+        };
+        let mut buf = [0u8; 32];
+        assert_eq!(value_str(&v, &mut buf), Some("1006"));
+    }
+}

@@ -1,0 +1,612 @@
+//! Trace-context checks for log records.
+//!
+//! A log record is only useful for debugging if a backend can join it with the
+//! trace it was written in. This module classifies every log record as
+//! [`TraceContextState::Present`], [`Missing`](TraceContextState::Missing),
+//! [`Recovered`](TraceContextState::Recovered) or
+//! [`Invalid`](TraceContextState::Invalid) and, when the OTLP `trace_id` field
+//! is empty but the application (or Cloud Logging) put an id somewhere else,
+//! writes that id into `trace_id`/`span_id` so that downstream backends
+//! correlate the record without any change in the application.
+//!
+//! It also holds the configurable [`IdConsistency`] rules: pairs of
+//! application-level ids that must agree (the seeds' "Thread ID mismatch").
+//!
+//! Everything here is pure: no clock, no I/O, no allocation on the
+//! `present` path.
+
+use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
+use gardener_proto::otlp::logs::v1::LogRecord;
+use regex::Regex;
+use serde::Deserialize;
+
+/// The outcome of [`check_and_recover`]; exported as the
+/// `gardener.trace_context` attribute and the `state` label of
+/// `gardener_trace_context_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TraceContextState {
+    /// `trace_id` holds a valid 16-byte, non-zero id.
+    Present,
+    /// No trace id anywhere on the record.
+    Missing,
+    /// `trace_id` was empty, an id was found in an attribute or the body and
+    /// has been written into `trace_id` (and `span_id` where one was given).
+    Recovered,
+    /// An id is there but malformed (wrong length, not hex, all zeros). The
+    /// record is left untouched: guessing would correlate it with the wrong
+    /// trace.
+    Invalid,
+}
+
+impl TraceContextState {
+    /// All states, in a fixed order (for pre-registering counters).
+    pub const ALL: [TraceContextState; 4] = [
+        TraceContextState::Present,
+        TraceContextState::Missing,
+        TraceContextState::Recovered,
+        TraceContextState::Invalid,
+    ];
+
+    /// The contract value: `present` | `missing` | `recovered` | `invalid`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceContextState::Present => "present",
+            TraceContextState::Missing => "missing",
+            TraceContextState::Recovered => "recovered",
+            TraceContextState::Invalid => "invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for TraceContextState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Keys whose value is a trace id in one of the accepted forms: 32 hex digits,
+/// Cloud Logging's `projects/P/traces/HEX`, a W3C `traceparent`, or a
+/// Google `X-Cloud-Trace-Context` (`HEX/SPAN_DECIMAL;o=1`).
+///
+/// `otelTraceID`/`otelSpanID` are what the OpenTelemetry Python logging
+/// instrumentation injects into every log record, which is how ids reach
+/// Cloud Logging JSON payloads of Python services like the seeds' backend.
+const TRACE_KEYS: &[&str] = &[
+    "logging.googleapis.com/trace",
+    "trace",
+    "trace_id",
+    "traceId",
+    "trace.id",
+    "traceparent",
+    "otelTraceID",
+    "x-cloud-trace-context",
+    "X-Cloud-Trace-Context",
+];
+
+/// Keys whose value is a span id (16 hex digits or 8 bytes).
+const SPAN_KEYS: &[&str] = &[
+    "logging.googleapis.com/spanId",
+    "spanId",
+    "span_id",
+    "span.id",
+    "otelSpanID",
+];
+
+/// Checks a log record's trace context and, when possible, recovers it.
+///
+/// Order of precedence (the first valid id wins):
+/// 1. the OTLP `trace_id` field: if it is non-empty the record is `present`
+///    (16 bytes, not all zero) or `invalid` (anything else); attributes are
+///    then not consulted, because an SDK that filled the field is the
+///    authority and a malformed field is an instrumentation bug worth
+///    reporting as such;
+/// 2. record attributes ([`TRACE_KEYS`]);
+/// 3. top-level keys of a map body;
+/// 4. keys of maps nested one level inside a map body (a Cloud Logging
+///    `jsonPayload`, a `context` or `labels` object).
+///
+/// If any candidate is valid the record is `recovered`; if candidates exist
+/// but none is valid it is `invalid`; otherwise `missing`. A value that is
+/// empty, `"0"` (what OpenTelemetry Python's logging instrumentation writes
+/// when no span is active) or contains whitespace (a key named `trace`
+/// holding a stack trace) is not treated as an id at all.
+///
+/// The span id comes from the same `traceparent`/`X-Cloud-Trace-Context`
+/// value when it carries one, else from the first valid [`SPAN_KEYS`] value;
+/// it is only written if `span_id` is empty.
+pub fn check_and_recover(record: &mut LogRecord) -> TraceContextState {
+    if !record.trace_id.is_empty() {
+        return if record.trace_id.len() == 16 && record.trace_id.iter().any(|&b| b != 0) {
+            TraceContextState::Present
+        } else {
+            TraceContextState::Invalid
+        };
+    }
+    let mut scan = Scan::default();
+    scan.keys(&record.attributes);
+    if scan.trace.is_none() {
+        if let Some(body) = body_kvlist(record.body.as_ref()) {
+            scan.keys(body);
+            if scan.trace.is_none() {
+                for kv in body {
+                    if let Some(nested) = body_kvlist(kv.value.as_ref()) {
+                        scan.keys(nested);
+                        if scan.trace.is_some() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    match scan.trace {
+        Some((trace, span)) => {
+            record.trace_id = trace.to_vec();
+            if record.span_id.is_empty() {
+                if let Some(span) = span.or(scan.span) {
+                    record.span_id = span.to_vec();
+                }
+            }
+            TraceContextState::Recovered
+        }
+        None if scan.invalid => TraceContextState::Invalid,
+        None => TraceContextState::Missing,
+    }
+}
+
+fn body_kvlist(v: Option<&AnyValue>) -> Option<&[KeyValue]> {
+    match v?.value.as_ref()? {
+        Value::KvlistValue(l) => Some(&l.values),
+        _ => None,
+    }
+}
+
+#[derive(Default)]
+struct Scan {
+    /// The first valid trace id, with the span id carried in the same value.
+    trace: Option<([u8; 16], Option<[u8; 8]>)>,
+    /// The first valid span id from a span key.
+    span: Option<[u8; 8]>,
+    /// An id-like value was seen but did not parse.
+    invalid: bool,
+}
+
+impl Scan {
+    fn keys(&mut self, kvs: &[KeyValue]) {
+        for kv in kvs {
+            let key = kv.key.as_str();
+            let Some(value) = kv.value.as_ref().and_then(|v| v.value.as_ref()) else {
+                continue;
+            };
+            if TRACE_KEYS.contains(&key) {
+                if self.trace.is_some() {
+                    continue;
+                }
+                match parse_trace_value(value) {
+                    Parsed::Absent => {}
+                    Parsed::Invalid => self.invalid = true,
+                    Parsed::Valid(t, s) => self.trace = Some((t, s)),
+                }
+            } else if self.span.is_none() && SPAN_KEYS.contains(&key) {
+                self.span = parse_span_value(value);
+            }
+        }
+    }
+}
+
+enum Parsed {
+    Absent,
+    Invalid,
+    Valid([u8; 16], Option<[u8; 8]>),
+}
+
+fn parse_trace_value(v: &Value) -> Parsed {
+    match v {
+        Value::StringValue(s) => parse_trace_str(s),
+        Value::BytesValue(b) if b.len() == 16 => match <[u8; 16]>::try_from(b.as_slice()) {
+            Ok(id) if id != [0; 16] => Parsed::Valid(id, None),
+            _ => Parsed::Invalid,
+        },
+        Value::BytesValue(b) if b.is_empty() => Parsed::Absent,
+        Value::BytesValue(b) => match std::str::from_utf8(b) {
+            Ok(s) => parse_trace_str(s),
+            Err(_) => Parsed::Invalid,
+        },
+        // A number or bool under a trace key is an id attempt that cannot be
+        // a 128-bit W3C id (e.g. a 64-bit Datadog id).
+        Value::IntValue(0) => Parsed::Absent,
+        Value::IntValue(_) | Value::DoubleValue(_) => Parsed::Invalid,
+        _ => Parsed::Absent,
+    }
+}
+
+/// Parses the string forms of a trace id; see [`TRACE_KEYS`].
+fn parse_trace_str(s: &str) -> Parsed {
+    let s = s.trim();
+    if s.is_empty() || s == "0" || s.contains(char::is_whitespace) {
+        return Parsed::Absent;
+    }
+    // Cloud Logging: projects/PROJECT/traces/TRACE_ID
+    let s = match s.rfind("/traces/") {
+        Some(i) if s.starts_with("projects/") => &s[i + "/traces/".len()..],
+        _ => s,
+    };
+    if s.len() >= 55 && s.as_bytes()[2] == b'-' {
+        return parse_traceparent(s);
+    }
+    if let Some((trace, rest)) = s.split_once('/') {
+        // X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS, SPAN_ID decimal.
+        let Some(t) = hex16(trace) else {
+            return Parsed::Invalid;
+        };
+        let span_part = rest.split(';').next().unwrap_or("");
+        let span = span_part
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n != 0)
+            .map(u64::to_be_bytes);
+        return Parsed::Valid(t, span);
+    }
+    match hex16(s) {
+        Some(t) => Parsed::Valid(t, None),
+        None => Parsed::Invalid,
+    }
+}
+
+/// W3C Trace Context `traceparent`: `VERSION-TRACEID-PARENTID-FLAGS`.
+/// Version `ff` is forbidden; version `00` has exactly four fields; higher
+/// versions may append fields, which are ignored as the spec requires.
+fn parse_traceparent(s: &str) -> Parsed {
+    let mut parts = s.split('-');
+    let (Some(ver), Some(trace), Some(parent), Some(flags)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Parsed::Invalid;
+    };
+    let extra = parts.next().is_some();
+    let ok_version =
+        ver.len() == 2 && ver.bytes().all(is_lower_hex) && ver != "ff" && !(ver == "00" && extra);
+    let ok_flags = flags.len() == 2 && flags.bytes().all(is_lower_hex);
+    match (ok_version && ok_flags, hex16(trace), hex8(parent)) {
+        (true, Some(t), Some(p)) => Parsed::Valid(t, Some(p)),
+        _ => Parsed::Invalid,
+    }
+}
+
+fn parse_span_value(v: &Value) -> Option<[u8; 8]> {
+    match v {
+        Value::StringValue(s) => hex8(s.trim()),
+        Value::BytesValue(b) => <[u8; 8]>::try_from(b.as_slice())
+            .ok()
+            .filter(|id| *id != [0; 8]),
+        _ => None,
+    }
+}
+
+fn is_lower_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes exactly `2 * N` hex digits (either case) into a non-zero id.
+fn hex_id<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let b = s.as_bytes();
+    if b.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (hex_val(b[2 * i])? << 4) | hex_val(b[2 * i + 1])?;
+    }
+    (out != [0; N]).then_some(out)
+}
+
+fn hex16(s: &str) -> Option<[u8; 16]> {
+    hex_id::<16>(s)
+}
+
+fn hex8(s: &str) -> Option<[u8; 8]> {
+    hex_id::<8>(s)
+}
+
+// ---------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------
+
+/// `processors: gardener: trace_context:` in the collector config.
+///
+/// ```yaml
+/// trace_context:
+///   enabled: true
+///   missing_ratio_threshold: 0.2   # optional SLI: share of logs without trace id per service
+///   orphan_window_secs: 120
+///   orphan_capacity: 100000
+///   id_consistency:
+///     - name: run_thread
+///       left:  { attribute: run_id,    regex: '^run_(?P<id>[a-z]+_\d+)' }
+///       right: { attribute: thread_id, regex: '(?P<id>[a-z]+_\d+)_\d+_[0-9a-f]{8}$' }
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceContextConfig {
+    /// Run the check at all (default true).
+    pub enabled: bool,
+    /// When set, the share of `missing` records per service is evaluated as
+    /// an SLI with this threshold (off by default: many services log outside
+    /// any request, so a sensible threshold is service-specific).
+    pub missing_ratio_threshold: Option<f64>,
+    /// How long a log's trace id may wait for a span with the same id before
+    /// the log counts as an orphan (default 120 s: batch span processors
+    /// export every 5 s, long requests end minutes after their first log).
+    pub orphan_window_secs: u64,
+    /// Capacity of the orphan detector: pending log trace ids and span trace
+    /// ids per time bucket (see [`crate::orphans`]). `0` disables orphan
+    /// detection.
+    pub orphan_capacity: usize,
+    /// Pairs of ids that must agree; none by default.
+    pub id_consistency: Vec<IdConsistencyRule>,
+}
+
+impl Default for TraceContextConfig {
+    fn default() -> Self {
+        TraceContextConfig {
+            enabled: true,
+            missing_ratio_threshold: None,
+            orphan_window_secs: 120,
+            orphan_capacity: 100_000,
+            id_consistency: Vec::new(),
+        }
+    }
+}
+
+/// Name of the SLI that [`TraceContextConfig::missing_ratio_sli`] defines.
+pub const MISSING_RATIO_SLI: &str = "trace_context_missing";
+
+impl TraceContextConfig {
+    /// The `missing_ratio_threshold` as an SLI definition, to be added to the
+    /// SLI config's `definitions` (unless the user defined one of the same
+    /// name): events are log records, bad ones carry
+    /// `gardener.trace_context = missing`. It relies on the caller building
+    /// the [`crate::sli::SliEvent`] from the record's attributes *after*
+    /// the trace-context attribute was added, so no new field is needed in
+    /// the event and the exported counters follow the usual
+    /// `gardener_sli_*{sli="trace_context_missing"}` shape.
+    pub fn missing_ratio_sli(&self) -> Option<(String, crate::sli::SliDefinitionConfig)> {
+        let threshold = self.missing_ratio_threshold?;
+        if !self.enabled {
+            return None;
+        }
+        let yaml = format!(
+            "description: Log records without any trace context.\n\
+             threshold: {threshold}\n\
+             events: [ {{ signal: log }} ]\n\
+             bad: [ {{ signal: log, attributes: [ {{ key: {key}, equals: missing }} ] }} ]\n",
+            key = crate::attributes::TRACE_CONTEXT,
+        );
+        let def = serde_yaml_ng::from_str(&yaml).expect("generated SLI definition parses");
+        Some((MISSING_RATIO_SLI.to_string(), def))
+    }
+}
+
+/// One ID-consistency rule: two ids that must agree on the part captured by
+/// their regexes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdConsistencyRule {
+    /// Reported as the violation name (e.g. a counter label).
+    pub name: String,
+    pub left: IdSource,
+    pub right: IdSource,
+}
+
+/// Where one side of an [`IdConsistencyRule`] comes from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdSource {
+    /// Attribute key; also looked up in a map body (top level, then one
+    /// level deep) by [`IdConsistency::violations_in_record`].
+    pub attribute: String,
+    /// The comparable part: the named group `id` if the regex has one, else
+    /// group 1, else the whole match. Without a regex the whole value.
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+/// Errors compiling [`IdConsistencyRule`]s.
+#[derive(Debug, thiserror::Error)]
+pub enum IdConsistencyError {
+    #[error("id_consistency rule `{rule}`: invalid regex for `{attribute}`: {source}")]
+    Regex {
+        rule: String,
+        attribute: String,
+        #[source]
+        source: Box<regex::Error>,
+    },
+    #[error("id_consistency rule `{0}`: duplicate rule name")]
+    DuplicateName(String),
+    #[error("id_consistency rule with an empty name")]
+    EmptyName,
+}
+
+struct CompiledSide {
+    attribute: String,
+    regex: Option<Regex>,
+    group: usize,
+}
+
+impl CompiledSide {
+    fn compile(rule: &str, s: &IdSource) -> Result<Self, IdConsistencyError> {
+        let (regex, group) = match &s.regex {
+            None => (None, 0),
+            Some(r) => {
+                let re = Regex::new(r).map_err(|e| IdConsistencyError::Regex {
+                    rule: rule.to_string(),
+                    attribute: s.attribute.clone(),
+                    source: Box::new(e),
+                })?;
+                let group = re
+                    .capture_names()
+                    .position(|n| n == Some("id"))
+                    .unwrap_or(if re.captures_len() > 1 { 1 } else { 0 });
+                (Some(re), group)
+            }
+        };
+        Ok(CompiledSide {
+            attribute: s.attribute.clone(),
+            regex,
+            group,
+        })
+    }
+
+    fn extract<'v>(&self, value: &'v str) -> Option<&'v str> {
+        match &self.regex {
+            None => Some(value),
+            Some(re) => re.captures(value)?.get(self.group).map(|m| m.as_str()),
+        }
+    }
+}
+
+/// Compiled ID-consistency rules.
+///
+/// Applications often derive one id from another (a thread id from a run id)
+/// and warn when they disagree; the seeds show such a warning 25+ times an
+/// hour:
+///
+/// > Thread ID mismatch: run_id 'run_chat_1757826886250_1084_b4c0bd77'
+/// > extracted to 'chat_1757826886250' but thread_id is
+/// > 'thread_test-use_thread_n_chat_1757826886249_1083_5b059ee4'.
+///
+/// When the ids are attributes, the collector can check the same invariant
+/// for every record, including services that do not log the warning:
+///
+/// ```yaml
+/// id_consistency:
+///   - name: run_thread
+///     left:  { attribute: run_id,    regex: '^run_(?P<id>[a-z]+_\d+)' }
+///     right: { attribute: thread_id, regex: '(?P<id>[a-z]+_\d+)_\d+_[0-9a-f]{8}$' }
+/// ```
+///
+/// Here `run_id` yields `chat_1757826886250`, `thread_id` yields
+/// `chat_1757826886249`: a violation of `run_thread`. A rule is only violated
+/// when both sides are present and both captures match; a missing id is the
+/// trace-context check's business, not this one's.
+pub struct IdConsistency {
+    rules: Vec<(String, CompiledSide, CompiledSide)>,
+}
+
+impl IdConsistency {
+    /// Compiles the rules; regex errors name the rule and the attribute.
+    pub fn new(rules: &[IdConsistencyRule]) -> Result<Self, IdConsistencyError> {
+        let mut out: Vec<(String, CompiledSide, CompiledSide)> = Vec::with_capacity(rules.len());
+        for r in rules {
+            if r.name.is_empty() {
+                return Err(IdConsistencyError::EmptyName);
+            }
+            if out.iter().any(|(n, _, _)| *n == r.name) {
+                return Err(IdConsistencyError::DuplicateName(r.name.clone()));
+            }
+            out.push((
+                r.name.clone(),
+                CompiledSide::compile(&r.name, &r.left)?,
+                CompiledSide::compile(&r.name, &r.right)?,
+            ));
+        }
+        Ok(IdConsistency { rules: out })
+    }
+
+    /// True if there are no rules (the caller can skip the check).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Rule names, in configuration order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|(n, _, _)| n.as_str())
+    }
+
+    /// Names of the rules violated by these attributes.
+    pub fn violations<'s, 'a>(&'s self, attrs: &'a [KeyValue]) -> impl Iterator<Item = &'s str> + 'a
+    where
+        's: 'a,
+    {
+        self.violations_with(move |key| string_attr(attrs, key))
+    }
+
+    /// Like [`violations`](Self::violations), but also looks ids up in a map
+    /// body (top level, then one level deep) when they are not attributes.
+    pub fn violations_in_record<'s, 'a>(
+        &'s self,
+        record: &'a LogRecord,
+    ) -> impl Iterator<Item = &'s str> + 'a
+    where
+        's: 'a,
+    {
+        self.violations_with(move |key| {
+            string_attr(&record.attributes, key).or_else(|| {
+                let body = body_kvlist(record.body.as_ref())?;
+                string_attr(body, key).or_else(|| {
+                    body.iter()
+                        .filter_map(|kv| body_kvlist(kv.value.as_ref()))
+                        .find_map(|nested| string_attr(nested, key))
+                })
+            })
+        })
+    }
+
+    fn violations_with<'s, 'a, F>(&'s self, lookup: F) -> impl Iterator<Item = &'s str> + 'a
+    where
+        's: 'a,
+        F: Fn(&str) -> Option<&'a str> + 'a,
+    {
+        self.rules.iter().filter_map(move |(name, l, r)| {
+            let lv = l.extract(lookup(&l.attribute)?)?;
+            let rv = r.extract(lookup(&r.attribute)?)?;
+            (lv != rv).then_some(name.as_str())
+        })
+    }
+}
+
+fn string_attr<'a>(kvs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    kvs.iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_parsing() {
+        assert_eq!(hex8("00f067aa0ba902b7").unwrap()[7], 0xb7);
+        assert_eq!(hex8("00F067AA0BA902B7").unwrap()[7], 0xb7);
+        assert!(hex8("0000000000000000").is_none());
+        assert!(hex8("00f067aa0ba902b").is_none());
+        assert!(hex8("00f067aa0ba902bz").is_none());
+    }
+
+    #[test]
+    fn traceparent_versions() {
+        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(matches!(parse_traceparent(ok), Parsed::Valid(_, Some(_))));
+        let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what";
+        assert!(matches!(parse_traceparent(future), Parsed::Valid(..)));
+        let v0_extra = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x";
+        assert!(matches!(parse_traceparent(v0_extra), Parsed::Invalid));
+        let ff = "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(matches!(parse_traceparent(ff), Parsed::Invalid));
+        let zero_parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01";
+        assert!(matches!(parse_traceparent(zero_parent), Parsed::Invalid));
+    }
+}

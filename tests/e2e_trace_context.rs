@@ -1,0 +1,111 @@
+//! Trace-context checks end to end, with the Python OpenTelemetry SDK as the
+//! client (`tests/python/trace_context.py`): logs inside a span are
+//! `present`, logs outside any span `missing`, logs that carry only Cloud
+//! Logging's `logging.googleapis.com/trace` are `recovered`, and the exported
+//! record carries the recovered trace id in its trace id field.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::Collector;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// Runs a script from tests/python against the collector; returns its summary line.
+fn run_script(
+    collector: &Collector,
+    script: &str,
+    protocol: &str,
+    args: &[&str],
+) -> serde_json::Value {
+    let endpoint = match protocol {
+        "grpc" => format!("127.0.0.1:{}", collector.ports.grpc),
+        _ => format!("http://127.0.0.1:{}", collector.ports.http),
+    };
+    let mut command = Command::new(support::python());
+    command
+        .arg(support::python_dir().join(script))
+        .args(["--protocol", protocol, "--endpoint", &endpoint])
+        .args(args)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .env_remove("OTEL_SERVICE_NAME");
+    let output = support::run_with_timeout(&mut command, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} failed: {}\nstdout: {stdout}\nstderr: {}\ncollector: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        collector.stderr()
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{stdout:?}: {e}"))
+}
+
+fn string_attribute<'a>(record: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    record["attributes"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)?["value"]["stringValue"]
+        .as_str()
+}
+
+#[test]
+fn python_sdk_logs_are_present_missing_and_recovered() {
+    for protocol in ["http", "grpc"] {
+        let collector = Collector::start();
+        let service = format!("trace-{protocol}");
+        run_script(
+            &collector,
+            "trace_context.py",
+            protocol,
+            &[
+                "--service",
+                &service,
+                "--inside",
+                "3",
+                "--outside",
+                "4",
+                "--cloud",
+                "5",
+                "--trace-id",
+                TRACE_ID,
+            ],
+        );
+        let count = |state: &str, expected: f64| {
+            collector.expect_counter(
+                "gardener_trace_context_total",
+                &[("service", service.as_str()), ("state", state)],
+                expected,
+            )
+        };
+        count("present", 3.0);
+        count("missing", 4.0);
+        count("recovered", 5.0);
+        count("invalid", 0.0);
+
+        // The debug exporter shows what is forwarded: recovered records carry the id.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let recovered: Vec<serde_json::Value> = loop {
+            let found: Vec<serde_json::Value> = collector
+                .stdout()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|l| l["signal"] == "logs")
+                .map(|l| l["record"].clone())
+                .filter(|r| string_attribute(r, "gardener.trace_context") == Some("recovered"))
+                .collect();
+            if found.len() == 5 || std::time::Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(recovered.len(), 5, "{}", collector.stdout());
+        for record in &recovered {
+            assert_eq!(record["traceId"], TRACE_ID, "{record}");
+        }
+    }
+}
