@@ -59,17 +59,17 @@ impl Enricher {
         for (service, count) in merged.overflowed {
             metrics::counter!(telemetry::SIGNATURE_OVERFLOW, "service" => service).increment(count);
         }
-        for ((service, state), count) in tally.trace_context {
-            metrics::counter!(telemetry::TRACE_CONTEXT, "service" => service, "state" => state.as_str())
+        for (service, state, count) in tally.trace_context() {
+            metrics::counter!(telemetry::TRACE_CONTEXT, "service" => service.to_string(), "state" => state.as_str())
                 .increment(count);
         }
-        for ((service, rule), count) in tally.id_violations {
-            metrics::counter!(telemetry::ID_CONSISTENCY_VIOLATIONS, "service" => service, "rule" => rule)
+        for (service, rule, count) in tally.id_violations() {
+            metrics::counter!(telemetry::ID_CONSISTENCY_VIOLATIONS, "service" => service.to_string(), "rule" => rule.to_string())
                 .increment(count);
         }
         let engine = self.processor.sli_engine();
-        for ((sli, values), (events, bad)) in tally.sli {
-            let labels = sli_labels(engine.name(sli), engine.label_names(sli), &values);
+        for (sli, values, events, bad) in tally.sli_counts() {
+            let labels = sli_labels(engine.name(sli), engine.label_names(sli), values);
             metrics::counter!(telemetry::SLI_EVENTS, &labels).increment(events);
             // Touch the bad counter even at 0, so the ratio's numerator exists.
             metrics::counter!(telemetry::SLI_BAD_EVENTS, &labels).increment(bad);
@@ -144,6 +144,15 @@ impl Enricher {
                 tracing::warn!(reason = refusal.as_str(), "alert log records not enqueued");
             }
         }
+    }
+}
+
+impl Enricher {
+    /// gardener report: the report now (signature table, last SLI evaluation,
+    /// trace-context totals).
+    pub fn report(&self) -> gardener_processor::report::Report {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.report(now_unix_nano())
     }
 }
 

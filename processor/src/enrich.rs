@@ -51,37 +51,123 @@ pub struct SignatureHit {
 }
 
 /// What one batch contributed; merged into the state afterwards.
+///
+/// Built to cost no allocation per record in the common case: services are
+/// interned once per resource and referred to by index, counts are
+/// aggregated per batch, and a signature's sample is built only the first
+/// time the batch sees that signature.
 #[derive(Debug, Default)]
 pub struct Tally {
+    services: Vec<String>,
     /// Signed records, aggregated by (service, fingerprint, severity).
     pub signatures: Vec<SignatureHit>,
-    signature_index: HashMap<(String, u64, &'static str), usize>,
-    /// Log records by (service, trace-context state).
-    pub trace_context: HashMap<(String, TraceContextState), u64>,
-    /// SLI events by (sli index, label values): (events, bad events).
-    pub sli: HashMap<(usize, Vec<String>), (u64, u64)>,
-    /// ID-consistency violations by (service, rule name).
-    pub id_violations: HashMap<(String, String), u64>,
-    /// (service, trace id) of spans and of logs, for orphan detection.
-    pub span_traces: Vec<(String, Vec<u8>)>,
-    pub log_traces: Vec<(String, Vec<u8>)>,
+    signature_index: HashMap<(u32, u64, &'static str), usize>,
+    /// Log records per service by trace-context state (index = `TraceContextState::ALL`).
+    trace_context: Vec<(u32, [u64; 4])>,
+    sli: Vec<SliCount>,
+    id_violations: HashMap<(u32, String), u64>,
+    span_traces: Vec<(u32, [u8; 16])>,
+    log_traces: Vec<(u32, [u8; 16])>,
+}
+
+#[derive(Debug)]
+struct SliCount {
+    sli: usize,
+    labels: Vec<String>,
+    events: u64,
+    bad: u64,
 }
 
 impl Tally {
-    fn add_signature(&mut self, hit: SignatureHit) {
-        let key = (hit.service.clone(), hit.signature.fingerprint, hit.severity);
-        match self.signature_index.get(&key) {
-            Some(&i) => {
-                let existing = &mut self.signatures[i];
-                existing.count += hit.count;
-                existing.first_seen = min_nonzero(existing.first_seen, hit.first_seen);
-                existing.last_seen = existing.last_seen.max(hit.last_seen);
-            }
+    /// The index of `service` in this batch (a linear scan: batches carry few services).
+    fn intern(&mut self, service: &str) -> u32 {
+        match self.services.iter().position(|s| s == service) {
+            Some(i) => i as u32,
             None => {
-                self.signature_index.insert(key, self.signatures.len());
-                self.signatures.push(hit);
+                self.services.push(service.to_string());
+                (self.services.len() - 1) as u32
             }
         }
+    }
+
+    fn service(&self, index: u32) -> &str {
+        &self.services[index as usize]
+    }
+
+    fn count_trace_context(&mut self, service: u32, state: TraceContextState) {
+        let slot = TraceContextState::ALL
+            .iter()
+            .position(|s| *s == state)
+            .unwrap_or(0);
+        match self.trace_context.iter_mut().find(|(s, _)| *s == service) {
+            Some((_, counts)) => counts[slot] += 1,
+            None => {
+                let mut counts = [0; 4];
+                counts[slot] = 1;
+                self.trace_context.push((service, counts));
+            }
+        }
+    }
+
+    fn count_sli(&mut self, sli: usize, labels: &[std::borrow::Cow<'_, str>], bad: bool) {
+        let found = self.sli.iter_mut().find(|c| {
+            c.sli == sli
+                && c.labels.len() == labels.len()
+                && c.labels.iter().zip(labels).all(|(a, b)| a == b)
+        });
+        match found {
+            Some(count) => {
+                count.events += 1;
+                count.bad += bad as u64;
+            }
+            None => self.sli.push(SliCount {
+                sli,
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+                events: 1,
+                bad: bad as u64,
+            }),
+        }
+    }
+
+    /// `(service, state, count)` for every non-zero trace-context count.
+    pub fn trace_context(&self) -> impl Iterator<Item = (&str, TraceContextState, u64)> + '_ {
+        self.trace_context
+            .iter()
+            .flat_map(move |(service, counts)| {
+                TraceContextState::ALL
+                    .iter()
+                    .zip(counts)
+                    .filter(|(_, n)| **n > 0)
+                    .map(move |(state, n)| (self.service(*service), *state, *n))
+            })
+    }
+
+    /// `(sli index, label values, events, bad events)`.
+    pub fn sli_counts(&self) -> impl Iterator<Item = (usize, &[String], u64, u64)> + '_ {
+        self.sli
+            .iter()
+            .map(|c| (c.sli, c.labels.as_slice(), c.events, c.bad))
+    }
+
+    /// `(service, rule, count)` of ID-consistency violations.
+    pub fn id_violations(&self) -> impl Iterator<Item = (&str, &str, u64)> + '_ {
+        self.id_violations
+            .iter()
+            .map(|((service, rule), n)| (self.service(*service), rule.as_str(), *n))
+    }
+
+    /// `(service, trace id)` of spans, for orphan detection.
+    pub fn span_traces(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.span_traces
+            .iter()
+            .map(|(s, id)| (self.service(*s), id.as_slice()))
+    }
+
+    /// `(service, trace id)` of logs with a valid trace id, for orphan detection.
+    pub fn log_traces(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.log_traces
+            .iter()
+            .map(|(s, id)| (self.service(*s), id.as_slice()))
     }
 }
 
@@ -134,38 +220,33 @@ impl Processor {
         }
         for resource_logs in &mut request.resource_logs {
             let resource = resource_logs.resource.as_ref();
-            let service = service_name(resource).to_string();
+            let service = tally.intern(service_name(resource));
             let version = service_version(resource);
             for scope_logs in &mut resource_logs.scope_logs {
                 for record in &mut scope_logs.log_records {
-                    let state = if self.trace_checks {
+                    if self.trace_checks {
                         let state = check_and_recover(record);
-                        *tally
-                            .trace_context
-                            .entry((service.clone(), state))
-                            .or_default() += 1;
-                        if self.orphan_detection
-                            && matches!(
-                                state,
-                                TraceContextState::Present | TraceContextState::Recovered
-                            )
-                        {
-                            tally
-                                .log_traces
-                                .push((service.clone(), record.trace_id.clone()));
+                        tally.count_trace_context(service, state);
+                        if self.orphan_detection {
+                            if let Ok(id) = <[u8; 16]>::try_from(record.trace_id.as_slice()) {
+                                tally.log_traces.push((service, id));
+                            }
                         }
                         for rule in self.id_consistency.violations_in_record(record) {
                             *tally
                                 .id_violations
-                                .entry((service.clone(), rule.to_string()))
+                                .entry((service, rule.to_string()))
                                 .or_default() += 1;
                         }
-                        Some(state)
-                    } else {
-                        None
-                    };
+                        // Before the view: SLIs may match on this attribute.
+                        push_str(
+                            &mut record.attributes,
+                            attributes::TRACE_CONTEXT,
+                            state.as_str(),
+                        );
+                    }
                     let view = EventView::from_log(resource, record);
-                    let signature = self.signature_of(&view, &version, tally);
+                    let signature = self.signature_of(&view, service, &version, tally);
                     self.classify(
                         &view,
                         signature.as_ref(),
@@ -174,12 +255,8 @@ impl Processor {
                         tally,
                     );
                     drop(view);
-                    let attrs = &mut record.attributes;
-                    if let Some(state) = state {
-                        push_str(attrs, attributes::TRACE_CONTEXT, state.as_str());
-                    }
                     if let Some(signature) = signature {
-                        annotate(attrs, &signature);
+                        annotate(&mut record.attributes, &signature);
                     }
                 }
             }
@@ -193,17 +270,17 @@ impl Processor {
         }
         for resource_spans in &mut request.resource_spans {
             let resource = resource_spans.resource.as_ref();
-            let service = service_name(resource).to_string();
+            let service = tally.intern(service_name(resource));
             let version = service_version(resource);
             for scope_spans in &mut resource_spans.scope_spans {
                 for span in &mut scope_spans.spans {
-                    if self.orphan_detection && !span.trace_id.is_empty() {
-                        tally
-                            .span_traces
-                            .push((service.clone(), span.trace_id.clone()));
+                    if self.orphan_detection {
+                        if let Ok(id) = <[u8; 16]>::try_from(span.trace_id.as_slice()) {
+                            tally.span_traces.push((service, id));
+                        }
                     }
                     let view = EventView::from_span(resource, span);
-                    let signature = self.signature_of(&view, &version, tally);
+                    let signature = self.signature_of(&view, service, &version, tally);
                     self.classify(&view, signature.as_ref(), &span.attributes, resource, tally);
                     drop(view);
                     if let Some(signature) = signature {
@@ -217,6 +294,7 @@ impl Processor {
     fn signature_of(
         &self,
         view: &EventView<'_>,
+        service: u32,
         version: &Option<String>,
         tally: &mut Tally,
     ) -> Option<Signature> {
@@ -225,18 +303,29 @@ impl Processor {
         }
         let signature = self.signer.sign(view);
         let time = view.time_unix_nano;
-        tally.add_signature(SignatureHit {
-            service: view.service.to_string(),
-            severity: severity_label(view),
-            count: 1,
-            first_seen: time,
-            last_seen: time,
-            sample: crate::secrets::mask_secrets(&view.message).into_owned(),
-            sample_trace_id: hex_id(view.trace_id),
-            code_location: code_location(view),
-            service_version: version.clone(),
-            signature: signature.clone(),
-        });
+        let severity = severity_label(view);
+        let key = (service, signature.fingerprint, severity);
+        if let Some(&i) = tally.signature_index.get(&key) {
+            let hit = &mut tally.signatures[i];
+            hit.count += 1;
+            hit.first_seen = min_nonzero(hit.first_seen, time);
+            hit.last_seen = hit.last_seen.max(time);
+        } else {
+            // The first record of this signature in the batch is its sample.
+            tally.signature_index.insert(key, tally.signatures.len());
+            tally.signatures.push(SignatureHit {
+                service: tally.service(service).to_string(),
+                severity,
+                count: 1,
+                first_seen: time,
+                last_seen: time,
+                sample: crate::secrets::mask_secrets(&view.message).into_owned(),
+                sample_trace_id: hex_id(view.trace_id),
+                code_location: code_location(view),
+                service_version: version.clone(),
+                signature: signature.clone(),
+            });
+        }
         Some(signature)
     }
 
@@ -267,12 +356,8 @@ impl Processor {
             attributes,
             resource_attributes: resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]),
         };
-        self.sli.classify(&event, &mut |m| {
-            let labels: Vec<String> = m.labels.iter().map(|l| l.to_string()).collect();
-            let entry = tally.sli.entry((m.sli, labels)).or_default();
-            entry.0 += 1;
-            entry.1 += m.bad as u64;
-        });
+        self.sli
+            .classify(&event, &mut |m| tally.count_sli(m.sli, m.labels, m.bad));
     }
 }
 

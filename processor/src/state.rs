@@ -81,16 +81,15 @@ impl State {
                 merged.overflowed.push((hit.service.clone(), hit.count));
             }
         }
-        for ((sli, labels), (events, bad)) in &tally.sli {
-            for i in 0..*events {
-                self.windows.record(*sli, labels, i < *bad, now_unix_nano);
-            }
+        for (sli, labels, events, bad) in tally.sli_counts() {
+            self.windows
+                .record_many(sli, labels, events, bad, now_unix_nano);
         }
         if let Some(orphans) = &mut self.orphans {
-            for (service, trace_id) in &tally.span_traces {
+            for (service, trace_id) in tally.span_traces() {
                 orphans.observe_span(service, trace_id, now_unix_nano);
             }
-            for (service, trace_id) in &tally.log_traces {
+            for (service, trace_id) in tally.log_traces() {
                 orphans.observe_log(service, trace_id, now_unix_nano);
             }
         }

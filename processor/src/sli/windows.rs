@@ -154,6 +154,19 @@ impl SliWindows {
         bad: bool,
         now_unix_nano: u64,
     ) {
+        self.record_many(sli, labels, 1, u64::from(bad), now_unix_nano);
+    }
+
+    /// Counts `events` events of which `bad` are bad at once (what one batch
+    /// contributed): one lookup instead of one per event.
+    pub fn record_many<S: AsRef<str>>(
+        &mut self,
+        sli: usize,
+        labels: &[S],
+        events: u64,
+        bad: u64,
+        now_unix_nano: u64,
+    ) {
         let Some(p) = self.params.get(sli) else {
             return;
         };
@@ -167,7 +180,7 @@ impl SliWindows {
         let key = h.digest();
         if !self.series.contains_key(&key) {
             if self.series.len() >= self.max_series {
-                self.overflow[sli] += 1;
+                self.overflow[sli] += events;
                 return;
             }
             self.series.insert(
@@ -191,7 +204,7 @@ impl SliWindows {
         {
             // A 64-bit hash collision between label sets: counted as
             // overflow rather than mixed into another series.
-            self.overflow[sli] += 1;
+            self.overflow[sli] += events;
             return;
         }
         let b = &mut series.buckets[(epoch % BUCKETS as u64) as usize];
@@ -204,8 +217,8 @@ impl SliWindows {
         } else if b.epoch >= epoch + BUCKETS as u64 {
             return;
         }
-        b.events += 1;
-        b.bad += u64::from(bad);
+        b.events += events;
+        b.bad += bad;
     }
 
     /// Records dropped per SLI because the series bound was reached.
