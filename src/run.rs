@@ -93,6 +93,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         prometheus: telemetry.prometheus.clone(),
         readiness: readiness.clone(),
         queue: queue_tx.clone(),
+        enricher: Some(enricher.clone()), // gardener report
     });
     let admin_task = tokio::spawn({
         let stop = stop_admin.clone();
@@ -120,6 +121,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             tonic::transport::Server::builder()
+                .layer(tower::util::MapResponseLayer::new(
+                    grpc::oversized_is_resource_exhausted,
+                ))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await

@@ -1,0 +1,238 @@
+//! OTLP/HTTP with JSON bodies (hand-written fixtures in the OTLP JSON
+//! encoding: hex ids, enum names and numbers, camelCase, int64 as strings,
+//! kvlist/array/bytes bodies), protobuf bodies, and gzip-compressed JSON.
+
+mod support;
+
+use std::io::Write;
+
+use gardener_proto::otlp::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use gardener_proto::otlp::common::v1::{any_value, AnyValue, KeyValue};
+use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use gardener_proto::otlp::resource::v1::Resource;
+use prost::Message;
+use support::Collector;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = support::fixtures_dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// POSTs a body and returns (status, content type, body).
+fn post(
+    collector: &Collector,
+    path: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, Vec<u8>) {
+    let mut request = support::http_client()
+        .post(collector.http_url(path))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(encoding) = encoding {
+        request = request.header("content-encoding", encoding);
+    }
+    let response = request
+        .send()
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, content_type, response.bytes().unwrap().to_vec())
+}
+
+fn assert_json_ok(collector: &Collector, path: &str, encoding: Option<&str>, body: Vec<u8>) {
+    let (status, content_type, response) =
+        post(collector, path, "application/json", encoding, body);
+    let text = String::from_utf8_lossy(&response);
+    assert_eq!(
+        status,
+        200,
+        "POST {path} ({encoding:?}): {text}\ncollector stderr:\n{}",
+        collector.stderr()
+    );
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type:?}"
+    );
+    let value: serde_json::Value =
+        serde_json::from_slice(&response).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    assert!(value.is_object(), "{text}");
+    // A full success carries no partial-success rejections.
+    let rejected = &value["partialSuccess"];
+    assert!(
+        rejected.is_null()
+            || rejected
+                .as_object()
+                .unwrap()
+                .iter()
+                .all(|(k, v)| !k.starts_with("rejected") || v == 0 || v == "0"),
+        "{text}"
+    );
+}
+
+const RECORDS: &str = "gardener_records_total";
+
+fn expect(collector: &Collector, signal: &str, service: &str, n: f64) {
+    collector.expect_counter(RECORDS, &[("signal", signal), ("service", service)], n);
+}
+
+#[test]
+fn json_fixtures_are_accepted_and_counted_exactly() {
+    let collector = Collector::start();
+    assert_json_ok(&collector, "/v1/logs", None, fixture("logs.json"));
+    assert_json_ok(&collector, "/v1/traces", None, fixture("traces.json"));
+    assert_json_ok(&collector, "/v1/metrics", None, fixture("metrics.json"));
+
+    expect(&collector, "logs", "json-api", 4.0);
+    expect(&collector, "logs", "json-worker", 2.0);
+    expect(&collector, "logs", "unknown", 1.0);
+    expect(&collector, "traces", "json-api", 3.0);
+    expect(&collector, "traces", "json-worker", 2.0);
+    // Metrics are counted in data points.
+    expect(&collector, "metrics", "json-api", 4.0);
+    expect(&collector, "metrics", "json-worker", 1.0);
+
+    // The same fixtures gzip-compressed: accepted, counted again.
+    assert_json_ok(
+        &collector,
+        "/v1/logs",
+        Some("gzip"),
+        gzip(&fixture("logs.json")),
+    );
+    assert_json_ok(
+        &collector,
+        "/v1/traces",
+        Some("gzip"),
+        gzip(&fixture("traces.json")),
+    );
+    expect(&collector, "logs", "json-api", 8.0);
+    expect(&collector, "logs", "json-worker", 4.0);
+    expect(&collector, "logs", "unknown", 2.0);
+    expect(&collector, "traces", "json-api", 6.0);
+    expect(&collector, "traces", "json-worker", 4.0);
+
+    let text = collector.metrics();
+    let total: f64 = support::samples(&text, RECORDS).iter().map(|s| s.1).sum();
+    assert_eq!(total, 8.0 + 4.0 + 2.0 + 6.0 + 4.0 + 4.0 + 1.0, "{text}");
+
+    // The debug exporter saw the decoded records: hex ids and structured bodies survived.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stdout = collector.stdout();
+        let logs: Vec<serde_json::Value> = stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["signal"] == "logs")
+            .collect();
+        if logs.len() >= 14 {
+            let dump = stdout.to_lowercase();
+            assert!(
+                dump.contains("5b8efff798038103d269b633813fc60c"),
+                "trace id lost:\n{stdout}"
+            );
+            assert!(
+                stdout.contains("slow query on orders"),
+                "kvlist body lost:\n{stdout}"
+            );
+            assert!(stdout.contains("12345678901"), "int64 lost:\n{stdout}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} debug log lines, expected 14:\n{stdout}",
+            logs.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn protobuf_logs(service: &str, n: usize) -> ExportLogsServiceRequest {
+    let string = |s: &str| AnyValue {
+        value: Some(any_value::Value::StringValue(s.to_string())),
+    };
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(string(service)),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..n)
+                    .map(|i| LogRecord {
+                        time_unix_nano: 1_757_373_397_000_000_000 + i as u64,
+                        severity_number: 17,
+                        severity_text: "ERROR".into(),
+                        body: Some(string(&format!("request {i} failed"))),
+                        trace_id: vec![0x5b; 16],
+                        span_id: vec![0xee; 8],
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[test]
+fn protobuf_requests_get_protobuf_responses_and_json_gets_json() {
+    let collector = Collector::start();
+    for content_type in ["application/x-protobuf", "application/protobuf"] {
+        let (status, response_type, body) = post(
+            &collector,
+            "/v1/logs",
+            content_type,
+            None,
+            protobuf_logs("proto-svc", 5).encode_to_vec(),
+        );
+        assert_eq!(status, 200, "{content_type}: {body:?}");
+        assert_eq!(response_type, "application/x-protobuf");
+        let response = ExportLogsServiceResponse::decode(&body[..]).expect("a protobuf response");
+        assert!(
+            response
+                .partial_success
+                .as_ref()
+                .is_none_or(|p| p.rejected_log_records == 0),
+            "{response:?}"
+        );
+    }
+    // gzip-compressed protobuf as well.
+    let (status, _, _) = post(
+        &collector,
+        "/v1/logs",
+        "application/x-protobuf",
+        Some("gzip"),
+        gzip(&protobuf_logs("proto-svc", 3).encode_to_vec()),
+    );
+    assert_eq!(status, 200);
+    // JSON content type with a charset parameter.
+    let (status, response_type, _) = post(
+        &collector,
+        "/v1/logs",
+        "application/json; charset=utf-8",
+        None,
+        fixture("logs.json"),
+    );
+    assert_eq!(status, 200);
+    assert!(response_type.starts_with("application/json"));
+    expect(&collector, "logs", "proto-svc", 13.0);
+    expect(&collector, "logs", "json-api", 4.0);
+}

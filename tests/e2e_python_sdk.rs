@@ -1,0 +1,172 @@
+//! The OpenTelemetry Python SDK (opentelemetry-sdk with its OTLP/gRPC and
+//! OTLP/HTTP exporters) as a real client, through `tests/python/send_otlp.py`.
+//! The interpreter comes from `$GARDENER_PYTHON` (set by `.ci/test`) or
+//! `python3`; a missing SDK fails the test with an install hint.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::Collector;
+
+/// Bound on one run of the Python script (its exports time out after 10 s).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
+
+struct Run {
+    protocol: &'static str,
+    service: &'static str,
+    logs: usize,
+    spans: usize,
+    logs_in_span: usize,
+    error_every: usize,
+}
+
+fn send(collector: &Collector, run: &Run) -> serde_json::Value {
+    let endpoint = match run.protocol {
+        "grpc" => format!("127.0.0.1:{}", collector.ports.grpc),
+        _ => format!("http://127.0.0.1:{}", collector.ports.http),
+    };
+    let mut command = Command::new(support::python());
+    command
+        .arg(support::python_dir().join("send_otlp.py"))
+        .args(["--protocol", run.protocol])
+        .args(["--endpoint", &endpoint])
+        .args(["--service", run.service])
+        .args(["--logs", &run.logs.to_string()])
+        .args(["--spans", &run.spans.to_string()])
+        .args(["--logs-in-span", &run.logs_in_span.to_string()])
+        .args(["--error-every", &run.error_every.to_string()])
+        // Proxies and SDK environment settings of the machine must not interfere.
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .env_remove("OTEL_SERVICE_NAME");
+    let output = support::run_with_timeout(&mut command, SCRIPT_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "send_otlp.py {} {} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}\ncollector stderr:\n{}",
+        run.protocol,
+        run.service,
+        output.status,
+        collector.stderr()
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("summary line {stdout:?}: {e}"));
+    assert_eq!(summary["logs_exported"], run.logs, "{summary}");
+    assert_eq!(summary["spans_exported"], run.spans, "{summary}");
+    summary
+}
+
+#[test]
+fn python_sdk_over_grpc_and_http_is_counted_exactly() {
+    // Fail fast, before starting anything, if the SDK is not installed.
+    support::python();
+    let collector = Collector::start();
+    let runs = [
+        Run {
+            protocol: "grpc",
+            service: "py-api",
+            logs: 41,
+            spans: 6,
+            logs_in_span: 5,
+            error_every: 7,
+        },
+        Run {
+            protocol: "http",
+            service: "py-api",
+            logs: 12,
+            spans: 3,
+            logs_in_span: 2,
+            error_every: 0,
+        },
+        Run {
+            protocol: "http",
+            service: "py-worker",
+            logs: 27,
+            spans: 4,
+            logs_in_span: 0,
+            error_every: 5,
+        },
+        Run {
+            protocol: "grpc",
+            service: "py-worker",
+            logs: 3,
+            spans: 0,
+            logs_in_span: 0,
+            error_every: 1,
+        },
+    ];
+    // Concurrent clients, like real services sharing one collector.
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|run| scope.spawn(|| send(&collector, run)))
+            .collect();
+        for handle in handles {
+            handle.join().expect("a sender panicked");
+        }
+    });
+
+    for service in ["py-api", "py-worker"] {
+        let logs: usize = runs
+            .iter()
+            .filter(|r| r.service == service)
+            .map(|r| r.logs)
+            .sum();
+        let spans: usize = runs
+            .iter()
+            .filter(|r| r.service == service)
+            .map(|r| r.spans)
+            .sum();
+        collector.expect_counter(
+            "gardener_records_total",
+            &[("signal", "logs"), ("service", service)],
+            logs as f64,
+        );
+        collector.expect_counter(
+            "gardener_records_total",
+            &[("signal", "traces"), ("service", service)],
+            spans as f64,
+        );
+        // Logs emitted inside a span carry its context; the others have none.
+        let in_span: usize = runs
+            .iter()
+            .filter(|r| r.service == service)
+            .map(|r| r.logs_in_span)
+            .sum();
+        collector.expect_counter(
+            "gardener_trace_context_total",
+            &[("service", service), ("state", "present")],
+            in_span as f64,
+        );
+        collector.expect_counter(
+            "gardener_trace_context_total",
+            &[("service", service), ("state", "missing")],
+            (logs - in_span) as f64,
+        );
+    }
+    let all = support::samples(&collector.metrics(), "gardener_records_total");
+    let total: f64 = all.iter().map(|(_, v)| v).sum();
+    let expected: usize = runs.iter().map(|r| r.logs + r.spans).sum();
+    assert_eq!(total, expected as f64, "every sample: {all:?}");
+
+    // The debug exporter printed one line per record, with the service name.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stdout = collector.stdout();
+        let lines = stdout.lines().filter(|l| l.contains("py-")).count();
+        if lines == expected {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{lines} debug lines mention a py- service, expected {expected}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
