@@ -23,40 +23,26 @@ struct Run {
 }
 
 fn send(collector: &Collector, run: &Run) -> serde_json::Value {
-    let endpoint = match run.protocol {
-        "grpc" => format!("127.0.0.1:{}", collector.ports.grpc),
-        _ => format!("http://127.0.0.1:{}", collector.ports.http),
-    };
-    let mut command = Command::new(support::python());
-    command
-        .arg(support::python_dir().join("send_otlp.py"))
-        .args(["--protocol", run.protocol])
-        .args(["--endpoint", &endpoint])
-        .args(["--service", run.service])
-        .args(["--logs", &run.logs.to_string()])
-        .args(["--spans", &run.spans.to_string()])
-        .args(["--logs-in-span", &run.logs_in_span.to_string()])
-        .args(["--error-every", &run.error_every.to_string()])
-        // Proxies and SDK environment settings of the machine must not interfere.
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
-        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .env_remove("OTEL_SERVICE_NAME");
-    let output = support::run_with_timeout(&mut command, SCRIPT_TIMEOUT);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "send_otlp.py {} {} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}\ncollector stderr:\n{}",
+    let (logs, spans) = (run.logs.to_string(), run.spans.to_string());
+    let (in_span, error_every) = (run.logs_in_span.to_string(), run.error_every.to_string());
+    let summary = support::run_python_script(
+        collector,
+        "send_otlp.py",
         run.protocol,
-        run.service,
-        output.status,
-        collector.stderr()
+        &[
+            "--service",
+            run.service,
+            "--logs",
+            &logs,
+            "--spans",
+            &spans,
+            "--logs-in-span",
+            &in_span,
+            "--error-every",
+            &error_every,
+        ],
+        SCRIPT_TIMEOUT,
     );
-    let summary: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("summary line {stdout:?}: {e}"));
     assert_eq!(summary["logs_exported"], run.logs, "{summary}");
     assert_eq!(summary["spans_exported"], run.spans, "{summary}");
     summary

@@ -6,33 +6,17 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use support::Collector;
 
 fn send(collector: &Collector, args: &[&str]) {
-    let mut command = Command::new(support::python());
-    command
-        .arg(support::python_dir().join("sli_traffic.py"))
-        .args([
-            "--protocol",
-            "grpc",
-            "--endpoint",
-            &format!("127.0.0.1:{}", collector.ports.grpc),
-        ])
-        .args(args)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .env_remove("OTEL_SERVICE_NAME");
-    let output = support::run_with_timeout(&mut command, Duration::from_secs(180));
-    assert!(
-        output.status.success(),
-        "sli_traffic.py failed: {}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    support::run_python_script(
+        collector,
+        "sli_traffic.py",
+        "grpc",
+        args,
+        Duration::from_secs(180),
     );
 }
 

@@ -6,44 +6,11 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use support::Collector;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-/// Runs a script from tests/python against the collector; returns its summary line.
-fn run_script(
-    collector: &Collector,
-    script: &str,
-    protocol: &str,
-    args: &[&str],
-) -> serde_json::Value {
-    let endpoint = match protocol {
-        "grpc" => format!("127.0.0.1:{}", collector.ports.grpc),
-        _ => format!("http://127.0.0.1:{}", collector.ports.http),
-    };
-    let mut command = Command::new(support::python());
-    command
-        .arg(support::python_dir().join(script))
-        .args(["--protocol", protocol, "--endpoint", &endpoint])
-        .args(args)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .env_remove("OTEL_SERVICE_NAME");
-    let output = support::run_with_timeout(&mut command, Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{script} failed: {}\nstdout: {stdout}\nstderr: {}\ncollector: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr),
-        collector.stderr()
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{stdout:?}: {e}"))
-}
 
 fn string_attribute<'a>(record: &'a serde_json::Value, key: &str) -> Option<&'a str> {
     record["attributes"]
@@ -58,7 +25,7 @@ fn python_sdk_logs_are_present_missing_and_recovered() {
     for protocol in ["http", "grpc"] {
         let collector = Collector::start();
         let service = format!("trace-{protocol}");
-        run_script(
+        support::run_python_script(
             &collector,
             "trace_context.py",
             protocol,
@@ -74,6 +41,7 @@ fn python_sdk_logs_are_present_missing_and_recovered() {
                 "--trace-id",
                 TRACE_ID,
             ],
+            Duration::from_secs(120),
         );
         let count = |state: &str, expected: f64| {
             collector.expect_counter(

@@ -508,6 +508,45 @@ fn parse_line(line: &str) -> Option<(String, Labels, f64)> {
     Some((name, labels, value))
 }
 
+/// Runs `tests/python/<script>` against the collector with `--protocol` and
+/// `--endpoint` filled in (gRPC `host:port`, HTTP `http://host:port`) plus
+/// `args`; panics with both sides' output unless it succeeds, and returns the
+/// JSON summary line the script prints. The machine's OTel environment
+/// variables and proxies are kept out of the script's way.
+pub fn run_python_script(
+    collector: &Collector,
+    script: &str,
+    protocol: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> serde_json::Value {
+    let endpoint = match protocol {
+        "grpc" => format!("127.0.0.1:{}", collector.ports.grpc),
+        _ => format!("http://127.0.0.1:{}", collector.ports.http),
+    };
+    let mut command = Command::new(python());
+    command
+        .arg(python_dir().join(script))
+        .args(["--protocol", protocol, "--endpoint", &endpoint])
+        .args(args)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .env_remove("OTEL_SERVICE_NAME");
+    let output = run_with_timeout(&mut command, timeout);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} {protocol} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\ncollector stderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        collector.stderr()
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("summary line {stdout:?}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
