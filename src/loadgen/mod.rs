@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 
+use prost::Message;
+
 use stats::Histogram;
-use workload::Payload;
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadgenArgs {
@@ -81,7 +82,9 @@ pub enum SignalKind {
 /// What one request came back with.
 pub enum Outcome {
     /// Accepted; `rejected` records from `partial_success`.
-    Ok { rejected: u64 },
+    Ok {
+        rejected: u64,
+    },
     /// UNAVAILABLE / 429 / 503: the collector asked us to retry later.
     Retryable,
     Error(String),
@@ -89,7 +92,8 @@ pub enum Outcome {
 
 enum Sender {
     Grpc(grpc::GrpcSender),
-    Http(http::HttpSender),
+    // Boxed: the HTTP client is several times larger than the gRPC channel.
+    Http(Box<http::HttpSender>),
 }
 
 impl Sender {
@@ -114,6 +118,37 @@ struct WorkerStats {
     latency: Histogram,
 }
 
+/// A pre-encoded request body and the number of records (or spans) in it.
+#[derive(Clone)]
+pub struct Payload {
+    pub body: Bytes,
+    pub records: u64,
+}
+
+/// `pool` distinct pre-encoded log batches of `batch` records each.
+pub fn logs_pool(seed: u64, pool: usize, batch: usize) -> Vec<Payload> {
+    let mut rng = workload::Rng::new(seed);
+    let now = workload::now_ns();
+    (0..pool)
+        .map(|_| Payload {
+            body: Bytes::from(workload::logs_request(&mut rng, batch, now).encode_to_vec()),
+            records: batch as u64,
+        })
+        .collect()
+}
+
+/// `pool` distinct pre-encoded span batches of `batch` spans each.
+pub fn traces_pool(seed: u64, pool: usize, batch: usize) -> Vec<Payload> {
+    let mut rng = workload::Rng::new(seed.wrapping_add(1));
+    let now = workload::now_ns();
+    (0..pool)
+        .map(|_| Payload {
+            body: Bytes::from(workload::traces_request(&mut rng, batch, now).encode_to_vec()),
+            records: batch as u64,
+        })
+        .collect()
+}
+
 struct Pools {
     logs: Vec<Payload>,
     traces: Vec<Payload>,
@@ -135,12 +170,12 @@ async fn run_async(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let built = Instant::now();
     let pools = Arc::new(Pools {
         logs: if args.signal != SignalMix::Traces {
-            workload::logs_pool(args.seed, args.pool, args.batch)
+            logs_pool(args.seed, args.pool, args.batch)
         } else {
             Vec::new()
         },
         traces: if args.signal != SignalMix::Logs {
-            workload::traces_pool(args.seed, args.pool, args.batch)
+            traces_pool(args.seed, args.pool, args.batch)
         } else {
             Vec::new()
         },
@@ -178,7 +213,7 @@ async fn run_async(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|_| anyhow::anyhow!("connect to {} timed out", args.endpoint))??,
             ),
-            Protocol::Http => Sender::Http(http::HttpSender::new(&args.endpoint, args.timeout)?),
+            Protocol::Http => Sender::Http(Box::new(http::HttpSender::new(&args.endpoint, args.timeout)?)),
         };
         senders.push(sender);
     }
@@ -199,7 +234,18 @@ async fn run_async(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
         let concurrency = args.concurrency;
         let pool = args.pool;
         handles.push(tokio::spawn(async move {
-            worker(slot, sender, pools, signal, timeout, deadline, interval, concurrency, pool).await
+            worker(
+                slot,
+                sender,
+                pools,
+                signal,
+                timeout,
+                deadline,
+                interval,
+                concurrency,
+                pool,
+            )
+            .await
         }));
     }
     let mut total = WorkerStats::default();
@@ -338,10 +384,35 @@ async fn worker(
                 stats.errors += 1;
                 stats.timeouts += 1;
                 if stats.first_errors.len() < 3 {
-                    stats.first_errors.push(format!("request timed out after {timeout:?}"));
+                    stats
+                        .first_errors
+                        .push(format!("request timed out after {timeout:?}"));
                 }
             }
         }
     }
     stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
+
+    #[test]
+    fn pool_bodies_decode_to_the_batch() {
+        let pool = logs_pool(7, 2, 100);
+        assert_eq!(pool.len(), 2);
+        assert_eq!(pool[0].records, 100);
+        let decoded = ExportLogsServiceRequest::decode(pool[0].body.clone()).unwrap();
+        let n: usize = decoded
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        assert_eq!(n, 100);
+        assert!(pool[1].body.len() > 10_000);
+        assert_ne!(pool[0].body, pool[1].body);
+    }
 }

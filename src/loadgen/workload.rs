@@ -8,16 +8,18 @@
 //! none. Spans: HTTP server spans and GenAI `invoke_agent` spans, some ERROR.
 //!
 //! Everything is deterministic for a given seed, and built once up front into
-//! a pool of pre-encoded request bodies, so that sending costs (almost) nothing.
+//! a pool of pre-encoded request bodies (see `loadgen::build_pool`), so that
+//! sending costs (almost) nothing. This file depends only on `gardener_proto`:
+//! `processor/benches/pipeline.rs` includes it with `#[path]` for the same records.
 
-use bytes::Bytes;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, InstrumentationScope, KeyValue};
+use gardener_proto::otlp::common::v1::{
+    any_value::Value, AnyValue, InstrumentationScope, KeyValue,
+};
 use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use gardener_proto::otlp::resource::v1::Resource;
 use gardener_proto::otlp::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
-use prost::Message;
 
 /// SplitMix64: small, fast, deterministic.
 pub struct Rng(u64);
@@ -51,7 +53,9 @@ impl Rng {
     }
     fn hex(&mut self, n: usize) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        (0..n).map(|_| HEX[self.below(16) as usize] as char).collect()
+        (0..n)
+            .map(|_| HEX[self.below(16) as usize] as char)
+            .collect()
     }
     fn uuid(&mut self) -> String {
         format!(
@@ -169,7 +173,10 @@ fn log_record(rng: &mut Rng, now_ns: u64, project: &str) -> LogRecord {
         attrs.push(s("url.path", path));
         attrs.push(s("http.route", route));
         attrs.push(i("http.response.status_code", status));
-        attrs.push(s("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) netra-web/3.2"));
+        attrs.push(s(
+            "user_agent.original",
+            "Mozilla/5.0 (X11; Linux x86_64) netra-web/3.2",
+        ));
         if status >= 500 {
             severity(&mut r, 17, "ERROR");
         } else {
@@ -177,12 +184,20 @@ fn log_record(rng: &mut Rng, now_ns: u64, project: &str) -> LogRecord {
         }
     } else {
         let kind = rng.below(100);
-        let ws = format!("ws_{}_{}", rng.hex(8), 1_725_000_000 + rng.below(10_000_000));
+        let ws = format!(
+            "ws_{}_{}",
+            rng.hex(8),
+            1_725_000_000 + rng.below(10_000_000)
+        );
         if kind < 30 {
             body = format!(
                 "Error in WebSocket connection {ws}: WebSocket is not connected. Need to call \"accept\" first."
             );
-            attrs.extend(code("_handle_websocket_messages", "netra_backend/app/routes/websocket.py", 978));
+            attrs.extend(code(
+                "_handle_websocket_messages",
+                "netra_backend/app/routes/websocket.py",
+                978,
+            ));
             attrs.push(s("exception.type", "RuntimeError"));
             attrs.push(s(
                 "exception.message",
@@ -195,7 +210,11 @@ fn log_record(rng: &mut Rng, now_ns: u64, project: &str) -> LogRecord {
                 "Agent execution failed for run run_{}: {func}() missing 1 required positional argument: '{arg}'",
                 rng.hex(10)
             );
-            attrs.extend(code("execute_agent", "netra_backend/app/agents/supervisor.py", 412));
+            attrs.extend(code(
+                "execute_agent",
+                "netra_backend/app/agents/supervisor.py",
+                412,
+            ));
             attrs.push(s("exception.type", "TypeError"));
             attrs.push(s(
                 "exception.message",
@@ -210,7 +229,11 @@ fn log_record(rng: &mut Rng, now_ns: u64, project: &str) -> LogRecord {
             severity(&mut r, 17, "ERROR");
         } else if kind < 58 {
             body = "Failed to load thread history: '_AsyncGeneratorContextManager' object has no attribute 'execute'".to_string();
-            attrs.extend(code("get_thread_history", "netra_backend/app/services/thread_service.py", 157));
+            attrs.extend(code(
+                "get_thread_history",
+                "netra_backend/app/services/thread_service.py",
+                157,
+            ));
             attrs.push(s("exception.type", "AttributeError"));
             attrs.push(s(
                 "exception.message",
@@ -222,14 +245,22 @@ fn log_record(rng: &mut Rng, now_ns: u64, project: &str) -> LogRecord {
                 "SessionMiddleware must be installed to access request.session (request_id={})",
                 rng.uuid()
             );
-            attrs.extend(code("get_session", "netra_backend/app/middleware/auth.py", 88));
+            attrs.extend(code(
+                "get_session",
+                "netra_backend/app/middleware/auth.py",
+                88,
+            ));
             severity(&mut r, 13, "WARNING");
         } else if kind < 84 {
             body = format!(
                 "Thread ID mismatch: run_id contains '{thread}' but thread_id is 'thread_{}'",
                 rng.hex(12)
             );
-            attrs.extend(code("validate_run", "netra_backend/app/services/run_service.py", 203));
+            attrs.extend(code(
+                "validate_run",
+                "netra_backend/app/services/run_service.py",
+                203,
+            ));
             severity(&mut r, 13, "WARNING");
         } else if kind < 97 {
             body = format!(
@@ -237,7 +268,11 @@ fn log_record(rng: &mut Rng, now_ns: u64, project: &str) -> LogRecord {
                 rng.uuid(),
                 10 + rng.below(30_000)
             );
-            attrs.extend(code("stream_events", "netra_backend/app/routes/stream.py", 64));
+            attrs.extend(code(
+                "stream_events",
+                "netra_backend/app/routes/stream.py",
+                64,
+            ));
             severity(&mut r, 17, "ERROR");
         } else {
             body = format!(
@@ -293,9 +328,15 @@ fn span(rng: &mut Rng, now_ns: u64) -> Span {
         sp.attributes = vec![
             s("http.request.method", method),
             s("http.route", route),
-            s("url.path", route.replace("{thread_id}", &format!("thread_{}", rng.hex(12)))),
+            s(
+                "url.path",
+                route.replace("{thread_id}", &format!("thread_{}", rng.hex(12))),
+            ),
             i("http.response.status_code", status),
-            s("server.address", "netra-backend-staging-701982941522.us-central1.run.app"),
+            s(
+                "server.address",
+                "netra-backend-staging-701982941522.us-central1.run.app",
+            ),
         ];
         if status >= 500 {
             sp.status = Some(Status {
@@ -341,7 +382,13 @@ fn per_service(rng: &mut Rng, n: usize) -> [usize; 3] {
     let mut counts = [0usize; 3];
     for _ in 0..n {
         let r = rng.below(10);
-        counts[if r < 6 { 0 } else if r < 8 { 1 } else { 2 }] += 1;
+        counts[if r < 6 {
+            0
+        } else if r < 8 {
+            1
+        } else {
+            2
+        }] += 1;
     }
     counts
 }
@@ -356,7 +403,9 @@ pub fn logs_request(rng: &mut Rng, batch: usize, now_ns: u64) -> ExportLogsServi
             resource: Some(resource(name, version)),
             scope_logs: vec![ScopeLogs {
                 scope: scope(),
-                log_records: (0..n).map(|_| log_record(rng, now_ns, "netra-staging")).collect(),
+                log_records: (0..n)
+                    .map(|_| log_record(rng, now_ns, "netra-staging"))
+                    .collect(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -384,13 +433,6 @@ pub fn traces_request(rng: &mut Rng, batch: usize, now_ns: u64) -> ExportTraceSe
     ExportTraceServiceRequest { resource_spans }
 }
 
-/// A pre-encoded request body and the number of records (or spans) in it.
-#[derive(Clone)]
-pub struct Payload {
-    pub body: Bytes,
-    pub records: u64,
-}
-
 pub fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -398,51 +440,9 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// `pool` distinct pre-encoded log batches of `batch` records each.
-pub fn logs_pool(seed: u64, pool: usize, batch: usize) -> Vec<Payload> {
-    let mut rng = Rng::new(seed);
-    let now = now_ns();
-    (0..pool)
-        .map(|_| Payload {
-            body: Bytes::from(logs_request(&mut rng, batch, now).encode_to_vec()),
-            records: batch as u64,
-        })
-        .collect()
-}
-
-/// `pool` distinct pre-encoded span batches of `batch` spans each.
-pub fn traces_pool(seed: u64, pool: usize, batch: usize) -> Vec<Payload> {
-    let mut rng = Rng::new(seed.wrapping_add(1));
-    let now = now_ns();
-    (0..pool)
-        .map(|_| Payload {
-            body: Bytes::from(traces_request(&mut rng, batch, now).encode_to_vec()),
-            records: batch as u64,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deterministic_and_sized() {
-        let a = logs_pool(7, 2, 100);
-        let b = logs_pool(7, 2, 100);
-        // Times differ between calls; sizes and record counts do not change much.
-        assert_eq!(a.len(), 2);
-        assert_eq!(a[0].records, 100);
-        let decoded = ExportLogsServiceRequest::decode(a[0].body.clone()).unwrap();
-        let n: usize = decoded
-            .resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum();
-        assert_eq!(n, 100);
-        assert!(b[0].body.len() > 10_000);
-    }
 
     #[test]
     fn about_two_percent_5xx() {
@@ -450,11 +450,18 @@ mod tests {
         let req = logs_request(&mut rng, 20_000, now_ns());
         let mut requests = 0;
         let mut five = 0;
-        for r in req.resource_logs.iter().flat_map(|r| &r.scope_logs).flat_map(|s| &s.log_records) {
+        for r in req
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+        {
             for a in &r.attributes {
                 if a.key == "http.response.status_code" {
                     requests += 1;
-                    if let Some(Value::IntValue(v)) = a.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    if let Some(Value::IntValue(v)) =
+                        a.value.as_ref().and_then(|v| v.value.as_ref())
+                    {
                         if *v >= 500 {
                             five += 1;
                         }

@@ -1,0 +1,72 @@
+//! Per-batch cost of the whole enrichment (`Processor::process_logs` and
+//! `process_traces`) on realistic batches of 1000 records, the same records
+//! `log-gardener loadgen` sends (src/loadgen/workload.rs, included below).
+//!
+//! Run: `cargo bench -p gardener-processor --bench pipeline`
+//! (quick: `-- --warm-up-time 1 --measurement-time 3`). Criterion reports
+//! elements/s = records/s on one core; cloning the input batch and dropping the
+//! output are outside the timed part.
+
+use std::cell::Cell;
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use gardener_processor::{Processor, ProcessorConfig, Tally};
+
+#[allow(dead_code, unused_imports)]
+#[path = "../../src/loadgen/workload.rs"]
+mod workload;
+
+const BATCH: usize = 1000;
+const DISTINCT: usize = 8;
+
+fn bench_pipeline(c: &mut Criterion) {
+    let processor = Processor::new(&ProcessorConfig::default()).expect("default config builds");
+    let now = workload::now_ns();
+    let mut rng = workload::Rng::new(1);
+    let logs: Vec<_> = (0..DISTINCT)
+        .map(|_| workload::logs_request(&mut rng, BATCH, now))
+        .collect();
+    let traces: Vec<_> = (0..DISTINCT)
+        .map(|_| workload::traces_request(&mut rng, BATCH, now))
+        .collect();
+
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BATCH as u64));
+
+    let next = Cell::new(0usize);
+    g.bench_function("process_logs_1000", |b| {
+        b.iter_batched(
+            || {
+                let i = next.get();
+                next.set(i + 1);
+                (logs[i % DISTINCT].clone(), Tally::default())
+            },
+            |(mut request, mut tally)| {
+                processor.process_logs(black_box(&mut request), &mut tally);
+                (request, tally)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+
+    let next = Cell::new(0usize);
+    g.bench_function("process_traces_1000", |b| {
+        b.iter_batched(
+            || {
+                let i = next.get();
+                next.set(i + 1);
+                (traces[i % DISTINCT].clone(), Tally::default())
+            },
+            |(mut request, mut tally)| {
+                processor.process_traces(black_box(&mut request), &mut tally);
+                (request, tally)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_pipeline);
+criterion_main!(benches);
