@@ -48,14 +48,22 @@ pub struct AdminState {
     pub prometheus: PrometheusHandle,
     pub readiness: Arc<Readiness>,
     pub queue: QueueSender,
+    /// gardener report: serves /v1/signatures, /v1/report and /ui when set.
+    pub enricher: Option<Arc<crate::enrich::Enricher>>,
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    // gardener report routes (src/api.rs)
+    let api = state.enricher.clone().map(crate::api::router);
+    let router = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .with_state(state);
+    match api {
+        Some(api) => router.merge(api),
+        None => router,
+    }
 }
 
 async fn metrics_text(State(state): State<AdminState>) -> impl IntoResponse {

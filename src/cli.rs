@@ -65,6 +65,46 @@ pub enum Command {
     /// Send a bounded, realistic OTLP load to a collector and print one JSON
     /// line of results (records/s, latency percentiles, errors).
     Loadgen(crate::loadgen::LoadgenArgs),
+    // gardener report: replay and report subcommands.
+    /// Read a Cloud Logging export (`gcloud logging read --format=json`), OTLP/JSON
+    /// or JSON lines; process it locally and print the report, or send it to a
+    /// collector with --to.
+    Replay {
+        /// The export file.
+        file: PathBuf,
+        /// Send to a collector instead: http://HOST:4318 (OTLP/HTTP protobuf) or
+        /// grpc://HOST:4317; retried with backoff while it answers 503/UNAVAILABLE.
+        #[arg(long)]
+        to: Option<String>,
+        /// Report format when processing locally.
+        #[arg(long, value_enum, default_value_t = crate::report_cmd::ReportFormat::Markdown)]
+        format: crate::report_cmd::ReportFormat,
+        /// Resource label holding the service name (or `labels.KEY` for an entry
+        /// label); default service_name, container_name, function_name, module_id.
+        #[arg(long)]
+        service_name_from: Option<String>,
+        /// Take the processor settings from this config file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Print the gardener report (Markdown or JSON) from a running collector
+    /// (--url http://HOST:9464) or a file (--from: a log export or a saved JSON report).
+    Report {
+        /// The collector's admin URL (GET /v1/report).
+        #[arg(long, conflicts_with = "from", required_unless_present = "from")]
+        url: Option<String>,
+        /// A log export (processed locally, like `replay FILE`) or a saved JSON report.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = crate::report_cmd::ReportFormat::Markdown)]
+        format: crate::report_cmd::ReportFormat,
+        /// As for `replay`.
+        #[arg(long)]
+        service_name_from: Option<String>,
+        /// Take the processor settings from this config file (with --from).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -104,6 +144,51 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         // perf tooling (benches/README.md)
         Some(Command::Loadgen(args)) => crate::loadgen::run(args),
+        // gardener report
+        Some(Command::Replay {
+            file,
+            to,
+            format,
+            service_name_from,
+            config,
+        }) => {
+            let options = crate::replay::MapOptions { service_name_from };
+            match to {
+                Some(to) => {
+                    let n = crate::replay::send(&file, &to, &options)?;
+                    eprintln!("replay: sent {n} log records to {to}");
+                }
+                None => {
+                    let config = Config::load(config.as_deref())?;
+                    let report = crate::replay::report_locally(
+                        &file,
+                        &config.processors.gardener,
+                        &options,
+                    )?;
+                    crate::report_cmd::print(&report, format)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Report {
+            url,
+            from,
+            format,
+            service_name_from,
+            config,
+        }) => {
+            let report = match (url, from) {
+                (Some(url), _) => crate::report_cmd::fetch(&url)?,
+                (None, Some(from)) => {
+                    let config = Config::load(config.as_deref())?;
+                    let options = crate::replay::MapOptions { service_name_from };
+                    crate::report_cmd::from_file(&from, &config.processors.gardener, &options)?
+                }
+                (None, None) => anyhow::bail!("report: give --url or --from"),
+            };
+            crate::report_cmd::print(&report, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::DefaultConfig) => {
             print!("{}", crate::config::EMBEDDED_DEFAULT);
             Ok(ExitCode::SUCCESS)

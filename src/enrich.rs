@@ -130,7 +130,16 @@ impl Enricher {
             let request = ExportLogsServiceRequest {
                 resource_logs: vec![ResourceLogs {
                     resource: Some(Resource {
-                        attributes: vec![kv("service.name", "log-gardener")],
+                        attributes: vec![
+                            kv("service.name", "log-gardener"),
+                            KeyValue {
+                                key: gardener_processor::enrich::INTERNAL_RESOURCE_ATTRIBUTE.into(),
+                                value: Some(AnyValue {
+                                    value: Some(Value::BoolValue(true)),
+                                }),
+                                ..Default::default()
+                            },
+                        ],
                         ..Default::default()
                     }),
                     scope_logs: vec![ScopeLogs {

@@ -3,6 +3,7 @@
 //! trace context, and derives the SLIs behind your alerts.
 
 mod admin;
+mod api; // gardener report
 mod cli;
 mod config;
 mod enrich;
@@ -10,6 +11,8 @@ mod enrich;
 mod loadgen;
 mod pipeline;
 mod receiver;
+mod replay; // gardener report
+mod report_cmd; // gardener report
 mod run;
 mod signature_cmd;
 mod telemetry;

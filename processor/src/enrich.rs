@@ -58,7 +58,9 @@ pub struct SignatureHit {
 /// time the batch sees that signature.
 #[derive(Debug, Default)]
 pub struct Tally {
-    services: Vec<String>,
+    /// (service.name, service.version) pairs: a batch may mix revisions, and
+    /// each keeps its own signature hits.
+    services: Vec<(String, Option<String>)>,
     /// Signed records, aggregated by (service, fingerprint, severity).
     pub signatures: Vec<SignatureHit>,
     signature_index: HashMap<(u32, u64, &'static str), usize>,
@@ -80,18 +82,31 @@ struct SliCount {
 
 impl Tally {
     /// The index of `service` in this batch (a linear scan: batches carry few services).
-    fn intern(&mut self, service: &str) -> u32 {
-        match self.services.iter().position(|s| s == service) {
+    fn intern(&mut self, resource: Option<&Resource>) -> u32 {
+        let service = service_name(resource);
+        let version = resource
+            .and_then(|r| crate::event::find(&r.attributes, "service.version"))
+            .and_then(crate::event::as_text);
+        let found = self
+            .services
+            .iter()
+            .position(|(s, v)| s == service && v.as_deref() == version.as_deref());
+        match found {
             Some(i) => i as u32,
             None => {
-                self.services.push(service.to_string());
+                self.services
+                    .push((service.to_string(), version.map(|v| v.into_owned())));
                 (self.services.len() - 1) as u32
             }
         }
     }
 
     fn service(&self, index: u32) -> &str {
-        &self.services[index as usize]
+        &self.services[index as usize].0
+    }
+
+    fn service_version(&self, index: u32) -> Option<&str> {
+        self.services[index as usize].1.as_deref()
     }
 
     fn count_trace_context(&mut self, service: u32, state: TraceContextState) {
@@ -220,8 +235,10 @@ impl Processor {
         }
         for resource_logs in &mut request.resource_logs {
             let resource = resource_logs.resource.as_ref();
-            let service = tally.intern(service_name(resource));
-            let version = service_version(resource);
+            if is_internal(resource) {
+                continue;
+            }
+            let service = tally.intern(resource);
             for scope_logs in &mut resource_logs.scope_logs {
                 for record in &mut scope_logs.log_records {
                     if self.trace_checks {
@@ -246,7 +263,7 @@ impl Processor {
                         );
                     }
                     let view = EventView::from_log(resource, record);
-                    let signature = self.signature_of(&view, service, &version, tally);
+                    let signature = self.signature_of(&view, service, tally);
                     self.classify(
                         &view,
                         signature.as_ref(),
@@ -270,8 +287,10 @@ impl Processor {
         }
         for resource_spans in &mut request.resource_spans {
             let resource = resource_spans.resource.as_ref();
-            let service = tally.intern(service_name(resource));
-            let version = service_version(resource);
+            if is_internal(resource) {
+                continue;
+            }
+            let service = tally.intern(resource);
             for scope_spans in &mut resource_spans.scope_spans {
                 for span in &mut scope_spans.spans {
                     if self.orphan_detection {
@@ -280,7 +299,7 @@ impl Processor {
                         }
                     }
                     let view = EventView::from_span(resource, span);
-                    let signature = self.signature_of(&view, service, &version, tally);
+                    let signature = self.signature_of(&view, service, tally);
                     self.classify(&view, signature.as_ref(), &span.attributes, resource, tally);
                     drop(view);
                     if let Some(signature) = signature {
@@ -295,7 +314,6 @@ impl Processor {
         &self,
         view: &EventView<'_>,
         service: u32,
-        version: &Option<String>,
         tally: &mut Tally,
     ) -> Option<Signature> {
         if !self.signer.should_sign(view) {
@@ -322,7 +340,7 @@ impl Processor {
                 sample: crate::secrets::mask_secrets(&view.message).into_owned(),
                 sample_trace_id: hex_id(view.trace_id),
                 code_location: code_location(view),
-                service_version: version.clone(),
+                service_version: tally.service_version(service).map(str::to_string),
                 signature: signature.clone(),
             });
         }
@@ -391,11 +409,15 @@ fn code_location(view: &EventView<'_>) -> Option<String> {
     }
 }
 
-fn service_version(resource: Option<&Resource>) -> Option<String> {
+/// Resource attribute that marks the collector's own records (its SLI alert
+/// log records): counted and forwarded, but not enriched, so that the
+/// collector does not sign, trace-check or SLI-count its own announcements.
+pub const INTERNAL_RESOURCE_ATTRIBUTE: &str = "gardener.internal";
+
+fn is_internal(resource: Option<&Resource>) -> bool {
     resource
-        .and_then(|r| crate::event::find(&r.attributes, "service.version"))
-        .and_then(crate::event::as_text)
-        .map(|v| v.into_owned())
+        .and_then(|r| crate::event::find(&r.attributes, INTERNAL_RESOURCE_ATTRIBUTE))
+        .is_some_and(|v| matches!(v.value, Some(Value::BoolValue(true))))
 }
 
 fn hex_id(id: &[u8]) -> String {
@@ -425,4 +447,101 @@ fn annotate(attrs: &mut Vec<KeyValue>, signature: &Signature) {
     push_str(attrs, attributes::CATEGORY, &signature.category);
     push_str(attrs, attributes::PRIORITY, signature.priority.as_str());
     push_str(attrs, attributes::LOG_RECORD_TEMPLATE, &signature.template);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+    fn text(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn resource_logs(attributes: Vec<KeyValue>, message: &str) -> ResourceLogs {
+        ResourceLogs {
+            resource: Some(Resource {
+                attributes,
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    severity_number: 17,
+                    body: Some(AnyValue {
+                        value: Some(Value::StringValue(message.into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn revisions_in_one_batch_keep_their_own_hits() {
+        let processor = Processor::new(&ProcessorConfig::default()).unwrap();
+        let message =
+            "Agent handler setup failed: No module named 'netra_backend.app.agents.bridge'";
+        let mut request = ExportLogsServiceRequest {
+            resource_logs: vec![
+                resource_logs(
+                    vec![
+                        text("service.name", "api"),
+                        text("service.version", "rev-1"),
+                    ],
+                    message,
+                ),
+                resource_logs(
+                    vec![
+                        text("service.name", "api"),
+                        text("service.version", "rev-2"),
+                    ],
+                    message,
+                ),
+            ],
+        };
+        let mut tally = Tally::default();
+        processor.process_logs(&mut request, &mut tally);
+        let versions: Vec<_> = tally
+            .signatures
+            .iter()
+            .map(|h| h.service_version.as_deref())
+            .collect();
+        assert_eq!(versions, [Some("rev-1"), Some("rev-2")]);
+        assert_eq!(
+            tally.signatures[0].signature.fingerprint, tally.signatures[1].signature.fingerprint,
+            "the revision never enters the fingerprint"
+        );
+    }
+
+    #[test]
+    fn the_collectors_own_records_are_not_enriched() {
+        let processor = Processor::new(&ProcessorConfig::default()).unwrap();
+        let internal = KeyValue {
+            key: INTERNAL_RESOURCE_ATTRIBUTE.into(),
+            value: Some(AnyValue {
+                value: Some(Value::BoolValue(true)),
+            }),
+            ..Default::default()
+        };
+        let mut request = ExportLogsServiceRequest {
+            resource_logs: vec![resource_logs(
+                vec![text("service.name", "log-gardener"), internal],
+                "SLI http_5xx firing for service=api",
+            )],
+        };
+        let mut tally = Tally::default();
+        processor.process_logs(&mut request, &mut tally);
+        assert!(tally.signatures.is_empty());
+        assert_eq!(tally.trace_context().count(), 0);
+        let record = &request.resource_logs[0].scope_logs[0].log_records[0];
+        assert!(record.attributes.is_empty());
+    }
 }

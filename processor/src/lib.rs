@@ -17,6 +17,9 @@ pub mod sli;
 pub mod stack;
 pub mod state;
 pub mod trace_context;
+// gardener report (signature table + report model)
+pub mod report;
+pub mod table;
 
 pub use config::ProcessorConfig;
 pub use enrich::{Processor, Tally};

@@ -1,0 +1,701 @@
+//! `log-gardener replay FILE`: reads a Cloud Logging export (the JSON array
+//! that `gcloud logging read --format=json` prints), OTLP/JSON (one
+//! `ExportLogsServiceRequest` per line) or JSON lines of LogEntry objects,
+//! turns it into OTLP log batches, and either processes them locally (and
+//! prints the gardener report) or sends them to a running collector.
+//!
+//! Streaming: a JSON array is read one LogEntry at a time through a serde
+//! `SeqAccess` visitor, and batches go to the sink as soon as they are full,
+//! so memory stays bounded by one batch whatever the file size.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use gardener_processor::event::severity_from_text;
+use gardener_processor::report::{parse_rfc3339, Report};
+use gardener_processor::{Processor, ProcessorConfig, State, Tally};
+use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
+use gardener_proto::otlp::common::v1::{
+    any_value::Value as Av, AnyValue, ArrayValue, KeyValue, KeyValueList,
+};
+use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use gardener_proto::otlp::resource::v1::Resource;
+use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
+use serde_json::Value;
+
+/// Records per batch.
+pub const MAX_BATCH: usize = 1000;
+
+/// How the service name is chosen for LogEntries.
+#[derive(Debug, Clone, Default)]
+pub struct MapOptions {
+    /// A resource label (or `labels.KEY` for an entry label) holding the
+    /// service name; default: `service_name`, `container_name`,
+    /// `function_name`, `module_id`, then the resource type.
+    pub service_name_from: Option<String>,
+}
+
+fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+// ---------------------------------------------------------------- mapping
+
+fn kv(key: &str, value: AnyValue) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(value),
+        ..Default::default()
+    }
+}
+
+fn text(s: &str) -> AnyValue {
+    AnyValue {
+        value: Some(Av::StringValue(s.to_string())),
+    }
+}
+
+/// A JSON value as an OTLP AnyValue (`null` becomes an empty value).
+pub fn any_value(v: &Value) -> AnyValue {
+    let value = match v {
+        Value::Null => None,
+        Value::Bool(b) => Some(Av::BoolValue(*b)),
+        Value::Number(n) => Some(match n.as_i64() {
+            Some(i) => Av::IntValue(i),
+            None => Av::DoubleValue(n.as_f64().unwrap_or(0.0)),
+        }),
+        Value::String(s) => Some(Av::StringValue(s.clone())),
+        Value::Array(items) => Some(Av::ArrayValue(ArrayValue {
+            values: items.iter().map(any_value).collect(),
+        })),
+        Value::Object(map) => Some(Av::KvlistValue(KeyValueList {
+            values: map.iter().map(|(k, v)| kv(k, any_value(v))).collect(),
+        })),
+    };
+    AnyValue { value }
+}
+
+fn hex_bytes(s: &str, len: usize) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s.len() != len * 2 {
+        return None;
+    }
+    (0..len)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The resource of a LogEntry and a key identifying it (for grouping).
+fn resource_of(entry: &Value, options: &MapOptions) -> (String, Resource) {
+    let res = entry.get("resource");
+    let rtype = res
+        .and_then(|r| r.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("global");
+    let empty = serde_json::Map::new();
+    let labels = res
+        .and_then(|r| r.get("labels"))
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let label = |k: &str| labels.get(k).and_then(Value::as_str);
+    let service = match options.service_name_from.as_deref() {
+        Some(from) => match from.strip_prefix("labels.") {
+            Some(k) => entry
+                .get("labels")
+                .and_then(|l| l.get(k))
+                .and_then(Value::as_str),
+            None => label(from),
+        },
+        None => None,
+    }
+    .or_else(|| {
+        [
+            "service_name",
+            "container_name",
+            "function_name",
+            "module_id",
+        ]
+        .iter()
+        .find_map(|k| label(k))
+    })
+    .unwrap_or(rtype)
+    .to_string();
+    let mut attributes = vec![kv("service.name", text(&service))];
+    if let Some(rev) = label("revision_name").or_else(|| label("version_id")) {
+        attributes.push(kv("service.version", text(rev)));
+    }
+    attributes.push(kv("cloud.provider", text("gcp")));
+    if rtype == "cloud_run_revision" {
+        attributes.push(kv("cloud.platform", text("gcp_cloud_run")));
+    }
+    attributes.push(kv("gcp.resource.type", text(rtype)));
+    let mut keys: Vec<&String> = labels.keys().collect();
+    keys.sort();
+    let mut key = format!("{rtype}|{service}");
+    for k in keys {
+        let Some(v) = labels.get(k).and_then(Value::as_str) else {
+            continue;
+        };
+        key.push('|');
+        key.push_str(k);
+        key.push('=');
+        key.push_str(v);
+        let name = match k.as_str() {
+            "location" | "region" => "cloud.region".to_string(),
+            "zone" => "cloud.availability_zone".to_string(),
+            "project_id" => "cloud.account.id".to_string(),
+            "service_name" | "revision_name" => continue,
+            "configuration_name" => "gcp.cloud_run.configuration".to_string(),
+            "namespace_name" => "k8s.namespace.name".to_string(),
+            "pod_name" => "k8s.pod.name".to_string(),
+            "cluster_name" => "k8s.cluster.name".to_string(),
+            other => format!("gcp.resource.label.{other}"),
+        };
+        attributes.push(kv(&name, text(v)));
+    }
+    (
+        key,
+        Resource {
+            attributes,
+            ..Default::default()
+        },
+    )
+}
+
+/// One Cloud Logging LogEntry as an OTLP log record.
+pub fn log_record(entry: &Value) -> LogRecord {
+    let str_of = |k: &str| entry.get(k).and_then(Value::as_str);
+    let severity = str_of("severity").unwrap_or("DEFAULT");
+    let time = str_of("timestamp").and_then(parse_rfc3339).unwrap_or(0);
+    let observed = str_of("receiveTimestamp")
+        .and_then(parse_rfc3339)
+        .unwrap_or(time);
+    let http = entry.get("httpRequest").filter(|v| v.is_object());
+    let body = if let Some(Value::Object(payload)) = entry.get("jsonPayload") {
+        let mut values: Vec<KeyValue> = payload.iter().map(|(k, v)| kv(k, any_value(v))).collect();
+        if let Some(h) = http {
+            values.push(kv("httpRequest", any_value(h)));
+        }
+        Some(AnyValue {
+            value: Some(Av::KvlistValue(KeyValueList { values })),
+        })
+    } else if let Some(t) = str_of("textPayload") {
+        Some(match http {
+            Some(h) => AnyValue {
+                value: Some(Av::KvlistValue(KeyValueList {
+                    values: vec![kv("message", text(t)), kv("httpRequest", any_value(h))],
+                })),
+            },
+            None => text(t),
+        })
+    } else if let Some(p) = entry.get("protoPayload").filter(|v| v.is_object()) {
+        let mut body = any_value(p);
+        if let (Some(h), Some(Av::KvlistValue(list))) = (http, body.value.as_mut()) {
+            list.values.push(kv("httpRequest", any_value(h)));
+        }
+        Some(body)
+    } else {
+        http.map(|h| AnyValue {
+            value: Some(Av::KvlistValue(KeyValueList {
+                values: vec![kv("httpRequest", any_value(h))],
+            })),
+        })
+    };
+    let mut attributes: Vec<KeyValue> = Vec::new();
+    if let Some(labels) = entry.get("labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            attributes.push(kv(k, any_value(v)));
+        }
+    }
+    let mut trace_id = Vec::new();
+    if let Some(trace) = str_of("trace") {
+        attributes.push(kv("logging.googleapis.com/trace", text(trace)));
+        let hex = trace.rsplit('/').next().unwrap_or(trace);
+        trace_id = hex_bytes(hex, 16).unwrap_or_default();
+    }
+    let mut span_id = Vec::new();
+    if let Some(span) = str_of("spanId") {
+        attributes.push(kv("logging.googleapis.com/spanId", text(span)));
+        span_id = hex_bytes(span, 8).unwrap_or_default();
+        if trace_id.is_empty() {
+            span_id.clear();
+        }
+    }
+    if let Some(id) = str_of("insertId") {
+        attributes.push(kv("log.record.uid", text(id)));
+    }
+    if let Some(name) = str_of("logName") {
+        attributes.push(kv("gcp.log_name", text(name)));
+    }
+    LogRecord {
+        time_unix_nano: time,
+        observed_time_unix_nano: observed,
+        severity_number: severity_from_text(severity),
+        severity_text: severity.to_string(),
+        body,
+        attributes,
+        trace_id,
+        span_id,
+        ..Default::default()
+    }
+}
+
+/// Groups consecutive records of the same resource into one request of at
+/// most [`MAX_BATCH`] records (one resource per request, so that a batch's
+/// per-signature aggregate carries the right revision).
+#[derive(Default)]
+pub struct Batcher {
+    request: ExportLogsServiceRequest,
+    last_key: Option<String>,
+    records: usize,
+}
+
+impl Batcher {
+    pub fn push(
+        &mut self,
+        key: String,
+        resource: Resource,
+        record: LogRecord,
+    ) -> Option<ExportLogsServiceRequest> {
+        // A batch holds one resource (one revision): a new resource starts a
+        // new batch, handed back here; the record goes into the next one.
+        let mut done = None;
+        if self.records > 0 && self.last_key.as_deref() != Some(key.as_str()) {
+            done = Some(self.take());
+        }
+        if self.last_key.as_deref() != Some(key.as_str()) {
+            self.request.resource_logs.push(ResourceLogs {
+                resource: Some(resource),
+                scope_logs: vec![ScopeLogs::default()],
+                ..Default::default()
+            });
+            self.last_key = Some(key);
+        }
+        let rl = self.request.resource_logs.last_mut().expect("pushed above");
+        rl.scope_logs[0].log_records.push(record);
+        self.records += 1;
+        if self.records >= MAX_BATCH {
+            // `done` and a full batch at once only when MAX_BATCH == 1.
+            return done.or_else(|| Some(self.take()));
+        }
+        done
+    }
+
+    pub fn take(&mut self) -> ExportLogsServiceRequest {
+        self.records = 0;
+        self.last_key = None;
+        std::mem::take(&mut self.request)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+}
+
+// ---------------------------------------------------------------- reading
+
+/// Visits a JSON array one element at a time.
+struct EachElement<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(Value) -> Result<(), String>> Visitor<'de> for EachElement<'_, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of LogEntry objects")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(v) = seq.next_element::<Value>()? {
+            (self.0)(v).map_err(A::Error::custom)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de, F: FnMut(Value) -> Result<(), String>> DeserializeSeed<'de> for EachElement<'_, F> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+/// Progress on stderr, only when it is a terminal.
+struct Progress {
+    tty: bool,
+    entries: u64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            entries: 0,
+        }
+    }
+    fn add(&mut self, n: u64) {
+        let before = self.entries;
+        self.entries += n;
+        if self.tty && before / 10_000 != self.entries / 10_000 {
+            eprint!("\rreplay: {} entries", self.entries);
+        }
+    }
+    fn done(&self) {
+        if self.tty {
+            eprintln!("\rreplay: {} entries", self.entries);
+        }
+    }
+}
+
+/// Reads `path` and hands every batch to `sink`; returns the number of log
+/// records read.
+pub fn read_batches(
+    path: &Path,
+    options: &MapOptions,
+    mut sink: impl FnMut(ExportLogsServiceRequest) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let file = File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let first = loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => {
+                let c = buf[i];
+                reader.consume(i);
+                break c;
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    };
+    let mut progress = Progress::new();
+    let mut batcher = Batcher::default();
+    let mut sink_error: Option<anyhow::Error> = None;
+    let mut on_entry = |entry: Value| -> Result<(), String> {
+        if !entry.is_object() {
+            return Err("expected a LogEntry object".into());
+        }
+        let result = if entry.get("resourceLogs").is_some() {
+            let bytes = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
+            let request: ExportLogsServiceRequest =
+                crate::receiver::otlp_json::decode(&bytes).map_err(|e| e.to_string())?;
+            let n: usize = request
+                .resource_logs
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .map(|s| s.log_records.len())
+                .sum();
+            progress.add(n as u64);
+            let mut result = Ok(());
+            if !batcher.is_empty() {
+                result = sink(batcher.take());
+            }
+            result.and_then(|_| sink(request))
+        } else {
+            let (key, resource) = resource_of(&entry, options);
+            let record = log_record(&entry);
+            progress.add(1);
+            match batcher.push(key, resource, record) {
+                Some(batch) => sink(batch),
+                None => Ok(()),
+            }
+        };
+        result.map_err(|e| {
+            let msg = format!("{e:#}");
+            sink_error = Some(e);
+            msg
+        })
+    };
+    let parsed: Result<(), serde_json::Error> = if first == b'[' {
+        let mut de = serde_json::Deserializer::from_reader(&mut reader);
+        EachElement(&mut on_entry)
+            .deserialize(&mut de)
+            .and_then(|_| de.end())
+    } else if first == b'{' {
+        serde_json::Deserializer::from_reader(&mut reader)
+            .into_iter::<Value>()
+            .try_for_each(|v| v.and_then(|v| on_entry(v).map_err(serde_json::Error::custom)))
+    } else {
+        bail!(
+            "{}: not a Cloud Logging export (JSON array), OTLP/JSON or JSON lines",
+            path.display()
+        );
+    };
+    if let Some(e) = sink_error {
+        return Err(e);
+    }
+    parsed.with_context(|| format!("{}", path.display()))?;
+    if !batcher.is_empty() {
+        sink(batcher.take())?;
+    }
+    progress.done();
+    Ok(progress.entries)
+}
+
+/// True when the file is a saved gardener report (JSON object with `signatures`).
+pub fn read_saved_report(path: &Path) -> Option<Report> {
+    let mut head = [0u8; 1];
+    let mut file = File::open(path).ok()?;
+    loop {
+        file.read_exact(&mut head).ok()?;
+        if !head[0].is_ascii_whitespace() {
+            break;
+        }
+    }
+    if head[0] != b'{' {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str::<Report>(&text).ok()
+}
+
+// ---------------------------------------------------------------- local
+
+/// Processes the file locally and returns the report.
+pub fn report_locally(
+    path: &Path,
+    config: &ProcessorConfig,
+    options: &MapOptions,
+) -> anyhow::Result<Report> {
+    let processor = Processor::new(config)?;
+    let mut state = State::new(config, &processor);
+    read_batches(path, options, |mut request| {
+        let mut tally = Tally::default();
+        processor.process_logs(&mut request, &mut tally);
+        state.merge(&tally, now_unix_nano());
+        Ok(())
+    })?;
+    let now = now_unix_nano();
+    state.evaluate_slis(now);
+    Ok(state.report(now))
+}
+
+// ---------------------------------------------------------------- remote
+
+enum Target {
+    Http {
+        host: String,
+        addr: String,
+        path: String,
+    },
+    Grpc(String),
+}
+
+fn parse_target(url: &str) -> anyhow::Result<Target> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .with_context(|| format!("--to {url}: expected http://HOST:PORT or grpc://HOST:PORT"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    match scheme {
+        "grpc" => Ok(Target::Grpc(format!("http://{authority}"))),
+        "http" if authority.ends_with(":4317") => Ok(Target::Grpc(format!("http://{authority}"))),
+        "http" => {
+            let path = if path.is_empty() || path == "/" {
+                "/v1/logs".to_string()
+            } else if path.ends_with("/v1/logs") {
+                path.to_string()
+            } else {
+                format!("{}/v1/logs", path.trim_end_matches('/'))
+            };
+            let addr = if authority.contains(':') {
+                authority.to_string()
+            } else {
+                format!("{authority}:80")
+            };
+            Ok(Target::Http {
+                host: authority.to_string(),
+                addr,
+                path,
+            })
+        }
+        other => bail!("--to: unsupported scheme {other}:// (use http:// or grpc://)"),
+    }
+}
+
+/// One OTLP/HTTP protobuf POST: `(status, retry-after seconds)`.
+async fn post_once(
+    host: &str,
+    addr: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Option<u64>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("malformed HTTP response"))?;
+    let retry_after = text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("retry-after")
+            .then(|| v.trim().parse().ok())
+            .flatten()
+    });
+    Ok((status, retry_after))
+}
+
+const MAX_ATTEMPTS: u32 = 10;
+
+fn backoff(attempt: u32, hint: Option<u64>) -> Duration {
+    hint.map(Duration::from_secs)
+        .unwrap_or_else(|| Duration::from_millis(100 << attempt.min(6)))
+        .min(Duration::from_secs(10))
+}
+
+async fn send_http(
+    host: &str,
+    addr: &str,
+    path: &str,
+    request: &ExportLogsServiceRequest,
+) -> anyhow::Result<()> {
+    use prost::Message;
+    let body = request.encode_to_vec();
+    for attempt in 0..MAX_ATTEMPTS {
+        match post_once(host, addr, path, &body).await {
+            Ok((200..=299, _)) => return Ok(()),
+            Ok((status @ (429 | 502 | 503 | 504), hint)) => {
+                tracing::debug!(status, attempt, "collector busy, retrying");
+                tokio::time::sleep(backoff(attempt, hint)).await;
+            }
+            Ok((status, _)) => bail!("POST http://{host}{path}: HTTP {status}"),
+            Err(e) if attempt + 1 < MAX_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "connection failed, retrying");
+                tokio::time::sleep(backoff(attempt, None)).await;
+            }
+            Err(e) => bail!("POST http://{host}{path}: {e}"),
+        }
+    }
+    bail!("POST http://{host}{path}: still refused after {MAX_ATTEMPTS} attempts")
+}
+
+async fn send_grpc(
+    client: &mut gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient<
+        tonic::transport::Channel,
+    >,
+    request: ExportLogsServiceRequest,
+) -> anyhow::Result<()> {
+    for attempt in 0..MAX_ATTEMPTS {
+        match client.export(request.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::ResourceExhausted
+                        | tonic::Code::Aborted
+                        | tonic::Code::DeadlineExceeded
+                ) =>
+            {
+                tracing::debug!(code = ?status.code(), attempt, "collector busy, retrying");
+                tokio::time::sleep(backoff(attempt, None)).await;
+            }
+            Err(status) => bail!("gRPC Export: {status}"),
+        }
+    }
+    bail!("gRPC Export: still UNAVAILABLE after {MAX_ATTEMPTS} attempts")
+}
+
+/// Sends the file to a collector; returns the number of records sent.
+pub fn send(path: &Path, to: &str, options: &MapOptions) -> anyhow::Result<u64> {
+    let target = parse_target(to)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ExportLogsServiceRequest>(4);
+        let path = path.to_path_buf();
+        let options = options.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            read_batches(&path, &options, |request| {
+                tx.blocking_send(request)
+                    .map_err(|_| anyhow::anyhow!("sender stopped"))
+            })
+        });
+        let sender = async {
+            match target {
+                Target::Http { host, addr, path } => {
+                    while let Some(request) = rx.recv().await {
+                        send_http(&host, &addr, &path, &request).await?;
+                    }
+                }
+                Target::Grpc(url) => {
+                    let mut client = gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient::connect(url.clone())
+                        .await
+                        .with_context(|| format!("connect {url}"))?;
+                    while let Some(request) = rx.recv().await {
+                        send_grpc(&mut client, request).await?;
+                    }
+                }
+            }
+            anyhow::Ok(())
+        };
+        let sent = sender.await;
+        let read = reader.await?;
+        // A sender error is the root cause when the reader then saw "sender stopped".
+        sent?;
+        read
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_a_cloud_run_entry() {
+        let entry: Value = serde_json::from_str(
+            r#"{"severity":"ERROR","timestamp":"2025-09-04T17:53:37.5Z",
+                "jsonPayload":{"message":"boom","labels":{"module":"m","function":"f","line":"3"}},
+                "httpRequest":{"status":500},
+                "trace":"projects/p/traces/0123456789abcdef0123456789abcdef","spanId":"0123456789abcdef",
+                "resource":{"type":"cloud_run_revision","labels":{"service_name":"api","revision_name":"api-001","location":"us-central1","project_id":"p"}}}"#,
+        )
+        .unwrap();
+        let record = log_record(&entry);
+        assert_eq!(record.severity_number, 17);
+        assert_eq!(record.trace_id.len(), 16);
+        assert_eq!(record.span_id.len(), 8);
+        assert!(record.time_unix_nano > 0);
+        let (_, resource) = resource_of(&entry, &MapOptions::default());
+        let names: Vec<&str> = resource.attributes.iter().map(|a| a.key.as_str()).collect();
+        assert!(names.contains(&"service.name"));
+        assert!(names.contains(&"service.version"));
+        assert!(names.contains(&"cloud.region"));
+    }
+
+    #[test]
+    fn parses_targets() {
+        assert!(
+            matches!(parse_target("http://h:4318").unwrap(), Target::Http { path, .. } if path == "/v1/logs")
+        );
+        assert!(matches!(
+            parse_target("grpc://h:4317").unwrap(),
+            Target::Grpc(_)
+        ));
+        assert!(matches!(
+            parse_target("http://h:4317").unwrap(),
+            Target::Grpc(_)
+        ));
+    }
+}
