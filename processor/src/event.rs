@@ -1,0 +1,507 @@
+//! The event view: one normalized, borrowed view of a log record or a span.
+//!
+//! Why: the same facts arrive in many shapes (OpenTelemetry semantic
+//! convention attributes, legacy attribute names, a string body, a map body,
+//! a Cloud Logging `jsonPayload`/`httpRequest`/`labels` shape, span status and
+//! `exception` events). Everything downstream (signatures, SLIs, trace checks)
+//! reads this one view, so each shape is handled once, here. The view borrows
+//! from the record wherever it can; only non-string values are rendered.
+
+use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, KeyValue, KeyValueList};
+use gardener_proto::otlp::logs::v1::LogRecord;
+use gardener_proto::otlp::resource::v1::Resource;
+use gardener_proto::otlp::trace::v1::{status::StatusCode, Span};
+use std::borrow::Cow;
+
+/// Which signal the view came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Signal {
+    Log,
+    Span,
+}
+
+impl Signal {
+    /// `"log"` / `"span"` (the `signal` metric label).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Signal::Log => "log",
+            Signal::Span => "span",
+        }
+    }
+}
+
+/// OpenTelemetry severity numbers used here.
+pub mod severity {
+    pub const INFO: i32 = 9;
+    pub const WARN: i32 = 13;
+    pub const ERROR: i32 = 17;
+    pub const FATAL: i32 = 21;
+}
+
+/// One normalized view of a log record or span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventView<'a> {
+    pub signal: Signal,
+    /// `service.name` of the resource, `"unknown"` when absent.
+    pub service: &'a str,
+    /// OTLP severity number; derived from the text (`WARNING`, `ERROR`…)
+    /// when the number is unset; spans: ERROR when their status is ERROR,
+    /// INFO otherwise.
+    pub severity_number: i32,
+    pub severity_text: &'a str,
+    pub message: Cow<'a, str>,
+    pub exception_type: Option<Cow<'a, str>>,
+    pub exception_message: Option<Cow<'a, str>>,
+    pub stacktrace: Option<Cow<'a, str>>,
+    pub http_status: Option<u16>,
+    /// HTTP method (`http.request.method`, `http.method`, `httpRequest.requestMethod`).
+    pub http_method: Option<Cow<'a, str>>,
+    /// Route or URL (`http.route`, `url.path`, `httpRequest.requestUrl`).
+    pub http_route: Option<Cow<'a, str>>,
+    pub code_function: Option<Cow<'a, str>>,
+    pub code_file: Option<Cow<'a, str>>,
+    pub span_kind: Option<i32>,
+    pub span_name: Option<&'a str>,
+    pub span_status_error: bool,
+    pub time_unix_nano: u64,
+    /// Raw trace and span ids (empty when absent).
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+}
+
+/// `service.name` of a resource, `"unknown"` when absent or not a string.
+pub fn service_name(resource: Option<&Resource>) -> &str {
+    resource
+        .and_then(|r| find(&r.attributes, "service.name"))
+        .and_then(|v| match &v.value {
+            Some(Value::StringValue(s)) if !s.is_empty() => Some(s.as_str()),
+            _ => None,
+        })
+        .unwrap_or("unknown")
+}
+
+/// Severity number from a severity text, for records that only carry text
+/// (Cloud Logging `WARNING`, Python `CRITICAL`, …). 0 when unknown.
+pub fn severity_from_text(text: &str) -> i32 {
+    let t = text.trim();
+    let eq = |s: &str| t.eq_ignore_ascii_case(s);
+    if eq("TRACE") {
+        1
+    } else if eq("DEBUG") {
+        5
+    } else if eq("INFO") || eq("NOTICE") || eq("DEFAULT") {
+        severity::INFO
+    } else if eq("WARN") || eq("WARNING") {
+        severity::WARN
+    } else if eq("ERROR") || eq("ERR") {
+        severity::ERROR
+    } else if eq("CRITICAL") || eq("FATAL") || eq("ALERT") || eq("EMERGENCY") || eq("PANIC") {
+        severity::FATAL
+    } else {
+        0
+    }
+}
+
+/// The attribute `key`, if present.
+pub fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+}
+
+fn kv_get<'a>(list: &'a KeyValueList, key: &str) -> Option<&'a AnyValue> {
+    find(&list.values, key)
+}
+
+fn as_map(v: &AnyValue) -> Option<&KeyValueList> {
+    match &v.value {
+        Some(Value::KvlistValue(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// A value as text: strings borrowed, scalars rendered. Maps and arrays are
+/// not text.
+pub fn as_text(v: &AnyValue) -> Option<Cow<'_, str>> {
+    match v.value.as_ref()? {
+        Value::StringValue(s) => Some(Cow::Borrowed(s.as_str())),
+        Value::IntValue(i) => Some(Cow::Owned(i.to_string())),
+        Value::DoubleValue(d) => Some(Cow::Owned(d.to_string())),
+        Value::BoolValue(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        _ => None,
+    }
+}
+
+fn as_status(v: &AnyValue) -> Option<u16> {
+    let n = match v.value.as_ref()? {
+        Value::IntValue(i) => *i,
+        Value::DoubleValue(d) => *d as i64,
+        Value::StringValue(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    (100..=599).contains(&n).then_some(n as u16)
+}
+
+fn text_attr<'a>(attrs: &'a [KeyValue], keys: &[&str]) -> Option<Cow<'a, str>> {
+    keys.iter()
+        .find_map(|k| find(attrs, k).and_then(as_text))
+        .filter(|s| !s.is_empty())
+}
+
+fn status_attr(attrs: &[KeyValue]) -> Option<u16> {
+    ["http.response.status_code", "http.status_code"]
+        .iter()
+        .find_map(|k| find(attrs, k).and_then(as_status))
+}
+
+const MESSAGE_KEYS: [&str; 3] = ["message", "msg", "textPayload"];
+
+impl<'a> EventView<'a> {
+    /// The view of a log record.
+    pub fn from_log(resource: Option<&'a Resource>, record: &'a LogRecord) -> Self {
+        let attrs = &record.attributes[..];
+        let mut severity_number = record.severity_number;
+        if severity_number == 0 {
+            severity_number = severity_from_text(&record.severity_text);
+        }
+        let mut v = EventView {
+            signal: Signal::Log,
+            service: service_name(resource),
+            severity_number,
+            severity_text: &record.severity_text,
+            message: Cow::Borrowed(""),
+            exception_type: text_attr(attrs, &["exception.type"]),
+            exception_message: text_attr(attrs, &["exception.message"]),
+            stacktrace: text_attr(attrs, &["exception.stacktrace"]),
+            http_status: status_attr(attrs),
+            http_method: text_attr(attrs, &["http.request.method", "http.method"]),
+            http_route: text_attr(attrs, &["http.route", "url.path", "http.target"]),
+            code_function: text_attr(attrs, &["code.function.name", "code.function"]),
+            code_file: text_attr(attrs, &["code.file.path", "code.filepath"]),
+            span_kind: None,
+            span_name: None,
+            span_status_error: false,
+            time_unix_nano: if record.time_unix_nano != 0 {
+                record.time_unix_nano
+            } else {
+                record.observed_time_unix_nano
+            },
+            trace_id: &record.trace_id,
+            span_id: &record.span_id,
+        };
+        if let Some(body) = record.body.as_ref() {
+            match as_map(body) {
+                Some(map) => v.fill_from_map(map),
+                None => {
+                    if let Some(t) = as_text(body) {
+                        v.message = t;
+                    }
+                }
+            }
+        }
+        if v.message.is_empty() {
+            if let Some(m) = text_attr(attrs, &MESSAGE_KEYS) {
+                v.message = m;
+            }
+        }
+        v
+    }
+
+    /// Facts from a map body: a structured log or a Cloud Logging entry
+    /// (`jsonPayload`, `httpRequest`, `labels`, `severity`).
+    fn fill_from_map(&mut self, map: &'a KeyValueList) {
+        // A whole LogEntry: look inside jsonPayload, too.
+        let payload = kv_get(map, "jsonPayload").and_then(as_map);
+        for m in [Some(map), payload].into_iter().flatten() {
+            if self.message.is_empty() {
+                if let Some(t) = MESSAGE_KEYS
+                    .iter()
+                    .find_map(|k| kv_get(m, k).and_then(as_text))
+                {
+                    self.message = t;
+                }
+            }
+            if let Some(err) = kv_get(m, "error") {
+                match as_map(err) {
+                    Some(e) => {
+                        if self.exception_type.is_none() {
+                            self.exception_type = ["type", "name", "kind"]
+                                .iter()
+                                .find_map(|k| kv_get(e, k).and_then(as_text));
+                        }
+                        if self.exception_message.is_none() {
+                            self.exception_message = kv_get(e, "message").and_then(as_text);
+                        }
+                        if self.stacktrace.is_none() {
+                            self.stacktrace = ["stack", "stack_trace", "stacktrace"]
+                                .iter()
+                                .find_map(|k| kv_get(e, k).and_then(as_text));
+                        }
+                    }
+                    None => {
+                        if self.exception_message.is_none() {
+                            self.exception_message = as_text(err);
+                        }
+                    }
+                }
+            }
+            if self.stacktrace.is_none() {
+                self.stacktrace = [
+                    "stack_trace",
+                    "stacktrace",
+                    "exception",
+                    "traceback",
+                    "exc_info",
+                ]
+                .iter()
+                .find_map(|k| kv_get(m, k).and_then(as_text))
+                .filter(|s| s.contains('\n'));
+            }
+            if let Some(h) = kv_get(m, "httpRequest").and_then(as_map) {
+                if self.http_method.is_none() {
+                    self.http_method = kv_get(h, "requestMethod").and_then(as_text);
+                }
+                if self.http_route.is_none() {
+                    self.http_route = kv_get(h, "requestUrl").and_then(as_text);
+                }
+            }
+            if self.http_status.is_none() {
+                self.http_status = kv_get(m, "httpRequest")
+                    .and_then(as_map)
+                    .and_then(|h| kv_get(h, "status"))
+                    .and_then(as_status)
+                    .or_else(|| {
+                        ["status", "status_code"]
+                            .iter()
+                            .find_map(|k| kv_get(m, k).and_then(as_status))
+                    });
+            }
+            if let Some(labels) = kv_get(m, "labels").and_then(as_map) {
+                if self.code_function.is_none() {
+                    self.code_function = kv_get(labels, "function").and_then(as_text);
+                }
+                if self.code_file.is_none() {
+                    self.code_file = kv_get(labels, "module").and_then(as_text);
+                }
+            }
+            if self.severity_number == 0 {
+                if let Some(s) = kv_get(m, "severity").and_then(as_text) {
+                    self.severity_number = severity_from_text(&s);
+                }
+            }
+        }
+    }
+
+    /// The view of a span: its status message (or name) is the message, an
+    /// `exception` event supplies exception facts.
+    pub fn from_span(resource: Option<&'a Resource>, span: &'a Span) -> Self {
+        let attrs = &span.attributes[..];
+        let status_error = span
+            .status
+            .as_ref()
+            .is_some_and(|s| s.code == StatusCode::Error as i32);
+        let status_message = span
+            .status
+            .as_ref()
+            .map(|s| s.message.as_str())
+            .unwrap_or("");
+        let mut v = EventView {
+            signal: Signal::Span,
+            service: service_name(resource),
+            severity_number: if status_error {
+                severity::ERROR
+            } else {
+                severity::INFO
+            },
+            severity_text: if status_error { "ERROR" } else { "" },
+            message: Cow::Borrowed(if status_message.is_empty() {
+                span.name.as_str()
+            } else {
+                status_message
+            }),
+            exception_type: text_attr(attrs, &["exception.type", "error.type"]),
+            exception_message: text_attr(attrs, &["exception.message"]),
+            stacktrace: text_attr(attrs, &["exception.stacktrace"]),
+            http_status: status_attr(attrs),
+            http_method: text_attr(attrs, &["http.request.method", "http.method"]),
+            http_route: text_attr(attrs, &["http.route", "url.path", "http.target"]),
+            code_function: text_attr(attrs, &["code.function.name", "code.function"]),
+            code_file: text_attr(attrs, &["code.file.path", "code.filepath"]),
+            span_kind: Some(span.kind),
+            span_name: Some(span.name.as_str()),
+            span_status_error: status_error,
+            time_unix_nano: span.start_time_unix_nano,
+            trace_id: &span.trace_id,
+            span_id: &span.span_id,
+        };
+        if let Some(ev) = span.events.iter().find(|e| e.name == "exception") {
+            let ea = &ev.attributes[..];
+            if v.exception_type.is_none() {
+                v.exception_type = text_attr(ea, &["exception.type"]);
+            }
+            if v.exception_message.is_none() {
+                v.exception_message = text_attr(ea, &["exception.message"]);
+            }
+            if v.stacktrace.is_none() {
+                v.stacktrace = text_attr(ea, &["exception.stacktrace"]);
+            }
+        }
+        v
+    }
+
+    /// True when the span has an `exception` event or exception attributes.
+    pub fn has_exception(&self) -> bool {
+        self.exception_type.is_some()
+            || self.exception_message.is_some()
+            || self.stacktrace.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gardener_proto::otlp::trace::v1::{span::Event, Status};
+
+    fn s(v: &str) -> AnyValue {
+        AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }
+    }
+    fn i(v: i64) -> AnyValue {
+        AnyValue {
+            value: Some(Value::IntValue(v)),
+        }
+    }
+    fn kv(k: &str, v: AnyValue) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(v),
+            ..Default::default()
+        }
+    }
+    fn map(items: Vec<KeyValue>) -> AnyValue {
+        AnyValue {
+            value: Some(Value::KvlistValue(KeyValueList { values: items })),
+        }
+    }
+    fn resource(name: &str) -> Resource {
+        Resource {
+            attributes: vec![kv("service.name", s(name))],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn string_body_and_semconv() {
+        let r = resource("api");
+        let rec = LogRecord {
+            severity_number: 17,
+            severity_text: "ERROR".into(),
+            body: Some(s("boom")),
+            attributes: vec![
+                kv("exception.type", s("ValueError")),
+                kv("http.response.status_code", i(503)),
+                kv("code.function.name", s("handler")),
+                kv("code.filepath", s("app.py")),
+            ],
+            ..Default::default()
+        };
+        let v = EventView::from_log(Some(&r), &rec);
+        assert_eq!(v.service, "api");
+        assert_eq!(v.message, "boom");
+        assert_eq!(v.exception_type.as_deref(), Some("ValueError"));
+        assert_eq!(v.http_status, Some(503));
+        assert_eq!(v.code_function.as_deref(), Some("handler"));
+        assert_eq!(v.code_file.as_deref(), Some("app.py"));
+        assert!(matches!(v.message, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn cloud_logging_shape() {
+        let rec = LogRecord {
+            severity_text: "WARNING".into(),
+            body: Some(map(vec![
+                kv(
+                    "jsonPayload",
+                    map(vec![
+                        kv("message", s("Session access failed")),
+                        kv(
+                            "labels",
+                            map(vec![
+                                kv("function", s("callHandlers")),
+                                kv("module", s("logging")),
+                            ]),
+                        ),
+                        kv(
+                            "error",
+                            map(vec![kv("type", s("KeyError")), kv("message", s("x"))]),
+                        ),
+                    ]),
+                ),
+                kv("httpRequest", map(vec![kv("status", i(405))])),
+            ])),
+            ..Default::default()
+        };
+        let v = EventView::from_log(None, &rec);
+        assert_eq!(v.service, "unknown");
+        assert_eq!(v.severity_number, severity::WARN);
+        assert_eq!(v.message, "Session access failed");
+        assert_eq!(v.code_function.as_deref(), Some("callHandlers"));
+        assert_eq!(v.code_file.as_deref(), Some("logging"));
+        assert_eq!(v.exception_type.as_deref(), Some("KeyError"));
+        assert_eq!(v.http_status, Some(405));
+    }
+
+    #[test]
+    fn msg_key_and_legacy_status() {
+        let rec = LogRecord {
+            body: Some(map(vec![
+                kv("msg", s("hello")),
+                kv("stack_trace", s("a\nb")),
+            ])),
+            attributes: vec![kv("http.status_code", s("502"))],
+            ..Default::default()
+        };
+        let v = EventView::from_log(None, &rec);
+        assert_eq!(v.message, "hello");
+        assert_eq!(v.http_status, Some(502));
+        assert_eq!(v.stacktrace.as_deref(), Some("a\nb"));
+    }
+
+    #[test]
+    fn span_with_exception_event() {
+        let r = resource("svc");
+        let span = Span {
+            name: "invoke_agent triage".into(),
+            kind: 2,
+            status: Some(Status {
+                code: StatusCode::Error as i32,
+                message: String::new(),
+            }),
+            events: vec![Event {
+                name: "exception".into(),
+                attributes: vec![
+                    kv("exception.type", s("TimeoutError")),
+                    kv("exception.message", s("took 30s")),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let v = EventView::from_span(Some(&r), &span);
+        assert_eq!(v.signal, Signal::Span);
+        assert!(v.span_status_error);
+        assert_eq!(v.severity_number, severity::ERROR);
+        assert_eq!(v.message, "invoke_agent triage");
+        assert_eq!(v.exception_type.as_deref(), Some("TimeoutError"));
+        assert_eq!(v.span_kind, Some(2));
+    }
+
+    #[test]
+    fn severity_text() {
+        assert_eq!(severity_from_text("warning"), 13);
+        assert_eq!(severity_from_text("CRITICAL"), 21);
+        assert_eq!(severity_from_text("nope"), 0);
+    }
+}

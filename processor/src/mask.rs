@@ -1,0 +1,1465 @@
+//! Masking: a message becomes a template by replacing *values* with typed
+//! placeholders while keeping the words that carry *meaning*.
+//!
+//! Why a hand-written single pass: a template is computed for every warning
+//! and error record, so a cascade of regexes over the whole string (one per
+//! value class) would dominate the processor's cost. Here the message is read
+//! once, left to right; each whitespace-free atom is classified by looking at
+//! its bytes once, with a little context (the previous word, the next word,
+//! whether it is the value of a `key=value`).
+//!
+//! What is masked: UUIDs, hex ids, numbers, IPv4/IPv6 (with ports), URLs,
+//! paths and file names, emails, timestamps and durations, compound ids such
+//! as `ws_10146348_1757373397_aca2f891`, `key=value` values, quoted free text,
+//! host names, booleans, secrets (see `secrets.rs`) and the items of
+//! variable-length lists (consecutive placeholders collapse into one).
+//!
+//! What is kept: identifiers (exception classes, function and module names,
+//! field names in validation errors), HTTP status codes next to `HTTP` or a
+//! reason phrase, errno names, and quoted text that looks like an identifier
+//! (`'accept'`, `'websocket.close'`), because those name the *kind* of error.
+
+use crate::secrets;
+
+/// The typed placeholders a template may contain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Placeholder {
+    Uuid,
+    Num,
+    Hex,
+    Ip,
+    Url,
+    Path,
+    Email,
+    Ts,
+    Duration,
+    Id,
+    Str,
+    Any,
+}
+
+impl Placeholder {
+    /// The text written into templates, e.g. `<uuid>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placeholder::Uuid => "<uuid>",
+            Placeholder::Num => "<num>",
+            Placeholder::Hex => "<hex>",
+            Placeholder::Ip => "<ip>",
+            Placeholder::Url => "<url>",
+            Placeholder::Path => "<path>",
+            Placeholder::Email => "<email>",
+            Placeholder::Ts => "<ts>",
+            Placeholder::Duration => "<duration>",
+            Placeholder::Id => "<id>",
+            Placeholder::Str => "<str>",
+            Placeholder::Any => "<*>",
+        }
+    }
+
+    /// All placeholder spellings (used e.g. to map templates to `<*>`).
+    pub const ALL: [Placeholder; 12] = [
+        Placeholder::Uuid,
+        Placeholder::Num,
+        Placeholder::Hex,
+        Placeholder::Ip,
+        Placeholder::Url,
+        Placeholder::Path,
+        Placeholder::Email,
+        Placeholder::Ts,
+        Placeholder::Duration,
+        Placeholder::Id,
+        Placeholder::Str,
+        Placeholder::Any,
+    ];
+
+    /// Two adjacent values collapse into one placeholder: same type stays,
+    /// a date next to a time is a timestamp, anything else is `<*>`.
+    fn merge(self, other: Placeholder) -> Placeholder {
+        use Placeholder::*;
+        match (self, other) {
+            (a, b) if a == b => a,
+            (Ts, Num) | (Num, Ts) | (Ts, Duration) | (Duration, Ts) => Ts,
+            (Num, Duration) | (Duration, Num) => Duration,
+            _ => Any,
+        }
+    }
+}
+
+/// Messages longer than this are masked only up to here (at a character
+/// boundary): templates must stay small and masking cost bounded.
+pub const MAX_INPUT_BYTES: usize = 2048;
+
+/// Quoted text with more words than this is free text (user input) and is
+/// masked as a whole; shorter quoted phrases (`"GET /x HTTP/1.1"`) are masked
+/// word by word.
+const MAX_QUOTED_WORDS: usize = 3;
+
+/// Returns the template of `msg`.
+pub fn mask(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len().min(MAX_INPUT_BYTES) + 8);
+    mask_into(msg, &mut out);
+    out
+}
+
+/// Appends the template of `msg` to `out` (lets callers reuse a buffer).
+pub fn mask_into(msg: &str, out: &mut String) {
+    let mut end = msg.len().min(MAX_INPUT_BYTES);
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    let base = out.len();
+    let mut m = Masker {
+        src: msg,
+        s: msg.as_bytes(),
+        out,
+        base,
+        pending_space: false,
+        last: None,
+        swallow_close: 0,
+        prev_word: "",
+        redact_next: false,
+        name_next: false,
+    };
+    m.run(0, end);
+}
+
+/// Masks an HTTP route or URL segment by segment, keeping the endpoint:
+/// `https://h/api/threads/9c8a…?x=1` → `/api/threads/<uuid>`. Scheme, host
+/// and query are dropped; `{id}`-style route parameters stay.
+pub fn mask_route(url: &str) -> String {
+    let mut path = url;
+    if let Some(p) = path.find("://") {
+        path = &path[p + 3..];
+        path = path.find('/').map_or("/", |i| &path[i..]);
+    }
+    if let Some(q) = path.find(['?', '#']) {
+        path = &path[..q];
+    }
+    let mut out = String::with_capacity(path.len());
+    for (k, seg) in path.split('/').enumerate() {
+        if k > 0 {
+            out.push('/');
+        }
+        if seg.is_empty() || (seg.starts_with('{') && seg.ends_with('}')) || seg.starts_with(':') {
+            out.push_str(seg);
+        } else {
+            match classify(seg.as_bytes()) {
+                Some(p) => out.push_str(p.as_str()),
+                None => out.push_str(seg),
+            }
+        }
+    }
+    out
+}
+
+/// Maps every typed placeholder in a template to `<*>` (the Loghub
+/// convention), so templates can be compared with ground truth.
+pub fn to_generic(template: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    'outer: while let Some(p) = rest.find('<') {
+        out.push_str(&rest[..p]);
+        let tail = &rest[p..];
+        for ph in Placeholder::ALL {
+            if tail.starts_with(ph.as_str()) {
+                out.push_str("<*>");
+                rest = &tail[ph.as_str().len()..];
+                continue 'outer;
+            }
+        }
+        out.push('<');
+        rest = &tail[1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The last placeholder written: where it starts and ends in `out`, and its
+/// type, so that a following value can collapse into it.
+#[derive(Clone, Copy)]
+struct Last {
+    start: usize,
+    end: usize,
+    kind: Placeholder,
+}
+
+struct Masker<'a, 'o> {
+    src: &'a str,
+    s: &'a [u8],
+    out: &'o mut String,
+    /// Where this template starts in `out`.
+    base: usize,
+    pending_space: bool,
+    last: Option<Last>,
+    /// Closing brackets to drop because their opener was merged away, as in
+    /// `<num> bytes (<num> KB)` → `<num>`.
+    swallow_close: u8,
+    /// The previous literal word (for `HTTP 500`, `Bearer <token>`).
+    prev_word: &'a str,
+    /// The next word is a credential (after `Bearer`, `password:`).
+    redact_next: bool,
+    /// The next word is probably a user name (after `user`).
+    name_next: bool,
+}
+
+#[inline]
+fn is_space(b: u8) -> bool {
+    b.is_ascii_whitespace()
+}
+
+/// Bytes that end an atom inside a word.
+#[inline]
+fn is_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'=' | b','
+            | b';'
+            | b'('
+            | b')'
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'"'
+            | b'|'
+            | b'<'
+            | b'>'
+            | b'`'
+    )
+}
+
+#[inline]
+fn is_quote(b: u8) -> bool {
+    matches!(b, b'"' | b'\'' | b'`')
+}
+
+impl<'a> Masker<'a, '_> {
+    fn run(&mut self, mut i: usize, end: usize) {
+        while i < end {
+            let b = self.s[i];
+            if is_space(b) {
+                if self.out.len() > self.base {
+                    self.pending_space = true;
+                }
+                i += 1;
+                continue;
+            }
+            i = self.word_part(i, end);
+        }
+    }
+
+    fn flush_space(&mut self) {
+        if self.pending_space {
+            self.out.push(' ');
+            self.pending_space = false;
+        }
+    }
+
+    /// Writes literal text.
+    fn lit(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        if self.swallow_close > 0
+            && !self.pending_space
+            && matches!(text.as_bytes()[0], b')' | b']')
+        {
+            self.swallow_close -= 1;
+            self.lit(&text[1..]);
+            return;
+        }
+        self.swallow_close = 0;
+        self.name_next = false;
+        self.flush_space();
+        self.out.push_str(text);
+    }
+
+    /// Writes a placeholder, collapsing it into the previous one when only
+    /// spaces, commas or an opening bracket separate them (lists, `1.2 KB`,
+    /// `Jun 15 04:06:18 2005`).
+    fn ph(&mut self, kind: Placeholder) {
+        self.name_next = false;
+        if let Some(last) = self.last {
+            if last.end <= self.out.len() {
+                let gap = &self.out.as_bytes()[last.end..];
+                if gap.iter().all(|&c| matches!(c, b' ' | b',' | b'(' | b'[')) && gap.len() <= 3 {
+                    let opens = gap.iter().filter(|&&c| matches!(c, b'(' | b'[')).count() as u8;
+                    let merged = last.kind.merge(kind);
+                    self.out.truncate(last.start);
+                    self.out.push_str(merged.as_str());
+                    self.last = Some(Last {
+                        start: last.start,
+                        end: self.out.len(),
+                        kind: merged,
+                    });
+                    self.pending_space = false;
+                    self.swallow_close = self.swallow_close.saturating_add(opens);
+                    return;
+                }
+            }
+        }
+        self.swallow_close = 0;
+        self.flush_space();
+        let start = self.out.len();
+        self.out.push_str(kind.as_str());
+        self.last = Some(Last {
+            start,
+            end: self.out.len(),
+            kind,
+        });
+    }
+
+    /// True when the last thing written is a placeholder followed by at most
+    /// a pending space (the unit in `12 ms` is then part of the value).
+    fn just_after_ph(&self) -> bool {
+        matches!(self.last, Some(l) if l.end == self.out.len())
+    }
+
+    /// Handles the text starting at `i` (not whitespace) up to the next atom
+    /// boundary; returns where to continue.
+    fn word_part(&mut self, i: usize, end: usize) -> usize {
+        let s = self.s;
+        let b = s[i];
+
+        if self.redact_next {
+            let mut j = i;
+            while j < end && !is_space(s[j]) {
+                j += 1;
+            }
+            // `Authorization: Bearer <token>`: the scheme is not the secret.
+            if secrets::is_auth_scheme(&self.src[i..j]) {
+                self.lit(&self.src[i..j]);
+                self.redact_next = true;
+                return j;
+            }
+            self.redact_next = false;
+            let mut j = i;
+            while j < end && !is_space(s[j]) {
+                j += 1;
+            }
+            self.ph(Placeholder::Str);
+            return j;
+        }
+
+        // Quoted text.
+        if is_quote(b) && (b != b'\'' || i == 0 || !s[i - 1].is_ascii_alphanumeric()) {
+            return self.quoted(i, end);
+        }
+        // `<1 sec`, `>5`, `~3`: a comparison sign belongs to the number.
+        if matches!(b, b'<' | b'>' | b'~') && i + 1 < end && s[i + 1].is_ascii_digit() {
+            return i + 1;
+        }
+        // `[fe80::1]:443`: a bracketed IPv6 address, maybe with a port.
+        if b == b'[' {
+            if let Some(p) = s[i + 1..end].iter().position(|&c| c == b']' || is_space(c)) {
+                let close = i + 1 + p;
+                if s[close] == b']' && is_ipv6(&s[i + 1..close]) {
+                    let mut k = close + 1;
+                    if k + 1 < end && s[k] == b':' && s[k + 1].is_ascii_digit() {
+                        k += 1;
+                        while k < end && s[k].is_ascii_digit() {
+                            k += 1;
+                        }
+                    }
+                    self.ph(Placeholder::Ip);
+                    return k;
+                }
+            }
+        }
+        // `<ip> ()`: an empty value after a value is part of it.
+        if b == b'(' && i + 1 < end && s[i + 1] == b')' && self.just_after_ph() {
+            self.pending_space = false;
+            return i + 2;
+        }
+        if is_delim(b) {
+            self.lit(&self.src[i..i + 1]);
+            return i + 1;
+        }
+
+        // The atom: up to whitespace or a delimiter. URLs keep their
+        // delimiters (query strings) up to whitespace.
+        let mut j = i;
+        while j < end && !is_space(s[j]) && !is_delim(s[j]) {
+            if s[j] == b'\''
+                && !(j > i
+                    && j + 1 < end
+                    && s[j - 1].is_ascii_alphanumeric()
+                    && s[j + 1].is_ascii_alphanumeric())
+            {
+                break;
+            }
+            j += 1;
+        }
+        if j == i {
+            // A lone apostrophe after a letter (`'s`, `a'`): literal.
+            self.lit(&self.src[i..i + 1]);
+            return i + 1;
+        }
+        if let Some(p) = find(&s[i..j], b"://") {
+            if p > 0
+                && s[i..i + p]
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-'))
+            {
+                let mut k = j;
+                while k < end
+                    && !is_space(s[k])
+                    && !matches!(s[k], b'"' | b'`' | b'>' | b')' | b']')
+                {
+                    k += 1;
+                }
+                while k > i && matches!(s[k - 1], b'.' | b',' | b';' | b':' | b'\'' | b'!' | b'?') {
+                    k -= 1;
+                }
+                self.ph(Placeholder::Url);
+                return k;
+            }
+        }
+
+        // A path with a query string: `/v2/servers/detail?all_tenants=1&x=2`.
+        if b == b'/' && j < end && s[j] == b'=' {
+            let mut k = j;
+            while k < end && !is_space(s[k]) && !matches!(s[k], b'"' | b'\'' | b'`') {
+                k += 1;
+            }
+            if s[i..k].contains(&b'?') {
+                while k > i && matches!(s[k - 1], b'.' | b',' | b';' | b':' | b')' | b']') {
+                    k -= 1;
+                }
+                self.ph(Placeholder::Path);
+                return k;
+            }
+        }
+        // Key = value: the atom is a key, what follows `=` is a value.
+        if j < end && s[j] == b'=' && j > i {
+            let key = &self.src[i..j];
+            self.atom(i, j, end);
+            let sensitive = secrets::is_sensitive_key(key);
+            return self.value_after_eq(j, end, sensitive);
+        }
+        self.atom(i, j, end);
+        j
+    }
+
+    /// `=` at `j`: writes it and masks the value that follows.
+    fn value_after_eq(&mut self, j: usize, end: usize, sensitive: bool) -> usize {
+        let s = self.s;
+        // `==`, `=>`: operators, not assignments.
+        self.lit("=");
+        let mut k = j + 1;
+        if k >= end || is_space(s[k]) {
+            return k;
+        }
+        if is_quote(s[k]) {
+            let q = s[k];
+            let close = s[k + 1..end]
+                .iter()
+                .position(|&c| c == q)
+                .map(|p| k + 1 + p);
+            if let Some(c) = close {
+                let q = &self.src[k..k + 1];
+                self.lit(q);
+                self.last = None;
+                self.ph(if sensitive {
+                    Placeholder::Str
+                } else {
+                    self.value_kind(k + 1, c)
+                });
+                self.last = None;
+                self.lit(q);
+                return c + 1;
+            }
+        }
+        let vs = k;
+        while k < end
+            && !is_space(s[k])
+            && !matches!(s[k], b',' | b';' | b'&' | b')' | b']' | b'}' | b'"')
+        {
+            // `WorkSource{10113}`, `Rect(0,0)`: a bracketed value closed
+            // within the word is one value; otherwise the bracket ends it.
+            if matches!(s[k], b'(' | b'{' | b'[') {
+                let close = match s[k] {
+                    b'(' => b')',
+                    b'{' => b'}',
+                    _ => b']',
+                };
+                match s[k + 1..end]
+                    .iter()
+                    .position(|&c| c == close || is_space(c))
+                {
+                    Some(p) if s[k + 1 + p] == close => {
+                        k += p + 2;
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            k += 1;
+        }
+        // Trailing sentence punctuation is not part of the value.
+        let mut ve = k;
+        while ve > vs
+            && matches!(s[ve - 1], b'.' | b':')
+            && (ve - 1 == vs || !s[ve - 2].is_ascii_digit())
+        {
+            ve -= 1;
+        }
+        if ve > vs {
+            self.last = None;
+            let kind = if sensitive {
+                Placeholder::Str
+            } else {
+                self.value_kind(vs, ve)
+            };
+            self.ph(kind);
+        }
+        if ve < k {
+            self.lit(&self.src[ve..k]);
+        }
+        k
+    }
+
+    /// The placeholder for a `key=value` value: its own type when it has
+    /// one, `<*>` otherwise.
+    fn value_kind(&self, a: usize, z: usize) -> Placeholder {
+        match classify(&self.s[a..z]) {
+            Some(Placeholder::Str) | None => Placeholder::Any,
+            Some(p) => p,
+        }
+    }
+
+    /// Quoted text starting at `i`.
+    fn quoted(&mut self, i: usize, end: usize) -> usize {
+        let s = self.s;
+        let q = s[i];
+        // The closing quote: the same byte, followed by the end, whitespace
+        // or punctuation.
+        let mut k = i + 1;
+        let mut close = None;
+        let mut words = 1usize;
+        while k < end {
+            let c = s[k];
+            if c == q && (k + 1 >= end || !s[k + 1].is_ascii_alphanumeric()) {
+                close = Some(k);
+                break;
+            }
+            if is_space(c) && k > i + 1 && !is_space(s[k - 1]) {
+                words += 1;
+            }
+            k += 1;
+        }
+        let Some(c) = close else {
+            self.lit(&self.src[i..i + 1]);
+            return i + 1;
+        };
+        let quote = &self.src[i..i + 1];
+        self.lit(quote);
+        self.last = None;
+        let inner = &s[i + 1..c];
+        if inner.is_empty() {
+            // nothing
+        } else if words > MAX_QUOTED_WORDS {
+            self.ph(Placeholder::Str);
+        } else {
+            self.run(i + 1, c);
+        }
+        self.pending_space = false;
+        self.last = None;
+        self.swallow_close = 0;
+        self.out.push_str(quote);
+        c + 1
+    }
+
+    /// Classifies and writes the atom `s[i..j]` (no whitespace, no
+    /// delimiters except `:` `.` `/` `-` `_` `@` …).
+    fn atom(&mut self, i: usize, j: usize, end: usize) {
+        let s = self.s;
+        // Trailing sentence punctuation stays literal.
+        let mut z = j;
+        while z > i && matches!(s[z - 1], b'.' | b':' | b'!' | b'?' | b'\'') {
+            z -= 1;
+        }
+        // ... but `1.` in `1.2.` and IPv6 `::` need care: keep `::` whole.
+        if z < j && s[z] == b':' && z + 1 < j && s[z + 1] == b':' {
+            z = j;
+        }
+        if z == i {
+            self.lit(&self.src[i..j]);
+            return;
+        }
+        let t = &s[i..z];
+        let text = &self.src[i..z];
+        if let Some(kind) = classify(t) {
+            if kind == Placeholder::Num && self.keep_status_code(t, j, end) {
+                self.lit(text);
+                self.prev_word = text;
+            } else {
+                self.ph(kind);
+            }
+        } else if self.just_after_ph() && is_unit(t) {
+            // `12 ms`, `1.2 KB`, `3 seconds`: the unit is part of the value.
+            if let Some(l) = self.last.as_mut() {
+                if l.kind == Placeholder::Num && is_time_unit(t) {
+                    l.kind = Placeholder::Duration;
+                    self.out.truncate(l.start);
+                    self.out.push_str(Placeholder::Duration.as_str());
+                    l.end = self.out.len();
+                }
+            }
+            self.pending_space = false;
+        } else if is_date_word(t)
+            && (self.just_after_ph() || next_starts_with_digit_or_month(s, j, end))
+        {
+            self.ph(Placeholder::Ts);
+        } else if let Some(c) = key_colon(t) {
+            // `isOverlap:false`, `user:root`: keep the key, mask the value.
+            self.lit(&self.src[i..i + c + 1]);
+            self.prev_word = &self.src[i..i + c];
+            self.last = None;
+            let v = &s[i + c + 1..z];
+            let kind = match classify(v) {
+                Some(Placeholder::Str) | None => Placeholder::Any,
+                Some(p) => p,
+            };
+            self.ph(if secrets::is_sensitive_key(self.prev_word) {
+                Placeholder::Str
+            } else {
+                kind
+            });
+        } else if self.name_next && !is_stopword(t) {
+            self.ph(Placeholder::Id);
+        } else {
+            self.lit(text);
+            // `Bearer <token>`, `password: <secret>`
+            if secrets::is_auth_scheme(text)
+                || (z < j && s[z] == b':' && secrets::is_sensitive_key(text))
+            {
+                self.redact_next = true;
+            }
+            self.prev_word = text;
+            // `for user alice`, `Invalid user admin`: the name is a value.
+            if z == j
+                && j < end
+                && is_space(s[j])
+                && (t.eq_ignore_ascii_case(b"user") || t == b"username")
+            {
+                self.name_next = true;
+            }
+        }
+        if z < j {
+            self.lit(&self.src[z..j]);
+        }
+    }
+
+    /// HTTP status codes carry meaning: `HTTP 503`, `HTTP/1.1" 500`,
+    /// `returned 404 Not Found` keep the number.
+    fn keep_status_code(&self, t: &[u8], j: usize, end: usize) -> bool {
+        if t.len() != 3 || !(b'1'..=b'5').contains(&t[0]) || !t.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        if self.prev_word.eq_ignore_ascii_case("http")
+            || self.prev_word.eq_ignore_ascii_case("status_code")
+        {
+            return true;
+        }
+        let s = self.s;
+        let mut k = j;
+        while k < end && is_space(s[k]) {
+            k += 1;
+        }
+        let ws = k;
+        while k < end && s[k].is_ascii_alphabetic() {
+            k += 1;
+        }
+        const REASONS: &[&str] = &[
+            "Internal",
+            "Bad",
+            "Service",
+            "Gateway",
+            "Forbidden",
+            "Unauthorized",
+            "Method",
+            "Too",
+            "Not",
+            "Conflict",
+            "Unprocessable",
+            "Request",
+            "Payload",
+            "Gone",
+            "Precondition",
+            "Unsupported",
+        ];
+        ws > j && REASONS.iter().any(|r| r.as_bytes() == &s[ws..k])
+    }
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+/// `key:value` inside one atom (not `::`, not a trailing colon): the byte
+/// offset of the colon when the key is an identifier.
+fn key_colon(t: &[u8]) -> Option<usize> {
+    let c = t.iter().position(|&b| b == b':')?;
+    if c == 0 || c + 1 >= t.len() || t[c + 1] == b':' || t[c - 1] == b':' {
+        return None;
+    }
+    if t[c + 1..].windows(2).any(|w| w == b"::") {
+        return None;
+    }
+    t[..c]
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        .then_some(c)
+}
+
+fn next_starts_with_digit_or_month(s: &[u8], mut j: usize, end: usize) -> bool {
+    while j < end && is_space(s[j]) {
+        j += 1;
+    }
+    if j >= end {
+        return false;
+    }
+    if s[j].is_ascii_digit() {
+        return true;
+    }
+    let mut k = j;
+    while k < end && s[k].is_ascii_alphabetic() {
+        k += 1;
+    }
+    is_month(&s[j..k])
+}
+
+fn is_month(t: &[u8]) -> bool {
+    const M: &[&[u8]] = &[
+        b"Jan",
+        b"Feb",
+        b"Mar",
+        b"Apr",
+        b"May",
+        b"Jun",
+        b"Jul",
+        b"Aug",
+        b"Sep",
+        b"Sept",
+        b"Oct",
+        b"Nov",
+        b"Dec",
+        b"January",
+        b"February",
+        b"March",
+        b"April",
+        b"June",
+        b"July",
+        b"August",
+        b"September",
+        b"October",
+        b"November",
+        b"December",
+    ];
+    M.contains(&t)
+}
+
+/// Month and weekday names: part of a timestamp when next to a number.
+fn is_date_word(t: &[u8]) -> bool {
+    const D: &[&[u8]] = &[
+        b"Mon",
+        b"Tue",
+        b"Wed",
+        b"Thu",
+        b"Fri",
+        b"Sat",
+        b"Sun",
+        b"Monday",
+        b"Tuesday",
+        b"Wednesday",
+        b"Thursday",
+        b"Friday",
+        b"Saturday",
+        b"Sunday",
+        b"UTC",
+        b"GMT",
+        b"PDT",
+        b"PST",
+        b"EDT",
+        b"EST",
+        b"CET",
+        b"CEST",
+    ];
+    is_month(t) || D.contains(&t)
+}
+
+/// Words that follow `user` without being a user name.
+fn is_stopword(t: &[u8]) -> bool {
+    const W: &[&[u8]] = &[
+        b"a",
+        b"an",
+        b"the",
+        b"is",
+        b"was",
+        b"has",
+        b"had",
+        b"have",
+        b"not",
+        b"and",
+        b"or",
+        b"for",
+        b"from",
+        b"to",
+        b"in",
+        b"on",
+        b"of",
+        b"with",
+        b"by",
+        b"at",
+        b"as",
+        b"id",
+        b"ID",
+        b"name",
+        b"session",
+        b"sessions",
+        b"data",
+        b"context",
+        b"request",
+        b"requests",
+        b"account",
+        b"does",
+        b"did",
+        b"can",
+        b"cannot",
+        b"must",
+        b"should",
+        b"will",
+        b"may",
+        b"already",
+        b"unknown",
+        b"logged",
+        b"authentication",
+        b"auth",
+        b"chat",
+        b"message",
+        b"messages",
+        b"that",
+        b"this",
+        b"which",
+        b"who",
+        b"if",
+        b"when",
+        b"are",
+        b"were",
+        b"be",
+        b"been",
+        b"profile",
+        b"input",
+        b"agent",
+        b"thread",
+        b"threads",
+        b"execution",
+        b"limit",
+        b"quota",
+    ];
+    W.contains(&t)
+}
+
+/// Units that belong to the number before them.
+fn is_unit(t: &[u8]) -> bool {
+    const U: &[&[u8]] = &[
+        b"B", b"KB", b"kB", b"MB", b"GB", b"TB", b"KiB", b"MiB", b"GiB", b"bytes", b"byte", b"%",
+        b"percent",
+    ];
+    U.contains(&t) || is_time_unit(t)
+}
+
+fn is_time_unit(t: &[u8]) -> bool {
+    const U: &[&[u8]] = &[
+        b"ns",
+        b"us",
+        b"ms",
+        b"s",
+        b"sec",
+        b"secs",
+        b"second",
+        b"seconds",
+        b"min",
+        b"mins",
+        b"minute",
+        b"minutes",
+        b"h",
+        b"hr",
+        b"hrs",
+        b"hour",
+        b"hours",
+        b"day",
+        b"days",
+        b"millis",
+        b"milliseconds",
+    ];
+    U.contains(&t)
+}
+
+/// Identifiers that contain digits but name things rather than values.
+fn is_known_digit_word(t: &[u8]) -> bool {
+    const K: &[&[u8]] = &[
+        b"ssh2",
+        b"utf8",
+        b"utf-8",
+        b"UTF-8",
+        b"utf16",
+        b"x86_64",
+        b"x86",
+        b"arm64",
+        b"amd64",
+        b"sha1",
+        b"sha256",
+        b"sha512",
+        b"md5",
+        b"ipv4",
+        b"ipv6",
+        b"IPv4",
+        b"IPv6",
+        b"http2",
+        b"HTTP2",
+        b"h2",
+        b"oauth2",
+        b"OAuth2",
+        b"base64",
+        b"int32",
+        b"int64",
+        b"uint32",
+        b"uint64",
+        b"float32",
+        b"float64",
+        b"s3",
+        b"S3",
+        b"ec2",
+        b"EC2",
+        b"k8s",
+        b"python3",
+        b"e2e",
+        b"i18n",
+        b"2FA",
+        b"asyncpg",
+        b"psycopg2",
+        b"l10n",
+        b"log4j",
+        b"p2p",
+    ];
+    K.contains(&t)
+}
+
+/// Classifies a whitespace- and delimiter-free atom: `Some(placeholder)` when
+/// it is a value, `None` when it is a word to keep.
+pub fn classify(t: &[u8]) -> Option<Placeholder> {
+    if t.is_empty() {
+        return None;
+    }
+    let mut digits = 0usize;
+    let mut alpha = 0usize;
+    let mut hexalpha = 0usize;
+    let mut colons = 0usize;
+    let mut dots = 0usize;
+    let mut slashes = 0usize;
+    let mut backslashes = 0usize;
+    let mut dashes = 0usize;
+    let mut at = 0usize;
+    let mut other = 0usize;
+    for &b in t {
+        match b {
+            b'0'..=b'9' => digits += 1,
+            b'a'..=b'f' | b'A'..=b'F' => {
+                alpha += 1;
+                hexalpha += 1
+            }
+            b'g'..=b'z' | b'G'..=b'Z' => alpha += 1,
+            b':' => colons += 1,
+            b'.' => dots += 1,
+            b'/' => slashes += 1,
+            b'\\' => backslashes += 1,
+            b'-' => dashes += 1,
+            b'@' => at += 1,
+            b'_' => {}
+            _ => other += 1,
+        }
+    }
+    if at == 1 && secrets::looks_like_email(t) {
+        return Some(Placeholder::Email);
+    }
+    if digits == 0 {
+        if slashes + backslashes > 0 {
+            return is_path(t, slashes, backslashes, dots).then_some(Placeholder::Path);
+        }
+        if alpha == hexalpha && alpha >= 8 && t.len() == alpha {
+            return Some(Placeholder::Hex);
+        }
+        if matches!(
+            t,
+            b"true"
+                | b"false"
+                | b"True"
+                | b"False"
+                | b"TRUE"
+                | b"FALSE"
+                | b"null"
+                | b"NULL"
+                | b"nil"
+        ) {
+            return Some(Placeholder::Any);
+        }
+        if dots > 0 && is_file_name(t) {
+            return Some(Placeholder::Path);
+        }
+        if dots > 0 && is_host_name(t) {
+            return Some(Placeholder::Any);
+        }
+        if secrets::is_secret_shaped(t) {
+            return Some(Placeholder::Str);
+        }
+        return None;
+    }
+    // Contains digits from here on.
+    if is_known_digit_word(t) {
+        return None;
+    }
+    if t.len() == 36 && is_uuid(t) {
+        return Some(Placeholder::Uuid);
+    }
+    if secrets::looks_like_jwt(t) || secrets::looks_like_api_key(t) {
+        return Some(Placeholder::Str);
+    }
+    if slashes + backslashes > 0
+        && t.iter().any(|b| b.is_ascii_alphabetic())
+        && is_path(t, slashes, backslashes, dots)
+    {
+        return Some(Placeholder::Path);
+    }
+    if let Some(p) = numeric(t, colons, dots, dashes, slashes, other) {
+        return Some(p);
+    }
+    if alpha == hexalpha && other == 0 && colons == 0 && dots == 0 && slashes == 0 && t.len() >= 6 {
+        let body = t.strip_prefix(b"0x").unwrap_or(t);
+        if body.iter().all(u8::is_ascii_hexdigit) {
+            return Some(Placeholder::Hex);
+        }
+    }
+    if colons >= 2 && is_ipv6(t) {
+        return Some(Placeholder::Ip);
+    }
+    if dots > 0 && is_file_name(t) {
+        return Some(Placeholder::Path);
+    }
+    Some(Placeholder::Id)
+}
+
+/// Numbers, IPs, timestamps and durations: tokens made of digits and a few
+/// separators.
+fn numeric(
+    t: &[u8],
+    colons: usize,
+    dots: usize,
+    dashes: usize,
+    slashes: usize,
+    other: usize,
+) -> Option<Placeholder> {
+    let body = match t[0] {
+        b'-' | b'+' => &t[1..],
+        _ => t,
+    };
+    if body.is_empty() || !body[0].is_ascii_digit() {
+        if body.starts_with(b".") && body.len() > 1 && body[1..].iter().all(u8::is_ascii_digit) {
+            return Some(Placeholder::Num);
+        }
+        return None;
+    }
+    // 0x1f
+    if body.len() > 2 && body[0] == b'0' && (body[1] == b'x' || body[1] == b'X') {
+        return body[2..]
+            .iter()
+            .all(u8::is_ascii_hexdigit)
+            .then_some(Placeholder::Hex);
+    }
+    let all_digits_dots = body.iter().all(|b| b.is_ascii_digit() || *b == b'.');
+    if all_digits_dots {
+        if dots == 3 && is_ipv4(body) {
+            return Some(Placeholder::Ip);
+        }
+        return Some(Placeholder::Num);
+    }
+    // IPv4 with port or CIDR.
+    if let Some(p) = body.iter().position(|&b| b == b':' || b == b'/') {
+        if is_ipv4(&body[..p]) && body[p + 1..].iter().all(u8::is_ascii_digit) && p + 1 < body.len()
+        {
+            return Some(Placeholder::Ip);
+        }
+    }
+    // Timestamps: digits with - : . , / T Z + separators.
+    if other <= 1
+        && body.iter().all(|&b| {
+            b.is_ascii_digit() || matches!(b, b'-' | b':' | b'.' | b',' | b'/' | b'T' | b'Z' | b'+')
+        })
+        && (colons >= 1 || dashes >= 2 || slashes >= 2)
+    {
+        return Some(Placeholder::Ts);
+    }
+    // 12ms, 1.5s, 30sec, 10KB, 99%
+    let num_end = body
+        .iter()
+        .position(|b| !(b.is_ascii_digit() || *b == b'.'))
+        .unwrap_or(body.len());
+    let unit = &body[num_end..];
+    if !unit.is_empty() && (is_time_unit(unit) || matches!(unit, b"m" | b"d")) {
+        return Some(Placeholder::Duration);
+    }
+    if !unit.is_empty() && is_unit(unit)
+        || unit == b"%"
+        || unit == b"k"
+        || unit == b"K"
+        || unit == b"M"
+        || unit == b"G"
+    {
+        return Some(Placeholder::Num);
+    }
+    None
+}
+
+fn is_ipv4(t: &[u8]) -> bool {
+    let mut parts = 0;
+    for p in t.split(|&b| b == b'.') {
+        if p.is_empty() || p.len() > 3 || !p.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        parts += 1;
+    }
+    parts == 4
+}
+
+fn is_ipv6(t: &[u8]) -> bool {
+    let t = t.strip_prefix(b"[").unwrap_or(t);
+    t.iter()
+        .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'%' | b']'))
+        && t.iter().filter(|&&b| b == b':').count() >= 2
+        && t.split(|&b| b == b':')
+            .all(|g| g.len() <= 4 || g.contains(&b'.') || g.contains(&b']'))
+}
+
+fn is_uuid(t: &[u8]) -> bool {
+    t.iter().enumerate().all(|(k, &b)| match k {
+        8 | 13 | 18 | 23 => b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    })
+}
+
+/// Paths: absolute, relative with `./`, home `~/`, Windows `C:\`, or with at
+/// least two separators or a separator and a dot (`com.app/.MainActivity`).
+/// `I/O`, `and/or`, `TCP/IP` stay words.
+fn is_path(t: &[u8], slashes: usize, backslashes: usize, dots: usize) -> bool {
+    matches!(t[0], b'/' | b'~' | b'\\')
+        || t.starts_with(b"./")
+        || t.starts_with(b"../")
+        || (t.len() > 2 && t[1] == b':' && (t[2] == b'\\' || t[2] == b'/'))
+        || slashes + backslashes >= 2
+        || dots > 0
+}
+
+/// A file name with a well-known extension (`chrome.exe`, `app.py`).
+fn is_file_name(t: &[u8]) -> bool {
+    const EXT: &[&[u8]] = &[
+        b"exe",
+        b"dll",
+        b"so",
+        b"dylib",
+        b"sys",
+        b"py",
+        b"pyc",
+        b"js",
+        b"mjs",
+        b"ts",
+        b"java",
+        b"class",
+        b"jar",
+        b"go",
+        b"rs",
+        b"rb",
+        b"php",
+        b"c",
+        b"h",
+        b"cc",
+        b"cpp",
+        b"log",
+        b"txt",
+        b"json",
+        b"yaml",
+        b"yml",
+        b"xml",
+        b"html",
+        b"htm",
+        b"css",
+        b"csv",
+        b"conf",
+        b"cfg",
+        b"ini",
+        b"toml",
+        b"sh",
+        b"bat",
+        b"png",
+        b"jpg",
+        b"jpeg",
+        b"gif",
+        b"svg",
+        b"pdf",
+        b"zip",
+        b"gz",
+        b"tar",
+        b"tgz",
+        b"sql",
+        b"db",
+        b"sqlite",
+        b"pid",
+        b"lock",
+        b"tmp",
+        b"bak",
+        b"out",
+        b"err",
+        b"dat",
+        b"bin",
+        b"img",
+        b"iso",
+        b"plist",
+        b"app",
+        b"xpc",
+        b"framework",
+        b"bundle",
+        b"kext",
+        b"dmg",
+        b"pkg",
+        b"deb",
+        b"rpm",
+        b"rts",
+        b"pem",
+        b"crt",
+        b"key",
+    ];
+    let Some(d) = t.iter().rposition(|&b| b == b'.') else {
+        return false;
+    };
+    d > 0 && EXT.iter().any(|e| e.eq_ignore_ascii_case(&t[d + 1..]))
+}
+
+/// Host names: dot-separated lower-case labels ending in a top-level domain
+/// (`csnsu.nsuok.edu`, `api.example.com`). Module paths
+/// (`netra_backend.app.agents`) and Java classes (`java.lang.Error`) do not
+/// match: underscores and upper-case class names are not host-like.
+fn is_host_name(t: &[u8]) -> bool {
+    const GTLD: &[&[u8]] = &[
+        b"com",
+        b"net",
+        b"org",
+        b"edu",
+        b"gov",
+        b"mil",
+        b"io",
+        b"info",
+        b"biz",
+        b"local",
+        b"internal",
+        b"lan",
+        b"cloud",
+        b"dev",
+        b"ai",
+        b"app",
+    ];
+    if t.iter()
+        .any(|&b| !(b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+        || t.starts_with(b".")
+    {
+        return false;
+    }
+    let labels = t.split(|&b| b == b'.').count();
+    let last = t.rsplit(|&b| b == b'.').next().unwrap_or_default();
+    if last.is_empty() || !last.iter().all(u8::is_ascii_lowercase) {
+        return false;
+    }
+    GTLD.contains(&last) || (labels >= 3 && last.len() == 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(s: &str) -> String {
+        mask(s)
+    }
+
+    #[test]
+    fn uuid() {
+        assert_eq!(
+            m("Stream 9c8ae392-6df6-44c5-beb7-56dc1ca79238 error"),
+            "Stream <uuid> error"
+        );
+    }
+    #[test]
+    fn numbers_and_hex() {
+        assert_eq!(m("retry 3 of 5"), "retry <num> of <num>");
+        assert_eq!(m("ptr 0x7ffe12ab value -1.5"), "ptr <hex> value <num>");
+        assert_eq!(m("commit 4e237ba7de736df8"), "commit <hex>");
+        assert_eq!(m("object deadbeefcafe"), "object <hex>");
+    }
+    #[test]
+    fn ips() {
+        assert_eq!(m("from 10.0.0.1 port 22"), "from <ip> port <num>");
+        assert_eq!(m("connect 10.0.0.1:5432 failed"), "connect <ip> failed");
+        assert_eq!(
+            m("peer [fe80::1ff:fe23:4567:890a]:443 reset"),
+            "peer <ip> reset"
+        );
+        assert_eq!(m("peer 2001:db8::ff00:42:8329 reset"), "peer <ip> reset");
+    }
+    #[test]
+    fn urls_paths_emails() {
+        assert_eq!(
+            m("GET https://api.x.ai/v1/a?b=1&c=2 failed"),
+            "GET <url> failed"
+        );
+        assert_eq!(m("open /var/log/app.log: denied"), "open <path>: denied");
+        assert_eq!(m("load C:\\Windows\\x.dll"), "load <path>");
+        assert_eq!(m("run chrome.exe now"), "run <path> now");
+        assert_eq!(m("I/O error"), "I/O error");
+        assert_eq!(m("mail bob@example.com bounced"), "mail <email> bounced");
+    }
+    #[test]
+    fn timestamps_and_durations() {
+        assert_eq!(
+            m("at 2025-09-14T05:14:47.585094+00:00 done"),
+            "at <ts> done"
+        );
+        assert_eq!(m("at Wed Jun 15 04:06:18 2005 x"), "at <ts> x");
+        assert_eq!(m("took 120ms"), "took <duration>");
+        assert_eq!(m("took 1.5 seconds"), "took <duration>");
+        assert_eq!(m("lifetime 00:01"), "lifetime <ts>");
+    }
+    #[test]
+    fn compound_ids() {
+        assert_eq!(
+            m("WebSocket connection state error for ws_10146348_1757373397_aca2f891: x"),
+            "WebSocket connection state error for <id>: x"
+        );
+        assert_eq!(
+            m("id thread_websocket_factory_1757373577513_54_24427b1b"),
+            "id <id>"
+        );
+        assert_eq!(
+            m("run 'run_chat_1757826886250_1084_b4c0bd77' x"),
+            "run '<id>' x"
+        );
+    }
+    #[test]
+    fn key_values() {
+        assert_eq!(m("login user=bob ok"), "login user=<*> ok");
+        assert_eq!(m("logname= uid=0 euid=0"), "logname= uid=<num> euid=<num>");
+        assert_eq!(
+            m("updateClipping isOverlap:false, x"),
+            "updateClipping isOverlap:<*>, x"
+        );
+        assert_eq!(m("tag=\"some thing here\" ok"), "tag=\"<*>\" ok");
+    }
+    #[test]
+    fn json_values() {
+        assert_eq!(
+            m(r#"payload {"user": "bob", "n": 3} bad"#),
+            r#"payload {"user": "bob", "n": <num>} bad"#
+        );
+        assert_eq!(
+            m(r#"payload {"msg": "a long user text here"} bad"#),
+            r#"payload {"msg": "<str>"} bad"#
+        );
+    }
+    #[test]
+    fn quoted() {
+        assert_eq!(
+            m("Need to call \"accept\" first."),
+            "Need to call \"accept\" first."
+        );
+        assert_eq!(
+            m("Unexpected ASGI message 'websocket.close', after"),
+            "Unexpected ASGI message 'websocket.close', after"
+        );
+        assert_eq!(m("reply 'please do the thing now' ok"), "reply '<str>' ok");
+        assert_eq!(
+            m("object can't be used in 'await' expression"),
+            "object can't be used in 'await' expression"
+        );
+    }
+    #[test]
+    fn lists() {
+        assert_eq!(m("nodes [1, 2, 3, 4] down"), "nodes [<num>] down");
+        assert_eq!(m("nodes [1] down"), "nodes [<num>] down");
+        assert_eq!(m("sent 1190 bytes (1.16 KB) ok"), "sent <num> ok");
+    }
+    #[test]
+    fn keeps_meaning() {
+        let s = "create_server_message() missing 1 required positional argument: 'data'";
+        assert_eq!(
+            m(s),
+            "create_server_message() missing <num> required positional argument: 'data'"
+        );
+        assert_eq!(
+            m("ValidationError: trace_id Field required"),
+            "ValidationError: trace_id Field required"
+        );
+        assert_eq!(
+            m("upstream returned HTTP 503"),
+            "upstream returned HTTP 503"
+        );
+        assert_eq!(
+            m("got 500 Internal Server Error"),
+            "got 500 Internal Server Error"
+        );
+        assert_eq!(
+            m("connect ECONNREFUSED 127.0.0.1:5432"),
+            "connect ECONNREFUSED <ip>"
+        );
+        assert_eq!(m("std::io::Error oops"), "std::io::Error oops");
+    }
+    #[test]
+    fn secrets_masked() {
+        assert_eq!(
+            m("Authorization: Bearer abcdef"),
+            "Authorization: Bearer <str>"
+        );
+        assert_eq!(
+            m("Failed to extract auth=REDACTED SessionMiddleware"),
+            "Failed to extract auth=<str> SessionMiddleware"
+        );
+        assert_eq!(m("password: hunter2 rejected"), "password: <str> rejected");
+        assert_eq!(m("Failed password for root"), "Failed password for root");
+    }
+    #[test]
+    fn hosts() {
+        assert_eq!(m("rhost=csnsu.nsuok.edu"), "rhost=<*>");
+        assert_eq!(m("from ns.example.com x"), "from <*> x");
+        assert_eq!(
+            m("module netra_backend.app.agents"),
+            "module netra_backend.app.agents"
+        );
+    }
+    #[test]
+    fn routes() {
+        assert_eq!(
+            mask_route("https://api.x.ai/api/threads/9c8ae392-6df6-44c5-beb7-56dc1ca79238?limit=5"),
+            "/api/threads/<uuid>"
+        );
+        assert_eq!(
+            mask_route("/users/{user_id}/posts/42"),
+            "/users/{user_id}/posts/<num>"
+        );
+    }
+    #[test]
+    fn generic() {
+        assert_eq!(to_generic("a <num> b <uuid> <x> c"), "a <*> b <*> <x> c");
+    }
+    #[test]
+    fn long_input_is_bounded() {
+        let s = "é".repeat(5000);
+        assert!(mask(&s).len() <= MAX_INPUT_BYTES);
+    }
+}

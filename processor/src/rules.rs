@@ -1,0 +1,396 @@
+//! The rule pack: categories and priorities are *data*, not code.
+//!
+//! A rule names a category and a base priority and says when it applies:
+//! any of its `keywords` (case-insensitive literals) occurs in the template
+//! or the exception type, its `pattern` regex matches the template, its
+//! `exception_type` regex matches the exception type, and the HTTP status is
+//! in `http_status`. Every condition given must hold; the first matching rule
+//! wins, user rules before the built-in pack (`rules/default.yaml`).
+//!
+//! Why keywords: matching must not run N regexes per record. All keywords of
+//! all rules go into one Aho-Corasick automaton; one scan of the template
+//! yields the few candidate rules, and only their regexes run. Rules without
+//! keywords are always candidates, so a pack should give keywords wherever it
+//! can. The result is a pure function of (template, exception type, status).
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::Regex;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The built-in rule pack, compiled in.
+pub const DEFAULT_RULES_YAML: &str = include_str!("../rules/default.yaml");
+
+/// The category of records no rule matches. They are never dropped.
+pub const UNCATEGORIZED: &str = "uncategorized";
+
+/// Urgency of an issue, P0 (act now) to P3 (look when convenient).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+pub enum Priority {
+    P0,
+    P1,
+    P2,
+    P3,
+}
+
+impl Priority {
+    /// `"P0"`..`"P3"`, the value of the `gardener.priority` attribute.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Priority::P0 => "P0",
+            Priority::P1 => "P1",
+            Priority::P2 => "P2",
+            Priority::P3 => "P3",
+        }
+    }
+
+    /// One step less urgent (P3 stays P3): warnings rank below errors of
+    /// the same category.
+    pub fn demoted(self) -> Priority {
+        match self {
+            Priority::P0 => Priority::P1,
+            Priority::P1 => Priority::P2,
+            _ => Priority::P3,
+        }
+    }
+}
+
+/// One rule as written in YAML.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// snake_case category name, e.g. `database_connection`.
+    pub category: String,
+    /// Priority for errors; warnings are one step lower.
+    pub priority: Priority,
+    /// What the category means (documentation only).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Case-insensitive literals; the rule applies only if one occurs in the
+    /// template or exception type.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Regex on the template (case-sensitive unless it starts with `(?i)`).
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Regex on the exception type.
+    #[serde(default)]
+    pub exception_type: Option<String>,
+    /// Inclusive HTTP status range `[lo, hi]`.
+    #[serde(default)]
+    pub http_status: Option<[u16; 2]>,
+}
+
+/// A rule file: `rules: [...]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+}
+
+/// Errors building a rule pack; they name the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("rule pack is not valid YAML: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("rule {index} ({category}): invalid {field} regex: {source}")]
+    Regex {
+        index: usize,
+        category: String,
+        field: &'static str,
+        #[source]
+        source: regex::Error,
+    },
+    #[error("rule {index}: category {category:?} must be snake_case")]
+    Category { index: usize, category: String },
+    #[error("rule {index} ({category}): a rule needs at least one condition")]
+    Empty { index: usize, category: String },
+    #[error("keyword automaton: {0}")]
+    Automaton(#[from] aho_corasick::BuildError),
+}
+
+struct Rule {
+    category: Arc<str>,
+    priority: Priority,
+    has_keywords: bool,
+    pattern: Option<Regex>,
+    exception_type: Option<Regex>,
+    http_status: Option<[u16; 2]>,
+}
+
+/// What a record is matched on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MatchInput<'a> {
+    pub template: &'a str,
+    pub exception_type: Option<&'a str>,
+    pub http_status: Option<u16>,
+    /// Top frames (`module:function`); keywords also match here, so a rule
+    /// can recognise a crash by where it happened (`run_until_complete`).
+    pub frames: &'a [String],
+}
+
+/// The outcome: a category and its base priority.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Category {
+    pub name: Arc<str>,
+    pub priority: Priority,
+}
+
+/// A compiled rule pack.
+pub struct RulePack {
+    rules: Vec<Rule>,
+    /// Keyword automaton; pattern id → rule index.
+    keywords: Option<AhoCorasick>,
+    keyword_rule: Vec<u32>,
+    /// Rules without keywords: candidates for every record.
+    always: Vec<u32>,
+    uncategorized: Category,
+}
+
+impl RulePack {
+    /// Parses a YAML rule file.
+    pub fn parse_yaml(yaml: &str) -> Result<Vec<RuleSpec>, RuleError> {
+        let f: RuleFile = serde_yaml_ng::from_str(yaml)?;
+        Ok(f.rules)
+    }
+
+    /// The built-in pack alone.
+    pub fn builtin() -> Result<RulePack, RuleError> {
+        RulePack::new(&RulePack::parse_yaml(DEFAULT_RULES_YAML)?)
+    }
+
+    /// Compiles rules in order (earlier rules win).
+    pub fn new(specs: &[RuleSpec]) -> Result<RulePack, RuleError> {
+        let mut rules = Vec::with_capacity(specs.len());
+        let mut patterns: Vec<&str> = Vec::new();
+        let mut keyword_rule = Vec::new();
+        let mut always = Vec::new();
+        for (index, r) in specs.iter().enumerate() {
+            let category = r.category.clone();
+            if category.is_empty()
+                || !category
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(RuleError::Category { index, category });
+            }
+            if r.keywords.is_empty()
+                && r.pattern.is_none()
+                && r.exception_type.is_none()
+                && r.http_status.is_none()
+            {
+                return Err(RuleError::Empty { index, category });
+            }
+            let re =
+                |field: &'static str, p: &Option<String>| -> Result<Option<Regex>, RuleError> {
+                    p.as_deref()
+                        .map(Regex::new)
+                        .transpose()
+                        .map_err(|source| RuleError::Regex {
+                            index,
+                            category: category.clone(),
+                            field,
+                            source,
+                        })
+                };
+            let pattern = re("pattern", &r.pattern)?;
+            let exception_type = re("exception_type", &r.exception_type)?;
+            let kws: Vec<&str> = r
+                .keywords
+                .iter()
+                .map(String::as_str)
+                .filter(|k| !k.is_empty())
+                .collect();
+            if kws.is_empty() {
+                always.push(index as u32);
+            }
+            for k in &kws {
+                patterns.push(k);
+                keyword_rule.push(index as u32);
+            }
+            rules.push(Rule {
+                category: Arc::from(category.as_str()),
+                priority: r.priority,
+                has_keywords: !kws.is_empty(),
+                pattern,
+                exception_type,
+                http_status: r.http_status,
+            });
+        }
+        let keywords = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&patterns)?,
+            )
+        };
+        Ok(RulePack {
+            rules,
+            keywords,
+            keyword_rule,
+            always,
+            uncategorized: Category {
+                name: Arc::from(UNCATEGORIZED),
+                priority: Priority::P3,
+            },
+        })
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True when the pack has no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The category for a record: the first rule (in pack order) whose
+    /// conditions all hold, else `uncategorized` (P3).
+    pub fn categorize(&self, input: &MatchInput<'_>) -> Category {
+        // Candidate rule indexes, in pack order; usually a handful.
+        let mut best: Option<u32> = None;
+        let consider = |idx: u32, best: &mut Option<u32>| {
+            if best.is_some_and(|b| b <= idx) {
+                return;
+            }
+            if self.matches(&self.rules[idx as usize], input) {
+                *best = Some(idx);
+            }
+        };
+        if let Some(ac) = &self.keywords {
+            for m in ac.find_overlapping_iter(input.template) {
+                consider(self.keyword_rule[m.pattern().as_usize()], &mut best);
+            }
+            let extra = input
+                .exception_type
+                .into_iter()
+                .chain(input.frames.iter().map(String::as_str));
+            for text in extra {
+                for m in ac.find_overlapping_iter(text) {
+                    consider(self.keyword_rule[m.pattern().as_usize()], &mut best);
+                }
+            }
+        }
+        for &idx in &self.always {
+            consider(idx, &mut best);
+        }
+        match best {
+            Some(i) => {
+                let r = &self.rules[i as usize];
+                Category {
+                    name: r.category.clone(),
+                    priority: r.priority,
+                }
+            }
+            None => self.uncategorized.clone(),
+        }
+    }
+
+    fn matches(&self, r: &Rule, input: &MatchInput<'_>) -> bool {
+        debug_assert!(
+            r.has_keywords
+                || r.pattern.is_some()
+                || r.exception_type.is_some()
+                || r.http_status.is_some()
+        );
+        if let Some([lo, hi]) = r.http_status {
+            match input.http_status {
+                Some(s) if (lo..=hi).contains(&s) => {}
+                _ => return false,
+            }
+        }
+        if let Some(re) = &r.exception_type {
+            match input.exception_type {
+                Some(t) if re.is_match(t) => {}
+                _ => return false,
+            }
+        }
+        if let Some(re) = &r.pattern {
+            if !re.is_match(input.template) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cat(pack: &RulePack, t: &str) -> String {
+        pack.categorize(&MatchInput {
+            template: t,
+            ..Default::default()
+        })
+        .name
+        .to_string()
+    }
+
+    #[test]
+    fn builtin_pack_compiles_and_is_documented() {
+        let specs = RulePack::parse_yaml(DEFAULT_RULES_YAML).unwrap();
+        assert!(specs.len() > 15);
+        for s in &specs {
+            assert!(s.description.is_some(), "{} has no description", s.category);
+        }
+        RulePack::new(&specs).unwrap();
+    }
+
+    #[test]
+    fn first_rule_wins_and_keywords_are_case_insensitive() {
+        let specs = RulePack::parse_yaml(
+            "rules:\n- {category: a, priority: P1, keywords: [boom]}\n- {category: b, priority: P2, keywords: [BOOM, bang]}\n",
+        )
+        .unwrap();
+        let p = RulePack::new(&specs).unwrap();
+        assert_eq!(cat(&p, "big Boom"), "a");
+        assert_eq!(cat(&p, "bang"), "b");
+        assert_eq!(cat(&p, "quiet"), UNCATEGORIZED);
+    }
+
+    #[test]
+    fn conditions_combine() {
+        let specs = RulePack::parse_yaml(
+            "rules:\n- {category: s5, priority: P1, http_status: [500, 599]}\n- {category: e, priority: P2, exception_type: '^KeyError$', pattern: 'x'}\n",
+        )
+        .unwrap();
+        let p = RulePack::new(&specs).unwrap();
+        let m = |t, e, s| {
+            p.categorize(&MatchInput {
+                template: t,
+                exception_type: e,
+                http_status: s,
+                frames: &[],
+            })
+            .name
+            .to_string()
+        };
+        assert_eq!(m("a", None, Some(503)), "s5");
+        assert_eq!(m("a", None, Some(404)), UNCATEGORIZED);
+        assert_eq!(m("x", Some("KeyError"), None), "e");
+        assert_eq!(m("y", Some("KeyError"), None), UNCATEGORIZED);
+    }
+
+    #[test]
+    fn bad_rules_are_named() {
+        let specs =
+            RulePack::parse_yaml("rules:\n- {category: Bad-Name, priority: P1, keywords: [x]}\n")
+                .unwrap();
+        assert!(matches!(
+            RulePack::new(&specs),
+            Err(RuleError::Category { index: 0, .. })
+        ));
+        let specs =
+            RulePack::parse_yaml("rules:\n- {category: ok, priority: P1, pattern: '('}\n").unwrap();
+        let e = RulePack::new(&specs).err().unwrap().to_string();
+        assert!(e.contains("ok") && e.contains("pattern"), "{e}");
+        assert!(RulePack::parse_yaml("rules:\n- {category: ok, priority: P9}\n").is_err());
+    }
+}

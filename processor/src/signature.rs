@@ -1,0 +1,481 @@
+//! Error signatures: which records get one, and what it is.
+//!
+//! A signature is a pure function of the record and the configuration: the
+//! masked template, the exception type and the top in-app frames, hashed with
+//! xxh3-64. No learned or order-dependent state is involved, so every replica
+//! computes the same fingerprint for the same error, in any order, after any
+//! restart, and after any redeploy that only moves line numbers; this is what
+//! lets per-pod counters add up in the metrics backend.
+
+use crate::event::{severity, EventView, Signal};
+use crate::mask;
+use crate::rules::{MatchInput, RulePack, RuleSpec, DEFAULT_RULES_YAML};
+use crate::stack;
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use xxhash_rust::xxh3::Xxh3;
+
+pub use crate::rules::{Priority, RuleError};
+
+/// Configuration of the signer (the `signatures:` section of the config).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignatureConfig {
+    /// Log records at or above this severity number get a signature
+    /// (13 = WARN).
+    pub min_severity: i32,
+    /// Spans with status ERROR or an `exception` event get a signature.
+    pub sign_error_spans: bool,
+    /// Records and spans with an HTTP 5xx status get a signature.
+    pub sign_http_5xx: bool,
+    /// Distinct signatures remembered per service before new ones count as
+    /// overflow (bounds label cardinality; see [`SignatureBudget`]).
+    pub max_signatures_per_service: usize,
+    /// How many in-app frames enter the fingerprint.
+    pub top_frames: usize,
+    /// Use the built-in rule pack after the user rules.
+    pub builtin_rules: bool,
+    /// User rules, same shape as the rule pack, tried first.
+    pub rules: Vec<RuleSpec>,
+}
+
+impl Default for SignatureConfig {
+    fn default() -> Self {
+        SignatureConfig {
+            min_severity: severity::WARN,
+            sign_error_spans: true,
+            sign_http_5xx: true,
+            max_signatures_per_service: 500,
+            top_frames: 3,
+            builtin_rules: true,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// An error signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature {
+    /// xxh3-64 of (service, exception type, template, top frames).
+    pub fingerprint: u64,
+    /// The masked message (or exception) template.
+    pub template: String,
+    pub category: Arc<str>,
+    pub priority: Priority,
+    pub exception_type: Option<String>,
+    /// `module:function` of the innermost in-app frames, innermost first.
+    pub top_frames: Vec<String>,
+}
+
+impl Signature {
+    /// The fingerprint as exactly 16 lowercase hex digits.
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.fingerprint)
+    }
+}
+
+/// The category given to signatures refused by a [`SignatureBudget`].
+pub const OVERFLOW_CATEGORY: &str = "overflow";
+
+/// The fingerprint reported for a service's signatures past its budget (the
+/// explicit overflow signature): the same for every service and replica.
+pub fn overflow_fingerprint() -> u64 {
+    xxhash_rust::xxh3::xxh3_64(b"gardener.overflow")
+}
+
+/// Computes signatures.
+pub struct Signer {
+    cfg: SignatureConfig,
+    rules: RulePack,
+}
+
+impl Signer {
+    /// Compiles the rule pack (user rules first, then the built-in pack).
+    pub fn new(cfg: &SignatureConfig) -> Result<Signer, RuleError> {
+        let mut specs = cfg.rules.clone();
+        if cfg.builtin_rules {
+            specs.extend(RulePack::parse_yaml(DEFAULT_RULES_YAML)?);
+        }
+        Ok(Signer {
+            cfg: cfg.clone(),
+            rules: RulePack::new(&specs)?,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SignatureConfig {
+        &self.cfg
+    }
+
+    /// Whether a record gets a signature: warnings and above, error spans
+    /// (status ERROR or an exception event) and HTTP 5xx, as configured.
+    pub fn should_sign(&self, view: &EventView) -> bool {
+        if self.cfg.sign_http_5xx && view.http_status.is_some_and(|s| (500..=599).contains(&s)) {
+            return true;
+        }
+        match view.signal {
+            Signal::Log => view.severity_number >= self.cfg.min_severity,
+            Signal::Span => {
+                self.cfg.sign_error_spans && (view.span_status_error || view.has_exception())
+            }
+        }
+    }
+
+    /// The signature of a record.
+    pub fn sign(&self, view: &EventView) -> Signature {
+        // A stack trace from the attributes, else one embedded in the message.
+        let from_attr = view.stacktrace.as_deref().and_then(stack::parse);
+        let from_msg = if from_attr.is_none() && stack::may_contain_trace(&view.message) {
+            stack::parse(&view.message)
+        } else {
+            None
+        };
+        let (trace, head): (Option<&stack::StackTrace>, &str) = match (&from_attr, &from_msg) {
+            (Some(t), _) => (Some(t), &view.message),
+            (None, Some(t)) => (Some(t), &view.message[..t.start]),
+            (None, None) => (None, &view.message),
+        };
+        let exception_type: Option<Cow<str>> = view.exception_type.clone().or_else(|| {
+            trace
+                .and_then(|t| t.exception_type.as_deref())
+                .map(Cow::Borrowed)
+        });
+        let exception_message: Option<&str> = view
+            .exception_message
+            .as_deref()
+            .or_else(|| trace.and_then(|t| t.exception_message.as_deref()));
+
+        // The text to template: the message proper; else the exception; else
+        // the span name.
+        let head = head.trim();
+        // Already masked; appended to the template as it is.
+        let mut route: Option<String> = None;
+        let text: Cow<str> = if !head.is_empty() {
+            Cow::Borrowed(head)
+        } else {
+            match (exception_type.as_deref(), exception_message) {
+                (Some(t), Some(m)) => Cow::Owned(format!("{t}: {m}")),
+                (Some(t), None) => Cow::Borrowed(t),
+                (None, Some(m)) => Cow::Borrowed(m),
+                (None, None) => match (view.http_status, view.span_name) {
+                    // A request log or span without a message: the status,
+                    // method and route are the message.
+                    (Some(status), _) => {
+                        let mut t = format!("HTTP {status}");
+                        if let Some(m) = view.http_method.as_deref() {
+                            t.push(' ');
+                            t.push_str(m);
+                        }
+                        if let Some(r) = view.http_route.as_deref() {
+                            route = Some(mask::mask_route(r));
+                        }
+                        Cow::Owned(t)
+                    }
+                    (None, name) => Cow::Borrowed(name.unwrap_or("")),
+                },
+            }
+        };
+        let top_frames = trace
+            .map(|t| t.top_frames(self.cfg.top_frames))
+            .unwrap_or_default();
+        let error_like = view.severity_number >= severity::ERROR
+            || view.span_status_error
+            || view.http_status.is_some_and(|s| s >= 500);
+        self.finish(
+            view.service,
+            &text,
+            route.as_deref(),
+            exception_type.as_deref(),
+            view.http_status,
+            top_frames,
+            error_like,
+        )
+    }
+
+    /// The signature of a bare message (the `log-gardener signature` CLI):
+    /// the same code path as [`Signer::sign`] for an ERROR log record whose
+    /// body is `message`.
+    pub fn sign_message(&self, service: &str, message: &str) -> Signature {
+        if stack::may_contain_trace(message) {
+            let rec = EventView {
+                signal: Signal::Log,
+                service,
+                severity_number: severity::ERROR,
+                severity_text: "ERROR",
+                message: Cow::Borrowed(message),
+                exception_type: None,
+                exception_message: None,
+                stacktrace: None,
+                http_status: None,
+                http_method: None,
+                http_route: None,
+                code_function: None,
+                code_file: None,
+                span_kind: None,
+                span_name: None,
+                span_status_error: false,
+                time_unix_nano: 0,
+                trace_id: &[],
+                span_id: &[],
+            };
+            return self.sign(&rec);
+        }
+        self.finish(service, message.trim(), None, None, None, Vec::new(), true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        service: &str,
+        text: &str,
+        masked_suffix: Option<&str>,
+        exception_type: Option<&str>,
+        http_status: Option<u16>,
+        top_frames: Vec<String>,
+        error_like: bool,
+    ) -> Signature {
+        let mut template = mask::mask(text);
+        if let Some(sfx) = masked_suffix {
+            template.push(' ');
+            template.push_str(sfx);
+        }
+        let cat = self.rules.categorize(&MatchInput {
+            template: &template,
+            exception_type,
+            http_status,
+            frames: &top_frames,
+        });
+        let priority = if error_like {
+            cat.priority
+        } else {
+            cat.priority.demoted()
+        };
+        let fingerprint = fingerprint(service, exception_type, &template, &top_frames);
+        Signature {
+            fingerprint,
+            template,
+            category: cat.name,
+            priority,
+            exception_type: exception_type.map(str::to_string),
+            top_frames,
+        }
+    }
+}
+
+/// xxh3-64 over the parts with separators that cannot occur in them (unit
+/// and record separators), so that `("ab","c")` and `("a","bc")` differ.
+pub fn fingerprint(
+    service: &str,
+    exception_type: Option<&str>,
+    template: &str,
+    top_frames: &[String],
+) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(service.as_bytes());
+    h.update(b"\x1f");
+    h.update(exception_type.unwrap_or("").as_bytes());
+    h.update(b"\x1f");
+    hash_generic(&mut h, template);
+    h.update(b"\x1f");
+    for f in top_frames {
+        h.update(f.as_bytes());
+        h.update(b"\x1e");
+    }
+    h.digest()
+}
+
+/// Feeds the template with every typed placeholder hashed as `<*>`: the
+/// same value position may hold a host name on one line and an IP on the
+/// next, and that must not split a signature. Types stay in the displayed
+/// template.
+fn hash_generic(h: &mut Xxh3, template: &str) {
+    let mut rest = template;
+    'outer: while let Some(p) = rest.find('<') {
+        h.update(&rest.as_bytes()[..p]);
+        let tail = &rest[p..];
+        for ph in mask::Placeholder::ALL {
+            if tail.starts_with(ph.as_str()) {
+                h.update(b"<*>");
+                rest = &tail[ph.as_str().len()..];
+                continue 'outer;
+            }
+        }
+        h.update(b"<");
+        rest = &tail[1..];
+    }
+    h.update(rest.as_bytes());
+}
+
+/// Bounds label cardinality: remembers up to N signatures per service (and
+/// a bounded number of services); later new ones are overflow.
+///
+/// Which signatures are admitted depends on arrival order, so the budget is
+/// only for deciding which label values to export; the fingerprint itself
+/// never depends on it.
+pub struct SignatureBudget {
+    max_per_service: usize,
+    max_services: usize,
+    seen: HashMap<String, HashSet<u64>>,
+}
+
+impl SignatureBudget {
+    /// Default bound on the number of services tracked.
+    pub const DEFAULT_MAX_SERVICES: usize = 10_000;
+
+    pub fn new(max_per_service: usize) -> Self {
+        Self::with_max_services(max_per_service, Self::DEFAULT_MAX_SERVICES)
+    }
+
+    pub fn with_max_services(max_per_service: usize, max_services: usize) -> Self {
+        SignatureBudget {
+            max_per_service,
+            max_services,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// True when `fingerprint` is (now) one of the service's remembered
+    /// signatures; false when it is overflow.
+    pub fn admit(&mut self, service: &str, fingerprint: u64) -> bool {
+        if let Some(set) = self.seen.get_mut(service) {
+            if set.contains(&fingerprint) {
+                return true;
+            }
+            if set.len() >= self.max_per_service {
+                return false;
+            }
+            set.insert(fingerprint);
+            return true;
+        }
+        if self.seen.len() >= self.max_services || self.max_per_service == 0 {
+            return false;
+        }
+        self.seen
+            .entry(service.to_string())
+            .or_default()
+            .insert(fingerprint);
+        true
+    }
+
+    /// Signatures remembered for a service.
+    pub fn len(&self, service: &str) -> usize {
+        self.seen.get(service).map_or(0, HashSet::len)
+    }
+
+    /// True when nothing has been admitted.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> Signer {
+        Signer::new(&SignatureConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn hex_is_16_lowercase_digits() {
+        let s = signer().sign_message("svc", "boom 1");
+        let h = s.hex();
+        assert_eq!(h.len(), 16);
+        assert!(h
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        let z = Signature {
+            fingerprint: 1,
+            ..s
+        };
+        assert_eq!(z.hex(), "0000000000000001");
+    }
+
+    #[test]
+    fn service_is_part_of_the_fingerprint() {
+        let s = signer();
+        assert_ne!(
+            s.sign_message("a", "x").fingerprint,
+            s.sign_message("b", "x").fingerprint
+        );
+        assert_eq!(
+            s.sign_message("a", "x 1").fingerprint,
+            s.sign_message("a", "x 2").fingerprint
+        );
+    }
+
+    #[test]
+    fn separators_prevent_ambiguity() {
+        assert_ne!(
+            fingerprint("ab", None, "c", &[]),
+            fingerprint("a", None, "bc", &[])
+        );
+        assert_ne!(
+            fingerprint("a", Some("b"), "c", &[]),
+            fingerprint("a", None, "bc", &[])
+        );
+        assert_eq!(
+            fingerprint("a", None, "x <ip> y", &[]),
+            fingerprint("a", None, "x <id> y", &[])
+        );
+        assert_ne!(
+            fingerprint("a", None, "x <ip> y", &[]),
+            fingerprint("a", None, "x <ipx> y", &[])
+        );
+    }
+
+    #[test]
+    fn config_parses_and_rejects_unknown_fields() {
+        let c: SignatureConfig = serde_yaml_ng::from_str(
+            "min_severity: 17\nrules:\n- {category: mine, priority: P0, keywords: [boom]}\n",
+        )
+        .unwrap();
+        assert_eq!(c.min_severity, 17);
+        assert!(c.sign_error_spans);
+        let s = Signer::new(&c).unwrap();
+        assert_eq!(&*s.sign_message("x", "big boom").category, "mine");
+        assert!(serde_yaml_ng::from_str::<SignatureConfig>("nope: 1").is_err());
+    }
+
+    #[test]
+    fn user_rules_come_first() {
+        let c = SignatureConfig {
+            rules: RulePack::parse_yaml(
+                "rules:\n- {category: my_redis, priority: P3, keywords: [redis]}\n",
+            )
+            .unwrap(),
+            ..Default::default()
+        };
+        let s = Signer::new(&c).unwrap();
+        assert_eq!(&*s.sign_message("x", "Redis down").category, "my_redis");
+        assert_eq!(&*signer().sign_message("x", "Redis down").category, "redis");
+    }
+
+    #[test]
+    fn budget_bounds_per_service() {
+        let mut b = SignatureBudget::new(2);
+        assert!(b.admit("a", 1));
+        assert!(b.admit("a", 2));
+        assert!(!b.admit("a", 3));
+        assert!(b.admit("a", 1));
+        assert!(b.admit("b", 3));
+        assert_eq!(b.len("a"), 2);
+        let mut b = SignatureBudget::with_max_services(5, 1);
+        assert!(b.admit("a", 1));
+        assert!(!b.admit("b", 1));
+    }
+
+    #[test]
+    fn stack_in_message_uses_head_and_frames() {
+        let s = signer();
+        let msg = "Error in ConnectionHandler for user 101463487227881885914\nTraceback (most recent call last):\n  File \"/app/netra_backend/app/websocket_core/handlers.py\", line 116, in handle_message\n    await x()\nRuntimeError: WebSocket is not connected. Need to call \"accept\" first.";
+        let a = s.sign_message("svc", msg);
+        assert_eq!(a.template, "Error in ConnectionHandler for user <num>");
+        assert_eq!(a.exception_type.as_deref(), Some("RuntimeError"));
+        assert_eq!(a.top_frames, vec!["websocket_core/handlers:handle_message"]);
+        let b = s.sign_message("svc", &msg.replace("116", "130"));
+        assert_eq!(a.fingerprint, b.fingerprint);
+    }
+}
