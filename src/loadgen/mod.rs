@@ -213,7 +213,10 @@ async fn run_async(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|_| anyhow::anyhow!("connect to {} timed out", args.endpoint))??,
             ),
-            Protocol::Http => Sender::Http(Box::new(http::HttpSender::new(&args.endpoint, args.timeout)?)),
+            Protocol::Http => Sender::Http(Box::new(http::HttpSender::new(
+                &args.endpoint,
+                args.timeout,
+            )?)),
         };
         senders.push(sender);
     }
