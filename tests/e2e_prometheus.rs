@@ -1,5 +1,6 @@
 //! A real Prometheus (the Debian `prometheus` binary) scrapes the collector's
-//! admin endpoint; a PromQL query through its HTTP API returns exactly the
+//! admin endpoint; PromQL queries through its HTTP API (records, and the
+//! http_5xx SLI's events and bad events summed by service) return exactly the
 //! numbers of logs sent per service.
 
 mod support;
@@ -176,6 +177,18 @@ fn logs(service: &str, n: usize) -> Vec<u8> {
                     .map(|i| LogRecord {
                         severity_number: if i % 4 == 0 { 17 } else { 9 },
                         body: Some(string(format!("request {i} handled"))),
+                        // Every 4th request failed: the http_5xx SLI's bad events.
+                        attributes: vec![KeyValue {
+                            key: "http.response.status_code".into(),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::IntValue(if i % 4 == 0 {
+                                    500
+                                } else {
+                                    200
+                                })),
+                            }),
+                            ..Default::default()
+                        }],
                         ..Default::default()
                     })
                     .collect(),
@@ -193,7 +206,9 @@ fn prometheus_scrapes_exact_record_counts_per_service() {
     let prometheus = Prometheus::start(&format!("127.0.0.1:{}", collector.ports.admin));
     let client = support::http_client();
     let sent = [("prom-api", 37usize), ("prom-worker", 58usize)];
+    let mut bad = Vec::new();
     for (service, n) in sent {
+        bad.push((service.to_string(), 0.0));
         // In a few requests, like a batching SDK would.
         let mut left = n;
         while left > 0 {
@@ -205,6 +220,7 @@ fn prometheus_scrapes_exact_record_counts_per_service() {
                 .send()
                 .unwrap();
             assert_eq!(response.status(), 200);
+            bad.last_mut().unwrap().1 += chunk.div_ceil(4) as f64;
             left -= chunk;
         }
     }
@@ -212,7 +228,35 @@ fn prometheus_scrapes_exact_record_counts_per_service() {
         .iter()
         .map(|(s, n)| (s.to_string(), *n as f64))
         .collect();
-    let promql = r#"sum by (service) (gardener_records_total{signal="logs"})"#;
+    let checks = [
+        (
+            r#"sum by (service) (gardener_records_total{signal="logs"})"#,
+            expected.clone(),
+        ),
+        (
+            r#"sum by (service) (gardener_sli_events_total{sli="http_5xx"})"#,
+            expected.clone(),
+        ),
+        (
+            r#"sum by (service) (gardener_sli_bad_events_total{sli="http_5xx"})"#,
+            bad.clone(),
+        ),
+    ];
+    for (promql, expected) in checks {
+        wait_for_query(&prometheus, &client, promql, &expected);
+    }
+    // The scrape itself is healthy: `up` is 1 for the collector's target.
+    let up = prometheus.query_by(r#"up{job="log-gardener"}"#, "job");
+    assert_eq!(up, vec![("log-gardener".to_string(), 1.0)]);
+}
+
+/// Polls a PromQL query until it returns `expected` (by `service`), else panics with Prometheus' view.
+fn wait_for_query(
+    prometheus: &Prometheus,
+    client: &reqwest::blocking::Client,
+    promql: &str,
+    expected: &[(String, f64)],
+) {
     let deadline = Instant::now() + QUERY_TIMEOUT;
     loop {
         let got = prometheus.query_by(promql, "service");
@@ -235,7 +279,4 @@ fn prometheus_scrapes_exact_record_counts_per_service() {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    // The scrape itself is healthy: `up` is 1 for the collector's target.
-    let up = prometheus.query_by(r#"up{job="log-gardener"}"#, "job");
-    assert_eq!(up, vec![("log-gardener".to_string(), 1.0)]);
 }
