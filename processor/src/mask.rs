@@ -632,7 +632,7 @@ impl<'a> Masker<'a, '_> {
         } else {
             self.lit(text);
             // `Bearer <token>`, `password: <secret>`
-            if secrets::is_auth_scheme(text)
+            if secrets::announces_credential(text)
                 || (z < j && s[z] == b':' && secrets::is_sensitive_key(text))
             {
                 self.redact_next = true;

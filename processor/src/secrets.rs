@@ -56,12 +56,21 @@ pub fn is_sensitive_key(key: &str) -> bool {
     SENSITIVE_KEYS.iter().any(|s| s.eq_ignore_ascii_case(last))
 }
 
-/// True for the words that announce a credential in the next token
-/// (`Bearer eyJ…`, `Basic dXNlcjpw…`, `Token abc`).
+/// True for the names of HTTP auth schemes, in any case (`Bearer`, `basic`, …):
+/// after a sensitive key (`authorization: bearer <token>`) the scheme is not
+/// the secret, the word after it is.
 pub fn is_auth_scheme(word: &str) -> bool {
     ["bearer", "basic", "token", "digest"]
         .iter()
         .any(|s| s.eq_ignore_ascii_case(word))
+}
+
+/// True for an auth scheme written as in an `Authorization` header
+/// (`Bearer eyJ…`, `Basic dXNlcjpw…`): capitalised, so that it announces a
+/// credential in the next word. Lowercase prose (`allowing basic
+/// functionality`, `a token was refused`) does not.
+pub fn announces_credential(word: &str) -> bool {
+    is_auth_scheme(word) && word.as_bytes()[0].is_ascii_uppercase()
 }
 
 /// A JSON Web Token: three base64url parts separated by dots, the first
@@ -200,7 +209,7 @@ pub fn mask_secrets(s: &str) -> Cow<'_, str> {
             find_secret_spans(word, start, &mut spans);
             let (a, z) = trim_punct(word);
             let core = &word[a..z];
-            if is_auth_scheme(core) {
+            if announces_credential(core) {
                 redact_next_word = true;
             } else if let Some(k) = core.strip_suffix(':') {
                 // `password: hunter2` / `"token": "abc"`
@@ -344,6 +353,14 @@ fn find_secret_spans(word: &str, base: usize, spans: &mut Vec<(usize, usize)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lowercase_prose_is_not_an_auth_scheme() {
+        let s = "Redis readiness: allowing basic functionality for user chat value";
+        assert_eq!(mask_secrets(s), s);
+        assert!(!mask_secrets("Authorization: Bearer abcdefghij").contains("abcdefghij"));
+        assert!(!mask_secrets("authorization: bearer abcdefghij").contains("abcdefghij"));
+    }
 
     #[test]
     fn sensitive_keys() {
