@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gardener_exporter::batch::{Batch, Payload};
 use gardener_processor::{Processor, ProcessorConfig, State, Tally};
+use gardener_proto::build;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
 use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
@@ -132,13 +133,10 @@ impl Enricher {
                     resource: Some(Resource {
                         attributes: vec![
                             kv("service.name", "log-gardener"),
-                            KeyValue {
-                                key: gardener_processor::enrich::INTERNAL_RESOURCE_ATTRIBUTE.into(),
-                                value: Some(AnyValue {
-                                    value: Some(Value::BoolValue(true)),
-                                }),
-                                ..Default::default()
-                            },
+                            build::key_value(
+                                gardener_processor::enrich::INTERNAL_RESOURCE_ATTRIBUTE,
+                                build::bool(true),
+                            ),
                         ],
                         ..Default::default()
                     }),
@@ -172,13 +170,7 @@ fn sli_labels(sli: &str, names: &[String], values: &[String]) -> Vec<(String, St
 }
 
 fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
+    build::key_value(key, build::string(value))
 }
 
 /// The log record that announces an alert state change (WARN when it starts

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
-use gardener_proto::otlp::common::v1::{any_value, AnyValue, KeyValue};
-use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use gardener_proto::otlp::resource::v1::Resource;
+use gardener_proto::otlp::common::v1::{any_value, AnyValue};
+use gardener_proto::otlp::logs::v1::LogRecord;
 use gardener_proto::rpc;
 use prost::Message;
 use support::Collector;
@@ -33,31 +32,16 @@ fn string(s: &str) -> AnyValue {
 
 /// A valid logs request: `n` records of `service`, each with `body`.
 fn logs_request(service: &str, n: usize, body: &str) -> ExportLogsServiceRequest {
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(string(service)),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                log_records: (0..n)
-                    .map(|i| LogRecord {
-                        time_unix_nano: 1_757_373_397_000_000_000 + i as u64,
-                        severity_number: 17,
-                        severity_text: "ERROR".into(),
-                        body: Some(string(body)),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
+    let records = (0..n)
+        .map(|i| LogRecord {
+            time_unix_nano: 1_757_373_397_000_000_000 + i as u64,
+            severity_number: 17,
+            severity_text: "ERROR".into(),
+            body: Some(string(body)),
             ..Default::default()
-        }],
-    }
+        })
+        .collect();
+    gardener_proto::build::logs_request(service, records)
 }
 
 struct Reply {

@@ -9,9 +9,7 @@ use std::io::Write;
 use gardener_proto::otlp::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use gardener_proto::otlp::common::v1::{any_value, AnyValue, KeyValue};
-use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use gardener_proto::otlp::resource::v1::Resource;
+use gardener_proto::otlp::logs::v1::LogRecord;
 use prost::Message;
 use support::Collector;
 
@@ -160,36 +158,20 @@ fn json_fixtures_are_accepted_and_counted_exactly() {
 }
 
 fn protobuf_logs(service: &str, n: usize) -> ExportLogsServiceRequest {
-    let string = |s: &str| AnyValue {
-        value: Some(any_value::Value::StringValue(s.to_string())),
-    };
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(string(service)),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                log_records: (0..n)
-                    .map(|i| LogRecord {
-                        time_unix_nano: 1_757_373_397_000_000_000 + i as u64,
-                        severity_number: 17,
-                        severity_text: "ERROR".into(),
-                        body: Some(string(&format!("request {i} failed"))),
-                        trace_id: vec![0x5b; 16],
-                        span_id: vec![0xee; 8],
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
+    let records = (0..n)
+        .map(|i| LogRecord {
+            time_unix_nano: 1_757_373_397_000_000_000 + i as u64,
+            severity_number: 17,
+            severity_text: "ERROR".into(),
+            body: Some(gardener_proto::build::string(&format!(
+                "request {i} failed"
+            ))),
+            trace_id: vec![0x5b; 16],
+            span_id: vec![0xee; 8],
             ..Default::default()
-        }],
-    }
+        })
+        .collect();
+    gardener_proto::build::logs_request(service, records)
 }
 
 #[test]

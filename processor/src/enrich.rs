@@ -9,9 +9,10 @@
 
 use std::collections::HashMap;
 
+use gardener_proto::build;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
+use gardener_proto::otlp::common::v1::{any_value::Value, KeyValue};
 use gardener_proto::otlp::resource::v1::Resource;
 
 use crate::attributes;
@@ -431,13 +432,7 @@ fn hex_id(id: &[u8]) -> String {
 }
 
 fn push_str(attrs: &mut Vec<KeyValue>, key: &str, value: &str) {
-    attrs.push(KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
-    });
+    attrs.push(build::key_value(key, build::string(value)));
 }
 
 /// Adds the signature attributes (a contract: see design.md).
@@ -455,13 +450,7 @@ mod tests {
     use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 
     fn text(key: &str, value: &str) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue {
-                value: Some(Value::StringValue(value.into())),
-            }),
-            ..Default::default()
-        }
+        build::key_value(key, build::string(value))
     }
 
     fn resource_logs(attributes: Vec<KeyValue>, message: &str) -> ResourceLogs {
@@ -473,9 +462,7 @@ mod tests {
             scope_logs: vec![ScopeLogs {
                 log_records: vec![LogRecord {
                     severity_number: 17,
-                    body: Some(AnyValue {
-                        value: Some(Value::StringValue(message.into())),
-                    }),
+                    body: Some(build::string(message)),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -524,13 +511,7 @@ mod tests {
     #[test]
     fn the_collectors_own_records_are_not_enriched() {
         let processor = Processor::new(&ProcessorConfig::default()).unwrap();
-        let internal = KeyValue {
-            key: INTERNAL_RESOURCE_ATTRIBUTE.into(),
-            value: Some(AnyValue {
-                value: Some(Value::BoolValue(true)),
-            }),
-            ..Default::default()
-        };
+        let internal = build::key_value(INTERNAL_RESOURCE_ATTRIBUTE, build::bool(true));
         let mut request = ExportLogsServiceRequest {
             resource_logs: vec![resource_logs(
                 vec![text("service.name", "log-gardener"), internal],

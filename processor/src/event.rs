@@ -363,34 +363,9 @@ mod tests {
     use super::*;
     use gardener_proto::otlp::trace::v1::{span::Event, Status};
 
-    fn s(v: &str) -> AnyValue {
-        AnyValue {
-            value: Some(Value::StringValue(v.into())),
-        }
-    }
-    fn i(v: i64) -> AnyValue {
-        AnyValue {
-            value: Some(Value::IntValue(v)),
-        }
-    }
-    fn kv(k: &str, v: AnyValue) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(v),
-            ..Default::default()
-        }
-    }
-    fn map(items: Vec<KeyValue>) -> AnyValue {
-        AnyValue {
-            value: Some(Value::KvlistValue(KeyValueList { values: items })),
-        }
-    }
-    fn resource(name: &str) -> Resource {
-        Resource {
-            attributes: vec![kv("service.name", s(name))],
-            ..Default::default()
-        }
-    }
+    use gardener_proto::build::{
+        int as i, key_value as kv, kvlist as map, service_resource as resource, string as s,
+    };
 
     #[test]
     fn string_body_and_semconv() {

@@ -8,9 +8,8 @@
 
 use gardener_processor::event::EventView;
 use gardener_processor::signature::{SignatureConfig, Signer};
-use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, KeyValue, KeyValueList};
+
 use gardener_proto::otlp::logs::v1::LogRecord;
-use gardener_proto::otlp::resource::v1::Resource;
 use std::collections::HashMap;
 
 const BACKEND: &str = "netra-backend-staging";
@@ -71,34 +70,9 @@ fn check(service: &str, issues: &[Issue]) {
     }
 }
 
-fn s(v: &str) -> AnyValue {
-    AnyValue {
-        value: Some(Value::StringValue(v.into())),
-    }
-}
-fn i(v: i64) -> AnyValue {
-    AnyValue {
-        value: Some(Value::IntValue(v)),
-    }
-}
-fn kv(k: &str, v: AnyValue) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(v),
-        ..Default::default()
-    }
-}
-fn map(items: Vec<KeyValue>) -> AnyValue {
-    AnyValue {
-        value: Some(Value::KvlistValue(KeyValueList { values: items })),
-    }
-}
-fn resource(name: &str) -> Resource {
-    Resource {
-        attributes: vec![kv("service.name", s(name))],
-        ..Default::default()
-    }
-}
+use gardener_proto::build::{
+    int as i, key_value as kv, kvlist as map, service_resource as resource, string as s,
+};
 
 /// A Cloud Run request log: only `httpRequest`, no message.
 fn request_log(method: &str, url: &str, status: i64) -> LogRecord {

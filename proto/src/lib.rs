@@ -17,4 +17,7 @@ pub use googleapis_tonic_google_monitoring_v3::google::api;
 /// responses and by the Cloud Monitoring API.
 pub use googleapis_tonic_google_monitoring_v3::google::rpc;
 
+/// Constructors for OTLP values and requests.
+pub mod build;
+
 pub use prost;
