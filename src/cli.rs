@@ -133,7 +133,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         None => run_collector(cli.run),
         Some(Command::Run(args)) => run_collector(args),
         Some(Command::CheckConfig { file }) => {
-            Config::load(Some(&file))?;
+            Config::load(Some(&file))?.validate_deep(&file.display().to_string())?;
             println!("{}: ok", file.display());
             Ok(ExitCode::SUCCESS)
         }

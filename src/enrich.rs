@@ -31,7 +31,8 @@ fn now_unix_nano() -> u64 {
 
 impl Enricher {
     pub fn new(config: &ProcessorConfig) -> anyhow::Result<Self> {
-        let processor = Processor::new(config)?;
+        let processor =
+            Processor::new(config).map_err(|e| anyhow::anyhow!("processors.gardener: {e}"))?;
         let state = Mutex::new(State::new(config, &processor));
         Ok(Self { processor, state })
     }

@@ -312,11 +312,21 @@ impl Config {
         if let Some(gc) = &self.exporters.googlecloud {
             gc.validate().map_err(|e| format!("exporters.{e}"))?;
         }
+        Ok(())
+    }
+
+    /// Also compiles what only compiling can check (rule and SLI regexes,
+    /// ID-consistency rules). `check-config` calls it; `run` compiles the
+    /// processor once anyway and reports the same errors, so start-up does
+    /// not pay for it twice.
+    pub fn validate_deep(&self, source_name: &str) -> Result<(), ConfigError> {
         self.processors
             .gardener
             .validate()
-            .map_err(|e| format!("processors.gardener: {e}"))?;
-        Ok(())
+            .map_err(|e| ConfigError::Invalid {
+                source_name: source_name.into(),
+                message: format!("processors.gardener: {e}"),
+            })
     }
 }
 
