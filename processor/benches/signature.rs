@@ -22,66 +22,16 @@ const SEEDS: &[&str] = &[
     "'_AsyncGeneratorContextManager' object has no attribute 'execute'",
 ];
 
-const DATASETS: [&str; 16] = [
-    "Android",
-    "Apache",
-    "BGL",
-    "HDFS",
-    "HPC",
-    "Hadoop",
-    "HealthApp",
-    "Linux",
-    "Mac",
-    "OpenSSH",
-    "OpenStack",
-    "Proxifier",
-    "Spark",
-    "Thunderbird",
-    "Windows",
-    "Zookeeper",
-];
-
-/// The `Content` field of each CSV record (RFC 4180 quoting).
-fn contents(text: &str) -> Vec<String> {
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let (mut row, mut field, mut q) = (Vec::new(), String::new(), false);
-    let mut it = text.chars().peekable();
-    while let Some(c) = it.next() {
-        match (q, c) {
-            (true, '"') if it.peek() == Some(&'"') => {
-                field.push('"');
-                it.next();
-            }
-            (true, '"') => q = false,
-            (true, c) => field.push(c),
-            (false, '"') => q = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') => {}
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    let Some(header) = rows.first() else {
-        return Vec::new();
-    };
-    let Some(col) = header.iter().position(|h| h == "Content") else {
-        return Vec::new();
-    };
-    rows[1..]
-        .iter()
-        .filter_map(|r| r.get(col).cloned())
-        .collect()
-}
+#[path = "support/loghub.rs"]
+#[allow(dead_code)] // the bench reads only the messages
+mod loghub;
 
 fn corpus() -> (Vec<String>, &'static str) {
     if let Ok(dir) = std::env::var("LOGHUB_DIR") {
         let mut all = Vec::new();
-        for d in DATASETS {
-            if let Ok(t) = std::fs::read_to_string(format!("{dir}/{d}/{d}_2k.log_structured.csv")) {
-                all.extend(contents(&t));
+        for d in loghub::DATASETS {
+            if let Ok(lines) = loghub::read(std::path::Path::new(&dir), d) {
+                all.extend(lines.into_iter().map(|l| l.content));
             }
         }
         if !all.is_empty() {

@@ -17,63 +17,8 @@ use gardener_processor::mask::to_generic;
 use gardener_processor::signature::{SignatureConfig, Signer};
 use std::collections::{HashMap, HashSet};
 
-const DATASETS: [&str; 16] = [
-    "Android",
-    "Apache",
-    "BGL",
-    "HDFS",
-    "HPC",
-    "Hadoop",
-    "HealthApp",
-    "Linux",
-    "Mac",
-    "OpenSSH",
-    "OpenStack",
-    "Proxifier",
-    "Spark",
-    "Thunderbird",
-    "Windows",
-    "Zookeeper",
-];
-
-/// Minimal RFC 4180 CSV reader (quoted fields, doubled quotes, newlines in quotes).
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut in_quotes = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    field.push('"');
-                    chars.next();
-                } else {
-                    in_quotes = false;
-                }
-            } else {
-                field.push(c);
-            }
-        } else {
-            match c {
-                '"' => in_quotes = true,
-                ',' => row.push(std::mem::take(&mut field)),
-                '\r' => {}
-                '\n' => {
-                    row.push(std::mem::take(&mut field));
-                    rows.push(std::mem::take(&mut row));
-                }
-                _ => field.push(c),
-            }
-        }
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
-}
+#[path = "../benches/support/loghub.rs"]
+mod loghub;
 
 struct Scores {
     ga: f64,
@@ -158,27 +103,24 @@ fn main() {
     let signer = Signer::new(&SignatureConfig::default()).expect("default config");
     println!("{:<12} {:>6} {:>6} {:>6}", "dataset", "GA", "FGA", "PA");
     let (mut sga, mut sfga, mut spa, mut count) = (0.0, 0.0, 0.0, 0usize);
-    for name in DATASETS {
+    for name in loghub::DATASETS {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
-        let path = format!("{dir}/{name}/{name}_2k.log_structured.csv");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            eprintln!("skip {name}: cannot read {path}");
-            continue;
+        let body = match loghub::read(std::path::Path::new(&dir), name) {
+            Ok(lines) => lines,
+            Err(error) => {
+                eprintln!("skip {name}: {error}");
+                continue;
+            }
         };
-        let rows = parse_csv(&text);
-        let header = &rows[0];
-        let col = |n: &str| header.iter().position(|h| h == n).expect("column");
-        let (c, e, t) = (col("Content"), col("EventId"), col("EventTemplate"));
-        let body: Vec<&Vec<String>> = rows[1..].iter().filter(|r| r.len() > t).collect();
-        let truth: Vec<String> = body.iter().map(|r| r[e].clone()).collect();
-        let truth_tpl: Vec<String> = body.iter().map(|r| r[t].clone()).collect();
+        let truth: Vec<String> = body.iter().map(|l| l.event_id.clone()).collect();
+        let truth_tpl: Vec<String> = body.iter().map(|l| l.template.clone()).collect();
         // The group is the signature: for one service, the template with
         // every typed placeholder read as `<*>`.
         let sigs: Vec<_> = body
             .iter()
-            .map(|r| signer.sign_message("loghub", &r[c]))
+            .map(|l| signer.sign_message("loghub", &l.content))
             .collect();
         let pred: Vec<String> = sigs.iter().map(|s| s.hex()).collect();
         let templates: Vec<String> = sigs.into_iter().map(|s| s.template).collect();
