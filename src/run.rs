@@ -192,13 +192,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     drop(queue_tx);
     let drained = drain(worker_tasks, exporter_handles, deadline).await;
     if !drained {
-        let depth = left_in_queue.depth();
+        let records = left_in_queue.records();
         tracing::warn!(
-            queued_batches = depth,
-            "grace period over; undelivered data is counted as dropped"
+            queued_batches = left_in_queue.depth(),
+            queued_records = records,
+            "grace period over; records still queued are counted as dropped"
         );
         metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "shutdown_timeout", "exporter" => "pipeline")
-            .increment(depth as u64);
+            .increment(records as u64);
     }
     // Counters are final now: one last push, then stop serving /metrics.
     stop_push.cancel();

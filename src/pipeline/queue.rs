@@ -49,6 +49,8 @@ pub struct QueueReceiver {
 
 struct Shared {
     bytes: AtomicUsize,
+    /// Records waiting, so that what a shutdown leaves behind is counted in records.
+    records: AtomicUsize,
     max_bytes: usize,
     max_batches: usize,
     /// Cancelled by `close`: senders refuse, receivers drain what is left and end.
@@ -60,6 +62,7 @@ pub fn bounded(max_batches: usize, max_bytes: usize) -> (QueueSender, QueueRecei
     let (tx, rx) = mpsc::channel(max_batches);
     let shared = Arc::new(Shared {
         bytes: AtomicUsize::new(0),
+        records: AtomicUsize::new(0),
         max_bytes,
         max_batches,
         closed: CancellationToken::new(),
@@ -90,10 +93,14 @@ impl QueueSender {
             self.shared.bytes.fetch_sub(size, Ordering::AcqRel);
             return Err((Refusal::QueueFull, batch));
         }
+        let records = batch.records;
+        // Counted before sending so that a receiver never subtracts first.
+        self.shared.records.fetch_add(records, Ordering::AcqRel);
         match self.tx.try_send(batch) {
             Ok(()) => Ok(()),
             Err(err) => {
                 self.shared.bytes.fetch_sub(size, Ordering::AcqRel);
+                self.shared.records.fetch_sub(records, Ordering::AcqRel);
                 let refusal = match err {
                     mpsc::error::TrySendError::Full(_) => Refusal::QueueFull,
                     mpsc::error::TrySendError::Closed(_) => Refusal::ShuttingDown,
@@ -117,6 +124,11 @@ impl QueueSender {
     pub fn bytes(&self) -> usize {
         self.shared.bytes.load(Ordering::Acquire)
     }
+
+    /// Records waiting.
+    pub fn records(&self) -> usize {
+        self.shared.records.load(Ordering::Acquire)
+    }
 }
 
 impl QueueReceiver {
@@ -133,6 +145,9 @@ impl QueueReceiver {
         self.shared
             .bytes
             .fetch_sub(batch.encoded_bytes, Ordering::AcqRel);
+        self.shared
+            .records
+            .fetch_sub(batch.records, Ordering::AcqRel);
         Some(batch)
     }
 }
@@ -169,8 +184,20 @@ mod tests {
         assert_eq!(tx.try_send(batch(10)).unwrap_err().0, Refusal::QueueFull);
         rx.recv().await.unwrap();
         assert_eq!(tx.bytes(), 0);
+        assert_eq!(tx.records(), 0);
         assert!(tx.try_send(batch(600)).is_ok());
         assert_eq!(tx.try_send(batch(600)).unwrap_err().0, Refusal::QueueFull);
+    }
+
+    #[tokio::test]
+    async fn counts_queued_records() {
+        let (tx, rx) = bounded(4, 1 << 20);
+        let records = vec![Default::default(); 3];
+        let request = gardener_proto::build::logs_request("api", records);
+        tx.try_send(Batch::new(Payload::Logs(request), 10)).unwrap();
+        assert_eq!(tx.records(), 3);
+        rx.recv().await.unwrap();
+        assert_eq!(tx.records(), 0);
     }
 
     #[tokio::test]
