@@ -763,35 +763,13 @@ fn overload_answers_503_with_retry_after_and_counts_add_up() {
         }
     }
     assert!(refused > 0, "no 503 within 60 s ({ok} requests accepted)");
-    c.assert_alive();
-    c.expect_counter(
-        RECORDS,
-        &[("signal", "logs"), ("service", "flood")],
-        (ok * PER_REQUEST) as f64,
-    );
-    // Every refused record is counted, under queue_full (or memory_limit,
-    // should the memory limiter trip on a small machine), and the queue did
-    // refuse at least once.
-    let text = c.metrics();
-    let refused_records: f64 = support::samples(&text, REFUSED_RECORDS)
-        .iter()
-        .filter(|(labels, _)| labels.contains(&("signal".into(), "logs".into())))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(refused_records, (refused * PER_REQUEST) as f64, "{text}");
-    let refused_requests: f64 = support::samples(&text, REFUSED_REQUESTS)
-        .iter()
-        .filter(|(labels, _)| labels.contains(&("transport".into(), "http".into())))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(refused_requests, refused as f64, "{text}");
-    assert!(
-        support::sample(
-            &text,
-            REFUSED_RECORDS,
-            &[("signal", "logs"), ("reason", "queue_full")]
-        ) > 0.0,
-        "{text}"
+    assert_overload_accounting(
+        &mut c,
+        "flood",
+        "http",
+        ok * PER_REQUEST,
+        refused,
+        PER_REQUEST,
     );
     assert_eq!((ok + refused) * PER_REQUEST, sent);
     // Once the queue drains, data is accepted again.
@@ -882,23 +860,58 @@ fn grpc_overload_answers_unavailable_with_retry_info() {
         refused > 0,
         "no UNAVAILABLE within 60 s ({ok} exports accepted)"
     );
+    assert_overload_accounting(
+        &mut c,
+        "grpc-flood",
+        "grpc",
+        ok * PER_REQUEST,
+        refused,
+        PER_REQUEST,
+    );
+}
+
+/// After an overload run (`per_request` records per request): the process is up, accepted records are counted
+/// under the service, every refused record and request is counted (under
+/// queue_full, or memory_limit should the limiter trip on a small machine),
+/// and the queue did refuse at least once.
+fn assert_overload_accounting(
+    c: &mut Collector,
+    service: &str,
+    transport: &str,
+    accepted_records: usize,
+    refused_requests: usize,
+    per_request: usize,
+) {
     c.assert_alive();
     c.expect_counter(
         RECORDS,
-        &[("signal", "logs"), ("service", "grpc-flood")],
-        (ok * PER_REQUEST) as f64,
+        &[("signal", "logs"), ("service", service)],
+        accepted_records as f64,
     );
     let text = c.metrics();
-    let refused_records: f64 = support::samples(&text, REFUSED_RECORDS)
-        .iter()
-        .filter(|(labels, _)| labels.contains(&("signal".into(), "logs".into())))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(refused_records, (refused * PER_REQUEST) as f64, "{text}");
-    let refused_requests: f64 = support::samples(&text, REFUSED_REQUESTS)
-        .iter()
-        .filter(|(labels, _)| labels.contains(&("transport".into(), "grpc".into())))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(refused_requests, refused as f64, "{text}");
+    let sum = |name: &str, label: (&str, &str)| -> f64 {
+        support::samples(&text, name)
+            .iter()
+            .filter(|(labels, _)| labels.contains(&(label.0.into(), label.1.into())))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(
+        sum(REFUSED_RECORDS, ("signal", "logs")),
+        (refused_requests * per_request) as f64,
+        "{text}"
+    );
+    assert_eq!(
+        sum(REFUSED_REQUESTS, ("transport", transport)),
+        refused_requests as f64,
+        "{text}"
+    );
+    assert!(
+        support::sample(
+            &text,
+            REFUSED_RECORDS,
+            &[("signal", "logs"), ("reason", "queue_full")]
+        ) > 0.0,
+        "{text}"
+    );
 }
