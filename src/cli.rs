@@ -76,16 +76,8 @@ pub enum Command {
         /// grpc://HOST:4317; retried with backoff while it answers 503/UNAVAILABLE.
         #[arg(long)]
         to: Option<String>,
-        /// Report format when processing locally.
-        #[arg(long, value_enum, default_value_t = crate::report_cmd::ReportFormat::Markdown)]
-        format: crate::report_cmd::ReportFormat,
-        /// Resource label holding the service name (or `labels.KEY` for an entry
-        /// label); default service_name, container_name, function_name, module_id.
-        #[arg(long)]
-        service_name_from: Option<String>,
-        /// Take the processor settings from this config file.
-        #[arg(long, short = 'c')]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        local: LocalReportArgs,
     },
     /// Print the gardener report (Markdown or JSON) from a running collector
     /// (--url http://HOST:9464) or a file (--from: a log export or a saved JSON report).
@@ -96,15 +88,37 @@ pub enum Command {
         /// A log export (processed locally, like `replay FILE`) or a saved JSON report.
         #[arg(long)]
         from: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = crate::report_cmd::ReportFormat::Markdown)]
-        format: crate::report_cmd::ReportFormat,
-        /// As for `replay`.
-        #[arg(long)]
-        service_name_from: Option<String>,
-        /// Take the processor settings from this config file (with --from).
-        #[arg(long, short = 'c')]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        local: LocalReportArgs,
     },
+}
+
+/// What `replay` and `report --from` share: how a log export is read and
+/// processed locally, and how the report is printed.
+#[derive(Debug, Clone, Args)]
+pub struct LocalReportArgs {
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = crate::report_cmd::ReportFormat::Markdown)]
+    format: crate::report_cmd::ReportFormat,
+    /// Resource label holding the service name (or `labels.KEY` for an entry
+    /// label); default service_name, container_name, function_name, module_id.
+    #[arg(long)]
+    service_name_from: Option<String>,
+    /// Take the processor settings from this config file.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+}
+
+impl LocalReportArgs {
+    fn map_options(&self) -> crate::replay::MapOptions {
+        crate::replay::MapOptions {
+            service_name_from: self.service_name_from.clone(),
+        }
+    }
+
+    fn processor_config(&self) -> anyhow::Result<gardener_processor::ProcessorConfig> {
+        Ok(Config::load(self.config.as_deref())?.processors.gardener)
+    }
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -145,48 +159,34 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         // perf tooling (benches/README.md)
         Some(Command::Loadgen(args)) => crate::loadgen::run(args),
         // gardener report
-        Some(Command::Replay {
-            file,
-            to,
-            format,
-            service_name_from,
-            config,
-        }) => {
-            let options = crate::replay::MapOptions { service_name_from };
+        Some(Command::Replay { file, to, local }) => {
             match to {
                 Some(to) => {
-                    let n = crate::replay::send(&file, &to, &options)?;
+                    let n = crate::replay::send(&file, &to, &local.map_options())?;
                     eprintln!("replay: sent {n} log records to {to}");
                 }
                 None => {
-                    let config = Config::load(config.as_deref())?;
                     let report = crate::replay::report_locally(
                         &file,
-                        &config.processors.gardener,
-                        &options,
+                        &local.processor_config()?,
+                        &local.map_options(),
                     )?;
-                    crate::report_cmd::print(&report, format)?;
+                    crate::report_cmd::print(&report, local.format)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Report {
-            url,
-            from,
-            format,
-            service_name_from,
-            config,
-        }) => {
+        Some(Command::Report { url, from, local }) => {
             let report = match (url, from) {
                 (Some(url), _) => crate::report_cmd::fetch(&url)?,
-                (None, Some(from)) => {
-                    let config = Config::load(config.as_deref())?;
-                    let options = crate::replay::MapOptions { service_name_from };
-                    crate::report_cmd::from_file(&from, &config.processors.gardener, &options)?
-                }
+                (None, Some(from)) => crate::report_cmd::from_file(
+                    &from,
+                    &local.processor_config()?,
+                    &local.map_options(),
+                )?,
                 (None, None) => anyhow::bail!("report: give --url or --from"),
             };
-            crate::report_cmd::print(&report, format)?;
+            crate::report_cmd::print(&report, local.format)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::DefaultConfig) => {
