@@ -108,32 +108,13 @@ fn python_sdk_over_grpc_and_http_is_counted_exactly() {
             .filter(|r| r.service == service)
             .map(|r| r.spans)
             .sum();
-        collector.expect_counter(
-            "gardener_records_total",
-            &[("signal", "logs"), ("service", service)],
-            logs as f64,
-        );
-        collector.expect_counter(
-            "gardener_records_total",
-            &[("signal", "traces"), ("service", service)],
-            spans as f64,
-        );
         // Logs emitted inside a span carry its context; the others have none.
         let in_span: usize = runs
             .iter()
             .filter(|r| r.service == service)
             .map(|r| r.logs_in_span)
             .sum();
-        collector.expect_counter(
-            "gardener_trace_context_total",
-            &[("service", service), ("state", "present")],
-            in_span as f64,
-        );
-        collector.expect_counter(
-            "gardener_trace_context_total",
-            &[("service", service), ("state", "missing")],
-            (logs - in_span) as f64,
-        );
+        support::expect_service_counts(&collector, service, logs, spans, in_span);
     }
     let all = support::samples(&collector.metrics(), "gardener_records_total");
     let total: f64 = all.iter().map(|(_, v)| v).sum();

@@ -228,32 +228,13 @@ fn rust_sdk_logs_and_spans_over_grpc_and_http_are_counted_exactly() {
             .filter(|p| p.service == service)
             .map(Plan::total_spans)
             .sum();
-        collector.expect_counter(
-            "gardener_records_total",
-            &[("signal", "logs"), ("service", service)],
-            logs as f64,
-        );
-        collector.expect_counter(
-            "gardener_records_total",
-            &[("signal", "traces"), ("service", service)],
-            spans as f64,
-        );
         // Logs emitted inside a span carry its context; the others have none.
         let in_spans: usize = plans
             .iter()
             .filter(|p| p.service == service)
             .map(Plan::logs_in_spans)
             .sum();
-        collector.expect_counter(
-            "gardener_trace_context_total",
-            &[("service", service), ("state", "present")],
-            in_spans as f64,
-        );
-        collector.expect_counter(
-            "gardener_trace_context_total",
-            &[("service", service), ("state", "missing")],
-            (logs - in_spans) as f64,
-        );
+        support::expect_service_counts(&collector, service, logs, spans, in_spans);
     }
     // Exactly these three services and two signals, nothing refused.
     let text = collector.metrics();

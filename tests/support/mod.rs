@@ -547,6 +547,38 @@ pub fn run_python_script(
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("summary line {stdout:?}: {e}"))
 }
 
+/// What a service sent, as the collector must count it: `logs` log records
+/// (of which `logs_in_span` were emitted inside a span, so carry its trace
+/// context, and the rest none) and `spans` spans.
+pub fn expect_service_counts(
+    collector: &Collector,
+    service: &str,
+    logs: usize,
+    spans: usize,
+    logs_in_span: usize,
+) {
+    collector.expect_counter(
+        "gardener_records_total",
+        &[("signal", "logs"), ("service", service)],
+        logs as f64,
+    );
+    collector.expect_counter(
+        "gardener_records_total",
+        &[("signal", "traces"), ("service", service)],
+        spans as f64,
+    );
+    collector.expect_counter(
+        "gardener_trace_context_total",
+        &[("service", service), ("state", "present")],
+        logs_in_span as f64,
+    );
+    collector.expect_counter(
+        "gardener_trace_context_total",
+        &[("service", service), ("state", "missing")],
+        (logs - logs_in_span) as f64,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
