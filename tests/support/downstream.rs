@@ -1,0 +1,194 @@
+//! The next hop for the forwarding tests: an OTLP/gRPC logs receiver that
+//! counts every record it receives by its body (each test record carries a
+//! unique body), so a test can tell lost records from duplicated ones.
+//!
+//! It runs on its own tokio runtime, can be slowed down, stopped ("down") and
+//! started again on the same port ("back").
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gardener_proto::otlp::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use gardener_proto::otlp::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use gardener_proto::otlp::common::v1::any_value::Value;
+use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
+
+/// What the downstream has seen; shared by every incarnation of the server.
+#[derive(Default)]
+struct Seen {
+    /// (service.name, record body) → times received.
+    bodies: Mutex<HashMap<(String, String), u32>>,
+    /// Milliseconds each export call waits before answering OK.
+    delay_ms: AtomicU64,
+    calls: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Service(Arc<Seen>);
+
+#[tonic::async_trait]
+impl LogsService for Service {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.0.calls.fetch_add(1, Ordering::Relaxed);
+        let delay = self.0.delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let mut bodies = self.0.bodies.lock().unwrap();
+        for resource_logs in &request.get_ref().resource_logs {
+            let service = resource_logs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+                .map_or_else(String::new, |v| text(Some(v)));
+            let records = resource_logs.scope_logs.iter().flat_map(|s| &s.log_records);
+            for record in records {
+                let body = text(record.body.as_ref().and_then(|b| b.value.as_ref()));
+                *bodies.entry((service.clone(), body)).or_default() += 1;
+            }
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+fn text(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::StringValue(s)) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A downstream OTLP/gRPC logs receiver on a fixed loopback port.
+pub struct Downstream {
+    runtime: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    seen: Arc<Seen>,
+    running: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+impl Downstream {
+    /// Starts on a free loopback port.
+    pub fn start() -> Downstream {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for the downstream");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind the downstream");
+        let addr = listener.local_addr().unwrap();
+        let mut downstream = Downstream {
+            runtime,
+            addr,
+            seen: Arc::default(),
+            running: None,
+        };
+        downstream.serve(listener);
+        downstream
+    }
+
+    /// `http://127.0.0.1:PORT`, for `exporters.otlp.endpoint`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every export call waits this long before answering OK.
+    pub fn set_delay(&self, delay: Duration) {
+        self.seen
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Stops listening and closes every connection ("down").
+    pub fn stop(&mut self) {
+        if let Some((stop, join)) = self.running.take() {
+            stop.cancel();
+            let _ = self
+                .runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), join).await });
+        }
+    }
+
+    /// Listens again on the same port ("back").
+    pub fn restart(&mut self) {
+        self.stop();
+        let addr = self.addr;
+        let listener = self.runtime.block_on(async {
+            for _ in 0..100 {
+                if let Ok(listener) = tokio::net::TcpListener::bind(addr).await {
+                    return listener;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("cannot bind the downstream's port {addr} again");
+        });
+        self.serve(listener);
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let stop = CancellationToken::new();
+        let service = LogsServiceServer::new(Service(self.seen.clone()))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let join = self.runtime.spawn({
+            let stop = stop.clone();
+            async move {
+                let _ = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(listener),
+                        stop.cancelled_owned(),
+                    )
+                    .await;
+            }
+        });
+        self.running = Some((stop, join));
+    }
+
+    /// Body → times received so far, for the records of `service`.
+    pub fn bodies(&self, service: &str) -> HashMap<String, u32> {
+        let bodies = self.seen.bodies.lock().unwrap();
+        bodies
+            .iter()
+            .filter(|((s, _), _)| s == service)
+            .map(|((_, body), &n)| (body.clone(), n))
+            .collect()
+    }
+
+    /// Records of `service` received so far, duplicates included.
+    pub fn records_of(&self, service: &str) -> u64 {
+        self.bodies(service).values().map(|&n| n as u64).sum()
+    }
+
+    /// Records of every service received so far (the collector's own alert
+    /// records included), duplicates included.
+    pub fn records(&self) -> u64 {
+        let bodies = self.seen.bodies.lock().unwrap();
+        bodies.values().map(|&n| n as u64).sum()
+    }
+
+    /// Export calls answered or in progress so far.
+    pub fn calls(&self) -> u64 {
+        self.seen.calls.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Downstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
