@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState, Readiness};
 use crate::config::Config;
 use crate::enrich::Enricher;
+use crate::pipeline::batcher::BatchPolicy;
 use crate::pipeline::ingest::Ingest;
 use crate::pipeline::memory::MemoryLimiter;
 use crate::pipeline::{exporters, queue, stage};
@@ -45,14 +46,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut exporter_handles = Vec::new();
     if config.exporters.debug.enabled {
-        exporter_handles.push(exporters::spawn(DebugExporter::new(std::io::stdout()), 64));
+        exporter_handles.push(exporters::spawn(
+            DebugExporter::new(std::io::stdout()),
+            64,
+            None,
+        ));
     }
     let stop_exporters = CancellationToken::new();
     if let Some(otlp) = &config.exporters.otlp {
         let exporter = OtlpExporter::new(otlp)
             .context("exporters.otlp")?
             .with_shutdown(stop_exporters.clone());
-        exporter_handles.push(exporters::spawn(exporter, otlp.queue_capacity()));
+        exporter_handles.push(exporters::spawn(
+            exporter,
+            otlp.queue_capacity(),
+            BatchPolicy::from_config(&otlp.sending_queue.batch),
+        ));
     }
     let exporter_handles = Arc::new(exporter_handles);
     let enricher = Arc::new(Enricher::new(&config.processors.gardener)?);

@@ -104,3 +104,63 @@ pub fn data_points(metric: &Metric) -> usize {
         None => 0,
     }
 }
+
+/// Joins requests of one signal into one request, in order, without
+/// re-grouping: each part's resources and scopes are kept as they are (a
+/// resource that appears in two parts appears twice, which OTLP allows).
+/// Parts of another signal than the first are skipped; callers group by
+/// [`Batch::signal`] first.
+pub fn merge_payloads(parts: impl IntoIterator<Item = Payload>) -> Option<Payload> {
+    let mut parts = parts.into_iter();
+    let mut merged = parts.next()?;
+    for part in parts {
+        match (&mut merged, part) {
+            (Payload::Logs(into), Payload::Logs(from)) => {
+                into.resource_logs.extend(from.resource_logs)
+            }
+            (Payload::Traces(into), Payload::Traces(from)) => {
+                into.resource_spans.extend(from.resource_spans)
+            }
+            (Payload::Metrics(into), Payload::Metrics(from)) => {
+                into.resource_metrics.extend(from.resource_metrics)
+            }
+            _ => {}
+        }
+    }
+    Some(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gardener_proto::build;
+    use gardener_proto::otlp::logs::v1::LogRecord;
+
+    fn logs(service: &str, n: usize) -> Payload {
+        Payload::Logs(build::logs_request(service, vec![LogRecord::default(); n]))
+    }
+
+    #[test]
+    fn merging_keeps_every_record_and_resource_in_order() {
+        let merged = merge_payloads([logs("a", 2), logs("b", 3), logs("a", 1)]).unwrap();
+        assert_eq!(count_records(&merged), 6);
+        let Payload::Logs(req) = merged else {
+            panic!("not logs")
+        };
+        let services: Vec<_> = req
+            .resource_logs
+            .iter()
+            .map(|r| format!("{:?}", r.resource.as_ref().unwrap().attributes[0].value))
+            .collect();
+        assert_eq!(services.len(), 3);
+        assert!(services[0].contains("\"a\"") && services[1].contains("\"b\""));
+    }
+
+    #[test]
+    fn merging_nothing_is_none_and_other_signals_are_skipped() {
+        assert!(merge_payloads(std::iter::empty()).is_none());
+        let traces = Payload::Traces(Default::default());
+        let merged = merge_payloads([logs("a", 1), traces]).unwrap();
+        assert_eq!(count_records(&merged), 1);
+    }
+}

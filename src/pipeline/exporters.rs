@@ -10,7 +10,9 @@ use gardener_exporter::batch::Batch;
 use gardener_exporter::exporter::Exporter;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
+use crate::pipeline::batcher::{BatchPolicy, PendingBySignal};
 use crate::telemetry;
 
 /// The pipeline's handle on one running exporter.
@@ -34,27 +36,92 @@ impl ExporterHandle {
     }
 }
 
-/// Starts `exporter` with room for `capacity` batches in front of it.
-pub fn spawn<E: Exporter>(mut exporter: E, capacity: usize) -> ExporterHandle {
+/// Starts `exporter` with room for `capacity` batches in front of it; with
+/// `batching`, small batches are joined before they go out (see
+/// [`batcher`](crate::pipeline::batcher)).
+pub fn spawn<E: Exporter>(
+    mut exporter: E,
+    capacity: usize,
+    batching: Option<BatchPolicy>,
+) -> ExporterHandle {
     let name = exporter.name();
     let (tx, mut rx) = mpsc::channel::<Arc<Batch>>(capacity.max(1));
     let join = tokio::spawn(async move {
-        while let Some(batch) = rx.recv().await {
-            let signal = batch.signal().as_str();
-            let records = batch.records as u64;
-            match exporter.export(batch).await {
-                Ok(()) => {
-                    metrics::counter!(telemetry::EXPORTER_SENT, "exporter" => name, "signal" => signal)
-                        .increment(records);
-                }
-                Err(error) => {
-                    tracing::warn!(exporter = name, signal, records, %error, "export failed; records dropped");
-                    metrics::counter!(telemetry::EXPORTER_FAILED, "exporter" => name, "signal" => signal, "reason" => error.reason)
-                        .increment(records);
+        match batching {
+            None => {
+                while let Some(batch) = rx.recv().await {
+                    export_one(&mut exporter, batch).await;
                 }
             }
+            Some(policy) => export_batched(&mut exporter, &mut rx, policy).await,
         }
         exporter.shutdown().await;
     });
     ExporterHandle { name, tx, join }
+}
+
+/// Exports one batch and counts the outcome.
+async fn export_one<E: Exporter>(exporter: &mut E, batch: Arc<Batch>) {
+    let name = exporter.name();
+    let signal = batch.signal().as_str();
+    let records = batch.records as u64;
+    match exporter.export(batch).await {
+        Ok(()) => {
+            metrics::counter!(telemetry::EXPORTER_SENT, "exporter" => name, "signal" => signal)
+                .increment(records);
+        }
+        Err(error) => {
+            tracing::warn!(exporter = name, signal, records, %error, "export failed; records dropped");
+            metrics::counter!(telemetry::EXPORTER_FAILED, "exporter" => name, "signal" => signal, "reason" => error.reason)
+                .increment(records);
+        }
+    }
+}
+
+/// The exporter loop with batching: one pending group per signal, sent
+/// when full or due; everything pending goes out when the channel closes.
+async fn export_batched<E: Exporter>(
+    exporter: &mut E,
+    rx: &mut mpsc::Receiver<Arc<Batch>>,
+    policy: BatchPolicy,
+) {
+    let mut pending = PendingBySignal::default();
+    loop {
+        let deadline = pending.next_deadline(&policy);
+        let received = tokio::select! {
+            batch = rx.recv() => batch,
+            () = sleep_until_or_never(deadline) => {
+                for due in pending.take_due(&policy, Instant::now(), false) {
+                    export_one(exporter, due).await;
+                }
+                continue;
+            }
+        };
+        let Some(batch) = received else {
+            for rest in pending.take_due(&policy, Instant::now(), true) {
+                export_one(exporter, rest).await;
+            }
+            return;
+        };
+        let group = pending.get(batch.signal());
+        if !group.has_room_for(&batch, &policy) {
+            if let Some(full) = group.take() {
+                export_one(exporter, full).await;
+            }
+        }
+        let group = pending.get(batch.signal());
+        group.push(batch, Instant::now());
+        if group.is_full(&policy) {
+            if let Some(full) = group.take() {
+                export_one(exporter, full).await;
+            }
+        }
+    }
+}
+
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }

@@ -1,5 +1,6 @@
 //! receivers → bounded queue → processor stage → exporters.
 
+pub mod batcher;
 pub mod exporters;
 pub mod ingest;
 pub mod memory;

@@ -26,8 +26,10 @@ use tonic::codec::CompressionEncoding;
 struct Seen {
     /// (service.name, record body) → times received.
     bodies: Mutex<HashMap<(String, String), u32>>,
-    /// Milliseconds each export call waits before answering OK.
-    delay_ms: AtomicU64,
+    /// Microseconds each export call waits per record before answering OK
+    /// (a downstream that ingests so many records per second, whatever the
+    /// batching).
+    delay_per_record_us: AtomicU64,
     calls: AtomicU64,
 }
 
@@ -41,9 +43,16 @@ impl LogsService for Service {
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         self.0.calls.fetch_add(1, Ordering::Relaxed);
-        let delay = self.0.delay_ms.load(Ordering::Relaxed);
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
+        let per_record = self.0.delay_per_record_us.load(Ordering::Relaxed);
+        if per_record > 0 {
+            let records: usize = request
+                .get_ref()
+                .resource_logs
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .map(|s| s.log_records.len())
+                .sum();
+            tokio::time::sleep(Duration::from_micros(per_record * records as u64)).await;
         }
         let mut bodies = self.0.bodies.lock().unwrap();
         for resource_logs in &request.get_ref().resource_logs {
@@ -106,11 +115,11 @@ impl Downstream {
         format!("http://{}", self.addr)
     }
 
-    /// Every export call waits this long before answering OK.
-    pub fn set_delay(&self, delay: Duration) {
+    /// Every export call waits this long per record before answering OK.
+    pub fn set_delay_per_record(&self, delay: Duration) {
         self.seen
-            .delay_ms
-            .store(delay.as_millis() as u64, Ordering::Relaxed);
+            .delay_per_record_us
+            .store(delay.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Stops listening and closes every connection ("down").

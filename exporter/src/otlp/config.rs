@@ -119,11 +119,45 @@ impl Default for RetryConfig {
 pub struct SendingQueueConfig {
     /// Batches (export requests) that may wait while the exporter sends or retries.
     pub max_batches: usize,
+    pub batch: BatchConfig,
 }
 
 impl Default for SendingQueueConfig {
     fn default() -> Self {
-        Self { max_batches: 256 }
+        Self {
+            max_batches: 256,
+            batch: BatchConfig::default(),
+        }
+    }
+}
+
+/// `sending_queue.batch`: joins small incoming requests of one signal into
+/// fewer, larger export requests, as the OpenTelemetry Collector's
+/// exporterhelper batcher does. A request goes out once it holds `min_size`
+/// records or its oldest part has waited `flush_timeout`; parts are joined
+/// only while the result stays within `max_size` records and `max_bytes`
+/// (so the next hop's message limit, 4 MiB by default in gRPC, holds).
+/// A single incoming request is never split.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub flush_timeout: Duration,
+    pub min_size: usize,
+    pub max_size: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            flush_timeout: Duration::from_millis(200),
+            min_size: 8192,
+            max_size: 16384,
+            max_bytes: 3 * 1024 * 1024,
+        }
     }
 }
 
@@ -193,6 +227,25 @@ impl OtlpExporterConfig {
         }
         if self.sending_queue.max_batches == 0 {
             return Err("exporters.otlp.sending_queue.max_batches: must be at least 1".into());
+        }
+        let batch = &self.sending_queue.batch;
+        if batch.enabled {
+            if batch.flush_timeout.is_zero() {
+                return Err(
+                    "exporters.otlp.sending_queue.batch.flush_timeout: must be greater than 0"
+                        .into(),
+                );
+            }
+            if batch.min_size == 0 || batch.max_size < batch.min_size {
+                return Err(
+                    "exporters.otlp.sending_queue.batch: need 0 < min_size <= max_size".into(),
+                );
+            }
+            if batch.max_bytes == 0 {
+                return Err(
+                    "exporters.otlp.sending_queue.batch.max_bytes: must be greater than 0".into(),
+                );
+            }
         }
         Ok(())
     }

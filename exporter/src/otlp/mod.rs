@@ -26,7 +26,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use self::config::{
-    Compression, OtlpExporterConfig, Protocol, RetryConfig, SendingQueueConfig, TlsConfig,
+    BatchConfig, Compression, OtlpExporterConfig, Protocol, RetryConfig, SendingQueueConfig,
+    TlsConfig,
 };
 use self::grpc::GrpcTransport;
 use self::http::HttpTransport;
