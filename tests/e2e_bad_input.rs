@@ -915,3 +915,82 @@ fn assert_overload_accounting(
         "{text}"
     );
 }
+
+/// Huge but well-formed records, within the 20 MiB body limit: 100,000
+/// attributes on one record, a 2 MiB service name, a 4 MiB message with a
+/// stack-trace-like shape. They are accepted and processed in bounded time,
+/// and no label value that reaches Prometheus is longer than the bound.
+#[test]
+fn huge_attribute_counts_and_values_are_processed_and_bounded() {
+    use gardener_proto::build;
+    let mut c = Collector::start();
+    let many_attributes = LogRecord {
+        severity_number: 17,
+        body: Some(string("too many attributes")),
+        attributes: (0..100_000)
+            .map(|i| build::key_value(&format!("k{i}"), build::int(i)))
+            .collect(),
+        ..Default::default()
+    };
+    let long_service = "s".repeat(2 * MIB);
+    let long_message = format!(
+        "Traceback (most recent call last):\n{}ValueError: {}",
+        "  File \"/app/x.py\", line 1, in f\n".repeat(50_000),
+        "v".repeat(2 * MIB)
+    );
+    let requests = [
+        build::logs_request("many-attributes", vec![many_attributes]),
+        logs_request(&long_service, 1, "error in a service with a long name"),
+        logs_request("long-message", 1, &long_message),
+    ];
+    for request in requests {
+        let started = Instant::now();
+        let reply = post(
+            &c,
+            "/v1/logs",
+            &[("content-type", PROTOBUF)],
+            request.encode_to_vec(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a huge record took {:?}",
+            started.elapsed()
+        );
+    }
+    c.expect_counter(
+        RECORDS,
+        &[("signal", "logs"), ("service", "long-message")],
+        1.0,
+    );
+    c.expect_counter(
+        RECORDS,
+        &[("signal", "logs"), ("service", "many-attributes")],
+        1.0,
+    );
+    // Every record went through the processor (a signature each).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = c.metrics();
+        let signed: f64 = support::samples(&text, "gardener_error_signature_total")
+            .iter()
+            .map(|(_, v)| v)
+            .sum();
+        if signed >= 3.0 {
+            let longest = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::len)
+                .max()
+                .unwrap_or(0);
+            assert!(
+                longest < 4096,
+                "a /metrics line of {longest} bytes: label values are not bounded"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not signed: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.assert_alive();
+}

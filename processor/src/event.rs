@@ -69,15 +69,35 @@ pub struct EventView<'a> {
     pub span_id: &'a [u8],
 }
 
-/// `service.name` of a resource, `"unknown"` when absent or not a string.
+/// Longest `service.name` the collector uses, in bytes. Longer names are
+/// cut (at a character boundary) everywhere the name is used: metric label
+/// values, signature tables, fingerprints. A 2 MiB name must not become a
+/// 2 MiB Prometheus label.
+pub const MAX_SERVICE_NAME: usize = 256;
+
+/// `service.name` of a resource, `"unknown"` when absent or not a string,
+/// cut to [`MAX_SERVICE_NAME`] bytes.
 pub fn service_name(resource: Option<&Resource>) -> &str {
     resource
         .and_then(|r| find(&r.attributes, "service.name"))
         .and_then(|v| match &v.value {
-            Some(Value::StringValue(s)) if !s.is_empty() => Some(s.as_str()),
+            Some(Value::StringValue(s)) if !s.is_empty() => Some(truncate(s, MAX_SERVICE_NAME)),
             _ => None,
         })
         .unwrap_or("unknown")
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Severity number from a severity text, for records that only carry text
@@ -361,6 +381,21 @@ impl<'a> EventView<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_service_names_are_cut_at_a_character_boundary() {
+        let name = format!("{}é{}", "a".repeat(MAX_SERVICE_NAME - 1), "b".repeat(1000));
+        let resource = Resource {
+            attributes: vec![gardener_proto::build::key_value(
+                "service.name",
+                gardener_proto::build::string(&name),
+            )],
+            ..Default::default()
+        };
+        assert_eq!(service_name(Some(&resource)), &name[..MAX_SERVICE_NAME - 1]);
+        assert_eq!(truncate("é", 1), "");
+        assert_eq!(truncate("short", MAX_SERVICE_NAME), "short");
+    }
     use gardener_proto::otlp::trace::v1::{span::Event, Status};
 
     use gardener_proto::build::{

@@ -47,7 +47,7 @@ pub const OVERFLOW_SERVICE: &str = "_overflow";
 
 /// Service names are truncated to this many bytes so that the service
 /// table has a fixed worst-case size.
-pub const MAX_SERVICE_NAME: usize = 256;
+pub use crate::event::MAX_SERVICE_NAME;
 
 /// Number of Bloom buckets; each covers `window / 2`. Six buckets keep every
 /// span from `t - window` until the check at `t + window` even when the check
@@ -394,7 +394,7 @@ impl OrphanDetector {
     /// The slot of a service, creating it (or falling back to the overflow
     /// slot) as needed.
     fn service(&mut self, name: &str) -> u32 {
-        let name = truncate(name, MAX_SERVICE_NAME);
+        let name = crate::event::truncate(name, MAX_SERVICE_NAME);
         if let Some(&i) = self.service_index.get(name) {
             return i;
         }
@@ -470,17 +470,6 @@ impl OrphanDetector {
             b.epoch != u64::MAX && probes(h, bits).all(|(word, mask)| b.bits[word] & mask != 0)
         })
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// 64-bit hash of a valid trace id, or `None` for ids that are not 16

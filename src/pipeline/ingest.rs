@@ -58,7 +58,7 @@ fn records_per_service(payload: &Payload) -> Vec<(String, usize)> {
         if n == 0 {
             return;
         }
-        let service = service_name(resource);
+        let service = gardener_processor::event::service_name(resource);
         match out.iter_mut().find(|(s, _)| s == service) {
             Some((_, count)) => *count += n,
             None => out.push((service.to_string(), n)),
@@ -94,17 +94,4 @@ fn records_per_service(payload: &Payload) -> Vec<(String, usize)> {
         }
     }
     out
-}
-
-// TODO(integration): use gardener_processor::event::service_name once it lands.
-fn service_name(resource: Option<&Resource>) -> &str {
-    use gardener_proto::otlp::common::v1::any_value::Value;
-    resource
-        .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-        .and_then(|kv| kv.value.as_ref())
-        .and_then(|v| match &v.value {
-            Some(Value::StringValue(s)) if !s.is_empty() => Some(s.as_str()),
-            _ => None,
-        })
-        .unwrap_or("unknown")
 }

@@ -446,11 +446,17 @@ fn http_status(ev: &SliEvent<'_>) -> Option<u16> {
         })
 }
 
+/// A label value from an attribute, cut to [`MAX_SERVICE_NAME`] bytes like
+/// service names, so that no attribute value becomes a huge metric label.
+///
+/// [`MAX_SERVICE_NAME`]: crate::event::MAX_SERVICE_NAME
 fn label_value<'a>(ev: &SliEvent<'a>, key: &str) -> Cow<'a, str> {
     match find_attr(ev, key) {
         None => Cow::Borrowed(""),
         Some(v) => match v.value.as_ref() {
-            Some(Value::StringValue(s)) => Cow::Borrowed(s.as_str()),
+            Some(Value::StringValue(s)) => {
+                Cow::Borrowed(crate::event::truncate(s, crate::event::MAX_SERVICE_NAME))
+            }
             _ => {
                 let mut buf = [0u8; 32];
                 Cow::Owned(value_str(v, &mut buf).unwrap_or("").to_string())
