@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use gardener_exporter::batch::Batch;
 use gardener_exporter::exporter::Exporter;
+use gardener_exporter::otlp::retry::REASON_SHUTDOWN;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -42,15 +43,33 @@ pub fn spawn<E: Exporter>(mut exporter: E, capacity: usize) -> ExporterHandle {
         while let Some(batch) = rx.recv().await {
             let signal = batch.signal().as_str();
             let records = batch.records as u64;
+            let persistent = batch.completion.clone();
             match exporter.export(batch).await {
                 Ok(()) => {
                     metrics::counter!(telemetry::EXPORTER_SENT, "exporter" => name, "signal" => signal)
                         .increment(records);
+                    if let Some(completion) = persistent {
+                        completion.finish(false);
+                    }
+                }
+                Err(error) if persistent.is_some() && error.reason == REASON_SHUTDOWN => {
+                    // Still on disk: sent again after the restart, not lost.
+                    tracing::info!(exporter = name, signal, records, %error, "export cut short by shutdown; records stay in the persistent queue");
+                    metrics::counter!(telemetry::PERSISTENT_KEPT, "reason" => REASON_SHUTDOWN, "exporter" => name)
+                        .increment(records);
+                    if let Some(completion) = persistent {
+                        completion.finish(true);
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(exporter = name, signal, records, %error, "export failed; records dropped");
                     metrics::counter!(telemetry::EXPORTER_FAILED, "exporter" => name, "signal" => signal, "reason" => error.reason)
                         .increment(records);
+                    // Given up for good (and counted): done with, as far as
+                    // the persistent queue is concerned.
+                    if let Some(completion) = persistent {
+                        completion.finish(false);
+                    }
                 }
             }
         }

@@ -1,7 +1,9 @@
-//! receivers → bounded queue → processor stage → exporters.
+//! receivers → (optional persistent queue on disk) → bounded queue →
+//! processor stage → exporters.
 
 pub mod exporters;
 pub mod ingest;
 pub mod memory;
+pub mod persistent;
 pub mod queue;
 pub mod stage;
