@@ -223,6 +223,10 @@ fn records_left_at_sigterm_are_kept_not_dropped_and_delivered_after_restart() {
         !stderr.contains("records dropped") && !stderr.contains("counted as dropped"),
         "nothing is dropped with the persistent queue on:\n{stderr}"
     );
+    assert!(
+        stderr.contains("records stay in the persistent queue"),
+        "the exporter's shutdown give-up keeps the batch:\n{stderr}"
+    );
     assert!(stderr.contains("persistent queue closed"), "{stderr}");
 
     let downstream = Downstream::default();
@@ -254,5 +258,48 @@ fn a_second_collector_cannot_share_the_directory() {
     assert!(
         message.contains("service.queue.persistent.directory") && message.contains("locked"),
         "{message}"
+    );
+}
+
+#[test]
+fn a_full_persistent_queue_refuses_with_a_retryable_status_and_counts_it() {
+    let queue_dir = tempfile::tempdir().unwrap();
+    let template = config(queue_dir.path(), free_port(), "never")
+        .replace("max_size_mib: 64", "max_size_mib: 1");
+    let collector = Collector::start_with(&template);
+    let runtime = runtime();
+    let url = collector.grpc_url();
+    let codes: Vec<Result<(), tonic::Code>> = runtime.block_on(async {
+        let mut client = LogsServiceClient::connect(url).await.unwrap();
+        let mut codes = Vec::new();
+        for i in 0..5 {
+            let record = LogRecord {
+                body: Some(build::string(&format!("{i}{}", "x".repeat(400 * 1024)))),
+                ..Default::default()
+            };
+            let request = build::logs_request("persistent-test", vec![record]);
+            codes.push(
+                client
+                    .export(request)
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| s.code()),
+            );
+        }
+        codes
+    });
+    // 1 MiB holds two 400 KiB requests; nothing is acknowledged (the
+    // downstream is down), so the rest is refused.
+    assert_eq!(codes[..2], [Ok(()), Ok(())], "{codes:?}");
+    assert!(
+        codes[2..]
+            .iter()
+            .all(|c| *c == Err(tonic::Code::Unavailable)),
+        "{codes:?}"
+    );
+    collector.expect_counter(
+        "gardener_receiver_refused_records_total",
+        &[("signal", "logs"), ("reason", "persistent_queue_full")],
+        3.0,
     );
 }

@@ -33,8 +33,10 @@ use crate::config::{PersistentQueueConfig, SyncPolicy};
 use crate::pipeline::queue::{QueueSender, Refusal};
 use crate::telemetry;
 
-/// Most appends written before one fsync (group commit with `sync: always`).
-const GROUP_COMMIT_MAX: usize = 256;
+/// Most appends written before one fsync (group commit with `sync: always`),
+/// and the room in front of the writer thread: with receivers' request size
+/// limits, this bounds the memory of requests waiting to be written.
+const GROUP_COMMIT_MAX: usize = 128;
 
 const TAG_LOGS: u8 = 1;
 const TAG_TRACES: u8 = 2;
@@ -138,7 +140,7 @@ pub async fn start(
     );
     set_gauges(&wal);
 
-    let (append_tx, append_rx) = mpsc::channel(1024);
+    let (append_tx, append_rx) = mpsc::channel(GROUP_COMMIT_MAX);
     let always = config.sync == SyncPolicy::Always;
     std::thread::Builder::new()
         .name("wal-writer".into())
