@@ -148,7 +148,7 @@ impl Enricher {
                     ..Default::default()
                 }],
             };
-            if let Err(refusal) = ingest.submit(Payload::Logs(request), 0) {
+            if let Err(refusal) = ingest.submit_derived(Payload::Logs(request)) {
                 tracing::warn!(reason = refusal.as_str(), "alert log records not enqueued");
             }
         }

@@ -20,7 +20,7 @@ use crate::enrich::Enricher;
 use crate::pipeline::batcher::BatchPolicy;
 use crate::pipeline::ingest::Ingest;
 use crate::pipeline::memory::MemoryLimiter;
-use crate::pipeline::{exporters, queue, stage};
+use crate::pipeline::{exporters, persistent, queue, stage};
 use crate::receiver::grpc::{self, GrpcReceiver};
 use crate::receiver::http::{self, HttpReceiver};
 use crate::telemetry;
@@ -42,7 +42,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if memory.limit_bytes() > 0 {
         tracing::info!(limit_bytes = memory.limit_bytes(), "memory limiter on");
     }
-    let ingest = Ingest::new(queue_tx.clone(), memory);
 
     let mut exporter_handles = Vec::new();
     if config.exporters.debug.enabled {
@@ -63,6 +62,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             BatchPolicy::from_config(&otlp.sending_queue.batch),
         ));
     }
+    let mut ingest = Ingest::new(queue_tx.clone(), memory);
+    let persistent = match &config.service.queue.persistent {
+        Some(persistent_config) => {
+            let (appender, persistent) =
+                persistent::start(persistent_config, queue_tx.clone(), exporter_handles.len())
+                    .await?;
+            ingest = ingest.with_persistent(appender);
+            Some(persistent)
+        }
+        None => None,
+    };
     let exporter_handles = Arc::new(exporter_handles);
     let enricher = Arc::new(Enricher::new(&config.processors.gardener)?);
     let workers = match config.service.workers {
@@ -175,6 +185,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "shutting down: draining accepted data"
     );
     let deadline = Instant::now() + grace;
+    if let Some(persistent) = &persistent {
+        // What is still on disk stays there for the next start.
+        persistent.stop_feeding();
+    }
     // Exporters keep retrying while the queue drains, and give up just before
     // the deadline so that what they hold is counted rather than cut off.
     tokio::spawn({
@@ -202,13 +216,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let drained = drain(worker_tasks, exporter_handles, deadline).await;
     if !drained {
         let records = left_in_queue.records();
-        tracing::warn!(
-            queued_batches = left_in_queue.depth(),
-            queued_records = records,
-            "grace period over; records still queued are counted as dropped"
-        );
-        metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "shutdown_timeout", "exporter" => "pipeline")
-            .increment(records as u64);
+        if persistent.is_some() {
+            tracing::warn!(
+                queued_batches = left_in_queue.depth(),
+                queued_records = records,
+                "grace period over; records still queued stay in the persistent queue"
+            );
+            metrics::counter!(telemetry::PERSISTENT_KEPT, "reason" => "shutdown_timeout", "exporter" => "pipeline")
+                .increment(records as u64);
+        } else {
+            tracing::warn!(
+                queued_batches = left_in_queue.depth(),
+                queued_records = records,
+                "grace period over; records still queued are counted as dropped"
+            );
+            metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "shutdown_timeout", "exporter" => "pipeline")
+                .increment(records as u64);
+        }
+    }
+    if let Some(persistent) = persistent {
+        persistent.close().await;
     }
     // Counters are final now: one last push, then stop serving /metrics.
     stop_push.cancel();

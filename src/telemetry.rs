@@ -35,6 +35,11 @@ pub const DROPPED_RECORDS: &str = "gardener_dropped_records_total";
 pub const QUEUE_DEPTH: &str = "gardener_queue_depth";
 pub const QUEUE_BYTES: &str = "gardener_queue_bytes";
 pub const MEMORY_RSS: &str = "gardener_memory_rss_bytes";
+pub const PERSISTENT_BYTES: &str = "gardener_persistent_queue_bytes";
+pub const PERSISTENT_ENTRIES: &str = "gardener_persistent_queue_entries";
+pub const PERSISTENT_REPLAYED: &str = "gardener_persistent_queue_replayed_records_total";
+pub const PERSISTENT_CORRUPT: &str = "gardener_persistent_queue_corrupt_entries_total";
+pub const PERSISTENT_KEPT: &str = "gardener_persistent_queue_kept_records_total";
 
 /// What `install` returns: the Prometheus renderer and a snapshot source for
 /// push exporters (Cloud Monitoring).
@@ -198,5 +203,30 @@ fn describe() {
         QUEUE_BYTES,
         Unit::Bytes,
         "Encoded bytes waiting in the pipeline queue."
+    );
+    describe_gauge!(
+        PERSISTENT_BYTES,
+        Unit::Bytes,
+        "Bytes of the persistent queue's segment files on disk."
+    );
+    describe_gauge!(
+        PERSISTENT_ENTRIES,
+        Unit::Count,
+        "Requests in the persistent queue not yet acknowledged (on disk or in flight)."
+    );
+    describe_counter!(
+        PERSISTENT_REPLAYED,
+        Unit::Count,
+        "Records read back from the persistent queue after a restart, by signal."
+    );
+    describe_counter!(
+        PERSISTENT_CORRUPT,
+        Unit::Count,
+        "Torn or corrupt places found in the persistent queue and cut off (each loses the rest of its segment)."
+    );
+    describe_counter!(
+        PERSISTENT_KEPT,
+        Unit::Count,
+        "Records not delivered at shutdown that stay in the persistent queue for the next start, by reason."
     );
 }

@@ -10,6 +10,8 @@ use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use gardener_proto::otlp::metrics::v1::metric::Data;
 use gardener_proto::otlp::metrics::v1::Metric;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Which OTLP signal a batch carries; `as_str` is the `signal` label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,6 +49,67 @@ pub struct Batch {
     pub records: usize,
     /// Size on the wire (decompressed), used for the queue's byte bound.
     pub encoded_bytes: usize,
+    /// Set when the batch came from the persistent queue: to be told once
+    /// every exporter is done with it. A batch joined from several requests
+    /// (the exporter's batcher) carries the completions of all of them.
+    pub completions: Vec<Arc<Completion>>,
+}
+
+/// Where a [`Completion`] reports a batch done (the persistent queue).
+pub trait AckSink: Send + Sync {
+    fn ack(&self, seq: u64);
+}
+
+/// Tracks the exporters still working on a batch from the persistent queue.
+/// Once the last one is done the entry is acknowledged, unless one of them
+/// asked to keep it (it gave up only because the collector is shutting
+/// down): then it stays on disk and is sent again after a restart. Dropping
+/// a batch without finishing acknowledges nothing, so whatever is lost in
+/// memory is replayed from disk.
+pub struct Completion {
+    seq: u64,
+    remaining: AtomicUsize,
+    keep: AtomicBool,
+    sink: Arc<dyn AckSink>,
+}
+
+impl Completion {
+    /// `exporters` must each call [`Completion::finish`] once (at least one call is expected).
+    pub fn new(seq: u64, exporters: usize, sink: Arc<dyn AckSink>) -> Arc<Self> {
+        Arc::new(Self {
+            seq,
+            remaining: AtomicUsize::new(exporters.max(1)),
+            keep: AtomicBool::new(false),
+            sink,
+        })
+    }
+
+    /// One exporter is done with the batch; `keep` if it must be sent again
+    /// after a restart.
+    pub fn finish(&self, keep: bool) {
+        if keep {
+            self.keep.store(true, Ordering::Release);
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 && !self.keep.load(Ordering::Acquire)
+        {
+            self.sink.ack(self.seq);
+        }
+    }
+
+    /// The entry's sequence number in the persistent queue.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completion")
+            .field("seq", &self.seq)
+            .field("remaining", &self.remaining)
+            .field("keep", &self.keep)
+            .finish()
+    }
 }
 
 impl Batch {
@@ -56,6 +119,15 @@ impl Batch {
             payload,
             records,
             encoded_bytes,
+            completions: Vec::new(),
+        }
+    }
+
+    /// Tells the persistent queue (if the batch came from it) that one
+    /// exporter is done; `keep` if the batch must be sent again after a restart.
+    pub fn finish(&self, keep: bool) {
+        for completion in &self.completions {
+            completion.finish(keep);
         }
     }
 
@@ -135,6 +207,33 @@ mod tests {
     use super::*;
     use gardener_proto::build;
     use gardener_proto::otlp::logs::v1::LogRecord;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Acks(Mutex<Vec<u64>>);
+
+    impl AckSink for Acks {
+        fn ack(&self, seq: u64) {
+            self.0.lock().unwrap().push(seq);
+        }
+    }
+
+    #[test]
+    fn acks_once_every_exporter_finished_unless_one_keeps_it() {
+        let acks = Arc::new(Acks::default());
+        let done = Completion::new(7, 2, acks.clone());
+        done.finish(false);
+        assert!(acks.0.lock().unwrap().is_empty());
+        done.finish(false);
+        assert_eq!(*acks.0.lock().unwrap(), vec![7]);
+
+        let kept = Completion::new(8, 2, acks.clone());
+        kept.finish(true);
+        kept.finish(false);
+        let dropped = Completion::new(9, 1, acks.clone());
+        drop(dropped);
+        assert_eq!(*acks.0.lock().unwrap(), vec![7], "kept or dropped: no ack");
+    }
 
     fn logs(service: &str, n: usize) -> Payload {
         Payload::Logs(build::logs_request(service, vec![LogRecord::default(); n]))

@@ -188,6 +188,9 @@ pub struct QueueConfig {
     pub max_batches: usize,
     /// Most encoded bytes waiting.
     pub max_bytes: usize,
+    /// `service.queue.persistent`: a write-ahead log on disk in front of the
+    /// queue; off unless set.
+    pub persistent: Option<PersistentQueueConfig>,
 }
 
 impl Default for QueueConfig {
@@ -195,8 +198,48 @@ impl Default for QueueConfig {
         Self {
             max_batches: 1024,
             max_bytes: 64 * 1024 * 1024,
+            persistent: None,
         }
     }
+}
+
+/// `service.queue.persistent`: accepted requests are written to disk before
+/// the client's success, and sent after a crash or restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistentQueueConfig {
+    /// Directory of the segment files (created if missing; one collector per directory).
+    pub directory: std::path::PathBuf,
+    /// Cap on the files on disk, in MiB; beyond it receivers refuse (retryable).
+    #[serde(default = "default_persistent_max_size_mib")]
+    pub max_size_mib: u64,
+    /// When written data is fsynced.
+    #[serde(default)]
+    pub sync: SyncPolicy,
+    /// With `sync: interval`, how often.
+    #[serde(default = "default_sync_interval", with = "humantime_serde")]
+    pub sync_interval: Duration,
+}
+
+fn default_persistent_max_size_mib() -> u64 {
+    1024
+}
+
+fn default_sync_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// `service.queue.persistent.sync`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncPolicy {
+    /// fsync before answering the client (concurrent requests share one fsync).
+    Always,
+    /// fsync every `sync_interval`: a power loss can lose that much.
+    #[default]
+    Interval,
+    /// Leave it to the OS: survives a crash of the process, not of the machine.
+    Never,
 }
 
 /// A configuration that could not be read, with where and why.
@@ -306,6 +349,9 @@ impl Config {
         if self.service.queue.max_batches == 0 || self.service.queue.max_bytes == 0 {
             return Err("service.queue: max_batches and max_bytes must be > 0".into());
         }
+        if let Some(persistent) = &self.service.queue.persistent {
+            persistent.validate()?;
+        }
         if let Some(otlp) = &self.exporters.otlp {
             otlp.validate()?;
         }
@@ -327,6 +373,33 @@ impl Config {
                 source_name: source_name.into(),
                 message: format!("processors.gardener: {e}"),
             })
+    }
+}
+
+impl PersistentQueueConfig {
+    fn validate(&self) -> Result<(), String> {
+        const KEY: &str = "service.queue.persistent";
+        if self.directory.as_os_str().is_empty() {
+            return Err(format!("{KEY}.directory must not be empty"));
+        }
+        if self.directory.exists() && !self.directory.is_dir() {
+            return Err(format!(
+                "{KEY}.directory: {} exists and is not a directory",
+                self.directory.display()
+            ));
+        }
+        if !(1..=1024 * 1024).contains(&self.max_size_mib) {
+            return Err(format!(
+                "{KEY}.max_size_mib must be between 1 and 1048576, got {}",
+                self.max_size_mib
+            ));
+        }
+        if self.sync == SyncPolicy::Interval && self.sync_interval.is_zero() {
+            return Err(format!(
+                "{KEY}.sync_interval must be > 0 (or use sync: always)"
+            ));
+        }
+        Ok(())
     }
 }
 

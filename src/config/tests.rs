@@ -106,3 +106,51 @@ fn a_bad_sli_regex_is_found_by_the_deep_check() {
     let err = config.validate_deep("test.yaml").unwrap_err().to_string();
     assert!(err.contains("processors.gardener"), "{err}");
 }
+
+#[test]
+fn persistent_queue_is_off_by_default_and_set_by_its_directory() {
+    assert!(parse("").unwrap().service.queue.persistent.is_none());
+    let config =
+        parse("service:\n  queue:\n    persistent:\n      directory: /var/lib/q\n").unwrap();
+    let p = config.service.queue.persistent.unwrap();
+    assert_eq!(p.directory, std::path::PathBuf::from("/var/lib/q"));
+    assert_eq!(p.max_size_mib, 1024);
+    assert_eq!(p.sync, SyncPolicy::Interval);
+    assert_eq!(p.sync_interval, Duration::from_secs(1));
+    let config = parse("service:\n  queue:\n    persistent:\n      directory: q\n      max_size_mib: 16\n      sync: always\n").unwrap();
+    let p = config.service.queue.persistent.unwrap();
+    assert_eq!((p.max_size_mib, p.sync), (16, SyncPolicy::Always));
+}
+
+#[test]
+fn bad_persistent_queue_values_name_their_key() {
+    let err =
+        parse("service:\n  queue:\n    persistent:\n      directory: q\n      sync: sometimes\n")
+            .unwrap_err();
+    assert!(
+        err.to_string().contains("service.queue.persistent.sync"),
+        "{err}"
+    );
+    let err = parse("service:\n  queue:\n    persistent:\n      max_size_mib: 5\n").unwrap_err();
+    assert!(err.to_string().contains("directory"), "{err}");
+    let err =
+        parse("service:\n  queue:\n    persistent:\n      directory: q\n      max_size_mib: 0\n")
+            .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("service.queue.persistent.max_size_mib"),
+        "{err}"
+    );
+    let err =
+        parse("service:\n  queue:\n    persistent:\n      directory: q\n      sync_interval: 0s\n")
+            .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("service.queue.persistent.sync_interval"),
+        "{err}"
+    );
+    let err =
+        parse("service:\n  queue:\n    persistent:\n      directory: q\n      fsync: always\n")
+            .unwrap_err();
+    assert!(err.to_string().contains("unknown field `fsync`"), "{err}");
+}

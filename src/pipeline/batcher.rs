@@ -114,21 +114,29 @@ impl PendingBySignal {
 
 /// Joins batches of one signal into one. A lone batch passes through as
 /// is; otherwise each part's request is moved out when this is its last
-/// reference, and copied when another exporter still holds it.
+/// reference, and copied when another exporter still holds it. The joined
+/// batch carries every part's persistent-queue completion, so each part is
+/// acknowledged once the joined request is delivered.
 pub fn join(parts: Vec<Arc<Batch>>) -> Option<Arc<Batch>> {
     if parts.len() <= 1 {
         return parts.into_iter().next();
     }
     let encoded_bytes = parts.iter().map(|b| b.encoded_bytes).sum();
+    let mut completions = Vec::new();
     let payloads: Vec<Payload> = parts
         .into_iter()
-        .map(|part| match Arc::try_unwrap(part) {
-            Ok(batch) => batch.payload,
-            Err(shared) => shared.payload.clone(),
+        .map(|part| {
+            completions.extend(part.completions.iter().cloned());
+            match Arc::try_unwrap(part) {
+                Ok(batch) => batch.payload,
+                Err(shared) => shared.payload.clone(),
+            }
         })
         .collect();
     let payload = merge_payloads(payloads)?;
-    Some(Arc::new(Batch::new(payload, encoded_bytes)))
+    let mut joined = Batch::new(payload, encoded_bytes);
+    joined.completions = completions;
+    Some(Arc::new(joined))
 }
 
 #[cfg(test)]
@@ -206,6 +214,30 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].records, 2);
         assert_eq!(groups.next_deadline(&policy()), None);
+    }
+
+    #[test]
+    fn a_joined_batch_acknowledges_every_part_once_delivered() {
+        use gardener_exporter::batch::{AckSink, Completion};
+        #[derive(Default)]
+        struct Acks(std::sync::Mutex<Vec<u64>>);
+        impl AckSink for Acks {
+            fn ack(&self, seq: u64) {
+                self.0.lock().unwrap().push(seq);
+            }
+        }
+        let acks = Arc::new(Acks::default());
+        let parts: Vec<Arc<Batch>> = (1..=3)
+            .map(|seq| {
+                let mut batch = Batch::clone(&logs(1));
+                batch.completions = vec![Completion::new(seq, 1, acks.clone())];
+                Arc::new(batch)
+            })
+            .collect();
+        let joined = join(parts).unwrap();
+        assert!(acks.0.lock().unwrap().is_empty());
+        joined.finish(false);
+        assert_eq!(*acks.0.lock().unwrap(), vec![1, 2, 3]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use gardener_exporter::batch::Batch;
 use gardener_exporter::exporter::Exporter;
+use gardener_exporter::otlp::retry::REASON_SHUTDOWN;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -60,20 +61,34 @@ pub fn spawn<E: Exporter>(
     ExporterHandle { name, tx, join }
 }
 
-/// Exports one batch and counts the outcome.
+/// Exports one batch, counts the outcome, and tells the persistent queue
+/// (when the batch came from it) whether the batch is done with.
 async fn export_one<E: Exporter>(exporter: &mut E, batch: Arc<Batch>) {
     let name = exporter.name();
     let signal = batch.signal().as_str();
     let records = batch.records as u64;
+    let persistent = batch.completions.clone();
+    let finish = |keep: bool| persistent.iter().for_each(|c| c.finish(keep));
     match exporter.export(batch).await {
         Ok(()) => {
             metrics::counter!(telemetry::EXPORTER_SENT, "exporter" => name, "signal" => signal)
                 .increment(records);
+            finish(false);
+        }
+        Err(error) if !persistent.is_empty() && error.reason == REASON_SHUTDOWN => {
+            // Still on disk: sent again after the restart, not lost.
+            tracing::info!(exporter = name, signal, records, %error, "export cut short by shutdown; records stay in the persistent queue");
+            metrics::counter!(telemetry::PERSISTENT_KEPT, "reason" => REASON_SHUTDOWN, "exporter" => name)
+                .increment(records);
+            finish(true);
         }
         Err(error) => {
             tracing::warn!(exporter = name, signal, records, %error, "export failed; records dropped");
             metrics::counter!(telemetry::EXPORTER_FAILED, "exporter" => name, "signal" => signal, "reason" => error.reason)
                 .increment(records);
+            // Given up for good (and counted): done with, as far as the
+            // persistent queue is concerned.
+            finish(false);
         }
     }
 }

@@ -1,12 +1,13 @@
 //! The receivers' single entry into the pipeline: admit or refuse a request,
 //! and count either way.
 
-use gardener_exporter::batch::{Batch, Payload};
+use gardener_exporter::batch::{count_records, Batch, Payload};
 use gardener_proto::otlp::resource::v1::Resource;
 
 use std::sync::Arc;
 
 use crate::pipeline::memory::MemoryLimiter;
+use crate::pipeline::persistent::Appender;
 use crate::pipeline::queue::{QueueSender, Refusal};
 use crate::telemetry;
 
@@ -15,38 +16,92 @@ use crate::telemetry;
 pub struct Ingest {
     queue: QueueSender,
     memory: Arc<MemoryLimiter>,
+    persistent: Option<Appender>,
 }
 
 impl Ingest {
     pub fn new(queue: QueueSender, memory: Arc<MemoryLimiter>) -> Self {
-        Self { queue, memory }
+        Self {
+            queue,
+            memory,
+            persistent: None,
+        }
     }
 
-    /// Queues a decoded request. On success returns the number of records
-    /// accepted; on refusal counts them under the refusal's reason.
-    pub fn submit(&self, payload: Payload, encoded_bytes: usize) -> Result<usize, Refusal> {
+    /// Receivers' requests go through the persistent queue first.
+    pub fn with_persistent(mut self, appender: Appender) -> Self {
+        self.persistent = Some(appender);
+        self
+    }
+
+    /// Admits a decoded request from a client: into the persistent queue
+    /// when it is on (returning once the request is written), else into the
+    /// in-memory queue. On success returns the number of records accepted; on
+    /// refusal counts them under the refusal's reason.
+    pub async fn submit(&self, payload: Payload, encoded_bytes: usize) -> Result<usize, Refusal> {
+        let Some(appender) = &self.persistent else {
+            return self.enqueue(payload, encoded_bytes);
+        };
+        let signal = signal_of(&payload);
+        let records = count_records(&payload);
+        let per_service = records_per_service(&payload);
+        let written = if self.memory.is_over() {
+            Err(Refusal::MemoryLimit)
+        } else if self.queue.is_closed() {
+            Err(Refusal::ShuttingDown)
+        } else {
+            appender.append(&payload).await
+        };
+        count(written, signal, records, per_service)
+    }
+
+    /// Queues a request the collector made itself (alert log records): into
+    /// the in-memory queue only, since it can be derived again.
+    pub fn submit_derived(&self, payload: Payload) -> Result<usize, Refusal> {
+        self.enqueue(payload, 0)
+    }
+
+    fn enqueue(&self, payload: Payload, encoded_bytes: usize) -> Result<usize, Refusal> {
         let batch = Batch::new(payload, encoded_bytes);
         let signal = batch.signal().as_str();
         let records = batch.records;
         let per_service = records_per_service(&batch.payload);
         let sent = if self.memory.is_over() {
-            Err((Refusal::MemoryLimit, batch))
+            Err(Refusal::MemoryLimit)
         } else {
-            self.queue.try_send(batch)
+            self.queue.try_send(batch).map_err(|(refusal, _)| refusal)
         };
-        match sent {
-            Ok(()) => {
-                for (service, count) in per_service {
-                    metrics::counter!(telemetry::RECORDS, "signal" => signal, "service" => service)
-                        .increment(count as u64);
-                }
-                Ok(records)
+        count(sent, signal, records, per_service)
+    }
+}
+
+fn signal_of(payload: &Payload) -> &'static str {
+    match payload {
+        Payload::Logs(_) => "logs",
+        Payload::Traces(_) => "traces",
+        Payload::Metrics(_) => "metrics",
+    }
+}
+
+/// Counts accepted records per service, or refused ones under the reason.
+fn count(
+    result: Result<(), Refusal>,
+    signal: &'static str,
+    records: usize,
+    per_service: Vec<(String, usize)>,
+) -> Result<usize, Refusal> {
+    match result {
+        Ok(()) => {
+            for (service, count) in per_service {
+                metrics::counter!(telemetry::RECORDS, "signal" => signal, "service" => service)
+                    .increment(count as u64);
             }
-            Err((refusal, _)) => {
-                metrics::counter!(telemetry::REFUSED_RECORDS, "signal" => signal, "reason" => refusal.as_str())
-                    .increment(records as u64);
-                Err(refusal)
-            }
+            Ok(records)
+        }
+        Err(refusal) => {
+            metrics::counter!(telemetry::REFUSED_RECORDS, "signal" => signal, "reason" => refusal.as_str())
+                .increment(records as u64);
+            Err(refusal)
         }
     }
 }

@@ -1,8 +1,10 @@
-//! receivers → bounded queue → processor stage → exporters.
+//! receivers → (optional persistent queue on disk) → bounded queue →
+//! processor stage → exporters.
 
 pub mod batcher;
 pub mod exporters;
 pub mod ingest;
 pub mod memory;
+pub mod persistent;
 pub mod queue;
 pub mod stage;

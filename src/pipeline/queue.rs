@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use gardener_exporter::batch::Batch;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// Why a batch was not accepted; `as_str` is the `reason` label value.
@@ -21,6 +21,10 @@ pub enum Refusal {
     ShuttingDown,
     /// Resident memory is above the memory limiter's limit: retry later.
     MemoryLimit,
+    /// The persistent queue is at its size cap: retry later.
+    PersistentQueueFull,
+    /// Writing to the persistent queue failed (I/O error): retry later.
+    PersistentQueueError,
 }
 
 impl Refusal {
@@ -29,6 +33,21 @@ impl Refusal {
             Refusal::QueueFull => "queue_full",
             Refusal::ShuttingDown => "shutting_down",
             Refusal::MemoryLimit => "memory_limit",
+            Refusal::PersistentQueueFull => "persistent_queue_full",
+            Refusal::PersistentQueueError => "persistent_queue_error",
+        }
+    }
+
+    /// The message a receiver answers with.
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::QueueFull => "collector is overloaded, retry later",
+            Refusal::ShuttingDown => "collector is shutting down, retry later",
+            Refusal::MemoryLimit => "collector is above its memory limit, retry later",
+            Refusal::PersistentQueueFull => "collector's persistent queue is full, retry later",
+            Refusal::PersistentQueueError => {
+                "collector cannot write its persistent queue, retry later"
+            }
         }
     }
 }
@@ -55,6 +74,8 @@ struct Shared {
     max_batches: usize,
     /// Cancelled by `close`: senders refuse, receivers drain what is left and end.
     closed: CancellationToken,
+    /// Signalled whenever a batch leaves the queue.
+    room: Notify,
 }
 
 /// Creates a queue holding at most `max_batches` requests and `max_bytes` encoded bytes.
@@ -66,6 +87,7 @@ pub fn bounded(max_batches: usize, max_bytes: usize) -> (QueueSender, QueueRecei
         max_bytes,
         max_batches,
         closed: CancellationToken::new(),
+        room: Notify::new(),
     });
     (
         QueueSender {
@@ -110,6 +132,31 @@ impl QueueSender {
         }
     }
 
+    /// Enqueues, waiting for room (the persistent queue's reader: the disk
+    /// buffers while memory stays bounded). Hands the batch back once the
+    /// queue is closed.
+    pub async fn send(&self, mut batch: Batch) -> Result<(), Batch> {
+        loop {
+            let room = self.shared.room.notified();
+            match self.try_send(batch) {
+                Ok(()) => return Ok(()),
+                Err((Refusal::QueueFull, back)) => batch = back,
+                Err((_, back)) => return Err(back),
+            }
+            // The timeout covers a batch leaving between `try_send` and here.
+            tokio::select! {
+                _ = room => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+                _ = self.shared.closed.cancelled() => {}
+            }
+        }
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.is_cancelled()
+    }
+
     /// Refuses all further batches; what is queued still drains.
     pub fn close(&self) {
         self.shared.closed.cancel();
@@ -148,6 +195,7 @@ impl QueueReceiver {
         self.shared
             .records
             .fetch_sub(batch.records, Ordering::AcqRel);
+        self.shared.room.notify_waiters();
         Some(batch)
     }
 }
@@ -198,6 +246,27 @@ mod tests {
         assert_eq!(tx.records(), 3);
         rx.recv().await.unwrap();
         assert_eq!(tx.records(), 0);
+    }
+
+    #[tokio::test]
+    async fn send_waits_for_room_and_gives_up_on_close() {
+        let (tx, rx) = bounded(1, 1 << 20);
+        tx.send(batch(1)).await.unwrap();
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(batch(1)).await.is_ok() }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "no room yet");
+        rx.recv().await.unwrap();
+        assert!(waiting.await.unwrap());
+        let closed = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(batch(1)).await.is_ok() }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tx.close();
+        assert!(!closed.await.unwrap());
     }
 
     #[tokio::test]

@@ -35,10 +35,15 @@ pub fn spawn_workers(
 
 async fn deliver(batch: Batch, exporters: &[ExporterHandle]) {
     let batch = Arc::new(batch);
+    if exporters.is_empty() {
+        batch.finish(false);
+    }
     for exporter in exporters {
         if exporter.send(batch.clone()).await.is_err() {
             metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "exporter_stopped", "exporter" => exporter.name)
                 .increment(batch.records as u64);
+            // Never acknowledged: a persistent queue sends it again after a restart.
+            batch.finish(true);
         }
     }
 }

@@ -49,8 +49,8 @@ pub struct GrpcReceiver {
 }
 
 impl GrpcReceiver {
-    fn submit(&self, payload: Payload, size: usize) -> Result<(), Status> {
-        self.ingest.submit(payload, size).map(|_| ()).map_err(|refusal| {
+    async fn submit(&self, payload: Payload, size: usize) -> Result<(), Status> {
+        self.ingest.submit(payload, size).await.map(|_| ()).map_err(|refusal| {
             metrics::counter!(telemetry::REFUSED_REQUESTS, "transport" => "grpc", "reason" => refusal.as_str())
                 .increment(1);
             unavailable(refusal)
@@ -60,11 +60,7 @@ impl GrpcReceiver {
 
 /// UNAVAILABLE with a `google.rpc.RetryInfo` detail, which OTLP clients honour.
 fn unavailable(refusal: Refusal) -> Status {
-    let message = match refusal {
-        Refusal::QueueFull => "collector is overloaded, retry later",
-        Refusal::ShuttingDown => "collector is shutting down, retry later",
-        Refusal::MemoryLimit => "collector is above its memory limit, retry later",
-    };
+    let message = refusal.message();
     let retry = rpc::RetryInfo {
         retry_delay: Some(prost_types::Duration {
             seconds: RETRY_AFTER.as_secs() as i64,
@@ -94,7 +90,7 @@ impl LogsService for GrpcReceiver {
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let request = request.into_inner();
         let size = request.encoded_len();
-        self.submit(Payload::Logs(request), size)?;
+        self.submit(Payload::Logs(request), size).await?;
         Ok(Response::new(ExportLogsServiceResponse::default()))
     }
 }
@@ -107,7 +103,7 @@ impl TraceService for GrpcReceiver {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let request = request.into_inner();
         let size = request.encoded_len();
-        self.submit(Payload::Traces(request), size)?;
+        self.submit(Payload::Traces(request), size).await?;
         Ok(Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -120,7 +116,7 @@ impl MetricsService for GrpcReceiver {
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let request = request.into_inner();
         let size = request.encoded_len();
-        self.submit(Payload::Metrics(request), size)?;
+        self.submit(Payload::Metrics(request), size).await?;
         Ok(Response::new(ExportMetricsServiceResponse::default()))
     }
 }

@@ -39,7 +39,6 @@ use serde::de::DeserializeOwned;
 use super::decompress::{decompress, DecompressError, Encoding};
 use super::{otlp_json, RETRY_AFTER};
 use crate::pipeline::ingest::Ingest;
-use crate::pipeline::queue::Refusal;
 use crate::telemetry;
 
 /// What the HTTP handlers share.
@@ -191,7 +190,7 @@ where
         .into_response(Format::Json);
     };
     match receive::<Req>(&receiver, &headers, body, format).await {
-        Ok((request, size)) => match receiver.ingest.submit(wrap(request), size) {
+        Ok((request, size)) => match receiver.ingest.submit(wrap(request), size).await {
             Ok(_) => {
                 let body = match format {
                     Format::Protobuf => Resp::default().encode_to_vec(),
@@ -208,11 +207,7 @@ where
                 StatusCode::SERVICE_UNAVAILABLE,
                 tonic::Code::Unavailable,
                 refusal.as_str(),
-                match refusal {
-                    Refusal::QueueFull => "collector is overloaded, retry later",
-                    Refusal::ShuttingDown => "collector is shutting down, retry later",
-                    Refusal::MemoryLimit => "collector is above its memory limit, retry later",
-                },
+                refusal.message(),
             )
             .into_response(format),
         },

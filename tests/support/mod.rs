@@ -316,6 +316,15 @@ impl Collector {
     }
 }
 
+impl Collector {
+    /// SIGKILL, as a crash does it: no shutdown code runs. Returns the exit status.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
 impl Drop for Collector {
     fn drop(&mut self) {
         self.stop();
