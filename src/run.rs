@@ -213,24 +213,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let left_in_queue = queue_tx.clone();
     drop(queue_tx);
-    let drained = drain(worker_tasks, exporter_handles, deadline).await;
-    if !drained {
-        let records = left_in_queue.records();
+    let mut left_behind = drain(worker_tasks, exporter_handles, deadline).await;
+    if !left_behind.is_empty() {
+        left_behind.insert(0, ("pipeline", left_in_queue.records()));
+    }
+    for (stage, records) in left_behind.into_iter().filter(|(_, n)| *n > 0) {
         if persistent.is_some() {
             tracing::warn!(
-                queued_batches = left_in_queue.depth(),
-                queued_records = records,
-                "grace period over; records still queued stay in the persistent queue"
+                stage,
+                records,
+                "grace period over; records not yet delivered stay in the persistent queue"
             );
-            metrics::counter!(telemetry::PERSISTENT_KEPT, "reason" => "shutdown_timeout", "exporter" => "pipeline")
+            metrics::counter!(telemetry::PERSISTENT_KEPT, "reason" => "shutdown_timeout", "exporter" => stage)
                 .increment(records as u64);
         } else {
             tracing::warn!(
-                queued_batches = left_in_queue.depth(),
-                queued_records = records,
-                "grace period over; records still queued are counted as dropped"
+                stage,
+                records,
+                "grace period over; records not yet delivered are counted as dropped"
             );
-            metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "shutdown_timeout", "exporter" => "pipeline")
+            metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "shutdown_timeout", "exporter" => stage)
                 .increment(records as u64);
         }
     }
@@ -249,36 +251,48 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for the workers to empty the queue, then for the exporters to flush.
+/// Waits for the workers to empty the queue, then for the exporters to
+/// flush. Empty when everything was delivered in time; otherwise the records
+/// each exporter still held, by exporter name (the caller adds what is left
+/// in the pipeline queue).
 async fn drain(
     workers: Vec<JoinHandle<()>>,
     exporter_handles: Arc<Vec<exporters::ExporterHandle>>,
     deadline: Instant,
-) -> bool {
+) -> Vec<(&'static str, usize)> {
+    let held = |handles: &[exporters::ExporterHandle]| -> Vec<(&'static str, usize)> {
+        handles
+            .iter()
+            .map(|h| (h.name, h.pending_records()))
+            .collect()
+    };
     for worker in workers {
         if tokio::time::timeout_at(deadline, worker).await.is_err() {
-            return false;
+            return held(&exporter_handles);
         }
     }
-    let Ok(handles) = Arc::try_unwrap(exporter_handles) else {
-        return false;
+    let handles = match Arc::try_unwrap(exporter_handles) {
+        Ok(handles) => handles,
+        Err(shared) => return held(&shared),
     };
     // Close every exporter's channel first: each exporter ends after
     // delivering what its channel holds.
-    let joins: Vec<_> = handles
-        .into_iter()
-        .map(|handle| (handle.name, handle.close()))
-        .collect();
-    for (name, join) in joins {
-        if tokio::time::timeout_at(deadline, join).await.is_err() {
+    let closing: Vec<_> = handles.into_iter().map(|h| h.close()).collect();
+    let mut left = Vec::new();
+    for mut exporter in closing {
+        // Past the deadline this only checks whether the task has ended.
+        if tokio::time::timeout_at(deadline, &mut exporter.join)
+            .await
+            .is_err()
+        {
             tracing::warn!(
-                exporter = name,
+                exporter = exporter.name,
                 "exporter did not flush within the grace period"
             );
-            return false;
+            left.push((exporter.name, exporter.pending_records()));
         }
     }
-    true
+    left
 }
 
 async fn bind(endpoint: &str, key: &str) -> anyhow::Result<TcpListener> {

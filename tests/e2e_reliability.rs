@@ -469,3 +469,54 @@ fn small_requests_are_joined_before_forwarding() {
     }
     assert_books_balance(&collector, &downstream, &load, Duration::from_secs(10));
 }
+
+/// SIGTERM while the downstream is far too slow for the grace period: the
+/// collector exits on time, and every accepted record is either delivered
+/// or reported as dropped at shutdown, by the stage that held it.
+#[test]
+fn records_held_when_the_grace_period_ends_are_counted() {
+    let downstream = Downstream::start();
+    // 20 ms per record: one request of 100 takes 2 s, the grace period is 1 s.
+    downstream.set_delay_per_record(Duration::from_millis(20));
+    let config = forwarding_config(&downstream.url(), 256)
+        .replace("shutdown_grace_period: 5s", "shutdown_grace_period: 1s")
+        .replace("timeout: 5s", "timeout: 30s");
+    let mut collector = Collector::start_with(&config);
+    let load = Load::new("graceful");
+    load.run(&collector, "held", 100, 20, Duration::from_millis(500));
+    let accepted = load.outcome().accepted.len() as u64;
+    assert!(accepted >= 500, "only {accepted} accepted");
+    let started = Instant::now();
+    let status = collector.stop().expect("the collector was running");
+    assert!(status.success(), "{status}: {}", collector.stderr());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?} with a 1 s grace period",
+        started.elapsed()
+    );
+    let stderr = collector.stderr();
+    let dropped: u64 = stderr
+        .lines()
+        .filter(|l| l.contains("records not yet delivered are counted as dropped"))
+        .filter_map(|l| {
+            let value = l.split("records=").nth(1)?;
+            value.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    let failed: u64 = stderr
+        .lines()
+        .filter(|l| l.contains("export failed; records dropped"))
+        .filter_map(|l| {
+            let value = l.split(" records=").nth(1)?;
+            value.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    let delivered = downstream.records_of("graceful");
+    eprintln!("accepted {accepted}: delivered {delivered}, dropped at shutdown {dropped}, failed {failed}");
+    assert!(dropped > 0, "nothing reported as dropped:\n{stderr}");
+    assert_eq!(
+        delivered + dropped + failed,
+        accepted,
+        "delivered {delivered} + dropped {dropped} + failed {failed} != accepted {accepted}\n{stderr}"
+    );
+}

@@ -4,6 +4,7 @@
 //! its channel, then the pipeline queue, and finally receivers answer with a
 //! retryable status: backpressure end to end, memory bounded at every hop.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use gardener_exporter::batch::Batch;
@@ -21,19 +22,50 @@ pub struct ExporterHandle {
     pub name: &'static str,
     tx: mpsc::Sender<Arc<Batch>>,
     join: JoinHandle<()>,
+    /// Records handed to the exporter and not yet delivered or given up:
+    /// what a shutdown that runs out of time must account for.
+    pending: Arc<AtomicUsize>,
+}
+
+/// An exporter whose channel is closed: it ends once it has delivered what
+/// it holds.
+pub struct ClosingExporter {
+    pub name: &'static str,
+    pub join: JoinHandle<()>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl ClosingExporter {
+    /// Records still waiting in or being sent by the exporter.
+    pub fn pending_records(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
 }
 
 impl ExporterHandle {
-    /// Closes the channel (the exporter ends once it has delivered what the
-    /// channel holds) and returns the task to await.
-    pub fn close(self) -> JoinHandle<()> {
+    /// Closes the channel; await the returned task.
+    pub fn close(self) -> ClosingExporter {
         drop(self.tx);
-        self.join
+        ClosingExporter {
+            name: self.name,
+            join: self.join,
+            pending: self.pending,
+        }
     }
 
     /// Waits for room, then hands the batch over. Fails only if the exporter task died.
     pub async fn send(&self, batch: Arc<Batch>) -> Result<(), Arc<Batch>> {
-        self.tx.send(batch).await.map_err(|e| e.0)
+        let records = batch.records;
+        self.pending.fetch_add(records, Ordering::AcqRel);
+        self.tx.send(batch).await.map_err(|e| {
+            self.pending.fetch_sub(records, Ordering::AcqRel);
+            e.0
+        })
+    }
+
+    /// Records still waiting in or being sent by the exporter.
+    pub fn pending_records(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
     }
 }
 
@@ -47,26 +79,36 @@ pub fn spawn<E: Exporter>(
 ) -> ExporterHandle {
     let name = exporter.name();
     let (tx, mut rx) = mpsc::channel::<Arc<Batch>>(capacity.max(1));
-    let join = tokio::spawn(async move {
-        match batching {
-            None => {
-                while let Some(batch) = rx.recv().await {
-                    export_one(&mut exporter, batch).await;
+    let pending = Arc::new(AtomicUsize::new(0));
+    let join = tokio::spawn({
+        let pending = pending.clone();
+        async move {
+            match batching {
+                None => {
+                    while let Some(batch) = rx.recv().await {
+                        export_one(&mut exporter, batch, &pending).await;
+                    }
                 }
+                Some(policy) => export_batched(&mut exporter, &mut rx, policy, &pending).await,
             }
-            Some(policy) => export_batched(&mut exporter, &mut rx, policy).await,
+            exporter.shutdown().await;
         }
-        exporter.shutdown().await;
     });
-    ExporterHandle { name, tx, join }
+    ExporterHandle {
+        name,
+        tx,
+        join,
+        pending,
+    }
 }
 
 /// Exports one batch, counts the outcome, and tells the persistent queue
 /// (when the batch came from it) whether the batch is done with.
-async fn export_one<E: Exporter>(exporter: &mut E, batch: Arc<Batch>) {
+async fn export_one<E: Exporter>(exporter: &mut E, batch: Arc<Batch>, pending: &AtomicUsize) {
     let name = exporter.name();
     let signal = batch.signal().as_str();
     let records = batch.records as u64;
+    let _settled = Settled(pending, batch.records);
     let persistent = batch.completions.clone();
     let finish = |keep: bool| persistent.iter().for_each(|c| c.finish(keep));
     match exporter.export(batch).await {
@@ -93,12 +135,23 @@ async fn export_one<E: Exporter>(exporter: &mut E, batch: Arc<Batch>) {
     }
 }
 
+/// Takes a batch's records off the exporter's pending count once its
+/// export is over, however it ended.
+struct Settled<'a>(&'a AtomicUsize, usize);
+
+impl Drop for Settled<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::AcqRel);
+    }
+}
+
 /// The exporter loop with batching: one pending group per signal, sent
 /// when full or due; everything pending goes out when the channel closes.
 async fn export_batched<E: Exporter>(
     exporter: &mut E,
     rx: &mut mpsc::Receiver<Arc<Batch>>,
     policy: BatchPolicy,
+    pending_records: &AtomicUsize,
 ) {
     let mut pending = PendingBySignal::default();
     loop {
@@ -107,28 +160,28 @@ async fn export_batched<E: Exporter>(
             batch = rx.recv() => batch,
             () = sleep_until_or_never(deadline) => {
                 for due in pending.take_due(&policy, Instant::now(), false) {
-                    export_one(exporter, due).await;
+                    export_one(exporter, due, pending_records).await;
                 }
                 continue;
             }
         };
         let Some(batch) = received else {
             for rest in pending.take_due(&policy, Instant::now(), true) {
-                export_one(exporter, rest).await;
+                export_one(exporter, rest, pending_records).await;
             }
             return;
         };
         let group = pending.get(batch.signal());
         if !group.has_room_for(&batch, &policy) {
             if let Some(full) = group.take() {
-                export_one(exporter, full).await;
+                export_one(exporter, full, pending_records).await;
             }
         }
         let group = pending.get(batch.signal());
         group.push(batch, Instant::now());
         if group.is_full(&policy) {
             if let Some(full) = group.take() {
-                export_one(exporter, full).await;
+                export_one(exporter, full, pending_records).await;
             }
         }
     }
