@@ -13,7 +13,10 @@
 //! keywords are always candidates, so a pack should give keywords wherever it
 //! can. The result is a pure function of (template, exception type, status).
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::automaton::StateID;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind};
 use regex::Regex;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -140,8 +143,9 @@ pub struct Category {
 /// A compiled rule pack.
 pub struct RulePack {
     rules: Vec<Rule>,
-    /// Keyword automaton; pattern id → rule index.
-    keywords: Option<AhoCorasick>,
+    /// Keyword automaton (a full DFA, searched byte by byte below); pattern
+    /// id → rule index.
+    keywords: Option<(DFA, StateID)>,
     keyword_rule: Vec<u32>,
     /// Rules without keywords: candidates for every record.
     always: Vec<u32>,
@@ -221,12 +225,17 @@ impl RulePack {
         let keywords = if patterns.is_empty() {
             None
         } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(&patterns)?,
-            )
+            // A full DFA: one table lookup per byte. Every record's template
+            // is scanned, so the larger automaton (a few hundred KB for the
+            // built-in pack) pays for itself.
+            let dfa = DFA::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&patterns)?;
+            let start = dfa
+                .start_state(Anchored::No)
+                .expect("unanchored searches are enabled by default");
+            Some((dfa, start))
         };
         Ok(RulePack {
             rules,
@@ -263,18 +272,27 @@ impl RulePack {
                 *best = Some(idx);
             }
         };
-        if let Some(ac) = &self.keywords {
-            for m in ac.find_overlapping_iter(input.template) {
-                consider(self.keyword_rule[m.pattern().as_usize()], &mut best);
-            }
-            let extra = input
-                .exception_type
-                .into_iter()
-                .chain(input.frames.iter().map(String::as_str));
-            for text in extra {
-                for m in ac.find_overlapping_iter(text) {
-                    consider(self.keyword_rule[m.pattern().as_usize()], &mut best);
+        if let Some((dfa, start)) = &self.keywords {
+            // Every keyword occurrence, overlapping ones included: a match
+            // state lists all patterns that end at this byte.
+            let mut scan = |text: &str| {
+                let mut sid = *start;
+                for &b in text.as_bytes() {
+                    sid = dfa.next_state(Anchored::No, sid, b);
+                    if dfa.is_special(sid) && dfa.is_match(sid) {
+                        for k in 0..dfa.match_len(sid) {
+                            let pid = dfa.match_pattern(sid, k);
+                            consider(self.keyword_rule[pid.as_usize()], &mut best);
+                        }
+                    }
                 }
+            };
+            scan(input.template);
+            if let Some(t) = input.exception_type {
+                scan(t);
+            }
+            for f in input.frames {
+                scan(f);
             }
         }
         for &idx in &self.always {
