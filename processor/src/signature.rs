@@ -13,9 +13,10 @@ use crate::rules::{MatchInput, RulePack, RuleSpec, DEFAULT_RULES_YAML};
 use crate::stack;
 use serde::Deserialize;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64;
 
 pub use crate::rules::{Priority, RuleError};
 
@@ -266,46 +267,75 @@ impl Signer {
 
 /// xxh3-64 over the parts with separators that cannot occur in them (unit
 /// and record separators), so that `("ab","c")` and `("a","bc")` differ.
+///
+/// The parts are concatenated into a reused per-thread buffer and hashed in
+/// one shot, which gives the same value as feeding them one by one to a
+/// streaming hasher (fingerprints are unchanged) at a fraction of the cost.
 pub fn fingerprint(
     service: &str,
     exception_type: Option<&str>,
     template: &str,
     top_frames: &[String],
 ) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(service.as_bytes());
-    h.update(b"\x1f");
-    h.update(exception_type.unwrap_or("").as_bytes());
-    h.update(b"\x1f");
-    hash_generic(&mut h, template);
-    h.update(b"\x1f");
-    for f in top_frames {
-        h.update(f.as_bytes());
-        h.update(b"\x1e");
+    fn fill(buf: &mut Vec<u8>, parts: (&str, Option<&str>, &str, &[String])) -> u64 {
+        let (service, exception_type, template, top_frames) = parts;
+        buf.clear();
+        buf.extend_from_slice(service.as_bytes());
+        buf.push(0x1f);
+        buf.extend_from_slice(exception_type.unwrap_or("").as_bytes());
+        buf.push(0x1f);
+        push_generic(buf, template);
+        buf.push(0x1f);
+        for f in top_frames {
+            buf.extend_from_slice(f.as_bytes());
+            buf.push(0x1e);
+        }
+        xxh3_64(buf)
     }
-    h.digest()
+    thread_local! {
+        static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    let parts = (service, exception_type, template, top_frames);
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => {
+            let h = fill(&mut buf, parts);
+            if buf.capacity() > 64 * 1024 {
+                *buf = Vec::new();
+            }
+            h
+        }
+        Err(_) => fill(&mut Vec::new(), parts),
+    })
 }
 
-/// Feeds the template with every typed placeholder hashed as `<*>`: the
+/// Appends the template with every typed placeholder written as `<*>`: the
 /// same value position may hold a host name on one line and an IP on the
 /// next, and that must not split a signature. Types stay in the displayed
 /// template.
-fn hash_generic(h: &mut Xxh3, template: &str) {
-    let mut rest = template;
-    'outer: while let Some(p) = rest.find('<') {
-        h.update(&rest.as_bytes()[..p]);
+fn push_generic(buf: &mut Vec<u8>, template: &str) {
+    let mut rest = template.as_bytes();
+    while let Some(p) = rest.iter().position(|&c| c == b'<') {
+        buf.extend_from_slice(&rest[..p]);
         let tail = &rest[p..];
-        for ph in mask::Placeholder::ALL {
-            if tail.starts_with(ph.as_str()) {
-                h.update(b"<*>");
-                rest = &tail[ph.as_str().len()..];
-                continue 'outer;
+        // `<name>`: placeholder names are at most 8 bytes.
+        let ph_len = tail
+            .iter()
+            .take(10)
+            .position(|&c| c == b'>')
+            .filter(|&e| mask::Placeholder::is_placeholder(&tail[..e + 1]))
+            .map(|e| e + 1);
+        match ph_len {
+            Some(n) => {
+                buf.extend_from_slice(b"<*>");
+                rest = &tail[n..];
+            }
+            None => {
+                buf.push(b'<');
+                rest = &tail[1..];
             }
         }
-        h.update(b"<");
-        rest = &tail[1..];
     }
-    h.update(rest.as_bytes());
+    buf.extend_from_slice(rest);
 }
 
 /// Bounds label cardinality: remembers up to N signatures per service (and
