@@ -442,22 +442,24 @@ impl<'a> Masker<'a, '_> {
 
         // The atom: up to whitespace or a delimiter. URLs keep their
         // delimiters (query strings) up to whitespace.
-        let mut j = i;
         let mut seen = 0u16;
-        while j < end {
-            let c = BYTE_CLASS[s[j] as usize];
+        let rest = &s[i..end];
+        let mut k = 0;
+        while k < rest.len() {
+            let c = BYTE_CLASS[rest[k] as usize];
             if c & (C_SPACE | C_DELIM | C_APOS) != 0
                 && (c & C_APOS == 0
-                    || !(j > i
-                        && j + 1 < end
-                        && s[j - 1].is_ascii_alphanumeric()
-                        && s[j + 1].is_ascii_alphanumeric()))
+                    || !(k > 0
+                        && k + 1 < rest.len()
+                        && rest[k - 1].is_ascii_alphanumeric()
+                        && rest[k + 1].is_ascii_alphanumeric()))
             {
                 break;
             }
             seen |= c;
-            j += 1;
+            k += 1;
         }
+        let j = i + k;
         if j == i {
             // A lone apostrophe after a letter (`'s`, `a'`): literal.
             self.lit(&self.src[i..i + 1]);
@@ -1100,34 +1102,8 @@ fn classify_with(t: &[u8], flags: u16) -> Option<Placeholder> {
         }
         return is_bool_word(t).then_some(Placeholder::Any);
     }
-    let mut digits = 0usize;
-    let mut alpha = 0usize;
-    let mut hexalpha = 0usize;
-    let mut colons = 0usize;
-    let mut dots = 0usize;
-    let mut slashes = 0usize;
-    let mut backslashes = 0usize;
-    let mut dashes = 0usize;
-    let mut at = 0usize;
-    let mut other = 0usize;
-    for &b in t {
-        match b {
-            b'0'..=b'9' => digits += 1,
-            b'a'..=b'f' | b'A'..=b'F' => {
-                alpha += 1;
-                hexalpha += 1
-            }
-            b'g'..=b'z' | b'G'..=b'Z' => alpha += 1,
-            b':' => colons += 1,
-            b'.' => dots += 1,
-            b'/' => slashes += 1,
-            b'\\' => backslashes += 1,
-            b'-' => dashes += 1,
-            b'@' => at += 1,
-            b'_' => {}
-            _ => other += 1,
-        }
-    }
+    let [digits, alpha, hexalpha, colons, dots, slashes, backslashes, dashes, at, other] =
+        count_classes(t);
     if at == 1 && secrets::looks_like_email(t) {
         return Some(Placeholder::Email);
     }
@@ -1187,6 +1163,55 @@ fn classify_with(t: &[u8], flags: u16) -> Option<Placeholder> {
         return Some(Placeholder::Path);
     }
     Some(Placeholder::Id)
+}
+
+/// Per-byte increments of the packed counters of [`count_classes`]: ten
+/// 12-bit fields (digits, letters, hex letters, `:`, `.`, `/`, `\\`, `-`,
+/// `@`, other; `_` counts nowhere), so that counting is one table load and
+/// one add per byte instead of a chain of comparisons.
+static COUNT_INC: [u128; 256] = {
+    let mut t = [0u128; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let field: u32 = match c {
+            b'0'..=b'9' => 0,
+            b'a'..=b'f' | b'A'..=b'F' => 1,
+            b'g'..=b'z' | b'G'..=b'Z' => 1,
+            b':' => 3,
+            b'.' => 4,
+            b'/' => 5,
+            b'\\' => 6,
+            b'-' => 7,
+            b'@' => 8,
+            b'_' => 99,
+            _ => 9,
+        };
+        if field < 10 {
+            t[b] = 1u128 << (12 * field);
+        }
+        if c.is_ascii_hexdigit() && !c.is_ascii_digit() {
+            t[b] |= 1u128 << 24;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// Counts of digits, letters, hex letters, colons, dots, slashes,
+/// backslashes, dashes, `@` and other bytes (`_` is none of them).
+fn count_classes(t: &[u8]) -> [usize; 10] {
+    let mut counts = [0usize; 10];
+    // A 12-bit field holds up to 4095 per chunk.
+    for chunk in t.chunks(4095) {
+        let packed = chunk
+            .iter()
+            .fold(0u128, |acc, &b| acc + COUNT_INC[b as usize]);
+        for (k, c) in counts.iter_mut().enumerate() {
+            *c += ((packed >> (12 * k)) & 0xfff) as usize;
+        }
+    }
+    counts
 }
 
 /// Booleans and nulls: values, whatever they are next to.

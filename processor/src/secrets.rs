@@ -46,15 +46,31 @@ static SENSITIVE_KEYS: WordSet = WordSet::new(&[
 
 /// True when `key` names a credential (`password`, `api_key`, `X-Auth-Token`…).
 pub fn is_sensitive_key(key: &str) -> bool {
-    let k = key.trim_matches(|c: char| c == '"' || c == '\'' || c == '-' || c == '_');
+    let trim = |b: &u8| matches!(b, b'"' | b'\'' | b'-' | b'_');
+    let mut k = key.as_bytes();
+    while let [first, rest @ ..] = k {
+        if !trim(first) {
+            break;
+        }
+        k = rest;
+    }
+    while let [rest @ .., last] = k {
+        if !trim(last) {
+            break;
+        }
+        k = rest;
+    }
     if k.is_empty() || k.len() > 40 {
         return false;
     }
-    if SENSITIVE_KEYS.contains_ignore_case(k.as_bytes()) {
+    if SENSITIVE_KEYS.contains_ignore_case(k) {
         return true;
     }
-    let last = k.rsplit(['_', '-', '.']).next().unwrap_or(k);
-    SENSITIVE_KEYS.contains_ignore_case(last.as_bytes())
+    let last = match k.iter().rposition(|&b| matches!(b, b'_' | b'-' | b'.')) {
+        Some(p) => &k[p + 1..],
+        None => k,
+    };
+    SENSITIVE_KEYS.contains_ignore_case(last)
 }
 
 /// True for the names of HTTP auth schemes, in any case (`Bearer`, `basic`, …):

@@ -314,7 +314,7 @@ pub fn fingerprint(
 /// template.
 fn push_generic(buf: &mut Vec<u8>, template: &str) {
     let mut rest = template.as_bytes();
-    while let Some(p) = rest.iter().position(|&c| c == b'<') {
+    while let Some(p) = find_lt(rest) {
         buf.extend_from_slice(&rest[..p]);
         let tail = &rest[p..];
         // `<name>`: placeholder names are at most 8 bytes.
@@ -336,6 +336,23 @@ fn push_generic(buf: &mut Vec<u8>, template: &str) {
         }
     }
     buf.extend_from_slice(rest);
+}
+
+/// The first `<` in `h`, eight bytes at a time.
+fn find_lt(h: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(w) = h.get(i..i + 8) {
+        let x = u64::from_le_bytes(w.try_into().unwrap()) ^ (LO * b'<' as u64);
+        // Exact for the lowest zero byte, which is all we look at.
+        let z = x.wrapping_sub(LO) & !x & HI;
+        if z != 0 {
+            return Some(i + (z.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    h[i..].iter().position(|&c| c == b'<').map(|p| i + p)
 }
 
 /// Bounds label cardinality: remembers up to N signatures per service (and
@@ -434,6 +451,33 @@ mod tests {
             s.sign_message("a", "x 1").fingerprint,
             s.sign_message("a", "x 2").fingerprint
         );
+    }
+
+    #[test]
+    fn find_lt_finds_the_first() {
+        for s in [
+            "",
+            "<",
+            "abcdefgh<",
+            "abcdefghijklmnop",
+            "a<b<c",
+            "abcdefghijklmno<<",
+        ] {
+            assert_eq!(find_lt(s.as_bytes()), s.find('<'), "{s}");
+        }
+        for k in 0..40 {
+            let mut buf = [b'x'; 40];
+            buf[k] = b'<';
+            if k + 3 < 40 {
+                buf[k + 3] = b'<';
+            }
+            if k > 0 {
+                buf[k - 1] = b'=';
+            }
+            assert_eq!(find_lt(&buf), Some(k));
+            buf[k] = b';';
+            assert_eq!(find_lt(&buf), (k + 3 < 40).then_some(k + 3));
+        }
     }
 
     #[test]
