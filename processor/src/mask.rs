@@ -57,6 +57,25 @@ impl Placeholder {
         }
     }
 
+    /// True when `t` is exactly one placeholder spelling (`<num>`, `<*>`…).
+    pub fn is_placeholder(t: &[u8]) -> bool {
+        matches!(
+            t,
+            b"<uuid>"
+                | b"<num>"
+                | b"<hex>"
+                | b"<ip>"
+                | b"<url>"
+                | b"<path>"
+                | b"<email>"
+                | b"<ts>"
+                | b"<duration>"
+                | b"<id>"
+                | b"<str>"
+                | b"<*>"
+        )
+    }
+
     /// All placeholder spellings (used e.g. to map templates to `<*>`).
     pub const ALL: [Placeholder; 12] = [
         Placeholder::Uuid,
@@ -203,30 +222,74 @@ struct Masker<'a, 'o> {
     name_next: bool,
 }
 
+/// Byte classes for the scanning loops: one table load per byte instead of a
+/// chain of comparisons. The OR of the classes of an atom's bytes also lets
+/// `classify` settle plain words without looking at them again.
+const C_SPACE: u16 = 1;
+const C_DELIM: u16 = 2;
+const C_APOS: u16 = 4;
+const C_COLON: u16 = 8;
+const C_DIGIT: u16 = 16;
+/// `a-f`, `A-F`
+const C_HEXL: u16 = 32;
+/// `g-z`, `G-Z`
+const C_ALPHA: u16 = 64;
+const C_UNDERSCORE: u16 = 128;
+/// `.`, `!`, `?`: sentence punctuation `atom` may trim (with `:` and `'`).
+const C_PUNCT: u16 = 256;
+/// Anything else (`/`, `-`, `@`, non-ASCII…).
+const C_OTHER: u16 = 512;
+
+static BYTE_CLASS: [u16; 256] = {
+    let mut t = [C_OTHER; 256];
+    // `u8::is_ascii_whitespace`
+    t[b' ' as usize] = C_SPACE;
+    t[b'\t' as usize] = C_SPACE;
+    t[b'\n' as usize] = C_SPACE;
+    t[0x0c] = C_SPACE;
+    t[b'\r' as usize] = C_SPACE;
+    let delims = b"=,;()[]{}\"|<>`";
+    let mut k = 0;
+    while k < delims.len() {
+        t[delims[k] as usize] = C_DELIM;
+        k += 1;
+    }
+    t[b'\'' as usize] = C_APOS;
+    t[b':' as usize] = C_COLON;
+    t[b'.' as usize] = C_PUNCT;
+    t[b'!' as usize] = C_PUNCT;
+    t[b'?' as usize] = C_PUNCT;
+    t[b'_' as usize] = C_UNDERSCORE;
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_digit() {
+            t[b] = C_DIGIT;
+        } else if c.is_ascii_hexdigit() {
+            t[b] = C_HEXL;
+        } else if c.is_ascii_alphabetic() {
+            t[b] = C_ALPHA;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// The OR of the byte classes of `t`.
 #[inline]
-fn is_space(b: u8) -> bool {
-    b.is_ascii_whitespace()
+fn class_union(t: &[u8]) -> u16 {
+    t.iter().fold(0, |acc, &b| acc | BYTE_CLASS[b as usize])
 }
 
-/// Bytes that end an atom inside a word.
+#[inline]
+fn is_space(b: u8) -> bool {
+    BYTE_CLASS[b as usize] & C_SPACE != 0
+}
+
+/// Bytes that end an atom inside a word: `= , ; ( ) [ ] { } " | < > \``.
 #[inline]
 fn is_delim(b: u8) -> bool {
-    matches!(
-        b,
-        b'=' | b','
-            | b';'
-            | b'('
-            | b')'
-            | b'['
-            | b']'
-            | b'{'
-            | b'}'
-            | b'"'
-            | b'|'
-            | b'<'
-            | b'>'
-            | b'`'
-    )
+    BYTE_CLASS[b as usize] & C_DELIM != 0
 }
 
 #[inline]
@@ -379,24 +442,33 @@ impl<'a> Masker<'a, '_> {
 
         // The atom: up to whitespace or a delimiter. URLs keep their
         // delimiters (query strings) up to whitespace.
-        let mut j = i;
-        while j < end && !is_space(s[j]) && !is_delim(s[j]) {
-            if s[j] == b'\''
-                && !(j > i
-                    && j + 1 < end
-                    && s[j - 1].is_ascii_alphanumeric()
-                    && s[j + 1].is_ascii_alphanumeric())
+        let mut seen = 0u16;
+        let rest = &s[i..end];
+        let mut k = 0;
+        while k < rest.len() {
+            let c = BYTE_CLASS[rest[k] as usize];
+            if c & (C_SPACE | C_DELIM | C_APOS) != 0
+                && (c & C_APOS == 0
+                    || !(k > 0
+                        && k + 1 < rest.len()
+                        && rest[k - 1].is_ascii_alphanumeric()
+                        && rest[k + 1].is_ascii_alphanumeric()))
             {
                 break;
             }
-            j += 1;
+            seen |= c;
+            k += 1;
         }
+        let j = i + k;
         if j == i {
             // A lone apostrophe after a letter (`'s`, `a'`): literal.
             self.lit(&self.src[i..i + 1]);
             return i + 1;
         }
-        if let Some(p) = find(&s[i..j], b"://") {
+        if let Some(p) = (seen & C_COLON != 0)
+            .then(|| find(&s[i..j], b"://"))
+            .flatten()
+        {
             if p > 0
                 && s[i..i + p]
                     .iter()
@@ -434,11 +506,11 @@ impl<'a> Masker<'a, '_> {
         // Key = value: the atom is a key, what follows `=` is a value.
         if j < end && s[j] == b'=' && j > i {
             let key = &self.src[i..j];
-            self.atom(i, j, end);
+            self.atom(i, j, end, seen);
             let sensitive = secrets::is_sensitive_key(key);
             return self.value_after_eq(j, end, sensitive);
         }
-        self.atom(i, j, end);
+        self.atom(i, j, end, seen);
         j
     }
 
@@ -573,7 +645,8 @@ impl<'a> Masker<'a, '_> {
 
     /// Classifies and writes the atom `s[i..j]` (no whitespace, no
     /// delimiters except `:` `.` `/` `-` `_` `@` …).
-    fn atom(&mut self, i: usize, j: usize, end: usize) {
+    /// `seen` is the OR of the byte classes of `s[i..j]`.
+    fn atom(&mut self, i: usize, j: usize, end: usize, seen: u16) {
         let s = self.s;
         // Trailing sentence punctuation stays literal.
         let mut z = j;
@@ -590,7 +663,13 @@ impl<'a> Masker<'a, '_> {
         }
         let t = &s[i..z];
         let text = &self.src[i..z];
-        if let Some(kind) = classify(t) {
+        // Nothing trimmable in the atom: its classes are those of `t`.
+        let flags = if seen & (C_COLON | C_APOS | C_PUNCT) == 0 {
+            seen
+        } else {
+            class_union(t)
+        };
+        if let Some(kind) = classify_with(t, flags) {
             if kind == Placeholder::Num && self.keep_status_code(t, j, end) {
                 self.lit(text);
                 self.prev_word = text;
@@ -612,7 +691,7 @@ impl<'a> Masker<'a, '_> {
             && (self.just_after_ph() || next_starts_with_digit_or_month(s, j, end))
         {
             self.ph(Placeholder::Ts);
-        } else if let Some(c) = key_colon(t) {
+        } else if let Some(c) = (flags & C_COLON != 0).then(|| key_colon(t)).flatten() {
             // `isOverlap:false`, `user:root`: keep the key, mask the value.
             self.lit(&self.src[i..i + c + 1]);
             self.prev_word = &self.src[i..i + c];
@@ -672,25 +751,80 @@ impl<'a> Masker<'a, '_> {
         while k < end && s[k].is_ascii_alphabetic() {
             k += 1;
         }
-        const REASONS: &[&str] = &[
-            "Internal",
-            "Bad",
-            "Service",
-            "Gateway",
-            "Forbidden",
-            "Unauthorized",
-            "Method",
-            "Too",
-            "Not",
-            "Conflict",
-            "Unprocessable",
-            "Request",
-            "Payload",
-            "Gone",
-            "Precondition",
-            "Unsupported",
-        ];
-        ws > j && REASONS.iter().any(|r| r.as_bytes() == &s[ws..k])
+        static REASONS: WordSet = WordSet::new(&[
+            b"Internal",
+            b"Bad",
+            b"Service",
+            b"Gateway",
+            b"Forbidden",
+            b"Unauthorized",
+            b"Method",
+            b"Too",
+            b"Not",
+            b"Conflict",
+            b"Unprocessable",
+            b"Request",
+            b"Payload",
+            b"Gone",
+            b"Precondition",
+            b"Unsupported",
+        ]);
+        ws > j && REASONS.contains(&s[ws..k])
+    }
+}
+
+/// A small static set of words with a cheap rejection test: most words a
+/// masker meets are in none of its lists, and a length bitmap plus a
+/// first-byte bitmap turn them away without comparing against every entry.
+pub(crate) struct WordSet {
+    words: &'static [&'static [u8]],
+    /// Bit `n` set when some word has length `n` (words are shorter than 64).
+    lens: u64,
+    /// Bit `b` set when some word starts with byte `b`.
+    first: [u64; 4],
+}
+
+impl WordSet {
+    pub(crate) const fn new(words: &'static [&'static [u8]]) -> WordSet {
+        let mut lens = 0u64;
+        let mut first = [0u64; 4];
+        let mut k = 0;
+        while k < words.len() {
+            let w = words[k];
+            assert!(!w.is_empty() && w.len() < 64);
+            lens |= 1 << w.len();
+            first[(w[0] >> 6) as usize] |= 1 << (w[0] & 63);
+            k += 1;
+        }
+        WordSet { words, lens, first }
+    }
+
+    /// Exact (case-sensitive) membership.
+    #[inline]
+    pub(crate) fn contains(&self, t: &[u8]) -> bool {
+        let n = t.len();
+        if n == 0 || n >= 64 || (self.lens >> n) & 1 == 0 {
+            return false;
+        }
+        let b = t[0];
+        if (self.first[(b >> 6) as usize] >> (b & 63)) & 1 == 0 {
+            return false;
+        }
+        self.words.contains(&t)
+    }
+
+    /// Membership ignoring ASCII case; the set must hold lower-case words.
+    #[inline]
+    pub(crate) fn contains_ignore_case(&self, t: &[u8]) -> bool {
+        let n = t.len();
+        if n == 0 || n >= 64 || (self.lens >> n) & 1 == 0 {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        let low = &mut buf[..n];
+        low.copy_from_slice(t);
+        low.make_ascii_lowercase();
+        self.contains(low)
     }
 }
 
@@ -732,7 +866,7 @@ fn next_starts_with_digit_or_month(s: &[u8], mut j: usize, end: usize) -> bool {
 }
 
 fn is_month(t: &[u8]) -> bool {
-    const M: &[&[u8]] = &[
+    static M: WordSet = WordSet::new(&[
         b"Jan",
         b"Feb",
         b"Mar",
@@ -757,13 +891,13 @@ fn is_month(t: &[u8]) -> bool {
         b"October",
         b"November",
         b"December",
-    ];
-    M.contains(&t)
+    ]);
+    M.contains(t)
 }
 
 /// Month and weekday names: part of a timestamp when next to a number.
 fn is_date_word(t: &[u8]) -> bool {
-    const D: &[&[u8]] = &[
+    static D: WordSet = WordSet::new(&[
         b"Mon",
         b"Tue",
         b"Wed",
@@ -786,13 +920,13 @@ fn is_date_word(t: &[u8]) -> bool {
         b"EST",
         b"CET",
         b"CEST",
-    ];
-    is_month(t) || D.contains(&t)
+    ]);
+    is_month(t) || D.contains(t)
 }
 
 /// Words that follow `user` without being a user name.
 fn is_stopword(t: &[u8]) -> bool {
-    const W: &[&[u8]] = &[
+    static W: WordSet = WordSet::new(&[
         b"a",
         b"an",
         b"the",
@@ -858,21 +992,21 @@ fn is_stopword(t: &[u8]) -> bool {
         b"execution",
         b"limit",
         b"quota",
-    ];
-    W.contains(&t)
+    ]);
+    W.contains(t)
 }
 
 /// Units that belong to the number before them.
 fn is_unit(t: &[u8]) -> bool {
-    const U: &[&[u8]] = &[
+    static U: WordSet = WordSet::new(&[
         b"B", b"KB", b"kB", b"MB", b"GB", b"TB", b"KiB", b"MiB", b"GiB", b"bytes", b"byte", b"%",
         b"percent",
-    ];
-    U.contains(&t) || is_time_unit(t)
+    ]);
+    U.contains(t) || is_time_unit(t)
 }
 
 fn is_time_unit(t: &[u8]) -> bool {
-    const U: &[&[u8]] = &[
+    static U: WordSet = WordSet::new(&[
         b"ns",
         b"us",
         b"ms",
@@ -894,13 +1028,13 @@ fn is_time_unit(t: &[u8]) -> bool {
         b"days",
         b"millis",
         b"milliseconds",
-    ];
-    U.contains(&t)
+    ]);
+    U.contains(t)
 }
 
 /// Identifiers that contain digits but name things rather than values.
 fn is_known_digit_word(t: &[u8]) -> bool {
-    const K: &[&[u8]] = &[
+    static K: WordSet = WordSet::new(&[
         b"ssh2",
         b"utf8",
         b"utf-8",
@@ -944,44 +1078,32 @@ fn is_known_digit_word(t: &[u8]) -> bool {
         b"l10n",
         b"log4j",
         b"p2p",
-    ];
-    K.contains(&t)
+    ]);
+    K.contains(t)
 }
 
 /// Classifies a whitespace- and delimiter-free atom: `Some(placeholder)` when
 /// it is a value, `None` when it is a word to keep.
 pub fn classify(t: &[u8]) -> Option<Placeholder> {
+    classify_with(t, class_union(t))
+}
+
+/// [`classify`] given `flags`, the OR of the byte classes of `t`.
+fn classify_with(t: &[u8], flags: u16) -> Option<Placeholder> {
     if t.is_empty() {
         return None;
     }
-    let mut digits = 0usize;
-    let mut alpha = 0usize;
-    let mut hexalpha = 0usize;
-    let mut colons = 0usize;
-    let mut dots = 0usize;
-    let mut slashes = 0usize;
-    let mut backslashes = 0usize;
-    let mut dashes = 0usize;
-    let mut at = 0usize;
-    let mut other = 0usize;
-    for &b in t {
-        match b {
-            b'0'..=b'9' => digits += 1,
-            b'a'..=b'f' | b'A'..=b'F' => {
-                alpha += 1;
-                hexalpha += 1
-            }
-            b'g'..=b'z' | b'G'..=b'Z' => alpha += 1,
-            b':' => colons += 1,
-            b'.' => dots += 1,
-            b'/' => slashes += 1,
-            b'\\' => backslashes += 1,
-            b'-' => dashes += 1,
-            b'@' => at += 1,
-            b'_' => {}
-            _ => other += 1,
+    // Fast path: a short word of letters and underscores (most atoms) is a
+    // value only when it is long hex or a boolean; the secret shapes need at
+    // least 16 bytes (API keys) or a `.`/`@`/digit.
+    if t.len() < 16 && flags & !(C_HEXL | C_ALPHA | C_UNDERSCORE) == 0 {
+        if t.len() >= 8 && flags == C_HEXL {
+            return Some(Placeholder::Hex);
         }
+        return is_bool_word(t).then_some(Placeholder::Any);
     }
+    let [digits, alpha, hexalpha, colons, dots, slashes, backslashes, dashes, at, other] =
+        count_classes(t);
     if at == 1 && secrets::looks_like_email(t) {
         return Some(Placeholder::Email);
     }
@@ -992,18 +1114,7 @@ pub fn classify(t: &[u8]) -> Option<Placeholder> {
         if alpha == hexalpha && alpha >= 8 && t.len() == alpha {
             return Some(Placeholder::Hex);
         }
-        if matches!(
-            t,
-            b"true"
-                | b"false"
-                | b"True"
-                | b"False"
-                | b"TRUE"
-                | b"FALSE"
-                | b"null"
-                | b"NULL"
-                | b"nil"
-        ) {
+        if is_bool_word(t) {
             return Some(Placeholder::Any);
         }
         if dots > 0 && is_file_name(t) {
@@ -1012,7 +1123,10 @@ pub fn classify(t: &[u8]) -> Option<Placeholder> {
         if dots > 0 && is_host_name(t) {
             return Some(Placeholder::Any);
         }
-        if secrets::is_secret_shaped(t) {
+        // `is_secret_shaped` minus the email test, done above (an email
+        // has exactly one `@`).
+        if secrets::looks_like_jwt(t) || secrets::looks_like_api_key(t) || secrets::looks_random(t)
+        {
             return Some(Placeholder::Str);
         }
         return None;
@@ -1049,6 +1163,63 @@ pub fn classify(t: &[u8]) -> Option<Placeholder> {
         return Some(Placeholder::Path);
     }
     Some(Placeholder::Id)
+}
+
+/// Per-byte increments of the packed counters of [`count_classes`]: ten
+/// 12-bit fields (digits, letters, hex letters, `:`, `.`, `/`, `\\`, `-`,
+/// `@`, other; `_` counts nowhere), so that counting is one table load and
+/// one add per byte instead of a chain of comparisons.
+static COUNT_INC: [u128; 256] = {
+    let mut t = [0u128; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let field: u32 = match c {
+            b'0'..=b'9' => 0,
+            b'a'..=b'f' | b'A'..=b'F' => 1,
+            b'g'..=b'z' | b'G'..=b'Z' => 1,
+            b':' => 3,
+            b'.' => 4,
+            b'/' => 5,
+            b'\\' => 6,
+            b'-' => 7,
+            b'@' => 8,
+            b'_' => 99,
+            _ => 9,
+        };
+        if field < 10 {
+            t[b] = 1u128 << (12 * field);
+        }
+        if c.is_ascii_hexdigit() && !c.is_ascii_digit() {
+            t[b] |= 1u128 << 24;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// Counts of digits, letters, hex letters, colons, dots, slashes,
+/// backslashes, dashes, `@` and other bytes (`_` is none of them).
+fn count_classes(t: &[u8]) -> [usize; 10] {
+    let mut counts = [0usize; 10];
+    // A 12-bit field holds up to 4095 per chunk.
+    for chunk in t.chunks(4095) {
+        let packed = chunk
+            .iter()
+            .fold(0u128, |acc, &b| acc + COUNT_INC[b as usize]);
+        for (k, c) in counts.iter_mut().enumerate() {
+            *c += ((packed >> (12 * k)) & 0xfff) as usize;
+        }
+    }
+    counts
+}
+
+/// Booleans and nulls: values, whatever they are next to.
+fn is_bool_word(t: &[u8]) -> bool {
+    matches!(
+        t,
+        b"true" | b"false" | b"True" | b"False" | b"TRUE" | b"FALSE" | b"null" | b"NULL" | b"nil"
+    )
 }
 
 /// Numbers, IPs, timestamps and durations: tokens made of digits and a few
@@ -1163,7 +1334,7 @@ fn is_path(t: &[u8], slashes: usize, backslashes: usize, dots: usize) -> bool {
 
 /// A file name with a well-known extension (`chrome.exe`, `app.py`).
 fn is_file_name(t: &[u8]) -> bool {
-    const EXT: &[&[u8]] = &[
+    static EXT: WordSet = WordSet::new(&[
         b"exe",
         b"dll",
         b"so",
@@ -1238,11 +1409,11 @@ fn is_file_name(t: &[u8]) -> bool {
         b"pem",
         b"crt",
         b"key",
-    ];
+    ]);
     let Some(d) = t.iter().rposition(|&b| b == b'.') else {
         return false;
     };
-    d > 0 && EXT.iter().any(|e| e.eq_ignore_ascii_case(&t[d + 1..]))
+    d > 0 && EXT.contains_ignore_case(&t[d + 1..])
 }
 
 /// Host names: dot-separated lower-case labels ending in a top-level domain
@@ -1250,7 +1421,7 @@ fn is_file_name(t: &[u8]) -> bool {
 /// (`netra_backend.app.agents`) and Java classes (`java.lang.Error`) do not
 /// match: underscores and upper-case class names are not host-like.
 fn is_host_name(t: &[u8]) -> bool {
-    const GTLD: &[&[u8]] = &[
+    static GTLD: WordSet = WordSet::new(&[
         b"com",
         b"net",
         b"org",
@@ -1267,7 +1438,7 @@ fn is_host_name(t: &[u8]) -> bool {
         b"dev",
         b"ai",
         b"app",
-    ];
+    ]);
     if t.iter()
         .any(|&b| !(b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
         || t.starts_with(b".")
@@ -1279,7 +1450,7 @@ fn is_host_name(t: &[u8]) -> bool {
     if last.is_empty() || !last.iter().all(u8::is_ascii_lowercase) {
         return false;
     }
-    GTLD.contains(&last) || (labels >= 3 && last.len() == 2)
+    GTLD.contains(last) || (labels >= 3 && last.len() == 2)
 }
 
 #[cfg(test)]
@@ -1452,6 +1623,13 @@ mod tests {
             mask_route("/users/{user_id}/posts/42"),
             "/users/{user_id}/posts/<num>"
         );
+    }
+    #[test]
+    fn placeholder_spellings() {
+        for ph in Placeholder::ALL {
+            assert!(Placeholder::is_placeholder(ph.as_str().as_bytes()));
+        }
+        assert!(!Placeholder::is_placeholder(b"<x>"));
     }
     #[test]
     fn generic() {

@@ -13,10 +13,16 @@
 //! keywords are always candidates, so a pack should give keywords wherever it
 //! can. The result is a pure function of (template, exception type, status).
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::automaton::StateID;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind};
 use regex::Regex;
 use serde::Deserialize;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// The built-in rule pack, compiled in.
 pub const DEFAULT_RULES_YAML: &str = include_str!("../rules/default.yaml");
@@ -140,12 +146,71 @@ pub struct Category {
 /// A compiled rule pack.
 pub struct RulePack {
     rules: Vec<Rule>,
-    /// Keyword automaton; pattern id → rule index.
-    keywords: Option<AhoCorasick>,
+    /// Keyword automaton (a full DFA, searched byte by byte below); pattern
+    /// id → rule index.
+    keywords: Option<(DFA, StateID)>,
     keyword_rule: Vec<u32>,
     /// Rules without keywords: candidates for every record.
     always: Vec<u32>,
     uncategorized: Category,
+    /// Distinguishes packs in the per-thread memo (never reused).
+    id: u64,
+}
+
+/// Source of [`RulePack::id`].
+static NEXT_PACK_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Slots of the per-thread memo of [`RulePack::categorize`] (a power of two).
+const MEMO_SLOTS: usize = 2048;
+/// Inputs longer than this (template, exception type and frames) are not
+/// memoized: the memo stays under about 1 MB per thread.
+const MEMO_MAX_KEY: usize = 384;
+
+/// One memoized result: the complete input it was computed from, so that a
+/// hit is exact (never a hash collision) and the category stays a pure
+/// function of the input.
+#[derive(Default)]
+struct MemoSlot {
+    pack: u64,
+    http_status: Option<u16>,
+    key: Vec<u8>,
+    category: Option<Category>,
+}
+
+/// A direct-mapped cache: errors repeat, so most records have a template
+/// seen shortly before, and a lookup (one hash and one comparison of the
+/// input) is several times cheaper than the keyword scan.
+#[derive(Default)]
+struct Memo {
+    /// Scratch: the encoded input of the current lookup.
+    key: Vec<u8>,
+    slots: Vec<MemoSlot>,
+}
+
+thread_local! {
+    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+}
+
+/// Encodes everything `categorize` reads except the status, injectively
+/// (every part is length-prefixed; an absent exception type differs from an
+/// empty one): the template, the exception type and the frames.
+fn encode_input(key: &mut Vec<u8>, input: &MatchInput<'_>) {
+    fn part(key: &mut Vec<u8>, p: &str) {
+        key.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        key.extend_from_slice(p.as_bytes());
+    }
+    key.clear();
+    part(key, input.template);
+    match input.exception_type {
+        None => key.push(0),
+        Some(t) => {
+            key.push(1);
+            part(key, t);
+        }
+    }
+    for f in input.frames {
+        part(key, f);
+    }
 }
 
 impl RulePack {
@@ -221,12 +286,17 @@ impl RulePack {
         let keywords = if patterns.is_empty() {
             None
         } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(&patterns)?,
-            )
+            // A full DFA: one table lookup per byte. Every record's template
+            // is scanned, so the larger automaton (a few hundred KB for the
+            // built-in pack) pays for itself.
+            let dfa = DFA::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&patterns)?;
+            let start = dfa
+                .start_state(Anchored::No)
+                .expect("unanchored searches are enabled by default");
+            Some((dfa, start))
         };
         Ok(RulePack {
             rules,
@@ -237,6 +307,7 @@ impl RulePack {
                 name: Arc::from(UNCATEGORIZED),
                 priority: Priority::P3,
             },
+            id: NEXT_PACK_ID.fetch_add(1, AtomicOrdering::Relaxed),
         })
     }
 
@@ -252,7 +323,43 @@ impl RulePack {
 
     /// The category for a record: the first rule (in pack order) whose
     /// conditions all hold, else `uncategorized` (P3).
+    ///
+    /// Results are memoized per thread (exact inputs, bounded), which does
+    /// not change them: the category is a pure function of the input.
     pub fn categorize(&self, input: &MatchInput<'_>) -> Category {
+        MEMO.with(|memo| match memo.try_borrow_mut() {
+            Ok(mut memo) => self.categorize_memo(&mut memo, input),
+            Err(_) => self.categorize_uncached(input),
+        })
+    }
+
+    fn categorize_memo(&self, memo: &mut Memo, input: &MatchInput<'_>) -> Category {
+        let Memo { key, slots } = memo;
+        encode_input(key, input);
+        if key.len() > MEMO_MAX_KEY {
+            return self.categorize_uncached(input);
+        }
+        if slots.is_empty() {
+            slots.resize_with(MEMO_SLOTS, MemoSlot::default);
+        }
+        let h = xxh3_64_with_seed(key, self.id);
+        let slot = &mut slots[(h as usize) & (MEMO_SLOTS - 1)];
+        if slot.pack == self.id && slot.http_status == input.http_status && slot.key == *key {
+            if let Some(c) = &slot.category {
+                return c.clone();
+            }
+        }
+        let c = self.categorize_uncached(input);
+        slot.pack = self.id;
+        slot.http_status = input.http_status;
+        slot.key.clear();
+        slot.key.extend_from_slice(key);
+        slot.category = Some(c.clone());
+        c
+    }
+
+    /// [`RulePack::categorize`] without the memo.
+    pub fn categorize_uncached(&self, input: &MatchInput<'_>) -> Category {
         // Candidate rule indexes, in pack order; usually a handful.
         let mut best: Option<u32> = None;
         let consider = |idx: u32, best: &mut Option<u32>| {
@@ -263,18 +370,27 @@ impl RulePack {
                 *best = Some(idx);
             }
         };
-        if let Some(ac) = &self.keywords {
-            for m in ac.find_overlapping_iter(input.template) {
-                consider(self.keyword_rule[m.pattern().as_usize()], &mut best);
-            }
-            let extra = input
-                .exception_type
-                .into_iter()
-                .chain(input.frames.iter().map(String::as_str));
-            for text in extra {
-                for m in ac.find_overlapping_iter(text) {
-                    consider(self.keyword_rule[m.pattern().as_usize()], &mut best);
+        if let Some((dfa, start)) = &self.keywords {
+            // Every keyword occurrence, overlapping ones included: a match
+            // state lists all patterns that end at this byte.
+            let mut scan = |text: &str| {
+                let mut sid = *start;
+                for &b in text.as_bytes() {
+                    sid = dfa.next_state(Anchored::No, sid, b);
+                    if dfa.is_special(sid) && dfa.is_match(sid) {
+                        for k in 0..dfa.match_len(sid) {
+                            let pid = dfa.match_pattern(sid, k);
+                            consider(self.keyword_rule[pid.as_usize()], &mut best);
+                        }
+                    }
                 }
+            };
+            scan(input.template);
+            if let Some(t) = input.exception_type {
+                scan(t);
+            }
+            for f in input.frames {
+                scan(f);
             }
         }
         for &idx in &self.always {
@@ -376,6 +492,42 @@ mod tests {
         assert_eq!(m("a", None, Some(404)), UNCATEGORIZED);
         assert_eq!(m("x", Some("KeyError"), None), "e");
         assert_eq!(m("y", Some("KeyError"), None), UNCATEGORIZED);
+    }
+
+    #[test]
+    fn memo_is_exact_and_per_pack() {
+        let a = RulePack::new(
+            &RulePack::parse_yaml("rules:\n- {category: a, priority: P1, keywords: [boom]}\n")
+                .unwrap(),
+        )
+        .unwrap();
+        let b = RulePack::new(
+            &RulePack::parse_yaml("rules:\n- {category: b, priority: P2, keywords: [boom]}\n")
+                .unwrap(),
+        )
+        .unwrap();
+        for _ in 0..2 {
+            assert_eq!(cat(&a, "big boom"), "a");
+            assert_eq!(cat(&b, "big boom"), "b");
+            assert_eq!(cat(&a, "big bam"), UNCATEGORIZED);
+        }
+        let frames = vec!["m:boom".to_string()];
+        let with = |exc, frames: &[String]| {
+            a.categorize(&MatchInput {
+                template: "x",
+                exception_type: exc,
+                http_status: None,
+                frames,
+            })
+            .name
+            .to_string()
+        };
+        assert_eq!(with(None, &[]), UNCATEGORIZED);
+        assert_eq!(with(Some("Boom"), &[]), "a");
+        assert_eq!(with(None, &frames), "a");
+        assert_eq!(with(None, &[]), UNCATEGORIZED);
+        let long = format!("{} boom", "x".repeat(2 * MEMO_MAX_KEY));
+        assert_eq!(cat(&a, &long), "a");
     }
 
     #[test]

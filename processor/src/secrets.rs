@@ -8,6 +8,7 @@
 //! tokens), because context alone misses pasted tokens and shape alone misses
 //! short passwords.
 
+use crate::mask::WordSet;
 use std::borrow::Cow;
 
 /// What a redacted secret is replaced with in samples.
@@ -16,44 +17,60 @@ pub const REDACTED: &str = "REDACTED";
 /// Key names whose values are credentials. Compared case-insensitively
 /// against the whole key or its last `_`/`-`/`.` separated part, so
 /// `db_password`, `X-Api-Key` and `client.secret` all count.
-const SENSITIVE_KEYS: &[&str] = &[
-    "password",
-    "passwd",
-    "pwd",
-    "pass",
-    "secret",
-    "token",
-    "key",
-    "apikey",
-    "api_key",
-    "auth",
-    "authorization",
-    "credential",
-    "credentials",
-    "jwt",
-    "bearer",
-    "cookie",
-    "session",
-    "sessionid",
-    "signature",
-    "sig",
-    "private_key",
-    "access_token",
-    "refresh_token",
-    "client_secret",
-];
+static SENSITIVE_KEYS: WordSet = WordSet::new(&[
+    b"password",
+    b"passwd",
+    b"pwd",
+    b"pass",
+    b"secret",
+    b"token",
+    b"key",
+    b"apikey",
+    b"api_key",
+    b"auth",
+    b"authorization",
+    b"credential",
+    b"credentials",
+    b"jwt",
+    b"bearer",
+    b"cookie",
+    b"session",
+    b"sessionid",
+    b"signature",
+    b"sig",
+    b"private_key",
+    b"access_token",
+    b"refresh_token",
+    b"client_secret",
+]);
 
 /// True when `key` names a credential (`password`, `api_key`, `X-Auth-Token`…).
 pub fn is_sensitive_key(key: &str) -> bool {
-    let k = key.trim_matches(|c: char| c == '"' || c == '\'' || c == '-' || c == '_');
+    let trim = |b: &u8| matches!(b, b'"' | b'\'' | b'-' | b'_');
+    let mut k = key.as_bytes();
+    while let [first, rest @ ..] = k {
+        if !trim(first) {
+            break;
+        }
+        k = rest;
+    }
+    while let [rest @ .., last] = k {
+        if !trim(last) {
+            break;
+        }
+        k = rest;
+    }
     if k.is_empty() || k.len() > 40 {
         return false;
     }
-    if SENSITIVE_KEYS.iter().any(|s| s.eq_ignore_ascii_case(k)) {
+    if SENSITIVE_KEYS.contains_ignore_case(k) {
         return true;
     }
-    let last = k.rsplit(['_', '-', '.']).next().unwrap_or(k);
-    SENSITIVE_KEYS.iter().any(|s| s.eq_ignore_ascii_case(last))
+    let last = match k.iter().rposition(|&b| matches!(b, b'_' | b'-' | b'.')) {
+        Some(p) => &k[p + 1..],
+        None => k,
+    };
+    SENSITIVE_KEYS.contains_ignore_case(last)
 }
 
 /// True for the names of HTTP auth schemes, in any case (`Bearer`, `basic`, …):
@@ -70,7 +87,7 @@ pub fn is_auth_scheme(word: &str) -> bool {
 /// credential in the next word. Lowercase prose (`allowing basic
 /// functionality`, `a token was refused`) does not.
 pub fn announces_credential(word: &str) -> bool {
-    is_auth_scheme(word) && word.as_bytes()[0].is_ascii_uppercase()
+    word.as_bytes().first().is_some_and(u8::is_ascii_uppercase) && is_auth_scheme(word)
 }
 
 /// A JSON Web Token: three base64url parts separated by dots, the first
