@@ -5,6 +5,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use log_gardener::cli;
 
+/// mimalloc instead of the system allocator (feature `mimalloc`, default):
+/// decoding OTLP allocates a string per attribute key and value, and the
+/// allocator was the largest single cost of a record (benches/README.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     cli::init_logging(&cli);
