@@ -19,7 +19,7 @@ set -euo pipefail
 
 DURATION=${DURATION:-15s}
 CONCURRENCY=${CONCURRENCY:-4}
-BATCH=${BATCH:-100}
+BATCH=${BATCH:-512}                 # the OpenTelemetry SDKs' default export batch
 PROTOCOL=${PROTOCOL:-grpc}          # grpc | http
 SIGNAL=${SIGNAL:-logs}              # logs | traces | mixed
 RATE=${RATE:-}                      # total records/s; empty = closed loop
@@ -33,6 +33,7 @@ ROTEL_BIN=${ROTEL_BIN:-}            # path to rotel-agent; else PATH, then insid
 SKIP_BUILD=${SKIP_BUILD:-0}
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-30}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/lg-e2e.XXXXXX)}
+mkdir -p "$OUT_DIR"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}

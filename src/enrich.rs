@@ -2,6 +2,8 @@
 //! processor on a batch, merges its tally into the shared state under one
 //! short lock, and turns the result into metric increments.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +23,55 @@ use crate::telemetry;
 pub struct Enricher {
     processor: Processor,
     state: Mutex<State>,
+    counters: Mutex<CounterCache>,
+}
+
+/// Counter handles by metric name and label values.
+///
+/// `metrics::counter!` with labels builds a key (allocating the label
+/// strings), hashes it and looks it up in both recorders behind the fan-out
+/// on every call; a batch makes dozens of such increments. The handles are
+/// kept here instead, so that an increment costs one hash of the label values
+/// and a comparison. It holds the label sets the recorders hold anyway, so it
+/// is bounded by the same signature budget and SLI series.
+#[derive(Default)]
+struct CounterCache {
+    counters: HashMap<u64, Vec<CachedCounter>>,
+}
+
+/// Metric name, label values, handle.
+type CachedCounter = (&'static str, Box<[Box<str>]>, metrics::Counter);
+
+impl CounterCache {
+    /// Adds `by` to the counter `name{labels}`; `register` makes the handle
+    /// the first time (a `metrics::counter!` with the same name and labels).
+    fn increment(
+        &mut self,
+        name: &'static str,
+        values: &[&str],
+        by: u64,
+        register: impl FnOnce() -> metrics::Counter,
+    ) {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        name.hash(&mut hasher);
+        values.hash(&mut hasher);
+        let entries = self.counters.entry(hasher.finish()).or_default();
+        let same = |(n, v, _): &&CachedCounter| {
+            *n == name && v.len() == values.len() && v.iter().zip(values).all(|(a, b)| **a == **b)
+        };
+        match entries.iter().find(same) {
+            Some((_, _, counter)) => counter.increment(by),
+            None => {
+                let counter = register();
+                counter.increment(by);
+                entries.push((
+                    name,
+                    values.iter().map(|v| Box::from(*v)).collect(),
+                    counter,
+                ));
+            }
+        }
+    }
 }
 
 fn now_unix_nano() -> u64 {
@@ -34,7 +85,11 @@ impl Enricher {
         let processor =
             Processor::new(config).map_err(|e| anyhow::anyhow!("processors.gardener: {e}"))?;
         let state = Mutex::new(State::new(config, &processor));
-        Ok(Self { processor, state })
+        Ok(Self {
+            processor,
+            state,
+            counters: Mutex::default(),
+        })
     }
 
     /// Enriches the batch in place (when enabled) and counts what it found.
@@ -52,29 +107,58 @@ impl Enricher {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             state.merge(&tally, now_unix_nano())
         };
-        for count in merged.signatures {
-            metrics::counter!(telemetry::ERROR_SIGNATURE,
-                "service" => count.service, "signature" => count.signature,
-                "category" => count.category, "severity" => count.severity)
-            .increment(count.count);
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        for count in &merged.signatures {
+            let values = [
+                count.service.as_str(),
+                count.signature.as_str(),
+                count.category.as_str(),
+                count.severity,
+            ];
+            counters.increment(telemetry::ERROR_SIGNATURE, &values, count.count, || {
+                metrics::counter!(telemetry::ERROR_SIGNATURE,
+                    "service" => count.service.clone(), "signature" => count.signature.clone(),
+                    "category" => count.category.clone(), "severity" => count.severity)
+            });
         }
-        for (service, count) in merged.overflowed {
-            metrics::counter!(telemetry::SIGNATURE_OVERFLOW, "service" => service).increment(count);
+        for (service, count) in &merged.overflowed {
+            counters.increment(
+                telemetry::SIGNATURE_OVERFLOW,
+                &[service.as_str()],
+                *count,
+                || metrics::counter!(telemetry::SIGNATURE_OVERFLOW, "service" => service.clone()),
+            );
         }
         for (service, state, count) in tally.trace_context() {
-            metrics::counter!(telemetry::TRACE_CONTEXT, "service" => service.to_string(), "state" => state.as_str())
-                .increment(count);
+            counters.increment(
+                telemetry::TRACE_CONTEXT,
+                &[service, state.as_str()],
+                count,
+                || metrics::counter!(telemetry::TRACE_CONTEXT, "service" => service.to_string(), "state" => state.as_str()),
+            );
         }
         for (service, rule, count) in tally.id_violations() {
-            metrics::counter!(telemetry::ID_CONSISTENCY_VIOLATIONS, "service" => service.to_string(), "rule" => rule.to_string())
-                .increment(count);
+            counters.increment(
+                telemetry::ID_CONSISTENCY_VIOLATIONS,
+                &[service, rule],
+                count,
+                || metrics::counter!(telemetry::ID_CONSISTENCY_VIOLATIONS, "service" => service.to_string(), "rule" => rule.to_string()),
+            );
         }
         let engine = self.processor.sli_engine();
         for (sli, values, events, bad) in tally.sli_counts() {
-            let labels = sli_labels(engine.name(sli), engine.label_names(sli), values);
-            metrics::counter!(telemetry::SLI_EVENTS, &labels).increment(events);
+            let name = engine.name(sli);
+            let mut key: Vec<&str> = Vec::with_capacity(values.len() + 1);
+            key.push(name);
+            key.extend(values.iter().map(String::as_str));
+            let labels = || sli_labels(name, engine.label_names(sli), values);
+            counters.increment(telemetry::SLI_EVENTS, &key, events, || {
+                metrics::counter!(telemetry::SLI_EVENTS, &labels())
+            });
             // Touch the bad counter even at 0, so the ratio's numerator exists.
-            metrics::counter!(telemetry::SLI_BAD_EVENTS, &labels).increment(bad);
+            counters.increment(telemetry::SLI_BAD_EVENTS, &key, bad, || {
+                metrics::counter!(telemetry::SLI_BAD_EVENTS, &labels())
+            });
         }
     }
 
@@ -211,5 +295,38 @@ fn alert_record(status: &gardener_processor::sli::SliStatus, firing: bool, now: 
         }),
         attributes,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_cache_registers_each_label_set_once() {
+        let mut cache = CounterCache::default();
+        let mut registered = Vec::new();
+        let mut inc = |cache: &mut CounterCache, name, values: &[&str]| {
+            cache.increment(name, values, 1, || {
+                registered.push((name, values.join(",")));
+                metrics::Counter::noop()
+            })
+        };
+        inc(&mut cache, telemetry::TRACE_CONTEXT, &["api", "present"]);
+        inc(&mut cache, telemetry::TRACE_CONTEXT, &["api", "present"]);
+        inc(&mut cache, telemetry::TRACE_CONTEXT, &["api", "missing"]);
+        inc(&mut cache, telemetry::SLI_EVENTS, &["api", "missing"]);
+        // Label boundaries are part of the key: ["ap", "ipresent"] is another set.
+        inc(&mut cache, telemetry::TRACE_CONTEXT, &["ap", "ipresent"]);
+        inc(&mut cache, telemetry::TRACE_CONTEXT, &["api", "missing"]);
+        assert_eq!(
+            registered,
+            [
+                (telemetry::TRACE_CONTEXT, "api,present".to_string()),
+                (telemetry::TRACE_CONTEXT, "api,missing".to_string()),
+                (telemetry::SLI_EVENTS, "api,missing".to_string()),
+                (telemetry::TRACE_CONTEXT, "ap,ipresent".to_string()),
+            ]
+        );
     }
 }

@@ -274,7 +274,7 @@ impl Processor {
                     );
                     drop(view);
                     if let Some(signature) = signature {
-                        annotate(&mut record.attributes, &signature);
+                        annotate(&mut record.attributes, signature);
                     }
                 }
             }
@@ -304,7 +304,7 @@ impl Processor {
                     self.classify(&view, signature.as_ref(), &span.attributes, resource, tally);
                     drop(view);
                     if let Some(signature) = signature {
-                        annotate(&mut span.attributes, &signature);
+                        annotate(&mut span.attributes, signature);
                     }
                 }
             }
@@ -435,13 +435,31 @@ fn push_str(attrs: &mut Vec<KeyValue>, key: &str, value: &str) {
     attrs.push(build::key_value(key, build::string(value)));
 }
 
-/// Adds the signature attributes (a contract: see design.md).
-fn annotate(attrs: &mut Vec<KeyValue>, signature: &Signature) {
-    push_str(attrs, attributes::SIGNATURE, &signature.hex());
+/// Adds the signature attributes (a contract: see design.md); the template
+/// moves into the last of them instead of being copied once more.
+fn annotate(attrs: &mut Vec<KeyValue>, signature: Signature) {
+    attrs.reserve(5);
+    attrs.push(build::key_value(
+        attributes::SIGNATURE,
+        gardener_proto::otlp::common::v1::AnyValue {
+            value: Some(Value::StringValue(fingerprint_hex(signature.fingerprint))),
+        },
+    ));
     push_str(attrs, attributes::TEMPLATE, &signature.template);
     push_str(attrs, attributes::CATEGORY, &signature.category);
     push_str(attrs, attributes::PRIORITY, signature.priority.as_str());
-    push_str(attrs, attributes::LOG_RECORD_TEMPLATE, &signature.template);
+    attrs.push(build::key_value(
+        attributes::LOG_RECORD_TEMPLATE,
+        gardener_proto::otlp::common::v1::AnyValue {
+            value: Some(Value::StringValue(signature.template)),
+        },
+    ));
+}
+
+/// The fingerprint as 16 lowercase hex digits (what `Signature::hex` gives,
+/// without going through the formatter).
+fn fingerprint_hex(fingerprint: u64) -> String {
+    hex_id(&fingerprint.to_be_bytes())
 }
 
 #[cfg(test)]
@@ -468,6 +486,21 @@ mod tests {
                 ..Default::default()
             }],
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fingerprint_hex_is_signature_hex() {
+        for fingerprint in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let signature = Signature {
+                fingerprint,
+                template: String::new(),
+                category: "x".into(),
+                priority: crate::rules::Priority::P3,
+                exception_type: None,
+                top_frames: Vec::new(),
+            };
+            assert_eq!(fingerprint_hex(fingerprint), signature.hex());
         }
     }
 

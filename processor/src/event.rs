@@ -163,16 +163,113 @@ fn as_status(v: &AnyValue) -> Option<u16> {
     (100..=599).contains(&n).then_some(n as u16)
 }
 
+/// The attributes the view reads, found in one pass over a record's
+/// attributes instead of one scan per key: slot `i` holds the value of the
+/// first attribute whose key is [`ATTR_KEYS`]`[i]`. Lookups then follow each
+/// field's key order, exactly as a scan per key would (the first key that is
+/// present with a value that has text wins; an empty text is no value).
+struct AttrIndex<'a> {
+    slots: [Option<&'a AnyValue>; ATTR_KEYS.len()],
+}
+
+const EXCEPTION_TYPE: usize = 0;
+const EXCEPTION_MESSAGE: usize = 1;
+const EXCEPTION_STACKTRACE: usize = 2;
+const ERROR_TYPE: usize = 3;
+const HTTP_RESPONSE_STATUS_CODE: usize = 4;
+const HTTP_STATUS_CODE: usize = 5;
+const HTTP_REQUEST_METHOD: usize = 6;
+const HTTP_METHOD: usize = 7;
+const HTTP_ROUTE: usize = 8;
+const URL_PATH: usize = 9;
+const HTTP_TARGET: usize = 10;
+const CODE_FUNCTION_NAME: usize = 11;
+const CODE_FUNCTION: usize = 12;
+const CODE_FILE_PATH: usize = 13;
+const CODE_FILEPATH: usize = 14;
+const MESSAGE: usize = 15;
+const MSG: usize = 16;
+const TEXT_PAYLOAD: usize = 17;
+
+/// The keys of [`AttrIndex`] slots, by slot.
+const ATTR_KEYS: [&str; 18] = [
+    "exception.type",
+    "exception.message",
+    "exception.stacktrace",
+    "error.type",
+    "http.response.status_code",
+    "http.status_code",
+    "http.request.method",
+    "http.method",
+    "http.route",
+    "url.path",
+    "http.target",
+    "code.function.name",
+    "code.function",
+    "code.file.path",
+    "code.filepath",
+    "message",
+    "msg",
+    "textPayload",
+];
+
+/// The slot of `key`: a switch on the length first, so that the attributes
+/// the view does not read cost one comparison of lengths, or a few.
+fn attr_slot(key: &str) -> Option<usize> {
+    let candidates: &[usize] = match key.len() {
+        3 => &[MSG],
+        7 => &[MESSAGE],
+        8 => &[URL_PATH],
+        10 => &[ERROR_TYPE, HTTP_ROUTE],
+        11 => &[HTTP_METHOD, HTTP_TARGET, TEXT_PAYLOAD],
+        13 => &[CODE_FUNCTION, CODE_FILEPATH],
+        14 => &[EXCEPTION_TYPE, CODE_FILE_PATH],
+        16 => &[HTTP_STATUS_CODE],
+        17 => &[EXCEPTION_MESSAGE],
+        18 => &[CODE_FUNCTION_NAME],
+        19 => &[HTTP_REQUEST_METHOD],
+        20 => &[EXCEPTION_STACKTRACE],
+        25 => &[HTTP_RESPONSE_STATUS_CODE],
+        _ => return None,
+    };
+    candidates.iter().copied().find(|&i| ATTR_KEYS[i] == key)
+}
+
+impl<'a> AttrIndex<'a> {
+    fn new(attrs: &'a [KeyValue]) -> Self {
+        let mut slots = [None; ATTR_KEYS.len()];
+        let mut seen = 0u32;
+        for kv in attrs {
+            if let Some(i) = attr_slot(&kv.key) {
+                if seen & (1 << i) == 0 {
+                    seen |= 1 << i;
+                    slots[i] = kv.value.as_ref();
+                }
+            }
+        }
+        AttrIndex { slots }
+    }
+
+    /// The first of `keys` whose value has text; `None` when that text is empty.
+    fn text(&self, keys: &[usize]) -> Option<Cow<'a, str>> {
+        keys.iter()
+            .find_map(|&k| self.slots[k].and_then(as_text))
+            .filter(|s| !s.is_empty())
+    }
+
+    fn status(&self) -> Option<u16> {
+        [HTTP_RESPONSE_STATUS_CODE, HTTP_STATUS_CODE]
+            .iter()
+            .find_map(|&k| self.slots[k].and_then(as_status))
+    }
+}
+
+/// The same lookup as [`AttrIndex::text`] for a list scanned once (span
+/// events): a scan per key.
 fn text_attr<'a>(attrs: &'a [KeyValue], keys: &[&str]) -> Option<Cow<'a, str>> {
     keys.iter()
         .find_map(|k| find(attrs, k).and_then(as_text))
         .filter(|s| !s.is_empty())
-}
-
-fn status_attr(attrs: &[KeyValue]) -> Option<u16> {
-    ["http.response.status_code", "http.status_code"]
-        .iter()
-        .find_map(|k| find(attrs, k).and_then(as_status))
 }
 
 const MESSAGE_KEYS: [&str; 3] = ["message", "msg", "textPayload"];
@@ -180,7 +277,7 @@ const MESSAGE_KEYS: [&str; 3] = ["message", "msg", "textPayload"];
 impl<'a> EventView<'a> {
     /// The view of a log record.
     pub fn from_log(resource: Option<&'a Resource>, record: &'a LogRecord) -> Self {
-        let attrs = &record.attributes[..];
+        let attrs = AttrIndex::new(&record.attributes);
         let mut severity_number = record.severity_number;
         if severity_number == 0 {
             severity_number = severity_from_text(&record.severity_text);
@@ -191,14 +288,14 @@ impl<'a> EventView<'a> {
             severity_number,
             severity_text: &record.severity_text,
             message: Cow::Borrowed(""),
-            exception_type: text_attr(attrs, &["exception.type"]),
-            exception_message: text_attr(attrs, &["exception.message"]),
-            stacktrace: text_attr(attrs, &["exception.stacktrace"]),
-            http_status: status_attr(attrs),
-            http_method: text_attr(attrs, &["http.request.method", "http.method"]),
-            http_route: text_attr(attrs, &["http.route", "url.path", "http.target"]),
-            code_function: text_attr(attrs, &["code.function.name", "code.function"]),
-            code_file: text_attr(attrs, &["code.file.path", "code.filepath"]),
+            exception_type: attrs.text(&[EXCEPTION_TYPE]),
+            exception_message: attrs.text(&[EXCEPTION_MESSAGE]),
+            stacktrace: attrs.text(&[EXCEPTION_STACKTRACE]),
+            http_status: attrs.status(),
+            http_method: attrs.text(&[HTTP_REQUEST_METHOD, HTTP_METHOD]),
+            http_route: attrs.text(&[HTTP_ROUTE, URL_PATH, HTTP_TARGET]),
+            code_function: attrs.text(&[CODE_FUNCTION_NAME, CODE_FUNCTION]),
+            code_file: attrs.text(&[CODE_FILE_PATH, CODE_FILEPATH]),
             span_kind: None,
             span_name: None,
             span_status_error: false,
@@ -221,7 +318,7 @@ impl<'a> EventView<'a> {
             }
         }
         if v.message.is_empty() {
-            if let Some(m) = text_attr(attrs, &MESSAGE_KEYS) {
+            if let Some(m) = attrs.text(&[MESSAGE, MSG, TEXT_PAYLOAD]) {
                 v.message = m;
             }
         }
@@ -316,7 +413,7 @@ impl<'a> EventView<'a> {
     /// The view of a span: its status message (or name) is the message, an
     /// `exception` event supplies exception facts.
     pub fn from_span(resource: Option<&'a Resource>, span: &'a Span) -> Self {
-        let attrs = &span.attributes[..];
+        let attrs = AttrIndex::new(&span.attributes);
         let status_error = span
             .status
             .as_ref()
@@ -340,14 +437,14 @@ impl<'a> EventView<'a> {
             } else {
                 status_message
             }),
-            exception_type: text_attr(attrs, &["exception.type", "error.type"]),
-            exception_message: text_attr(attrs, &["exception.message"]),
-            stacktrace: text_attr(attrs, &["exception.stacktrace"]),
-            http_status: status_attr(attrs),
-            http_method: text_attr(attrs, &["http.request.method", "http.method"]),
-            http_route: text_attr(attrs, &["http.route", "url.path", "http.target"]),
-            code_function: text_attr(attrs, &["code.function.name", "code.function"]),
-            code_file: text_attr(attrs, &["code.file.path", "code.filepath"]),
+            exception_type: attrs.text(&[EXCEPTION_TYPE, ERROR_TYPE]),
+            exception_message: attrs.text(&[EXCEPTION_MESSAGE]),
+            stacktrace: attrs.text(&[EXCEPTION_STACKTRACE]),
+            http_status: attrs.status(),
+            http_method: attrs.text(&[HTTP_REQUEST_METHOD, HTTP_METHOD]),
+            http_route: attrs.text(&[HTTP_ROUTE, URL_PATH, HTTP_TARGET]),
+            code_function: attrs.text(&[CODE_FUNCTION_NAME, CODE_FUNCTION]),
+            code_file: attrs.text(&[CODE_FILE_PATH, CODE_FILEPATH]),
             span_kind: Some(span.kind),
             span_name: Some(span.name.as_str()),
             span_status_error: status_error,
@@ -506,6 +603,44 @@ mod tests {
         assert_eq!(v.message, "invoke_agent triage");
         assert_eq!(v.exception_type.as_deref(), Some("TimeoutError"));
         assert_eq!(v.span_kind, Some(2));
+    }
+
+    #[test]
+    fn every_indexed_key_has_its_slot() {
+        for (i, key) in ATTR_KEYS.iter().enumerate() {
+            assert_eq!(attr_slot(key), Some(i), "{key}");
+        }
+        assert_eq!(attr_slot("http.routes"), None);
+        assert_eq!(attr_slot("service.name"), None);
+        assert_eq!(attr_slot(""), None);
+    }
+
+    #[test]
+    fn indexed_lookups_keep_key_precedence_not_attribute_order() {
+        // `http.route` wins over `url.path` even when it comes later; the
+        // first of duplicate keys wins; an empty winner is no value.
+        let rec = LogRecord {
+            attributes: vec![
+                kv("url.path", s("/threads/1")),
+                kv("http.route", s("/threads/{id}")),
+                kv("http.route", s("/ignored")),
+                kv("http.method", s("GET")),
+                kv("http.request.method", s("")),
+                kv("http.status_code", i(404)),
+                kv("code.function", i(7)),
+                kv("msg", s("from msg")),
+            ],
+            ..Default::default()
+        };
+        let v = EventView::from_log(None, &rec);
+        assert_eq!(v.http_route.as_deref(), Some("/threads/{id}"));
+        assert_eq!(
+            v.http_method, None,
+            "the empty preferred key hides the legacy one"
+        );
+        assert_eq!(v.http_status, Some(404));
+        assert_eq!(v.code_function.as_deref(), Some("7"));
+        assert_eq!(v.message, "from msg");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod grpc;
 pub mod http;
+pub mod sink;
 pub mod stats;
 pub mod workload;
 
@@ -58,6 +59,16 @@ pub struct LoadgenArgs {
     /// Tokio worker threads of the generator (pin the process with taskset).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Stop after this many requests in total (split across the workers),
+    /// or at `--duration`, whichever comes first: a fixed amount of work, for
+    /// instruction counts (`valgrind --tool=callgrind` on the collector).
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Do not send: serve an OTLP/gRPC blackhole on this address (answers
+    /// every Export without decoding it) for `--duration`, to measure how fast
+    /// the generator itself can send.
+    #[arg(long, value_name = "ADDR")]
+    pub sink: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -163,6 +174,10 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .thread_name("loadgen")
         .build()?;
+    if let Some(addr) = &args.sink {
+        runtime.block_on(sink::serve(addr, Some(args.duration)))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     runtime.block_on(run_async(args))
 }
 
@@ -236,6 +251,11 @@ async fn run_async(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
         let timeout = args.timeout;
         let concurrency = args.concurrency;
         let pool = args.pool;
+        // Worker `slot` sends its share of `--requests` (the first ones get the remainder).
+        let quota = args.requests.map(|n| {
+            let c = concurrency as u64;
+            n / c + u64::from((slot as u64) < n % c)
+        });
         handles.push(tokio::spawn(async move {
             worker(
                 slot,
@@ -247,6 +267,7 @@ async fn run_async(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
                 interval,
                 concurrency,
                 pool,
+                quota,
             )
             .await
         }));
@@ -317,6 +338,7 @@ async fn worker(
     interval: Option<Duration>,
     concurrency: usize,
     pool: usize,
+    quota: Option<u64>,
 ) -> WorkerStats {
     let mut stats = WorkerStats::default();
     // Stagger the paced workers so they do not send in lockstep.
@@ -327,7 +349,7 @@ async fn worker(
     let mut k: usize = 0;
     loop {
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline || quota.is_some_and(|q| stats.requests >= q) {
             break;
         }
         if let Some(interval) = interval {

@@ -10,6 +10,9 @@
 use std::borrow::Cow;
 use std::io::Write as _;
 
+use std::cell::Cell;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue};
 use regex::Regex;
 
@@ -40,6 +43,127 @@ pub struct SliMatch<'a> {
 #[derive(Debug)]
 pub struct SliEngine {
     defs: Vec<SliDef>,
+    /// Literal prefilters of the message and span-name regexes.
+    message_prefilter: Option<Prefilter>,
+    span_name_prefilter: Option<Prefilter>,
+}
+
+/// Which prefiltered regexes may match one haystack, computed at most once
+/// per event and only if a matcher gets as far as its regex.
+struct Possible<'p> {
+    prefilter: Option<&'p Prefilter>,
+    bits: Cell<Option<u64>>,
+}
+
+impl Possible<'_> {
+    /// False only when the regex in prefilter slot `slot` cannot match `haystack`.
+    fn may_match(&self, slot: Option<u8>, haystack: &str) -> bool {
+        let (Some(slot), Some(prefilter)) = (slot, self.prefilter) else {
+            return true;
+        };
+        let bits = match self.bits.get() {
+            Some(bits) => bits,
+            None => {
+                let bits = prefilter.scan(haystack);
+                self.bits.set(Some(bits));
+                bits
+            }
+        };
+        bits & (1 << slot) != 0
+    }
+}
+
+/// One pass of a case-insensitive Aho-Corasick automaton over a haystack
+/// tells which regexes can match it at all: every match of a regex starts
+/// with one of its literal prefixes (extracted by `regex-syntax`), so a regex
+/// none of whose prefixes occurs cannot match and is not run. Most records
+/// match no SLI regex, and the automaton's one pass is much cheaper than
+/// running each regex.
+#[derive(Debug)]
+struct Prefilter {
+    automaton: AhoCorasick,
+    /// Per automaton pattern: the regex slots it stands for (a bit each).
+    owners: Vec<u64>,
+}
+
+/// At most this many regexes per haystack kind get a prefilter slot (bits of a `u64`).
+const PREFILTER_SLOTS: usize = 64;
+
+impl Prefilter {
+    /// A prefilter for `patterns` (slot = index); `None` if none qualifies.
+    /// `slots[i]` is set for the patterns that got one.
+    fn build(patterns: &[&str], slots: &mut [Option<u8>]) -> Option<Prefilter> {
+        let mut literals: Vec<(Vec<u8>, u64)> = Vec::new();
+        for (i, pattern) in patterns.iter().enumerate().take(PREFILTER_SLOTS) {
+            let Some(prefixes) = literal_prefixes(pattern) else {
+                continue;
+            };
+            slots[i] = Some(i as u8);
+            for literal in prefixes {
+                match literals.iter_mut().find(|(l, _)| *l == literal) {
+                    Some((_, owners)) => *owners |= 1 << i,
+                    None => literals.push((literal, 1 << i)),
+                }
+            }
+        }
+        if literals.is_empty() {
+            return None;
+        }
+        let automaton = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(literals.iter().map(|(l, _)| l))
+            .or_else(|_| {
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(literals.iter().map(|(l, _)| l))
+            })
+            .ok();
+        let Some(automaton) = automaton else {
+            slots.iter_mut().for_each(|s| *s = None);
+            return None;
+        };
+        Some(Prefilter {
+            automaton,
+            owners: literals.into_iter().map(|(_, o)| o).collect(),
+        })
+    }
+
+    /// The slots whose regex may match `haystack`.
+    fn scan(&self, haystack: &str) -> u64 {
+        let mut bits = 0;
+        for m in self.automaton.find_overlapping_iter(haystack) {
+            bits |= self.owners[m.pattern().as_usize()];
+        }
+        bits
+    }
+}
+
+/// Literal prefixes, ASCII-lowercased and deduplicated, such that every
+/// match of `pattern` starts with one of them; `None` when there is no such
+/// finite set of non-empty literals (the regex then always runs). Parsed
+/// with the same defaults as `regex::Regex::new`.
+fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let literals = seq.literals()?;
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for literal in literals {
+        let bytes = literal.as_bytes().to_ascii_lowercase();
+        if bytes.is_empty() {
+            return None;
+        }
+        if !out.contains(&bytes) {
+            out.push(bytes);
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 #[derive(Debug)]
@@ -66,12 +190,18 @@ impl SliEngine {
                 message: format!("clear_factor {} is not in (0, 1]", config.clear_factor),
             });
         }
-        let defs = config
+        let mut defs: Vec<SliDef> = config
             .effective()
             .into_iter()
             .map(|(name, def)| SliDef::compile(name, def))
             .collect::<Result<_, _>>()?;
-        Ok(SliEngine { defs })
+        let message_prefilter = build_prefilter(&mut defs, |m| &mut m.message);
+        let span_name_prefilter = build_prefilter(&mut defs, |m| &mut m.span_name);
+        Ok(SliEngine {
+            defs,
+            message_prefilter,
+            span_name_prefilter,
+        })
     }
 
     /// The built-in SLIs with their default settings.
@@ -131,11 +261,21 @@ impl SliEngine {
     where
         F: FnMut(SliMatch<'_>),
     {
+        let possible = Haystacks {
+            message: Possible {
+                prefilter: self.message_prefilter.as_ref(),
+                bits: Cell::new(None),
+            },
+            span_name: Possible {
+                prefilter: self.span_name_prefilter.as_ref(),
+                bits: Cell::new(None),
+            },
+        };
         for (i, def) in self.defs.iter().enumerate() {
-            if !def.events.iter().any(|m| m.matches(ev)) {
+            if !def.events.iter().any(|m| m.matches(ev, &possible)) {
                 continue;
             }
-            let bad = def.bad.iter().any(|m| m.matches(ev));
+            let bad = def.bad.iter().any(|m| m.matches(ev, &possible));
             let mut labels: [Cow<'_, str>; MAX_LABELS] = std::array::from_fn(|_| Cow::Borrowed(""));
             for (slot, src) in labels.iter_mut().zip(&def.label_sources) {
                 *slot = match src {
@@ -163,6 +303,55 @@ impl SliEngine {
             ))
         });
         v
+    }
+}
+
+/// The prefilter states of one event's two regex haystacks.
+struct Haystacks<'p> {
+    message: Possible<'p>,
+    span_name: Possible<'p>,
+}
+
+/// Builds the prefilter of one kind of regex (`field` picks it from a
+/// matcher) over all matchers, and gives each matcher its slot.
+fn build_prefilter(
+    defs: &mut [SliDef],
+    field: impl Fn(&mut Matcher) -> &mut Option<PrefilteredRegex>,
+) -> Option<Prefilter> {
+    let mut matchers: Vec<&mut Matcher> = defs
+        .iter_mut()
+        .flat_map(|d| d.events.iter_mut().chain(d.bad.iter_mut()))
+        .collect();
+    let patterns: Vec<String> = matchers
+        .iter_mut()
+        .filter_map(|m| field(m).as_ref().map(|r| r.regex.as_str().to_string()))
+        .collect();
+    let pattern_refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+    let mut slots = vec![None; patterns.len()];
+    let prefilter = Prefilter::build(&pattern_refs, &mut slots);
+    let mut next = slots.into_iter();
+    for m in matchers.iter_mut() {
+        if let Some(r) = field(m).as_mut() {
+            r.slot = next.next().flatten();
+        }
+    }
+    prefilter
+}
+
+/// A regex and its slot in the engine's prefilter (`None`: always run it).
+#[derive(Debug)]
+struct PrefilteredRegex {
+    regex: Regex,
+    slot: Option<u8>,
+}
+
+impl PrefilteredRegex {
+    fn new(regex: Regex) -> Self {
+        PrefilteredRegex { regex, slot: None }
+    }
+
+    fn is_match(&self, haystack: &str, possible: &Possible<'_>) -> bool {
+        possible.may_match(self.slot, haystack) && self.regex.is_match(haystack)
     }
 }
 
@@ -233,8 +422,8 @@ struct Matcher {
     category: Option<Box<str>>,
     category_prefix: Option<Box<str>>,
     attributes: Vec<AttrMatcher>,
-    span_name: Option<Regex>,
-    message: Option<Regex>,
+    span_name: Option<PrefilteredRegex>,
+    message: Option<PrefilteredRegex>,
 }
 
 #[derive(Debug)]
@@ -304,13 +493,22 @@ impl Matcher {
             category: m.category.map(Into::into),
             category_prefix: m.category_prefix.map(Into::into),
             attributes,
-            span_name: m.span_name.as_deref().map(|p| regex(sli, p)).transpose()?,
-            message: m.message.as_deref().map(|p| regex(sli, p)).transpose()?,
+            span_name: m
+                .span_name
+                .as_deref()
+                .map(|p| regex(sli, p).map(PrefilteredRegex::new))
+                .transpose()?,
+            message: m
+                .message
+                .as_deref()
+                .map(|p| regex(sli, p).map(PrefilteredRegex::new))
+                .transpose()?,
         })
     }
 
-    /// Cheap conditions first, then attributes, then regexes.
-    fn matches(&self, ev: &SliEvent<'_>) -> bool {
+    /// Cheap conditions first, then attributes, then regexes (each behind
+    /// the engine's literal prefilter).
+    fn matches(&self, ev: &SliEvent<'_>, possible: &Haystacks<'_>) -> bool {
         if self.signal.is_some_and(|s| s != ev.signal) {
             return false;
         }
@@ -354,12 +552,15 @@ impl Matcher {
             return false;
         }
         if let Some(re) = &self.span_name {
-            if !ev.span_name.is_some_and(|n| re.is_match(n)) {
+            if !ev
+                .span_name
+                .is_some_and(|n| re.is_match(n, &possible.span_name))
+            {
                 return false;
             }
         }
         if let Some(re) = &self.message {
-            if !re.is_match(ev.message) {
+            if !re.is_match(ev.message, &possible.message) {
                 return false;
             }
         }
@@ -477,6 +678,97 @@ mod tests {
         assert_eq!(e.threshold(0), 0.01);
         assert_eq!(e.threshold(3), 0.0);
         assert_eq!(e.min_events(3), 1);
+    }
+
+    fn prefiltered(
+        e: &SliEngine,
+        field: fn(&Matcher) -> &Option<PrefilteredRegex>,
+    ) -> Vec<&PrefilteredRegex> {
+        e.defs
+            .iter()
+            .flat_map(|d| d.events.iter().chain(&d.bad))
+            .filter_map(|m| field(m).as_ref())
+            .collect()
+    }
+
+    #[test]
+    fn builtin_regexes_get_a_prefilter() {
+        let e = SliEngine::builtin();
+        for r in prefiltered(&e, |m| &m.message)
+            .into_iter()
+            .chain(prefiltered(&e, |m| &m.span_name))
+        {
+            assert!(r.slot.is_some(), "no literal prefilter for {}", r.regex);
+        }
+    }
+
+    #[test]
+    fn the_prefilter_never_hides_a_match() {
+        let e = SliEngine::builtin();
+        let haystacks = [
+            "\"WebSocket /ws\" [accepted]",
+            "INFO: 10.0.0.1 - \"WebSocket /ws/threads\" 403",
+            "websocket CONNECTION Closed Abnormally",
+            "WEBSOCKET CONNECTION FAILED",
+            "connection closed with code 1006",
+            "socket Closing: CODE=1011 (internal)",
+            "Agent supervisor started",
+            "AGENT run FINISHED in 3s",
+            "agents unavailable",
+            "The agent \u{212A}ept going",
+            "agent triage \u{17F}tarted",
+            "\u{17F}ubagent done",
+            "GET /api/threads/1 200 12ms",
+            "",
+            "invoke_agent triage",
+            "agent.run",
+            "SupervisorAgent.execute",
+            "WebSocket connect",
+            "ws.connect",
+            "/ws/threads",
+        ];
+        let message = Possible {
+            prefilter: e.message_prefilter.as_ref(),
+            bits: Cell::new(None),
+        };
+        let span_name = Possible {
+            prefilter: e.span_name_prefilter.as_ref(),
+            bits: Cell::new(None),
+        };
+        let mut matched = 0;
+        for h in haystacks {
+            message.bits.set(None);
+            span_name.bits.set(None);
+            for r in prefiltered(&e, |m| &m.message) {
+                if r.regex.is_match(h) {
+                    matched += 1;
+                    assert!(message.may_match(r.slot, h), "{} on {h:?}", r.regex);
+                }
+                assert_eq!(r.is_match(h, &message), r.regex.is_match(h));
+            }
+            for r in prefiltered(&e, |m| &m.span_name) {
+                if r.regex.is_match(h) {
+                    matched += 1;
+                    assert!(span_name.may_match(r.slot, h), "{} on {h:?}", r.regex);
+                }
+            }
+        }
+        assert!(
+            matched > 10,
+            "the haystacks exercise the regexes ({matched})"
+        );
+        // And it does filter: a plain request log passes no message regex's prefilter.
+        message.bits.set(None);
+        for r in prefiltered(&e, |m| &m.message) {
+            assert!(!message.may_match(r.slot, "GET /api/threads/1 200 12ms"));
+        }
+    }
+
+    #[test]
+    fn unprefilterable_regexes_still_run() {
+        assert_eq!(literal_prefixes(".*boom"), None);
+        assert_eq!(literal_prefixes("a?b?"), None);
+        assert_eq!(literal_prefixes("(?i)ab"), Some(vec![b"ab".to_vec()]));
     }
 
     #[test]

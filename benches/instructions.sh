@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Instructions per record of the collector, end to end (OTLP/gRPC receive,
+# decode, queue, enrichment, counters), counted by valgrind's callgrind.
+#
+#   benches/instructions.sh                       # enabled: true and false
+#   CASES=true BATCH=1000 REQUESTS="20 120" benches/instructions.sh
+#
+# Wall-clock throughput on a shared machine is noisy; instruction counts are
+# not. For each case the collector runs under callgrind twice, once receiving
+# the first and the second of REQUESTS requests (of BATCH records each, sent one
+# at a time by `log-gardener loadgen --requests`; BOUND=seconds sends for that
+# many seconds instead, for a generator without `--requests`); the difference
+# in instructions divided by the difference in accepted records is the cost
+# of one record, without start-up and shutdown. Prints one line per case and keeps the callgrind outputs (open
+# them with `callgrind_annotate --inclusive=yes FILE | head -60`).
+set -euo pipefail
+
+BATCH=${BATCH:-1000}
+REQUESTS=${REQUESTS:-"10 60"}        # lo hi
+CASES=${CASES:-"true false"}         # processors.gardener.enabled
+SIGNAL=${SIGNAL:-logs}
+SEED=${SEED:-1}
+PORT_BASE=${PORT_BASE:-25317}
+OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/lg-instr.XXXXXX)}
+mkdir -p "$OUT_DIR"
+READY_TIMEOUT_S=${READY_TIMEOUT_S:-120}
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=${BIN:-$TARGET/release/log-gardener}       # the collector measured
+LOADGEN_BIN=${LOADGEN_BIN:-$BIN}                # needs `loadgen --requests`
+[[ -x $BIN ]] || { echo "no binary at $BIN (cargo build --release)" >&2; exit 1; }
+command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
+read -r LO HI <<<"$REQUESTS"
+
+GRPC_PORT=$PORT_BASE
+HTTP_PORT=$((PORT_BASE + 1))
+ADMIN_PORT=$((PORT_BASE + 2))
+
+config() { # $1 enabled
+  local f=$OUT_DIR/config-$1.yaml
+  cat >"$f" <<YAML
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:$GRPC_PORT
+        max_recv_msg_size_mib: 64
+      http:
+        endpoint: 127.0.0.1:$HTTP_PORT
+processors:
+  gardener:
+    enabled: $1
+exporters:
+  debug:
+    enabled: false
+service:
+  admin:
+    endpoint: 127.0.0.1:$ADMIN_PORT
+YAML
+  echo "$f"
+}
+
+# Total instructions (Ir) of one collector run receiving $2 requests.
+run_one() { # $1 enabled, $2 requests -> prints Ir
+  local out=$OUT_DIR/callgrind.$1.$2 pid i
+  LOG_GARDENER_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" \
+    "$BIN" run --config "$(config "$1")" >"$OUT_DIR/collector.$1.$2.log" 2>&1 &
+  pid=$!
+  for ((i = 0; i < READY_TIMEOUT_S * 10; i++)); do
+    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$ADMIN_PORT/readyz" && break
+    kill -0 "$pid" 2>/dev/null || { echo "collector died; see $OUT_DIR/collector.$1.$2.log" >&2; return 1; }
+    sleep 0.1
+  done
+  local bound=(--requests "$2" --duration 600s)
+  # A generator without `--requests` (an older binary): send for $2 seconds instead.
+  [[ ${BOUND:-requests} == seconds ]] && bound=(--duration "${2}s")
+  local records=0
+  if (($2 > 0)); then
+    "$LOADGEN_BIN" loadgen --endpoint "http://127.0.0.1:$GRPC_PORT" --signal "$SIGNAL" --seed "$SEED" \
+      --batch "$BATCH" --concurrency 1 "${bound[@]}" --timeout 60s \
+      --pool 16 >"$OUT_DIR/loadgen.$1.$2.json" 2>"$OUT_DIR/loadgen.$1.$2.err"
+    records=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read())["accepted_records"])' "$OUT_DIR/loadgen.$1.$2.json")
+  fi
+  kill -TERM "$pid"
+  wait "$pid" || true
+  echo "$(awk '/^summary:|^totals:/ { print $2; exit }' "$out") $records"
+}
+
+echo "instructions: results in $OUT_DIR ($BIN)" >&2
+for enabled in $CASES; do
+  read -r lo rlo < <(run_one "$enabled" "$LO")
+  read -r hi rhi < <(run_one "$enabled" "$HI")
+  python3 - "$enabled" "$lo" "$hi" "$rlo" "$rhi" <<'PY'
+import sys
+enabled, lo, hi, rlo, rhi = sys.argv[1:]
+per = (int(hi) - int(lo)) / (int(rhi) - int(rlo))
+print(f"enabled={enabled}: {per:,.0f} instructions/record "
+      f"(Ir {int(lo):,} at {int(rlo):,} records, {int(hi):,} at {int(rhi):,})")
+PY
+done
