@@ -129,7 +129,9 @@ impl Enricher {
                 || metrics::counter!(telemetry::SIGNATURE_OVERFLOW, "service" => service.clone()),
             );
         }
+        let services = telemetry::ServiceLabels::global();
         for (service, state, count) in tally.trace_context() {
+            let service = services.label(service);
             counters.increment(
                 telemetry::TRACE_CONTEXT,
                 &[service, state.as_str()],
@@ -138,6 +140,7 @@ impl Enricher {
             );
         }
         for (service, rule, count) in tally.id_violations() {
+            let service = services.label(service);
             counters.increment(
                 telemetry::ID_CONSISTENCY_VIOLATIONS,
                 &[service, rule],

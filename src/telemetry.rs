@@ -5,8 +5,9 @@
 //! Prometheus text format on the admin port. Counters are incremented once per
 //! batch and label set, never once per record, to keep the hot path cheap.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use gardener_exporter::metric_source::{MetricPoint, MetricSource, PointValue};
 use metrics::{
@@ -229,4 +230,73 @@ fn describe() {
         Unit::Count,
         "Records not delivered at shutdown that stay in the persistent queue for the next start, by reason."
     );
+}
+
+/// Most distinct `service` label values the collector's own counters use
+/// (the same bound as the signature budget's services and the orphan
+/// detector's). Services beyond it are counted as [`OVERFLOW_SERVICE`]:
+/// a client that sends a million service names must not make a million
+/// Prometheus series.
+pub const MAX_SERVICE_LABELS: usize = 10_000;
+
+/// The `service` label value of services beyond [`MAX_SERVICE_LABELS`].
+pub const OVERFLOW_SERVICE: &str = "_overflow";
+
+/// The set of services that have a label of their own, first come first
+/// served, never shrinking (counters are cumulative: a series, once
+/// exported, keeps its name).
+pub struct ServiceLabels {
+    known: RwLock<HashSet<Box<str>>>,
+    max: usize,
+}
+
+impl ServiceLabels {
+    pub fn new(max: usize) -> Self {
+        Self {
+            known: RwLock::default(),
+            max,
+        }
+    }
+
+    /// The process-wide set, bounded by [`MAX_SERVICE_LABELS`].
+    pub fn global() -> &'static ServiceLabels {
+        static GLOBAL: OnceLock<ServiceLabels> = OnceLock::new();
+        GLOBAL.get_or_init(|| ServiceLabels::new(MAX_SERVICE_LABELS))
+    }
+
+    /// `service` itself while there is room (or it already has its
+    /// label), else [`OVERFLOW_SERVICE`].
+    pub fn label<'a>(&self, service: &'a str) -> &'a str {
+        {
+            let known = self.known.read().unwrap_or_else(|p| p.into_inner());
+            if known.contains(service) {
+                return service;
+            }
+            if known.len() >= self.max {
+                return OVERFLOW_SERVICE;
+            }
+        }
+        let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
+        if known.len() < self.max || known.contains(service) {
+            known.insert(service.into());
+            service
+        } else {
+            OVERFLOW_SERVICE
+        }
+    }
+}
+
+#[cfg(test)]
+mod service_label_tests {
+    use super::*;
+
+    #[test]
+    fn services_beyond_the_bound_share_the_overflow_label() {
+        let labels = ServiceLabels::new(2);
+        assert_eq!(labels.label("a"), "a");
+        assert_eq!(labels.label("b"), "b");
+        assert_eq!(labels.label("c"), OVERFLOW_SERVICE);
+        assert_eq!(labels.label("a"), "a", "known services keep their label");
+        assert_eq!(labels.label("b"), "b");
+    }
 }

@@ -113,7 +113,8 @@ fn records_per_service(payload: &Payload) -> Vec<(String, usize)> {
         if n == 0 {
             return;
         }
-        let service = gardener_processor::event::service_name(resource);
+        let service = telemetry::ServiceLabels::global()
+            .label(gardener_processor::event::service_name(resource));
         match out.iter_mut().find(|(s, _)| s == service) {
             Some((_, count)) => *count += n,
             None => out.push((service.to_string(), n)),
