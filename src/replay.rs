@@ -354,10 +354,21 @@ impl Progress {
 pub fn read_batches(
     path: &Path,
     options: &MapOptions,
-    mut sink: impl FnMut(ExportLogsServiceRequest) -> anyhow::Result<()>,
+    sink: impl FnMut(ExportLogsServiceRequest) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
     let file = File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let reader = BufReader::with_capacity(1 << 16, file);
+    read_batches_from(reader, &path.display().to_string(), options, sink)
+}
+
+/// [`read_batches`] on any reader (`name` prefixes error messages). A pure
+/// entry point (no file system) so that the fuzz targets reach the parser.
+pub fn read_batches_from(
+    mut reader: impl BufRead,
+    name: &str,
+    options: &MapOptions,
+    mut sink: impl FnMut(ExportLogsServiceRequest) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
     let first = loop {
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
@@ -423,15 +434,12 @@ pub fn read_batches(
             .into_iter::<Value>()
             .try_for_each(|v| v.and_then(|v| on_entry(v).map_err(serde_json::Error::custom)))
     } else {
-        bail!(
-            "{}: not a Cloud Logging export (JSON array), OTLP/JSON or JSON lines",
-            path.display()
-        );
+        bail!("{name}: not a Cloud Logging export (JSON array), OTLP/JSON or JSON lines");
     };
     if let Some(e) = sink_error {
         return Err(e);
     }
-    parsed.with_context(|| format!("{}", path.display()))?;
+    parsed.with_context(|| name.to_string())?;
     if !batcher.is_empty() {
         sink(batcher.take())?;
     }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use gardener_exporter::debug::DebugExporter;
 use gardener_exporter::googlecloud::GoogleCloudExporter;
 use gardener_exporter::otlp::OtlpExporter;
@@ -23,6 +22,7 @@ use crate::pipeline::memory::MemoryLimiter;
 use crate::pipeline::{exporters, persistent, queue, stage};
 use crate::receiver::grpc::{self, GrpcReceiver};
 use crate::receiver::http::{self, HttpReceiver};
+use crate::receiver::tls;
 use crate::telemetry;
 
 /// Runs the collector until SIGTERM/SIGINT, then drains within the grace period.
@@ -133,13 +133,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             grpc_config.max_recv_msg_size_mib * 1024 * 1024,
             grpc_config.auth_token.as_deref().map(Arc::from),
         );
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &grpc_config.tls {
+            let tls =
+                tls::load("receivers.otlp.protocols.grpc.tls", tls).map_err(anyhow::Error::msg)?;
+            tracing::info!(mutual = tls.mutual(), "OTLP/gRPC receiver uses TLS");
+            server = server
+                .tls_config(tls.grpc())
+                .context("receivers.otlp.protocols.grpc.tls")?;
+        }
         let stop = stop_receivers.clone();
         readiness.receiver_listening();
         tracing::info!(endpoint = %grpc_config.endpoint, "OTLP/gRPC receiver listening");
         receiver_tasks.push(tokio::spawn(async move {
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            tonic::transport::Server::builder()
+            server
                 .layer(tower::util::MapResponseLayer::new(
                     grpc::oversized_is_resource_exhausted,
                 ))
@@ -150,11 +159,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }));
     }
     if let Some(http_config) = &protocols.http {
-        let listener = bind(&http_config.endpoint, "receivers.otlp.protocols.http")
-            .await?
-            .tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
+        let listener = bind(&http_config.endpoint, "receivers.otlp.protocols.http").await?;
+        let tls = match &http_config.tls {
+            Some(tls) => Some(
+                tls::load("receivers.otlp.protocols.http.tls", tls).map_err(anyhow::Error::msg)?,
+            ),
+            None => None,
+        };
+        if let Some(tls) = &tls {
+            tracing::info!(mutual = tls.mutual(), "OTLP/HTTP receiver uses TLS");
+        }
         let router = http::router(HttpReceiver {
             ingest: ingest.clone(),
             max_body: http_config.max_request_body_size,
@@ -164,8 +178,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         readiness.receiver_listening();
         tracing::info!(endpoint = %http_config.endpoint, "OTLP/HTTP receiver listening");
         receiver_tasks.push(tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
+            tls::serve_http(listener, router, tls, stop.cancelled_owned())
                 .await
                 .context("OTLP/HTTP receiver failed")
         }));

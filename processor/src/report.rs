@@ -465,7 +465,9 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     };
     let days = days_from_civil(y, mo, d);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    (secs >= 0).then(|| secs as u64 * 1_000_000_000 + nanos as u64)
+    // Years after 2554 do not fit in u64 nanoseconds: refuse rather than wrap.
+    let secs = u64::try_from(secs).ok()?;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos as u64)
 }
 
 // Howard Hinnant's civil calendar algorithms.
@@ -506,6 +508,10 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Some(1_000_000_000));
         assert_eq!(parse_rfc3339("nonsense"), None);
+        // Found by the replay fuzz target: a year past 2554 overflowed u64 ns.
+        assert_eq!(parse_rfc3339("3094-09-11T05:17:19.329027Z"), None);
+        assert!(parse_rfc3339("2554-01-01T00:00:00Z").is_some());
+        assert_eq!(parse_rfc3339("9999-12-31T23:59:59.999999999Z"), None);
         assert_eq!(rfc3339(0), "");
     }
 

@@ -9,7 +9,7 @@
 mod env;
 mod presence;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -76,6 +76,8 @@ pub struct GrpcReceiverConfig {
     pub max_recv_msg_size_mib: usize,
     /// Optional bearer token that clients must send as `authorization: Bearer <token>`.
     pub auth_token: Option<String>,
+    /// Optional TLS (and mutual TLS with `client_ca_file`).
+    pub tls: Option<ReceiverTlsConfig>,
 }
 
 impl Default for GrpcReceiverConfig {
@@ -84,6 +86,7 @@ impl Default for GrpcReceiverConfig {
             endpoint: "0.0.0.0:4317".into(),
             max_recv_msg_size_mib: 4,
             auth_token: None,
+            tls: None,
         }
     }
 }
@@ -98,6 +101,8 @@ pub struct HttpReceiverConfig {
     pub max_request_body_size: usize,
     /// Optional bearer token that clients must send as `Authorization: Bearer <token>`.
     pub auth_token: Option<String>,
+    /// Optional TLS (and mutual TLS with `client_ca_file`).
+    pub tls: Option<ReceiverTlsConfig>,
 }
 
 impl Default for HttpReceiverConfig {
@@ -106,8 +111,27 @@ impl Default for HttpReceiverConfig {
             endpoint: "0.0.0.0:4318".into(),
             max_request_body_size: 20 * 1024 * 1024,
             auth_token: None,
+            tls: None,
         }
     }
+}
+
+/// `receivers.otlp.protocols.{grpc,http}.tls`, like the OpenTelemetry
+/// Collector's `configtls` server settings: `cert_file` and `key_file` turn
+/// on TLS; `client_ca_file` also requires client certificates signed by that
+/// CA (mutual TLS). Relative paths are relative to the working directory.
+/// The files are read and checked when the configuration is loaded
+/// (`crate::receiver::tls`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverTlsConfig {
+    /// PEM certificate chain of the receiver (leaf first).
+    pub cert_file: PathBuf,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA certificate(s) that client certificates must chain to.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -330,6 +354,9 @@ impl Config {
                     "receivers.otlp.protocols.grpc.max_recv_msg_size_mib must be > 0".into(),
                 );
             }
+            if let Some(tls) = &grpc.tls {
+                crate::receiver::tls::load("receivers.otlp.protocols.grpc.tls", tls)?;
+            }
         }
         if let Some(http) = &p.http {
             check_endpoint("receivers.otlp.protocols.http.endpoint", &http.endpoint)?;
@@ -337,6 +364,9 @@ impl Config {
                 return Err(
                     "receivers.otlp.protocols.http.max_request_body_size must be > 0".into(),
                 );
+            }
+            if let Some(tls) = &http.tls {
+                crate::receiver::tls::load("receivers.otlp.protocols.http.tls", tls)?;
             }
         }
         if p.grpc.is_none() && p.http.is_none() {

@@ -5,6 +5,7 @@ pub mod decompress;
 pub mod grpc;
 pub mod http;
 pub mod otlp_json;
+pub mod tls;
 
 use std::time::Duration;
 

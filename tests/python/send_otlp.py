@@ -7,6 +7,8 @@ only logs export failures, so the exporters are wrapped to record results).
 
     send_otlp.py --protocol grpc --endpoint 127.0.0.1:4317 --service api --logs 10 --spans 5
     send_otlp.py --protocol http --endpoint http://127.0.0.1:4318 --service api --logs 10
+    send_otlp.py --protocol http --endpoint https://127.0.0.1:4318 --service api --logs 10 \
+        --tls-ca ca.pem --tls-cert client.pem --tls-key client.key
 """
 
 import argparse
@@ -54,13 +56,28 @@ class Recording:
         return getattr(self._inner, name)
 
 
-def exporters(protocol, endpoint, timeout, token):
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def exporters(protocol, endpoint, timeout, token, tls=None):
+    """`tls`: (ca_file, cert_file, key_file) with cert/key optional, or None for plain text."""
     headers = {"authorization": f"Bearer {token}"} if token else None
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        kwargs = dict(endpoint=endpoint, insecure=True, timeout=timeout)
+        kwargs = dict(endpoint=endpoint, insecure=tls is None, timeout=timeout)
+        if tls:
+            import grpc
+
+            ca, cert, key = tls
+            kwargs["credentials"] = grpc.ssl_channel_credentials(
+                root_certificates=read(ca),
+                private_key=read(key) if key else None,
+                certificate_chain=read(cert) if cert else None,
+            )
         if headers:
             kwargs["headers"] = tuple(headers.items())
         return OTLPLogExporter(**kwargs), OTLPSpanExporter(**kwargs)
@@ -69,6 +86,9 @@ def exporters(protocol, endpoint, timeout, token):
 
     base = endpoint.rstrip("/")
     kwargs = dict(timeout=timeout, headers=headers)
+    if tls:
+        ca, cert, key = tls
+        kwargs.update(certificate_file=ca, client_certificate_file=cert, client_key_file=key)
     return (
         OTLPLogExporter(endpoint=f"{base}/v1/logs", **kwargs),
         OTLPSpanExporter(endpoint=f"{base}/v1/traces", **kwargs),
@@ -93,14 +113,20 @@ def main():
     parser.add_argument("--logs-in-span", type=int, default=0, help="of --logs, how many are emitted inside a span context (that span counts toward --spans)")
     parser.add_argument("--token", default=None, help="bearer token")
     parser.add_argument("--timeout", type=float, default=10.0, help="per-export timeout, seconds")
+    parser.add_argument("--tls-ca", default=None, help="PEM CA file: use TLS and trust this CA")
+    parser.add_argument("--tls-cert", default=None, help="PEM client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", default=None, help="PEM client key (mutual TLS)")
     args = parser.parse_args()
     if args.logs_in_span and args.spans < 1:
         parser.error("--logs-in-span needs --spans >= 1")
+    if (args.tls_cert or args.tls_key) and not (args.tls_ca and args.tls_cert and args.tls_key):
+        parser.error("--tls-cert and --tls-key go together, with --tls-ca")
+    tls = (args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
 
     # Export failures are logged by the SDK; make them visible on stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
-    log_exporter, span_exporter = exporters(args.protocol, args.endpoint, args.timeout, args.token)
+    log_exporter, span_exporter = exporters(args.protocol, args.endpoint, args.timeout, args.token, tls)
     log_exporter = Recording(log_exporter)
     span_exporter = Recording(span_exporter)
     resource = Resource.create({"service.name": args.service, "deployment.environment.name": "e2e"})

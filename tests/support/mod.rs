@@ -548,27 +548,46 @@ pub fn run_python_script(
         "grpc" => format!("127.0.0.1:{}", collector.ports.grpc),
         _ => format!("http://127.0.0.1:{}", collector.ports.http),
     };
+    try_python_script_at(collector, script, protocol, &endpoint, args, timeout)
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// Like [`run_python_script`] with an explicit `--endpoint` (e.g. `https://`),
+/// returning the failure (with both sides' output) instead of panicking.
+pub fn try_python_script_at(
+    collector: &Collector,
+    script: &str,
+    protocol: &str,
+    endpoint: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<serde_json::Value, String> {
     let mut command = Command::new(python());
     command
         .arg(python_dir().join(script))
-        .args(["--protocol", protocol, "--endpoint", &endpoint])
+        .args(["--protocol", protocol, "--endpoint", endpoint])
         .args(args)
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
         .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .env_remove("OTEL_SERVICE_NAME");
+        .env_remove("OTEL_SERVICE_NAME")
+        // requests lets these override a session's own CA file (the OTLP/HTTP
+        // exporter's `certificate_file`), which breaks the TLS tests.
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE");
     let output = run_with_timeout(&mut command, timeout);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{script} {protocol} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\ncollector stderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr),
-        collector.stderr()
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("summary line {stdout:?}: {e}"))
+    if !output.status.success() {
+        return Err(format!(
+            "{script} {protocol} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\ncollector stderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            collector.stderr()
+        ));
+    }
+    serde_json::from_str(stdout.trim()).map_err(|e| format!("summary line {stdout:?}: {e}"))
 }
 
 /// What a service sent, as the collector must count it: `logs` log records

@@ -1,0 +1,280 @@
+//! TLS and mutual TLS on the receivers (`receivers.otlp.protocols.*.tls`),
+//! shaped like the OpenTelemetry Collector's `configtls` server settings:
+//!
+//! | keys set | result |
+//! |---|---|
+//! | `cert_file` + `key_file` | server TLS: clients verify the collector |
+//! | … + `client_ca_file` | mutual TLS: a client certificate signed by that CA is required |
+//!
+//! Files are read and parsed when the configuration is loaded, so
+//! `log-gardener check-config` reports a missing file, a PEM without a
+//! certificate or key, or a key that does not match its certificate, naming
+//! the key. rustls with the ring provider (as tonic and the exporters use)
+//! does the TLS; gRPC goes through tonic's own TLS acceptor, HTTP through a
+//! [`TlsListener`] for `axum::serve`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use axum::Router;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::ReceiverTlsConfig;
+
+/// How long a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PEM files of one receiver's TLS settings, read and checked.
+#[derive(Clone)]
+pub struct LoadedTls {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    client_ca_pem: Option<Vec<u8>>,
+    /// Built from the files above; proves that they parse and match.
+    server_config: Arc<ServerConfig>,
+}
+
+fn read(key: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))
+}
+
+fn certificates(
+    key: &str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{key}: {}: invalid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{key}: {}: no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads and checks one receiver's TLS files; `key` is the configuration
+/// path of the `tls` block (e.g. `receivers.otlp.protocols.grpc.tls`),
+/// and every error starts with the offending key.
+pub fn load(key: &str, config: &ReceiverTlsConfig) -> Result<LoadedTls, String> {
+    let cert_key = format!("{key}.cert_file");
+    let key_key = format!("{key}.key_file");
+    let ca_key = format!("{key}.client_ca_file");
+    let cert_pem = read(&cert_key, &config.cert_file)?;
+    let key_pem = read(&key_key, &config.key_file)?;
+    let certs = certificates(&cert_key, &config.cert_file, &cert_pem)?;
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        format!(
+            "{key_key}: {}: no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
+            config.key_file.display()
+        )
+    })?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("{key}: {e}"))?;
+    let (builder, client_ca_pem) = match &config.client_ca_file {
+        Some(path) => {
+            let pem = read(&ca_key, path)?;
+            let mut roots = RootCertStore::empty();
+            for cert in certificates(&ca_key, path, &pem)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{ca_key}: {}: {e}", path.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| format!("{ca_key}: {}: {e}", path.display()))?;
+            (builder.with_client_cert_verifier(verifier), Some(pem))
+        }
+        None => (builder.with_no_client_auth(), None),
+    };
+    let mut server_config = builder
+        .with_single_cert(certs, private_key)
+        .map_err(|e| format!("{key}: key_file does not fit cert_file: {e}"))?;
+    // axum's server speaks HTTP/1.1 only; gRPC goes through tonic's acceptor.
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(LoadedTls {
+        cert_pem,
+        key_pem,
+        client_ca_pem,
+        server_config: Arc::new(server_config),
+    })
+}
+
+impl LoadedTls {
+    /// Whether clients must present a certificate (mutual TLS).
+    pub fn mutual(&self) -> bool {
+        self.client_ca_pem.is_some()
+    }
+
+    /// tonic's TLS settings for the gRPC receiver (ALPN h2, handshakes off
+    /// the accept loop, bounded by [`HANDSHAKE_TIMEOUT`]).
+    pub fn grpc(&self) -> tonic::transport::ServerTlsConfig {
+        let identity = tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem);
+        let config = tonic::transport::ServerTlsConfig::new()
+            .identity(identity)
+            .timeout(HANDSHAKE_TIMEOUT);
+        match &self.client_ca_pem {
+            Some(ca) => config.client_ca_root(tonic::transport::Certificate::from_pem(ca)),
+            None => config,
+        }
+    }
+}
+
+/// Serves the HTTP receiver's router on `listener`, over TLS when `tls` is
+/// set, until `shutdown` completes.
+pub async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<LoadedTls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls.server_config);
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+/// A TLS listener for `axum::serve`. Connections are accepted by a
+/// background task and each handshake runs in its own task (bounded by
+/// [`HANDSHAKE_TIMEOUT`]), so a slow or hostile client cannot stall the
+/// accept loop. Failed handshakes (no or untrusted client certificate,
+/// plain text on a TLS port) are logged at debug level and dropped.
+pub struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local_addr: SocketAddr,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> Self {
+        let local_addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let acceptor = TlsAcceptor::from(config);
+        let (tx, ready) = mpsc::channel(64);
+        let accept_task = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Like axum's own listener: back off on errors such
+                        // as EMFILE instead of spinning.
+                        tracing::debug!(%error, "accept error");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send((stream, peer)).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Self {
+            ready,
+            local_addr,
+            accept_task,
+        }
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The accept task only ends when aborted by our own drop.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn config(cert: &str, key: &str, ca: Option<&str>) -> ReceiverTlsConfig {
+        ReceiverTlsConfig {
+            cert_file: PathBuf::from(cert),
+            key_file: PathBuf::from(key),
+            client_ca_file: ca.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn a_missing_file_names_the_key() {
+        let error = load(
+            "r.tls",
+            &config("/nonexistent/c.pem", "/nonexistent/k.pem", None),
+        )
+        .err()
+        .unwrap();
+        assert!(error.starts_with("r.tls.cert_file: cannot read"), "{error}");
+    }
+
+    #[test]
+    fn a_file_without_pem_names_the_key() {
+        let dir = std::env::temp_dir().join(format!("gardener-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let junk = junk.to_str().unwrap();
+        let error = load("r.tls", &config(junk, junk, None)).err().unwrap();
+        assert!(error.starts_with("r.tls.cert_file: "), "{error}");
+        assert!(error.contains("no PEM certificate"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
