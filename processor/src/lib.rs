@@ -9,6 +9,7 @@ pub mod config;
 pub mod enrich;
 pub mod event;
 pub mod mask;
+pub mod memo;
 pub mod orphans;
 pub mod rules;
 pub mod secrets;

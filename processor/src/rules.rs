@@ -13,6 +13,7 @@
 //! keywords are always candidates, so a pack should give keywords wherever it
 //! can. The result is a pure function of (template, exception type, status).
 
+use crate::memo::{self, Memo};
 use aho_corasick::automaton::Automaton;
 use aho_corasick::automaton::StateID;
 use aho_corasick::dfa::DFA;
@@ -20,9 +21,7 @@ use aho_corasick::{Anchored, MatchKind};
 use regex::Regex;
 use serde::Deserialize;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
-use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// The built-in rule pack, compiled in.
 pub const DEFAULT_RULES_YAML: &str = include_str!("../rules/default.yaml");
@@ -157,60 +156,9 @@ pub struct RulePack {
     id: u64,
 }
 
-/// Source of [`RulePack::id`].
-static NEXT_PACK_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Slots of the per-thread memo of [`RulePack::categorize`] (a power of two).
-const MEMO_SLOTS: usize = 2048;
-/// Inputs longer than this (template, exception type and frames) are not
-/// memoized: the memo stays under about 1 MB per thread.
-const MEMO_MAX_KEY: usize = 384;
-
-/// One memoized result: the complete input it was computed from, so that a
-/// hit is exact (never a hash collision) and the category stays a pure
-/// function of the input.
-#[derive(Default)]
-struct MemoSlot {
-    pack: u64,
-    http_status: Option<u16>,
-    key: Vec<u8>,
-    category: Option<Category>,
-}
-
-/// A direct-mapped cache: errors repeat, so most records have a template
-/// seen shortly before, and a lookup (one hash and one comparison of the
-/// input) is several times cheaper than the keyword scan.
-#[derive(Default)]
-struct Memo {
-    /// Scratch: the encoded input of the current lookup.
-    key: Vec<u8>,
-    slots: Vec<MemoSlot>,
-}
-
 thread_local! {
-    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
-}
-
-/// Encodes everything `categorize` reads except the status, injectively
-/// (every part is length-prefixed; an absent exception type differs from an
-/// empty one): the template, the exception type and the frames.
-fn encode_input(key: &mut Vec<u8>, input: &MatchInput<'_>) {
-    fn part(key: &mut Vec<u8>, p: &str) {
-        key.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        key.extend_from_slice(p.as_bytes());
-    }
-    key.clear();
-    part(key, input.template);
-    match input.exception_type {
-        None => key.push(0),
-        Some(t) => {
-            key.push(1);
-            part(key, t);
-        }
-    }
-    for f in input.frames {
-        part(key, f);
-    }
+    /// Per-thread memo of [`RulePack::categorize`] (see [`crate::memo`]).
+    static MEMO: RefCell<Memo<Category>> = RefCell::new(Memo::default());
 }
 
 impl RulePack {
@@ -307,7 +255,7 @@ impl RulePack {
                 name: Arc::from(UNCATEGORIZED),
                 priority: Priority::P3,
             },
-            id: NEXT_PACK_ID.fetch_add(1, AtomicOrdering::Relaxed),
+            id: memo::next_owner_id(),
         })
     }
 
@@ -327,35 +275,19 @@ impl RulePack {
     /// Results are memoized per thread (exact inputs, bounded), which does
     /// not change them: the category is a pure function of the input.
     pub fn categorize(&self, input: &MatchInput<'_>) -> Category {
-        MEMO.with(|memo| match memo.try_borrow_mut() {
-            Ok(mut memo) => self.categorize_memo(&mut memo, input),
-            Err(_) => self.categorize_uncached(input),
-        })
-    }
-
-    fn categorize_memo(&self, memo: &mut Memo, input: &MatchInput<'_>) -> Category {
-        let Memo { key, slots } = memo;
-        encode_input(key, input);
-        if key.len() > MEMO_MAX_KEY {
-            return self.categorize_uncached(input);
-        }
-        if slots.is_empty() {
-            slots.resize_with(MEMO_SLOTS, MemoSlot::default);
-        }
-        let h = xxh3_64_with_seed(key, self.id);
-        let slot = &mut slots[(h as usize) & (MEMO_SLOTS - 1)];
-        if slot.pack == self.id && slot.http_status == input.http_status && slot.key == *key {
-            if let Some(c) = &slot.category {
-                return c.clone();
-            }
-        }
-        let c = self.categorize_uncached(input);
-        slot.pack = self.id;
-        slot.http_status = input.http_status;
-        slot.key.clear();
-        slot.key.extend_from_slice(key);
-        slot.category = Some(c.clone());
-        c
+        memo::with_thread_memo(
+            &MEMO,
+            self.id,
+            |key| {
+                key.part(input.template)
+                    .optional(input.exception_type)
+                    .status(input.http_status);
+                for frame in input.frames {
+                    key.part(frame);
+                }
+            },
+            || self.categorize_uncached(input),
+        )
     }
 
     /// [`RulePack::categorize`] without the memo.
@@ -526,7 +458,7 @@ mod tests {
         assert_eq!(with(Some("Boom"), &[]), "a");
         assert_eq!(with(None, &frames), "a");
         assert_eq!(with(None, &[]), UNCATEGORIZED);
-        let long = format!("{} boom", "x".repeat(2 * MEMO_MAX_KEY));
+        let long = format!("{} boom", "x".repeat(2 * memo::MAX_KEY));
         assert_eq!(cat(&a, &long), "a");
     }
 

@@ -9,15 +9,15 @@
 
 use crate::event::{severity, EventView, Signal};
 use crate::mask;
+use crate::memo::{self, Memo};
 use crate::rules::{Category, MatchInput, RulePack, RuleSpec, DEFAULT_RULES_YAML};
 use crate::stack;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+use xxhash_rust::xxh3::xxh3_64;
 
 pub use crate::rules::{Priority, RuleError};
 
@@ -95,67 +95,9 @@ pub struct Signer {
     id: u64,
 }
 
-/// Source of [`Signer`] ids.
-static NEXT_SIGNER_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Slots of the per-thread memo of (fingerprint, category) (a power of two).
-const MEMO_SLOTS: usize = 2048;
-/// Longer inputs are not memoized: the memo stays under about 1 MB per
-/// thread.
-const MEMO_MAX_KEY: usize = 384;
-
-/// One memoized (fingerprint, category) with the complete input it was
-/// computed from, compared on every hit: a hit is exact, never a hash
-/// collision, so signatures stay a pure function of record and config.
-#[derive(Default)]
-struct MemoSlot {
-    signer: u64,
-    http_status: Option<u16>,
-    key: Vec<u8>,
-    value: Option<(u64, Category)>,
-}
-
-/// A direct-mapped cache: errors repeat, so most records have a template
-/// seen shortly before, and one hash and one comparison replace the keyword
-/// scan and the fingerprint.
-#[derive(Default)]
-struct Memo {
-    /// Scratch: the encoded input of the current lookup.
-    key: Vec<u8>,
-    slots: Vec<MemoSlot>,
-}
-
 thread_local! {
-    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
-}
-
-/// Encodes the inputs of the fingerprint and the category except the HTTP
-/// status, injectively: every part is length-prefixed, and an absent
-/// exception type differs from an empty one.
-fn encode_memo_key(
-    key: &mut Vec<u8>,
-    service: &str,
-    template: &str,
-    exception_type: Option<&str>,
-    top_frames: &[String],
-) {
-    fn part(key: &mut Vec<u8>, p: &str) {
-        key.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        key.extend_from_slice(p.as_bytes());
-    }
-    key.clear();
-    part(key, service);
-    part(key, template);
-    match exception_type {
-        None => key.push(0),
-        Some(t) => {
-            key.push(1);
-            part(key, t);
-        }
-    }
-    for f in top_frames {
-        part(key, f);
-    }
+    /// Per-thread memo of (fingerprint, category) (see [`crate::memo`]).
+    static MEMO: RefCell<Memo<(u64, Category)>> = RefCell::new(Memo::default());
 }
 
 impl Signer {
@@ -168,7 +110,7 @@ impl Signer {
         Ok(Signer {
             cfg: cfg.clone(),
             rules: RulePack::new(&specs)?,
-            id: NEXT_SIGNER_ID.fetch_add(1, AtomicOrdering::Relaxed),
+            id: memo::next_owner_id(),
         })
     }
 
@@ -319,33 +261,20 @@ impl Signer {
             let fp = fingerprint(service, exception_type, &template, &top_frames);
             (fp, cat)
         };
-        let (fingerprint, cat) = MEMO.with(|memo| {
-            let Ok(mut memo) = memo.try_borrow_mut() else {
-                return compute();
-            };
-            let Memo { key, slots } = &mut *memo;
-            encode_memo_key(key, service, &template, exception_type, &top_frames);
-            if key.len() > MEMO_MAX_KEY {
-                return compute();
-            }
-            if slots.is_empty() {
-                slots.resize_with(MEMO_SLOTS, MemoSlot::default);
-            }
-            let h = xxh3_64_with_seed(key, self.id);
-            let slot = &mut slots[(h as usize) & (MEMO_SLOTS - 1)];
-            if slot.signer == self.id && slot.http_status == http_status && slot.key == *key {
-                if let Some((fp, cat)) = &slot.value {
-                    return (*fp, cat.clone());
+        let (fingerprint, cat) = memo::with_thread_memo(
+            &MEMO,
+            self.id,
+            |key| {
+                key.part(service)
+                    .part(&template)
+                    .optional(exception_type)
+                    .status(http_status);
+                for frame in &top_frames {
+                    key.part(frame);
                 }
-            }
-            let (fp, cat) = compute();
-            slot.signer = self.id;
-            slot.http_status = http_status;
-            slot.key.clear();
-            slot.key.extend_from_slice(key);
-            slot.value = Some((fp, cat.clone()));
-            (fp, cat)
-        });
+            },
+            compute,
+        );
         let priority = if error_like {
             cat.priority
         } else {
