@@ -4,83 +4,21 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gardener_proto::build;
 use gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient;
-use gardener_proto::otlp::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use gardener_proto::otlp::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use gardener_proto::otlp::common::v1::any_value;
 use gardener_proto::otlp::logs::v1::LogRecord;
+use support::downstream::Downstream;
 use support::Collector;
 use tokio::runtime::Runtime;
-use tonic::codec::CompressionEncoding;
-use tonic::{Request, Response, Status};
 
 const REQUESTS: usize = 20;
 const PER_REQUEST: usize = 5;
 const N: usize = REQUESTS * PER_REQUEST;
 const REPLAYED: &str = "gardener_persistent_queue_replayed_records_total";
-
-/// A downstream OTLP/gRPC logs receiver counting the bodies it received.
-#[derive(Clone, Default)]
-struct Downstream {
-    bodies: Arc<Mutex<BTreeMap<String, usize>>>,
-}
-
-#[tonic::async_trait]
-impl LogsService for Downstream {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let mut bodies = self.bodies.lock().unwrap();
-        for record in request
-            .into_inner()
-            .resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .flat_map(|s| &s.log_records)
-        {
-            if let Some(any_value::Value::StringValue(body)) =
-                record.body.as_ref().and_then(|b| b.value.as_ref())
-            {
-                *bodies.entry(body.clone()).or_default() += 1;
-            }
-        }
-        Ok(Response::new(ExportLogsServiceResponse::default()))
-    }
-}
-
-impl Downstream {
-    fn received(&self) -> BTreeMap<String, usize> {
-        self.bodies.lock().unwrap().clone()
-    }
-
-    /// Serves on `addr` until the runtime ends.
-    fn serve(&self, runtime: &Runtime, addr: SocketAddr) {
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .expect("rebind the downstream port");
-        let service = LogsServiceServer::new(self.clone())
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
-        runtime.spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-                .await
-                .unwrap();
-        });
-    }
-}
+const SERVICE: &str = "persistent-test";
 
 /// A loopback port nobody listens on (yet).
 fn free_port() -> SocketAddr {
@@ -143,7 +81,7 @@ fn send_records(runtime: &Runtime, collector: &Collector, run: &str) {
                     ..Default::default()
                 })
                 .collect();
-            let request = build::logs_request("persistent-test", records);
+            let request = build::logs_request(SERVICE, records);
             client
                 .export(request)
                 .await
@@ -156,11 +94,11 @@ fn send_records(runtime: &Runtime, collector: &Collector, run: &str) {
 fn wait_for_delivery(downstream: &Downstream, collector: &Collector, run: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let received = downstream.received();
+        let received = downstream.bodies(SERVICE);
         if received.keys().filter(|b| b.starts_with(run)).count() == N {
             // Let a late duplicate show up, if there were one.
             std::thread::sleep(Duration::from_millis(300));
-            let received = downstream.received();
+            let received = downstream.bodies(SERVICE);
             for i in 0..N {
                 let body = format!("{run}-{i}");
                 assert_eq!(
@@ -197,8 +135,7 @@ fn records_accepted_before_kill_9_are_delivered_after_restart() {
     let status = first.kill().expect("the collector was running");
     assert!(!status.success(), "killed, not exited: {status}");
 
-    let downstream = Downstream::default();
-    downstream.serve(&runtime, downstream_addr);
+    let downstream = Downstream::start_at(downstream_addr);
     let second = Collector::start_with(&template);
     wait_for_delivery(&downstream, &second, "kill");
     second.expect_counter(REPLAYED, &[("signal", "logs")], N as f64);
@@ -229,8 +166,7 @@ fn records_left_at_sigterm_are_kept_not_dropped_and_delivered_after_restart() {
     );
     assert!(stderr.contains("persistent queue closed"), "{stderr}");
 
-    let downstream = Downstream::default();
-    downstream.serve(&runtime, downstream_addr);
+    let downstream = Downstream::start_at(downstream_addr);
     let second = Collector::start_with(&template);
     wait_for_delivery(&downstream, &second, "term");
     second.expect_counter(REPLAYED, &[("signal", "logs")], N as f64);

@@ -91,14 +91,17 @@ pub struct Downstream {
 impl Downstream {
     /// Starts on a free loopback port.
     pub fn start() -> Downstream {
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Starts on `addr` (e.g. a port a collector was already told about).
+    pub fn start_at(addr: SocketAddr) -> Downstream {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("a tokio runtime for the downstream");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind the downstream");
+        let listener = runtime.block_on(bind(addr));
         let addr = listener.local_addr().unwrap();
         let mut downstream = Downstream {
             runtime,
@@ -135,16 +138,7 @@ impl Downstream {
     /// Listens again on the same port ("back").
     pub fn restart(&mut self) {
         self.stop();
-        let addr = self.addr;
-        let listener = self.runtime.block_on(async {
-            for _ in 0..100 {
-                if let Ok(listener) = tokio::net::TcpListener::bind(addr).await {
-                    return listener;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            panic!("cannot bind the downstream's port {addr} again");
-        });
+        let listener = self.runtime.block_on(bind(self.addr));
         self.serve(listener);
     }
 
@@ -194,6 +188,17 @@ impl Downstream {
     pub fn calls(&self) -> u64 {
         self.seen.calls.load(Ordering::Relaxed)
     }
+}
+
+/// Binds `addr`, retrying for up to 5 s (a port just released may linger).
+async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
+    for _ in 0..100 {
+        if let Ok(listener) = tokio::net::TcpListener::bind(addr).await {
+            return listener;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot bind the downstream on {addr}");
 }
 
 impl Drop for Downstream {
