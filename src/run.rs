@@ -48,6 +48,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         exporter_handles.push(exporters::spawn(
             DebugExporter::new(std::io::stdout()),
             64,
+            config.service.queue.max_bytes,
             None,
         ));
     }
@@ -59,6 +60,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         exporter_handles.push(exporters::spawn(
             exporter,
             otlp.queue_capacity(),
+            otlp.sending_queue.max_bytes,
             BatchPolicy::from_config(&otlp.sending_queue.batch),
         ));
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use gardener_exporter::batch::Batch;
 use gardener_exporter::exporter::Exporter;
 use gardener_exporter::otlp::retry::REASON_SHUTDOWN;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -22,9 +22,19 @@ pub struct ExporterHandle {
     pub name: &'static str,
     tx: mpsc::Sender<Arc<Batch>>,
     join: JoinHandle<()>,
-    /// Records handed to the exporter and not yet delivered or given up:
-    /// what a shutdown that runs out of time must account for.
-    pending: Arc<AtomicUsize>,
+    /// Records and bytes handed to the exporter and not yet delivered or
+    /// given up.
+    pending: Arc<Pending>,
+}
+
+/// What an exporter holds: records (what a shutdown that runs out of time
+/// must account for) and encoded bytes (bounded by `max_bytes`).
+struct Pending {
+    records: AtomicUsize,
+    bytes: AtomicUsize,
+    max_bytes: usize,
+    /// Woken whenever bytes are released.
+    room: Notify,
 }
 
 /// An exporter whose channel is closed: it ends once it has delivered what
@@ -32,13 +42,13 @@ pub struct ExporterHandle {
 pub struct ClosingExporter {
     pub name: &'static str,
     pub join: JoinHandle<()>,
-    pending: Arc<AtomicUsize>,
+    pending: Arc<Pending>,
 }
 
 impl ClosingExporter {
     /// Records still waiting in or being sent by the exporter.
     pub fn pending_records(&self) -> usize {
-        self.pending.load(Ordering::Acquire)
+        self.pending.records.load(Ordering::Acquire)
     }
 }
 
@@ -53,33 +63,62 @@ impl ExporterHandle {
         }
     }
 
-    /// Waits for room, then hands the batch over. Fails only if the exporter task died.
+    /// Waits for room (in batches and in bytes), then hands the batch
+    /// over. Fails only if the exporter task died.
     pub async fn send(&self, batch: Arc<Batch>) -> Result<(), Arc<Batch>> {
+        let pending = &self.pending;
+        let bytes = batch.encoded_bytes;
+        loop {
+            // Registered before the check, so a release in between wakes it.
+            let room = pending.room.notified();
+            let held = pending.bytes.load(Ordering::Acquire);
+            if held == 0 || held + bytes <= pending.max_bytes || self.tx.is_closed() {
+                break;
+            }
+            room.await;
+        }
+        pending.records.fetch_add(batch.records, Ordering::AcqRel);
+        pending.bytes.fetch_add(bytes, Ordering::AcqRel);
         let records = batch.records;
-        self.pending.fetch_add(records, Ordering::AcqRel);
         self.tx.send(batch).await.map_err(|e| {
-            self.pending.fetch_sub(records, Ordering::AcqRel);
+            pending.settle(records, bytes);
             e.0
         })
     }
 
     /// Records still waiting in or being sent by the exporter.
     pub fn pending_records(&self) -> usize {
-        self.pending.load(Ordering::Acquire)
+        self.pending.records.load(Ordering::Acquire)
     }
 }
 
-/// Starts `exporter` with room for `capacity` batches in front of it; with
+impl Pending {
+    /// Takes a finished batch off the books and wakes senders waiting for room.
+    fn settle(&self, records: usize, bytes: usize) {
+        self.records.fetch_sub(records, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.room.notify_waiters();
+    }
+}
+
+/// Starts `exporter` with room for `capacity` batches and `max_bytes`
+/// encoded bytes in front of it; with
 /// `batching`, small batches are joined before they go out (see
 /// [`batcher`](crate::pipeline::batcher)).
 pub fn spawn<E: Exporter>(
     mut exporter: E,
     capacity: usize,
+    max_bytes: usize,
     batching: Option<BatchPolicy>,
 ) -> ExporterHandle {
     let name = exporter.name();
     let (tx, mut rx) = mpsc::channel::<Arc<Batch>>(capacity.max(1));
-    let pending = Arc::new(AtomicUsize::new(0));
+    let pending = Arc::new(Pending {
+        records: AtomicUsize::new(0),
+        bytes: AtomicUsize::new(0),
+        max_bytes: max_bytes.max(1),
+        room: Notify::new(),
+    });
     let join = tokio::spawn({
         let pending = pending.clone();
         async move {
@@ -104,11 +143,11 @@ pub fn spawn<E: Exporter>(
 
 /// Exports one batch, counts the outcome, and tells the persistent queue
 /// (when the batch came from it) whether the batch is done with.
-async fn export_one<E: Exporter>(exporter: &mut E, batch: Arc<Batch>, pending: &AtomicUsize) {
+async fn export_one<E: Exporter>(exporter: &mut E, batch: Arc<Batch>, pending: &Pending) {
     let name = exporter.name();
     let signal = batch.signal().as_str();
     let records = batch.records as u64;
-    let _settled = Settled(pending, batch.records);
+    let _settled = Settled(pending, batch.records, batch.encoded_bytes);
     let persistent = batch.completions.clone();
     let finish = |keep: bool| persistent.iter().for_each(|c| c.finish(keep));
     match exporter.export(batch).await {
@@ -135,13 +174,13 @@ async fn export_one<E: Exporter>(exporter: &mut E, batch: Arc<Batch>, pending: &
     }
 }
 
-/// Takes a batch's records off the exporter's pending count once its
+/// Takes a batch's records and bytes off the exporter's books once its
 /// export is over, however it ended.
-struct Settled<'a>(&'a AtomicUsize, usize);
+struct Settled<'a>(&'a Pending, usize, usize);
 
 impl Drop for Settled<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(self.1, Ordering::AcqRel);
+        self.0.settle(self.1, self.2);
     }
 }
 
@@ -151,7 +190,7 @@ async fn export_batched<E: Exporter>(
     exporter: &mut E,
     rx: &mut mpsc::Receiver<Arc<Batch>>,
     policy: BatchPolicy,
-    pending_records: &AtomicUsize,
+    pending_records: &Pending,
 ) {
     let mut pending = PendingBySignal::default();
     loop {
@@ -191,5 +230,64 @@ async fn sleep_until_or_never(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gardener_exporter::batch::Payload;
+    use gardener_exporter::exporter::ExportError;
+    use gardener_proto::build;
+    use gardener_proto::otlp::logs::v1::LogRecord;
+    use std::time::Duration;
+    use tokio::sync::Semaphore;
+
+    /// Exports one batch per permit the test adds.
+    struct Gated(Arc<Semaphore>);
+
+    impl Exporter for Gated {
+        fn name(&self) -> &'static str {
+            "gated"
+        }
+
+        async fn export(&mut self, _batch: Arc<Batch>) -> Result<(), ExportError> {
+            self.0.acquire().await.unwrap().forget();
+            Ok(())
+        }
+    }
+
+    fn batch(bytes: usize) -> Arc<Batch> {
+        let request = build::logs_request("svc", vec![LogRecord::default()]);
+        Arc::new(Batch::new(Payload::Logs(request), bytes))
+    }
+
+    #[tokio::test]
+    async fn the_sending_queue_is_bounded_in_bytes() {
+        let gate = Arc::new(Semaphore::new(0));
+        let handle = spawn(Gated(gate.clone()), 100, 100, None);
+        // The first batch goes out (and blocks in export); 60 + 60 bytes
+        // would exceed 100, so the second waits for the first to finish.
+        handle.send(batch(60)).await.unwrap();
+        let second = tokio::time::timeout(Duration::from_millis(200), handle.send(batch(60))).await;
+        assert!(second.is_err(), "a send past max_bytes did not wait");
+        assert_eq!(handle.pending_records(), 1);
+        gate.add_permits(1);
+        tokio::time::timeout(Duration::from_secs(5), handle.send(batch(60)))
+            .await
+            .expect("room once the first batch was exported")
+            .unwrap();
+        // A batch larger than max_bytes alone is taken when nothing is held.
+        gate.add_permits(1);
+        tokio::time::timeout(Duration::from_secs(5), handle.send(batch(500)))
+            .await
+            .expect("an oversized batch into an empty queue")
+            .unwrap();
+        gate.add_permits(1);
+        let closing = handle.close();
+        tokio::time::timeout(Duration::from_secs(5), closing.join)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

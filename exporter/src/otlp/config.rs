@@ -119,6 +119,9 @@ impl Default for RetryConfig {
 pub struct SendingQueueConfig {
     /// Batches (export requests) that may wait while the exporter sends or retries.
     pub max_batches: usize,
+    /// Encoded bytes those batches may hold together; a batch larger than
+    /// this alone is still taken when the queue is empty.
+    pub max_bytes: usize,
     pub batch: BatchConfig,
 }
 
@@ -126,6 +129,7 @@ impl Default for SendingQueueConfig {
     fn default() -> Self {
         Self {
             max_batches: 256,
+            max_bytes: 64 * 1024 * 1024,
             batch: BatchConfig::default(),
         }
     }
@@ -227,6 +231,9 @@ impl OtlpExporterConfig {
         }
         if self.sending_queue.max_batches == 0 {
             return Err("exporters.otlp.sending_queue.max_batches: must be at least 1".into());
+        }
+        if self.sending_queue.max_bytes == 0 {
+            return Err("exporters.otlp.sending_queue.max_bytes: must be at least 1".into());
         }
         let batch = &self.sending_queue.batch;
         if batch.enabled {
