@@ -358,7 +358,16 @@ fn slow_then_down_then_back_downstream_loses_nothing() {
         "peak RSS {peak:.1} MiB over the {MEMORY_LIMIT_MIB} MiB limit"
     );
     // Retries bridged the outage: nothing was given up on.
-    assert_eq!(sum_with(&text, FAILED, ("signal", "logs")), 0.0, "{text}");
+    let stderr = collector.stderr();
+    let failures: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("export failed"))
+        .collect();
+    assert_eq!(
+        sum_with(&text, FAILED, ("signal", "logs")),
+        0.0,
+        "{text}\n{failures:#?}"
+    );
     let outcome = load.outcome();
     eprintln!(
         "accepted {} records, refused {} requests, downstream received {}, peak RSS {peak:.1} MiB",

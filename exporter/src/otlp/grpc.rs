@@ -138,9 +138,17 @@ impl GrpcTransport {
 }
 
 /// The OTLP specification's retry rules for gRPC status codes.
+///
+/// A status that tonic made from a transport error (the connection was
+/// reset or closed mid-call: the peer restarting, a proxy dropping the
+/// stream) carries that error as its source and is retryable whatever its
+/// code: the peer never answered, so it did not refuse the data.
 pub fn classify(status: &Status) -> Failure {
     let hint = retry_hint(status);
     let message = format!("gRPC {:?}: {}", status.code(), status.message());
+    if std::error::Error::source(status).is_some() {
+        return Failure::Retryable { message, hint };
+    }
     match status.code() {
         Code::Unavailable
         | Code::Cancelled
@@ -193,4 +201,27 @@ fn tls_config(cfg: &OtlpExporterConfig) -> anyhow::Result<ClientTlsConfig> {
         tls = tls.identity(Identity::from_pem(cert_pem, key_pem));
     }
     Ok(tls)
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    #[test]
+    fn transport_errors_are_retryable_and_server_refusals_follow_the_spec() {
+        let reset = Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        )));
+        assert!(
+            matches!(classify(&reset), Failure::Retryable { .. }),
+            "{reset:?}"
+        );
+        let invalid = Status::invalid_argument("bad request");
+        assert!(matches!(classify(&invalid), Failure::Permanent { .. }));
+        let unavailable = Status::unavailable("overloaded");
+        assert!(matches!(classify(&unavailable), Failure::Retryable { .. }));
+        let unknown = Status::unknown("server said unknown");
+        assert!(matches!(classify(&unknown), Failure::Permanent { .. }));
+    }
 }
