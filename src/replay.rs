@@ -397,12 +397,7 @@ pub fn read_batches_from(
             let bytes = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
             let request: ExportLogsServiceRequest =
                 crate::receiver::otlp_json::decode(&bytes).map_err(|e| e.to_string())?;
-            let n: usize = request
-                .resource_logs
-                .iter()
-                .flat_map(|r| &r.scope_logs)
-                .map(|s| s.log_records.len())
-                .sum();
+            let n = gardener_exporter::batch::log_records(&request);
             progress.add(n as u64);
             let mut result = Ok(());
             if !batcher.is_empty() {

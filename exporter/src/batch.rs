@@ -140,15 +140,19 @@ impl Batch {
     }
 }
 
+/// Log records in a logs request.
+pub fn log_records(req: &ExportLogsServiceRequest) -> usize {
+    req.resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len())
+        .sum()
+}
+
 /// Counts the items a request carries, as the OTLP partial-success fields count them.
 pub fn count_records(payload: &Payload) -> usize {
     match payload {
-        Payload::Logs(req) => req
-            .resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum(),
+        Payload::Logs(req) => log_records(req),
         Payload::Traces(req) => req
             .resource_spans
             .iter()

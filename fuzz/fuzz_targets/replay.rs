@@ -11,12 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let options = MapOptions::default();
     let mut records = 0usize;
     let result = replay::read_batches_from(data, "fuzz input", &options, |request| {
-        let n: usize = request
-            .resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum();
+        let n = gardener_exporter::batch::log_records(&request);
         records += n;
         Ok(())
     });

@@ -430,12 +430,7 @@ mod tests {
         assert_eq!(pool.len(), 2);
         assert_eq!(pool[0].records, 100);
         let decoded = ExportLogsServiceRequest::decode(pool[0].body.clone()).unwrap();
-        let n: usize = decoded
-            .resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum();
+        let n = gardener_exporter::batch::log_records(&decoded);
         assert_eq!(n, 100);
         assert!(pool[1].body.len() > 10_000);
         assert_ne!(pool[0].body, pool[1].body);
