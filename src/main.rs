@@ -5,14 +5,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use log_gardener::cli;
 
-/// mimalloc instead of the system allocator (feature `mimalloc`, off by
-/// default): decoding OTLP allocates a string per attribute key and value, and
-/// glibc's allocator was the largest single cost of a record. Run it with
-/// `MIMALLOC_ARENA_EAGER_COMMIT=0` to keep the idle RSS at the system
-/// allocator's (benches/README.md).
-#[cfg(feature = "mimalloc")]
+/// jemalloc instead of the system allocator (feature `jemalloc`, on by
+/// default): decoding OTLP allocates a string per attribute key and value,
+/// and the batch is freed on another thread after export. glibc's allocator
+/// was the largest single cost of a record; jemalloc's thread caches take
+/// such cross-thread frees cheaply (benches/README.md, "Allocator").
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
