@@ -135,29 +135,41 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             grpc_config.max_recv_msg_size_mib * 1024 * 1024,
             grpc_config.auth_token.as_deref().map(Arc::from),
         );
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = &grpc_config.tls {
-            let tls =
-                tls::load("receivers.otlp.protocols.grpc.tls", tls).map_err(anyhow::Error::msg)?;
-            tracing::info!(mutual = tls.mutual(), "OTLP/gRPC receiver uses TLS");
-            server = server
-                .tls_config(tls.grpc())
-                .context("receivers.otlp.protocols.grpc.tls")?;
-        }
+        let tls = match &grpc_config.tls {
+            Some(tls) => {
+                let tls = tls::load("receivers.otlp.protocols.grpc.tls", tls)
+                    .map_err(anyhow::Error::msg)?;
+                tracing::info!(mutual = tls.mutual(), "OTLP/gRPC receiver uses TLS");
+                Some(tls.grpc_server_config())
+            }
+            None => None,
+        };
         let stop = stop_receivers.clone();
         readiness.receiver_listening();
         tracing::info!(endpoint = %grpc_config.endpoint, "OTLP/gRPC receiver listening");
         receiver_tasks.push(tokio::spawn(async move {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            server
+            let server = tonic::transport::Server::builder()
                 .layer(tower::util::MapResponseLayer::new(
                     grpc::oversized_is_resource_exhausted,
                 ))
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await
-                .context("OTLP/gRPC receiver failed")
+                .add_routes(routes);
+            match tls {
+                // Our own acceptor, so that failed handshakes are counted.
+                Some(config) => {
+                    let incoming = tls::TlsListener::new(listener, config, "grpc").into_stream();
+                    server
+                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                        .await
+                }
+                None => {
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                        .with_nodelay(Some(true));
+                    server
+                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                        .await
+                }
+            }
+            .context("OTLP/gRPC receiver failed")
         }));
     }
     if let Some(http_config) = &protocols.http {

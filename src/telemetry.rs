@@ -30,6 +30,7 @@ pub const SLI_RATIO: &str = "gardener_sli_ratio";
 pub const ALERT_FIRING: &str = "gardener_alert_firing";
 pub const REFUSED_RECORDS: &str = "gardener_receiver_refused_records_total";
 pub const REFUSED_REQUESTS: &str = "gardener_receiver_refused_requests_total";
+pub const TLS_HANDSHAKE_FAILURES: &str = "gardener_receiver_tls_handshake_failures_total";
 pub const EXPORTER_SENT: &str = "gardener_exporter_sent_records_total";
 pub const EXPORTER_FAILED: &str = "gardener_exporter_failed_records_total";
 pub const DROPPED_RECORDS: &str = "gardener_dropped_records_total";
@@ -183,6 +184,11 @@ fn describe() {
         REFUSED_REQUESTS,
         Unit::Count,
         "Requests refused by a receiver, by transport and reason."
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        Unit::Count,
+        "Connections to a TLS receiver whose handshake failed (reason=error: no or untrusted client certificate, not TLS) or timed out."
     );
     describe_counter!(EXPORTER_SENT, Unit::Count, "Records an exporter delivered.");
     describe_counter!(

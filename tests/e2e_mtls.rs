@@ -33,6 +33,7 @@ use support::Collector;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 const RECORDS: &str = "gardener_records_total";
+const TLS_HANDSHAKE_FAILURES: &str = "gardener_receiver_tls_handshake_failures_total";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 // ------------------------------------------------------------ certificates
@@ -474,6 +475,17 @@ fn mtls_refuses_no_certificate_another_ca_and_plain_text() {
     let all = support::samples(&text, RECORDS);
     let total: f64 = all.iter().map(|(_, v)| v).sum();
     assert_eq!(total, 2.0, "refused clients were counted: {all:?}");
+    // Every refused connection is counted: no certificate, another CA and
+    // plain text on each transport (a client may retry, hence "at least").
+    for transport in ["grpc", "http"] {
+        let labels = [("transport", transport), ("reason", "error")];
+        let failures = collector.counter(TLS_HANDSHAKE_FAILURES, &labels);
+        assert!(
+            failures >= 3.0,
+            "{transport}: {failures} handshake failures counted, expected at least 3: {:?}",
+            support::samples(&collector.metrics(), TLS_HANDSHAKE_FAILURES)
+        );
+    }
     drop(rt);
     collector.assert_alive();
 }

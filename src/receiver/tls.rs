@@ -10,8 +10,10 @@
 //! `log-gardener check-config` reports a missing file, a PEM without a
 //! certificate or key, or a key that does not match its certificate, naming
 //! the key. rustls with the ring provider (as tonic and the exporters use)
-//! does the TLS; gRPC goes through tonic's own TLS acceptor, HTTP through a
-//! [`TlsListener`] for `axum::serve`.
+//! does the TLS. Both receivers accept through one [`TlsListener`] (ALPN
+//! `h2` for gRPC, `http/1.1` for HTTP), so every failed or timed-out
+//! handshake is counted the same way:
+//! `gardener_receiver_tls_handshake_failures_total{transport,reason}`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,17 +33,17 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ReceiverTlsConfig;
+use crate::telemetry;
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The PEM files of one receiver's TLS settings, read and checked.
+/// One receiver's TLS settings, read, checked and built.
 #[derive(Clone)]
 pub struct LoadedTls {
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
-    client_ca_pem: Option<Vec<u8>>,
-    /// Built from the files above; proves that they parse and match.
+    /// Whether a client certificate is required (`client_ca_file` set).
+    mutual: bool,
+    /// Built from the files; proves that they parse and match.
     server_config: Arc<ServerConfig>,
 }
 
@@ -89,7 +91,7 @@ pub fn load(key: &str, config: &ReceiverTlsConfig) -> Result<LoadedTls, String> 
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("{key}: {e}"))?;
-    let (builder, client_ca_pem) = match &config.client_ca_file {
+    let (builder, mutual) = match &config.client_ca_file {
         Some(path) => {
             let pem = read(&ca_key, path)?;
             let mut roots = RootCertStore::empty();
@@ -101,19 +103,17 @@ pub fn load(key: &str, config: &ReceiverTlsConfig) -> Result<LoadedTls, String> 
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
                 .map_err(|e| format!("{ca_key}: {}: {e}", path.display()))?;
-            (builder.with_client_cert_verifier(verifier), Some(pem))
+            (builder.with_client_cert_verifier(verifier), true)
         }
-        None => (builder.with_no_client_auth(), None),
+        None => (builder.with_no_client_auth(), false),
     };
     let mut server_config = builder
         .with_single_cert(certs, private_key)
         .map_err(|e| format!("{key}: key_file does not fit cert_file: {e}"))?;
-    // axum's server speaks HTTP/1.1 only; gRPC goes through tonic's acceptor.
+    // axum's server speaks HTTP/1.1 only; `grpc_server_config` sets h2.
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(LoadedTls {
-        cert_pem,
-        key_pem,
-        client_ca_pem,
+        mutual,
         server_config: Arc::new(server_config),
     })
 }
@@ -121,20 +121,15 @@ pub fn load(key: &str, config: &ReceiverTlsConfig) -> Result<LoadedTls, String> 
 impl LoadedTls {
     /// Whether clients must present a certificate (mutual TLS).
     pub fn mutual(&self) -> bool {
-        self.client_ca_pem.is_some()
+        self.mutual
     }
 
-    /// tonic's TLS settings for the gRPC receiver (ALPN h2, handshakes off
-    /// the accept loop, bounded by [`HANDSHAKE_TIMEOUT`]).
-    pub fn grpc(&self) -> tonic::transport::ServerTlsConfig {
-        let identity = tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem);
-        let config = tonic::transport::ServerTlsConfig::new()
-            .identity(identity)
-            .timeout(HANDSHAKE_TIMEOUT);
-        match &self.client_ca_pem {
-            Some(ca) => config.client_ca_root(tonic::transport::Certificate::from_pem(ca)),
-            None => config,
-        }
+    /// The rustls settings for the gRPC receiver: the same as HTTP's but
+    /// with ALPN `h2`, since gRPC runs over HTTP/2 only.
+    pub fn grpc_server_config(&self) -> Arc<ServerConfig> {
+        let mut config = (*self.server_config).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(config)
     }
 }
 
@@ -148,7 +143,7 @@ pub async fn serve_http(
 ) -> std::io::Result<()> {
     match tls {
         Some(tls) => {
-            let listener = TlsListener::new(listener, tls.server_config);
+            let listener = TlsListener::new(listener, tls.server_config, "http");
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown)
                 .await
@@ -168,7 +163,8 @@ pub async fn serve_http(
 /// background task and each handshake runs in its own task (bounded by
 /// [`HANDSHAKE_TIMEOUT`]), so a slow or hostile client cannot stall the
 /// accept loop. Failed handshakes (no or untrusted client certificate,
-/// plain text on a TLS port) are logged at debug level and dropped.
+/// plain text on a TLS port) are logged at debug level, counted by
+/// `transport` and `reason` (`error`, `timeout`) and dropped.
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local_addr: SocketAddr,
@@ -176,7 +172,8 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> Self {
+    /// `transport` (`grpc`, `http`) labels the handshake-failure counter.
+    pub fn new(listener: TcpListener, config: Arc<ServerConfig>, transport: &'static str) -> Self {
         let local_addr = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -204,8 +201,12 @@ impl TlsListener {
                         }
                         Ok(Err(error)) => {
                             tracing::debug!(%peer, %error, "TLS handshake failed");
+                            handshake_failed(transport, "error");
                         }
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            handshake_failed(transport, "timeout");
+                        }
                     }
                 });
             }
@@ -215,6 +216,26 @@ impl TlsListener {
             local_addr,
             accept_task,
         }
+    }
+}
+
+fn handshake_failed(transport: &'static str, reason: &'static str) {
+    metrics::counter!(telemetry::TLS_HANDSHAKE_FAILURES, "transport" => transport, "reason" => reason)
+        .increment(1);
+}
+
+impl TlsListener {
+    /// The accepted TLS connections as a stream, for tonic's
+    /// `serve_with_incoming_shutdown`.
+    pub fn into_stream(
+        self,
+    ) -> impl futures::Stream<Item = std::io::Result<TlsStream<TcpStream>>> + Send + 'static {
+        // The listener travels with the stream: dropping it would abort the
+        // accept task.
+        futures::stream::unfold(self, |mut listener| async move {
+            let (stream, _) = axum::serve::Listener::accept(&mut listener).await;
+            Some((Ok(stream), listener))
+        })
     }
 }
 
