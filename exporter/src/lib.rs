@@ -10,3 +10,4 @@ pub mod exporter;
 pub mod googlecloud;
 pub mod metric_source;
 pub mod otlp;
+pub mod split;

@@ -52,7 +52,7 @@ impl Pending {
     }
 
     /// Whether `batch` can join without going over the size bounds (an
-    /// empty group takes anything: a request is never split).
+    /// empty group takes anything; `export_within` splits what is too large).
     pub fn has_room_for(&self, batch: &Batch, policy: &BatchPolicy) -> bool {
         self.is_empty()
             || (self.records + batch.records <= policy.max_records

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use gardener_exporter::batch::Batch;
 use gardener_exporter::exporter::Exporter;
 use gardener_exporter::otlp::retry::REASON_SHUTDOWN;
+use gardener_exporter::split::{self, Bounds};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -144,24 +145,81 @@ pub fn spawn<E: Exporter>(
 /// Exports one batch, counts the outcome, and tells the persistent queue
 /// (when the batch came from it) whether the batch is done with.
 async fn export_one<E: Exporter>(exporter: &mut E, batch: Arc<Batch>, pending: &Pending) {
+    let _settled = Settled(pending, batch.records, batch.encoded_bytes);
+    let persistent = batch.completions.clone();
+    let outcome = send_counted(exporter, batch, !persistent.is_empty()).await;
+    let keep = outcome == Outcome::Kept;
+    persistent.iter().for_each(|c| c.finish(keep));
+}
+
+/// [`export_one`] for an exporter that batches: a batch over the batch
+/// bounds (one large request) goes out in parts that fit (see
+/// `gardener_exporter::split`), and is done with once every part is.
+async fn export_within<E: Exporter>(
+    exporter: &mut E,
+    batch: Arc<Batch>,
+    policy: &BatchPolicy,
+    pending: &Pending,
+) {
+    let bounds = Bounds {
+        max_records: policy.max_records,
+        max_bytes: policy.max_bytes,
+    };
+    if !split::exceeds(bounds, batch.records, batch.encoded_bytes) {
+        return export_one(exporter, batch, pending).await;
+    }
+    let _settled = Settled(pending, batch.records, batch.encoded_bytes);
+    let persistent = batch.completions.clone();
+    let parts = split::split(&batch.payload, bounds);
+    let (records, bytes) = (batch.records.max(1), batch.encoded_bytes);
+    drop(batch);
+    tracing::debug!(
+        exporter = exporter.name(),
+        parts = parts.len(),
+        "request split to fit sending_queue.batch"
+    );
+    let mut keep = false;
+    for part in parts {
+        let mut part = Batch::new(part, 0);
+        // Proportional share of the request's size: only for logs and limits.
+        part.encoded_bytes = bytes * part.records / records;
+        let outcome = send_counted(exporter, Arc::new(part), !persistent.is_empty()).await;
+        keep |= outcome == Outcome::Kept;
+    }
+    persistent.iter().for_each(|c| c.finish(keep));
+}
+
+/// How one export ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Sent,
+    /// Cut short by shutdown while the batch is in the persistent queue:
+    /// it stays on disk and is sent again after the restart.
+    Kept,
+    Failed,
+}
+
+/// Sends one batch and counts the outcome by exporter and signal.
+async fn send_counted<E: Exporter>(
+    exporter: &mut E,
+    batch: Arc<Batch>,
+    persistent: bool,
+) -> Outcome {
     let name = exporter.name();
     let signal = batch.signal().as_str();
     let records = batch.records as u64;
-    let _settled = Settled(pending, batch.records, batch.encoded_bytes);
-    let persistent = batch.completions.clone();
-    let finish = |keep: bool| persistent.iter().for_each(|c| c.finish(keep));
     match exporter.export(batch).await {
         Ok(()) => {
             metrics::counter!(telemetry::EXPORTER_SENT, "exporter" => name, "signal" => signal)
                 .increment(records);
-            finish(false);
+            Outcome::Sent
         }
-        Err(error) if !persistent.is_empty() && error.reason == REASON_SHUTDOWN => {
+        Err(error) if persistent && error.reason == REASON_SHUTDOWN => {
             // Still on disk: sent again after the restart, not lost.
             tracing::info!(exporter = name, signal, records, %error, "export cut short by shutdown; records stay in the persistent queue");
             metrics::counter!(telemetry::PERSISTENT_KEPT, "reason" => REASON_SHUTDOWN, "exporter" => name)
                 .increment(records);
-            finish(true);
+            Outcome::Kept
         }
         Err(error) => {
             tracing::warn!(exporter = name, signal, records, %error, "export failed; records dropped");
@@ -169,7 +227,7 @@ async fn export_one<E: Exporter>(exporter: &mut E, batch: Arc<Batch>, pending: &
                 .increment(records);
             // Given up for good (and counted): done with, as far as the
             // persistent queue is concerned.
-            finish(false);
+            Outcome::Failed
         }
     }
 }
@@ -199,28 +257,28 @@ async fn export_batched<E: Exporter>(
             batch = rx.recv() => batch,
             () = sleep_until_or_never(deadline) => {
                 for due in pending.take_due(&policy, Instant::now(), false) {
-                    export_one(exporter, due, pending_records).await;
+                    export_within(exporter, due, &policy, pending_records).await;
                 }
                 continue;
             }
         };
         let Some(batch) = received else {
             for rest in pending.take_due(&policy, Instant::now(), true) {
-                export_one(exporter, rest, pending_records).await;
+                export_within(exporter, rest, &policy, pending_records).await;
             }
             return;
         };
         let group = pending.get(batch.signal());
         if !group.has_room_for(&batch, &policy) {
             if let Some(full) = group.take() {
-                export_one(exporter, full, pending_records).await;
+                export_within(exporter, full, &policy, pending_records).await;
             }
         }
         let group = pending.get(batch.signal());
         group.push(batch, Instant::now());
         if group.is_full(&policy) {
             if let Some(full) = group.take() {
-                export_one(exporter, full, pending_records).await;
+                export_within(exporter, full, &policy, pending_records).await;
             }
         }
     }
@@ -289,5 +347,44 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    /// Records the record count of every batch it exports.
+    struct Recording(Arc<std::sync::Mutex<Vec<usize>>>);
+
+    impl Exporter for Recording {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+
+        async fn export(&mut self, batch: Arc<Batch>) -> Result<(), ExportError> {
+            self.0.lock().unwrap().push(batch.records);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_batch_bounds_goes_out_in_parts() {
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let policy = BatchPolicy {
+            flush_timeout: Duration::from_millis(10),
+            min_records: 10,
+            max_records: 30,
+            max_bytes: 1 << 20,
+        };
+        let handle = spawn(Recording(sent.clone()), 8, 1 << 30, Some(policy));
+        let records = (0..100).map(|_| LogRecord::default()).collect();
+        let request = build::logs_request("svc", records);
+        handle
+            .send(Arc::new(Batch::new(Payload::Logs(request), 5000)))
+            .await
+            .unwrap();
+        let closing = handle.close();
+        tokio::time::timeout(Duration::from_secs(5), closing.join)
+            .await
+            .unwrap()
+            .unwrap();
+        let sent = sent.lock().unwrap().clone();
+        assert_eq!(sent, vec![30, 30, 30, 10], "max_size 30");
     }
 }

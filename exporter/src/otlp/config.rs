@@ -141,7 +141,8 @@ impl Default for SendingQueueConfig {
 /// records or its oldest part has waited `flush_timeout`; parts are joined
 /// only while the result stays within `max_size` records and `max_bytes`
 /// (so the next hop's message limit, 4 MiB by default in gRPC, holds).
-/// A single incoming request is never split.
+/// A single incoming request over those bounds is split into parts that
+/// fit (`crate::split`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
