@@ -123,6 +123,8 @@ pub fn looks_like_api_key(t: &[u8]) -> bool {
         b"SG.",
     ];
     t.len() >= 16
+        // The first bytes of the prefixes: most tokens stop here.
+        && matches!(t[0], b's' | b'p' | b'r' | b'g' | b'x' | b'A' | b'S')
         && PREFIXES.iter().any(|p| t.starts_with(p))
         && t.iter()
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))

@@ -20,11 +20,23 @@ pub(super) fn classify_with(t: &[u8], flags: u16) -> Option<Placeholder> {
     // Fast path: a short word of letters and underscores (most atoms) is a
     // value only when it is long hex or a boolean; the secret shapes need at
     // least 16 bytes (API keys) or a `.`/`@`/digit.
-    if t.len() < 16 && flags & !(C_HEXL | C_ALPHA | C_UNDERSCORE) == 0 {
+    if flags & !(C_HEXL | C_ALPHA | C_UNDERSCORE) == 0 {
         if t.len() >= 8 && flags == C_HEXL {
             return Some(Placeholder::Hex);
         }
-        return is_bool_word(t).then_some(Placeholder::Any);
+        if t.len() < 16 {
+            return is_bool_word(t).then_some(Placeholder::Any);
+        }
+        // Long words: what the general path below would decide for a word
+        // without digits, dots, slashes or `@` (no boolean is this long, a
+        // JWT has dots).
+        return (secrets::looks_like_api_key(t) || secrets::looks_random(t))
+            .then_some(Placeholder::Str);
+    }
+    // Only digits: a number (no known digit word, UUID, secret prefix or
+    // hex prefix is made of digits alone).
+    if flags == C_DIGIT {
+        return Some(Placeholder::Num);
     }
     let [digits, alpha, hexalpha, colons, dots, slashes, backslashes, dashes, at, other] =
         count_classes(t);
@@ -71,14 +83,20 @@ pub(super) fn classify_with(t: &[u8], flags: u16) -> Option<Placeholder> {
     {
         return Some(Placeholder::Path);
     }
-    if let Some(p) = numeric(t, colons, dots, dashes, slashes, other) {
+    if let Some(p) = numeric(t, digits, colons, dots, dashes, slashes, other) {
         return Some(p);
     }
-    if alpha == hexalpha && other == 0 && colons == 0 && dots == 0 && slashes == 0 && t.len() >= 6 {
-        let body = t.strip_prefix(b"0x").unwrap_or(t);
-        if body.iter().all(u8::is_ascii_hexdigit) {
-            return Some(Placeholder::Hex);
-        }
+    // Only digits and hex letters (a `0x` prefix has a non-hex letter, so
+    // it never gets here).
+    if alpha == hexalpha
+        && other == 0
+        && colons == 0
+        && dots == 0
+        && slashes == 0
+        && t.len() >= 6
+        && digits + hexalpha == t.len()
+    {
+        return Some(Placeholder::Hex);
     }
     if colons >= 2 && is_ipv6(t) {
         return Some(Placeholder::Ip);
@@ -142,6 +160,7 @@ pub(super) fn count_classes(t: &[u8]) -> [usize; 10] {
 /// separators.
 pub(super) fn numeric(
     t: &[u8],
+    digits: usize,
     colons: usize,
     dots: usize,
     dashes: usize,
@@ -165,7 +184,8 @@ pub(super) fn numeric(
             .all(u8::is_ascii_hexdigit)
             .then_some(Placeholder::Hex);
     }
-    let all_digits_dots = body.iter().all(|b| b.is_ascii_digit() || *b == b'.');
+    // A leading sign is neither a digit nor a dot.
+    let all_digits_dots = digits + dots == body.len();
     if all_digits_dots {
         if dots == 3 && is_ipv4(body) {
             return Some(Placeholder::Ip);

@@ -2,57 +2,57 @@
 //! [`WordSet`] that holds them with a cheap rejection test.
 
 /// A small static set of words with a cheap rejection test: most words a
-/// masker meets are in none of its lists, and a length bitmap plus a
-/// first-byte bitmap turn them away without comparing against every entry.
+/// masker meets are in none of its lists, so membership first looks up the
+/// pair (length, first byte) and the pair (length, last byte) in two bitmaps;
+/// only a word that passes both (almost always a member) is compared with
+/// the entries.
 pub(crate) struct WordSet {
     words: &'static [&'static [u8]],
-    /// Bit `n` set when some word has length `n` (words are shorter than 64).
-    lens: u64,
-    /// Bit `b` set when some word starts with byte `b`.
-    first: [u64; 4],
+    /// Bit `b & 63` of `first[n]` set when some word of length `n` starts
+    /// with byte `b` (words are shorter than 64 bytes).
+    first: [u64; 64],
+    /// Bit `b & 63` of `last[n]` set when some word of length `n` ends with
+    /// byte `b`.
+    last: [u64; 64],
 }
 
 impl WordSet {
     pub(crate) const fn new(words: &'static [&'static [u8]]) -> WordSet {
-        let mut lens = 0u64;
-        let mut first = [0u64; 4];
+        let mut first = [0u64; 64];
+        let mut last = [0u64; 64];
         let mut k = 0;
         while k < words.len() {
             let w = words[k];
-            assert!(!w.is_empty() && w.len() < 64);
-            lens |= 1 << w.len();
-            first[(w[0] >> 6) as usize] |= 1 << (w[0] & 63);
+            let n = w.len();
+            assert!(n > 0 && n < 64);
+            first[n] |= 1 << (w[0] & 63);
+            last[n] |= 1 << (w[n - 1] & 63);
             k += 1;
         }
-        WordSet { words, lens, first }
+        WordSet { words, first, last }
+    }
+
+    /// False when no word has `t`'s length, first byte `a` and last byte `z`
+    /// (taken modulo 64); true when one may.
+    #[inline]
+    fn may_contain(&self, n: usize, a: u8, z: u8) -> bool {
+        n < 64 && (self.first[n] >> (a & 63)) & (self.last[n] >> (z & 63)) & 1 != 0
     }
 
     /// Exact (case-sensitive) membership.
     #[inline]
     pub(crate) fn contains(&self, t: &[u8]) -> bool {
         let n = t.len();
-        if n == 0 || n >= 64 || (self.lens >> n) & 1 == 0 {
-            return false;
-        }
-        let b = t[0];
-        if (self.first[(b >> 6) as usize] >> (b & 63)) & 1 == 0 {
-            return false;
-        }
-        self.words.contains(&t)
+        n > 0 && self.may_contain(n, t[0], t[n - 1]) && self.words.contains(&t)
     }
 
     /// Membership ignoring ASCII case; the set must hold lower-case words.
     #[inline]
     pub(crate) fn contains_ignore_case(&self, t: &[u8]) -> bool {
         let n = t.len();
-        if n == 0 || n >= 64 || (self.lens >> n) & 1 == 0 {
-            return false;
-        }
-        let mut buf = [0u8; 64];
-        let low = &mut buf[..n];
-        low.copy_from_slice(t);
-        low.make_ascii_lowercase();
-        self.contains(low)
+        n > 0
+            && self.may_contain(n, t[0].to_ascii_lowercase(), t[n - 1].to_ascii_lowercase())
+            && self.words.iter().any(|w| w.eq_ignore_ascii_case(t))
     }
 }
 
