@@ -12,7 +12,9 @@ pub fn classify(t: &[u8]) -> Option<Placeholder> {
     classify_with(t, class_union(t))
 }
 
-/// [`classify`] given `flags`, the OR of the byte classes of `t`.
+/// [`classify`] given `flags`, the OR of the byte classes of `t`. The fast
+/// paths (plain words, numbers: most atoms) are inlined into the masker.
+#[inline(always)]
 pub(super) fn classify_with(t: &[u8], flags: u16) -> Option<Placeholder> {
     if t.is_empty() {
         return None;
@@ -38,6 +40,13 @@ pub(super) fn classify_with(t: &[u8], flags: u16) -> Option<Placeholder> {
     if flags == C_DIGIT {
         return Some(Placeholder::Num);
     }
+    classify_general(t)
+}
+
+/// [`classify_with`] for the atoms its fast paths do not settle: counts the
+/// byte classes and tries the value shapes one by one.
+#[inline(never)]
+fn classify_general(t: &[u8]) -> Option<Placeholder> {
     let [digits, alpha, hexalpha, colons, dots, slashes, backslashes, dashes, at, other] =
         count_classes(t);
     if at == 1 && secrets::looks_like_email(t) {
