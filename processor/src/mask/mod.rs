@@ -67,6 +67,27 @@ impl Placeholder {
         }
     }
 
+    /// Appends [`Placeholder::as_str`] to `out`; each arm copies a string
+    /// of known length, which compiles to a few moves instead of a call to
+    /// `memcpy` (a placeholder is written for most values).
+    #[inline(always)]
+    fn push_to(self, out: &mut String) {
+        match self {
+            Placeholder::Uuid => out.push_str("<uuid>"),
+            Placeholder::Num => out.push_str("<num>"),
+            Placeholder::Hex => out.push_str("<hex>"),
+            Placeholder::Ip => out.push_str("<ip>"),
+            Placeholder::Url => out.push_str("<url>"),
+            Placeholder::Path => out.push_str("<path>"),
+            Placeholder::Email => out.push_str("<email>"),
+            Placeholder::Ts => out.push_str("<ts>"),
+            Placeholder::Duration => out.push_str("<duration>"),
+            Placeholder::Id => out.push_str("<id>"),
+            Placeholder::Str => out.push_str("<str>"),
+            Placeholder::Any => out.push_str("<*>"),
+        }
+    }
+
     /// True when `t` is exactly one placeholder spelling (`<num>`, `<*>`…).
     pub fn is_placeholder(t: &[u8]) -> bool {
         matches!(
@@ -254,7 +275,22 @@ impl<'a> Masker<'a, '_> {
     }
 
     /// Writes literal text.
+    #[inline]
     fn lit(&mut self, text: &str) {
+        if self.swallow_close > 0 {
+            return self.lit_swallowing(text);
+        }
+        if text.is_empty() {
+            return;
+        }
+        self.name_next = false;
+        self.flush_space();
+        self.out.push_str(text);
+    }
+
+    /// [`Masker::lit`] while closing brackets are to be dropped (rare).
+    #[cold]
+    fn lit_swallowing(&mut self, text: &str) {
         if text.is_empty() {
             return;
         }
@@ -263,7 +299,7 @@ impl<'a> Masker<'a, '_> {
             && matches!(text.as_bytes()[0], b')' | b']')
         {
             self.swallow_close -= 1;
-            self.lit(&text[1..]);
+            self.lit_swallowing(&text[1..]);
             return;
         }
         self.swallow_close = 0;
@@ -284,7 +320,7 @@ impl<'a> Masker<'a, '_> {
                     let opens = gap.iter().filter(|&&c| matches!(c, b'(' | b'[')).count() as u8;
                     let merged = last.kind.merge(kind);
                     self.out.truncate(last.start);
-                    self.out.push_str(merged.as_str());
+                    merged.push_to(self.out);
                     self.last = Some(Last {
                         start: last.start,
                         end: self.out.len(),
@@ -299,7 +335,7 @@ impl<'a> Masker<'a, '_> {
         self.swallow_close = 0;
         self.flush_space();
         let start = self.out.len();
-        self.out.push_str(kind.as_str());
+        kind.push_to(self.out);
         self.last = Some(Last {
             start,
             end: self.out.len(),
@@ -339,39 +375,43 @@ impl<'a> Masker<'a, '_> {
             return j;
         }
 
-        // Quoted text.
-        if is_quote(b) && (b != b'\'' || i == 0 || !s[i - 1].is_ascii_alphanumeric()) {
-            return self.quoted(i, end);
-        }
-        // `<1 sec`, `>5`, `~3`: a comparison sign belongs to the number.
-        if matches!(b, b'<' | b'>' | b'~') && i + 1 < end && s[i + 1].is_ascii_digit() {
-            return i + 1;
-        }
-        // `[fe80::1]:443`: a bracketed IPv6 address, maybe with a port.
-        if b == b'[' {
-            if let Some(p) = s[i + 1..end].iter().position(|&c| c == b']' || is_space(c)) {
-                let close = i + 1 + p;
-                if s[close] == b']' && is_ipv6(&s[i + 1..close]) {
-                    let mut k = close + 1;
-                    if k + 1 < end && s[k] == b':' && s[k + 1].is_ascii_digit() {
-                        k += 1;
-                        while k < end && s[k].is_ascii_digit() {
+        // Quotes, brackets, comparison signs and other delimiters: most
+        // atoms start with none of them, which one table load tells.
+        if BYTE_CLASS[b as usize] & (C_DELIM | C_APOS) != 0 || b == b'~' {
+            // Quoted text.
+            if is_quote(b) && (b != b'\'' || i == 0 || !s[i - 1].is_ascii_alphanumeric()) {
+                return self.quoted(i, end);
+            }
+            // `<1 sec`, `>5`, `~3`: a comparison sign belongs to the number.
+            if matches!(b, b'<' | b'>' | b'~') && i + 1 < end && s[i + 1].is_ascii_digit() {
+                return i + 1;
+            }
+            // `[fe80::1]:443`: a bracketed IPv6 address, maybe with a port.
+            if b == b'[' {
+                if let Some(p) = s[i + 1..end].iter().position(|&c| c == b']' || is_space(c)) {
+                    let close = i + 1 + p;
+                    if s[close] == b']' && is_ipv6(&s[i + 1..close]) {
+                        let mut k = close + 1;
+                        if k + 1 < end && s[k] == b':' && s[k + 1].is_ascii_digit() {
                             k += 1;
+                            while k < end && s[k].is_ascii_digit() {
+                                k += 1;
+                            }
                         }
+                        self.ph(Placeholder::Ip);
+                        return k;
                     }
-                    self.ph(Placeholder::Ip);
-                    return k;
                 }
             }
-        }
-        // `<ip> ()`: an empty value after a value is part of it.
-        if b == b'(' && i + 1 < end && s[i + 1] == b')' && self.just_after_ph() {
-            self.pending_space = false;
-            return i + 2;
-        }
-        if is_delim(b) {
-            self.lit(&self.src[i..i + 1]);
-            return i + 1;
+            // `<ip> ()`: an empty value after a value is part of it.
+            if b == b'(' && i + 1 < end && s[i + 1] == b')' && self.just_after_ph() {
+                self.pending_space = false;
+                return i + 2;
+            }
+            if is_delim(b) {
+                self.lit(&self.src[i..i + 1]);
+                return i + 1;
+            }
         }
 
         // The atom: up to whitespace or a delimiter. URLs keep their
@@ -600,8 +640,11 @@ impl<'a> Masker<'a, '_> {
         let s = self.s;
         // Trailing sentence punctuation stays literal.
         let mut z = j;
-        while z > i && matches!(s[z - 1], b'.' | b':' | b'!' | b'?' | b'\'') {
-            z -= 1;
+        // (Only `:`, `'` and `.!?` are trimmed: nothing to do without them.)
+        if seen & (C_COLON | C_APOS | C_PUNCT) != 0 {
+            while z > i && matches!(s[z - 1], b'.' | b':' | b'!' | b'?' | b'\'') {
+                z -= 1;
+            }
         }
         // ... but `1.` in `1.2.` and IPv6 `::` need care: keep `::` whole.
         if z < j && s[z] == b':' && z + 1 < j && s[z + 1] == b':' {
@@ -632,7 +675,7 @@ impl<'a> Masker<'a, '_> {
                 if l.kind == Placeholder::Num && is_time_unit(t) {
                     l.kind = Placeholder::Duration;
                     self.out.truncate(l.start);
-                    self.out.push_str(Placeholder::Duration.as_str());
+                    Placeholder::Duration.push_to(self.out);
                     l.end = self.out.len();
                 }
             }
@@ -934,6 +977,9 @@ mod tests {
     fn placeholder_spellings() {
         for ph in Placeholder::ALL {
             assert!(Placeholder::is_placeholder(ph.as_str().as_bytes()));
+            let mut out = String::from("x");
+            ph.push_to(&mut out);
+            assert_eq!(&out[1..], ph.as_str());
         }
         assert!(!Placeholder::is_placeholder(b"<x>"));
     }
