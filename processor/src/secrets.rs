@@ -66,11 +66,11 @@ pub fn is_sensitive_key(key: &str) -> bool {
     if SENSITIVE_KEYS.contains_ignore_case(k) {
         return true;
     }
-    let last = match k.iter().rposition(|&b| matches!(b, b'_' | b'-' | b'.')) {
-        Some(p) => &k[p + 1..],
-        None => k,
-    };
-    SENSITIVE_KEYS.contains_ignore_case(last)
+    // The last part, when there is more than one (else `k`, just tested).
+    match k.iter().rposition(|&b| matches!(b, b'_' | b'-' | b'.')) {
+        Some(p) => SENSITIVE_KEYS.contains_ignore_case(&k[p + 1..]),
+        None => false,
+    }
 }
 
 /// True for the names of HTTP auth schemes, in any case (`Bearer`, `basic`, …):

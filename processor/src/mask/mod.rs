@@ -316,7 +316,7 @@ impl<'a> Masker<'a, '_> {
         if let Some(last) = self.last {
             if last.end <= self.out.len() {
                 let gap = &self.out.as_bytes()[last.end..];
-                if gap.iter().all(|&c| matches!(c, b' ' | b',' | b'(' | b'[')) && gap.len() <= 3 {
+                if gap.len() <= 3 && gap.iter().all(|&c| matches!(c, b' ' | b',' | b'(' | b'[')) {
                     let opens = gap.iter().filter(|&&c| matches!(c, b'(' | b'[')).count() as u8;
                     let merged = last.kind.merge(kind);
                     self.out.truncate(last.start);

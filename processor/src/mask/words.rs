@@ -87,11 +87,15 @@ pub(super) fn is_month(t: &[u8]) -> bool {
 }
 
 /// Month and weekday names: part of a timestamp when next to a number.
+#[inline]
 pub(super) fn is_date_word(t: &[u8]) -> bool {
-    // Every plain word is asked: the names are 3 to 9 bytes and capitalised.
-    if !(3..=9).contains(&t.len()) || !t[0].is_ascii_uppercase() {
-        return false;
-    }
+    // Every plain word is asked: the names are 3 to 9 bytes and capitalised,
+    // which settles most words before any lookup.
+    (3..=9).contains(&t.len()) && t[0].is_ascii_uppercase() && is_date_name(t)
+}
+
+/// [`is_date_word`] without its prefilter.
+fn is_date_name(t: &[u8]) -> bool {
     static D: WordSet = WordSet::new(&[
         b"Mon",
         b"Tue",
