@@ -66,11 +66,11 @@ pub fn is_sensitive_key(key: &str) -> bool {
     if SENSITIVE_KEYS.contains_ignore_case(k) {
         return true;
     }
-    let last = match k.iter().rposition(|&b| matches!(b, b'_' | b'-' | b'.')) {
-        Some(p) => &k[p + 1..],
-        None => k,
-    };
-    SENSITIVE_KEYS.contains_ignore_case(last)
+    // The last part, when there is more than one (else `k`, just tested).
+    match k.iter().rposition(|&b| matches!(b, b'_' | b'-' | b'.')) {
+        Some(p) => SENSITIVE_KEYS.contains_ignore_case(&k[p + 1..]),
+        None => false,
+    }
 }
 
 /// True for the names of HTTP auth schemes, in any case (`Bearer`, `basic`, …):
@@ -123,6 +123,8 @@ pub fn looks_like_api_key(t: &[u8]) -> bool {
         b"SG.",
     ];
     t.len() >= 16
+        // The first bytes of the prefixes: most tokens stop here.
+        && matches!(t[0], b's' | b'p' | b'r' | b'g' | b'x' | b'A' | b'S')
         && PREFIXES.iter().any(|p| t.starts_with(p))
         && t.iter()
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))

@@ -232,7 +232,7 @@ impl Signer {
             };
             return self.sign(&rec);
         }
-        self.finish(service, message.trim(), None, None, None, Vec::new(), true)
+        self.finish(service, trim(message), None, None, None, Vec::new(), true)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -288,6 +288,15 @@ impl Signer {
             exception_type: exception_type.map(str::to_string),
             top_frames,
         }
+    }
+}
+
+/// `str::trim`, without decoding characters when the text starts and ends
+/// with visible ASCII (almost every message), which `trim` would keep.
+fn trim(s: &str) -> &str {
+    match s.as_bytes() {
+        [a, .., z] if a.is_ascii_graphic() && z.is_ascii_graphic() => s,
+        _ => s.trim(),
     }
 }
 

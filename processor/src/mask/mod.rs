@@ -19,7 +19,17 @@
 //! reason phrase, errno names, and quoted text that looks like an identifier
 //! (`'accept'`, `'websocket.close'`), because those name the *kind* of error.
 
+mod bytes;
+mod classify;
+mod words;
+
+pub use classify::classify;
+pub(crate) use words::WordSet;
+
 use crate::secrets;
+use bytes::*;
+use classify::{classify_with, is_ipv6};
+use words::{is_date_word, is_month, is_stopword, is_time_unit, is_unit};
 
 /// The typed placeholders a template may contain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,6 +64,27 @@ impl Placeholder {
             Placeholder::Id => "<id>",
             Placeholder::Str => "<str>",
             Placeholder::Any => "<*>",
+        }
+    }
+
+    /// Appends [`Placeholder::as_str`] to `out`; each arm copies a string
+    /// of known length, which compiles to a few moves instead of a call to
+    /// `memcpy` (a placeholder is written for most values).
+    #[inline(always)]
+    fn push_to(self, out: &mut String) {
+        match self {
+            Placeholder::Uuid => out.push_str("<uuid>"),
+            Placeholder::Num => out.push_str("<num>"),
+            Placeholder::Hex => out.push_str("<hex>"),
+            Placeholder::Ip => out.push_str("<ip>"),
+            Placeholder::Url => out.push_str("<url>"),
+            Placeholder::Path => out.push_str("<path>"),
+            Placeholder::Email => out.push_str("<email>"),
+            Placeholder::Ts => out.push_str("<ts>"),
+            Placeholder::Duration => out.push_str("<duration>"),
+            Placeholder::Id => out.push_str("<id>"),
+            Placeholder::Str => out.push_str("<str>"),
+            Placeholder::Any => out.push_str("<*>"),
         }
     }
 
@@ -221,82 +252,6 @@ struct Masker<'a, 'o> {
     /// The next word is probably a user name (after `user`).
     name_next: bool,
 }
-
-/// Byte classes for the scanning loops: one table load per byte instead of a
-/// chain of comparisons. The OR of the classes of an atom's bytes also lets
-/// `classify` settle plain words without looking at them again.
-const C_SPACE: u16 = 1;
-const C_DELIM: u16 = 2;
-const C_APOS: u16 = 4;
-const C_COLON: u16 = 8;
-const C_DIGIT: u16 = 16;
-/// `a-f`, `A-F`
-const C_HEXL: u16 = 32;
-/// `g-z`, `G-Z`
-const C_ALPHA: u16 = 64;
-const C_UNDERSCORE: u16 = 128;
-/// `.`, `!`, `?`: sentence punctuation `atom` may trim (with `:` and `'`).
-const C_PUNCT: u16 = 256;
-/// Anything else (`/`, `-`, `@`, non-ASCII…).
-const C_OTHER: u16 = 512;
-
-static BYTE_CLASS: [u16; 256] = {
-    let mut t = [C_OTHER; 256];
-    // `u8::is_ascii_whitespace`
-    t[b' ' as usize] = C_SPACE;
-    t[b'\t' as usize] = C_SPACE;
-    t[b'\n' as usize] = C_SPACE;
-    t[0x0c] = C_SPACE;
-    t[b'\r' as usize] = C_SPACE;
-    let delims = b"=,;()[]{}\"|<>`";
-    let mut k = 0;
-    while k < delims.len() {
-        t[delims[k] as usize] = C_DELIM;
-        k += 1;
-    }
-    t[b'\'' as usize] = C_APOS;
-    t[b':' as usize] = C_COLON;
-    t[b'.' as usize] = C_PUNCT;
-    t[b'!' as usize] = C_PUNCT;
-    t[b'?' as usize] = C_PUNCT;
-    t[b'_' as usize] = C_UNDERSCORE;
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        if c.is_ascii_digit() {
-            t[b] = C_DIGIT;
-        } else if c.is_ascii_hexdigit() {
-            t[b] = C_HEXL;
-        } else if c.is_ascii_alphabetic() {
-            t[b] = C_ALPHA;
-        }
-        b += 1;
-    }
-    t
-};
-
-/// The OR of the byte classes of `t`.
-#[inline]
-fn class_union(t: &[u8]) -> u16 {
-    t.iter().fold(0, |acc, &b| acc | BYTE_CLASS[b as usize])
-}
-
-#[inline]
-fn is_space(b: u8) -> bool {
-    BYTE_CLASS[b as usize] & C_SPACE != 0
-}
-
-/// Bytes that end an atom inside a word: `= , ; ( ) [ ] { } " | < > \``.
-#[inline]
-fn is_delim(b: u8) -> bool {
-    BYTE_CLASS[b as usize] & C_DELIM != 0
-}
-
-#[inline]
-fn is_quote(b: u8) -> bool {
-    matches!(b, b'"' | b'\'' | b'`')
-}
-
 impl<'a> Masker<'a, '_> {
     fn run(&mut self, mut i: usize, end: usize) {
         while i < end {
@@ -320,7 +275,22 @@ impl<'a> Masker<'a, '_> {
     }
 
     /// Writes literal text.
+    #[inline]
     fn lit(&mut self, text: &str) {
+        if self.swallow_close > 0 {
+            return self.lit_swallowing(text);
+        }
+        if text.is_empty() {
+            return;
+        }
+        self.name_next = false;
+        self.flush_space();
+        self.out.push_str(text);
+    }
+
+    /// [`Masker::lit`] while closing brackets are to be dropped (rare).
+    #[cold]
+    fn lit_swallowing(&mut self, text: &str) {
         if text.is_empty() {
             return;
         }
@@ -329,7 +299,7 @@ impl<'a> Masker<'a, '_> {
             && matches!(text.as_bytes()[0], b')' | b']')
         {
             self.swallow_close -= 1;
-            self.lit(&text[1..]);
+            self.lit_swallowing(&text[1..]);
             return;
         }
         self.swallow_close = 0;
@@ -346,11 +316,11 @@ impl<'a> Masker<'a, '_> {
         if let Some(last) = self.last {
             if last.end <= self.out.len() {
                 let gap = &self.out.as_bytes()[last.end..];
-                if gap.iter().all(|&c| matches!(c, b' ' | b',' | b'(' | b'[')) && gap.len() <= 3 {
+                if gap.len() <= 3 && gap.iter().all(|&c| matches!(c, b' ' | b',' | b'(' | b'[')) {
                     let opens = gap.iter().filter(|&&c| matches!(c, b'(' | b'[')).count() as u8;
                     let merged = last.kind.merge(kind);
                     self.out.truncate(last.start);
-                    self.out.push_str(merged.as_str());
+                    merged.push_to(self.out);
                     self.last = Some(Last {
                         start: last.start,
                         end: self.out.len(),
@@ -365,7 +335,7 @@ impl<'a> Masker<'a, '_> {
         self.swallow_close = 0;
         self.flush_space();
         let start = self.out.len();
-        self.out.push_str(kind.as_str());
+        kind.push_to(self.out);
         self.last = Some(Last {
             start,
             end: self.out.len(),
@@ -405,39 +375,43 @@ impl<'a> Masker<'a, '_> {
             return j;
         }
 
-        // Quoted text.
-        if is_quote(b) && (b != b'\'' || i == 0 || !s[i - 1].is_ascii_alphanumeric()) {
-            return self.quoted(i, end);
-        }
-        // `<1 sec`, `>5`, `~3`: a comparison sign belongs to the number.
-        if matches!(b, b'<' | b'>' | b'~') && i + 1 < end && s[i + 1].is_ascii_digit() {
-            return i + 1;
-        }
-        // `[fe80::1]:443`: a bracketed IPv6 address, maybe with a port.
-        if b == b'[' {
-            if let Some(p) = s[i + 1..end].iter().position(|&c| c == b']' || is_space(c)) {
-                let close = i + 1 + p;
-                if s[close] == b']' && is_ipv6(&s[i + 1..close]) {
-                    let mut k = close + 1;
-                    if k + 1 < end && s[k] == b':' && s[k + 1].is_ascii_digit() {
-                        k += 1;
-                        while k < end && s[k].is_ascii_digit() {
+        // Quotes, brackets, comparison signs and other delimiters: most
+        // atoms start with none of them, which one table load tells.
+        if BYTE_CLASS[b as usize] & (C_DELIM | C_APOS) != 0 || b == b'~' {
+            // Quoted text.
+            if is_quote(b) && (b != b'\'' || i == 0 || !s[i - 1].is_ascii_alphanumeric()) {
+                return self.quoted(i, end);
+            }
+            // `<1 sec`, `>5`, `~3`: a comparison sign belongs to the number.
+            if matches!(b, b'<' | b'>' | b'~') && i + 1 < end && s[i + 1].is_ascii_digit() {
+                return i + 1;
+            }
+            // `[fe80::1]:443`: a bracketed IPv6 address, maybe with a port.
+            if b == b'[' {
+                if let Some(p) = s[i + 1..end].iter().position(|&c| c == b']' || is_space(c)) {
+                    let close = i + 1 + p;
+                    if s[close] == b']' && is_ipv6(&s[i + 1..close]) {
+                        let mut k = close + 1;
+                        if k + 1 < end && s[k] == b':' && s[k + 1].is_ascii_digit() {
                             k += 1;
+                            while k < end && s[k].is_ascii_digit() {
+                                k += 1;
+                            }
                         }
+                        self.ph(Placeholder::Ip);
+                        return k;
                     }
-                    self.ph(Placeholder::Ip);
-                    return k;
                 }
             }
-        }
-        // `<ip> ()`: an empty value after a value is part of it.
-        if b == b'(' && i + 1 < end && s[i + 1] == b')' && self.just_after_ph() {
-            self.pending_space = false;
-            return i + 2;
-        }
-        if is_delim(b) {
-            self.lit(&self.src[i..i + 1]);
-            return i + 1;
+            // `<ip> ()`: an empty value after a value is part of it.
+            if b == b'(' && i + 1 < end && s[i + 1] == b')' && self.just_after_ph() {
+                self.pending_space = false;
+                return i + 2;
+            }
+            if is_delim(b) {
+                self.lit(&self.src[i..i + 1]);
+                return i + 1;
+            }
         }
 
         // The atom: up to whitespace or a delimiter. URLs keep their
@@ -445,6 +419,19 @@ impl<'a> Masker<'a, '_> {
         let mut seen = 0u16;
         let rest = &s[i..end];
         let mut k = 0;
+        // Four bytes at a time while none of them may end the atom (one
+        // test per four bytes), then byte by byte up to the end.
+        while let Some(w) = rest.get(k..k + 4) {
+            let c = BYTE_CLASS[w[0] as usize]
+                | BYTE_CLASS[w[1] as usize]
+                | BYTE_CLASS[w[2] as usize]
+                | BYTE_CLASS[w[3] as usize];
+            if c & (C_SPACE | C_DELIM | C_APOS) != 0 {
+                break;
+            }
+            seen |= c;
+            k += 4;
+        }
         while k < rest.len() {
             let c = BYTE_CLASS[rest[k] as usize];
             if c & (C_SPACE | C_DELIM | C_APOS) != 0
@@ -646,12 +633,18 @@ impl<'a> Masker<'a, '_> {
     /// Classifies and writes the atom `s[i..j]` (no whitespace, no
     /// delimiters except `:` `.` `/` `-` `_` `@` …).
     /// `seen` is the OR of the byte classes of `s[i..j]`.
+    // Inlined into its two call sites in `word_part`: it runs for every
+    // atom, and the call (arguments, saved registers) was a tenth of its cost.
+    #[inline(always)]
     fn atom(&mut self, i: usize, j: usize, end: usize, seen: u16) {
         let s = self.s;
         // Trailing sentence punctuation stays literal.
         let mut z = j;
-        while z > i && matches!(s[z - 1], b'.' | b':' | b'!' | b'?' | b'\'') {
-            z -= 1;
+        // (Only `:`, `'` and `.!?` are trimmed: nothing to do without them.)
+        if seen & (C_COLON | C_APOS | C_PUNCT) != 0 {
+            while z > i && matches!(s[z - 1], b'.' | b':' | b'!' | b'?' | b'\'') {
+                z -= 1;
+            }
         }
         // ... but `1.` in `1.2.` and IPv6 `::` need care: keep `::` whole.
         if z < j && s[z] == b':' && z + 1 < j && s[z + 1] == b':' {
@@ -682,7 +675,7 @@ impl<'a> Masker<'a, '_> {
                 if l.kind == Placeholder::Num && is_time_unit(t) {
                     l.kind = Placeholder::Duration;
                     self.out.truncate(l.start);
-                    self.out.push_str(Placeholder::Duration.as_str());
+                    Placeholder::Duration.push_to(self.out);
                     l.end = self.out.len();
                 }
             }
@@ -773,61 +766,6 @@ impl<'a> Masker<'a, '_> {
     }
 }
 
-/// A small static set of words with a cheap rejection test: most words a
-/// masker meets are in none of its lists, and a length bitmap plus a
-/// first-byte bitmap turn them away without comparing against every entry.
-pub(crate) struct WordSet {
-    words: &'static [&'static [u8]],
-    /// Bit `n` set when some word has length `n` (words are shorter than 64).
-    lens: u64,
-    /// Bit `b` set when some word starts with byte `b`.
-    first: [u64; 4],
-}
-
-impl WordSet {
-    pub(crate) const fn new(words: &'static [&'static [u8]]) -> WordSet {
-        let mut lens = 0u64;
-        let mut first = [0u64; 4];
-        let mut k = 0;
-        while k < words.len() {
-            let w = words[k];
-            assert!(!w.is_empty() && w.len() < 64);
-            lens |= 1 << w.len();
-            first[(w[0] >> 6) as usize] |= 1 << (w[0] & 63);
-            k += 1;
-        }
-        WordSet { words, lens, first }
-    }
-
-    /// Exact (case-sensitive) membership.
-    #[inline]
-    pub(crate) fn contains(&self, t: &[u8]) -> bool {
-        let n = t.len();
-        if n == 0 || n >= 64 || (self.lens >> n) & 1 == 0 {
-            return false;
-        }
-        let b = t[0];
-        if (self.first[(b >> 6) as usize] >> (b & 63)) & 1 == 0 {
-            return false;
-        }
-        self.words.contains(&t)
-    }
-
-    /// Membership ignoring ASCII case; the set must hold lower-case words.
-    #[inline]
-    pub(crate) fn contains_ignore_case(&self, t: &[u8]) -> bool {
-        let n = t.len();
-        if n == 0 || n >= 64 || (self.lens >> n) & 1 == 0 {
-            return false;
-        }
-        let mut buf = [0u8; 64];
-        let low = &mut buf[..n];
-        low.copy_from_slice(t);
-        low.make_ascii_lowercase();
-        self.contains(low)
-    }
-}
-
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
 }
@@ -864,595 +802,6 @@ fn next_starts_with_digit_or_month(s: &[u8], mut j: usize, end: usize) -> bool {
     }
     is_month(&s[j..k])
 }
-
-fn is_month(t: &[u8]) -> bool {
-    static M: WordSet = WordSet::new(&[
-        b"Jan",
-        b"Feb",
-        b"Mar",
-        b"Apr",
-        b"May",
-        b"Jun",
-        b"Jul",
-        b"Aug",
-        b"Sep",
-        b"Sept",
-        b"Oct",
-        b"Nov",
-        b"Dec",
-        b"January",
-        b"February",
-        b"March",
-        b"April",
-        b"June",
-        b"July",
-        b"August",
-        b"September",
-        b"October",
-        b"November",
-        b"December",
-    ]);
-    M.contains(t)
-}
-
-/// Month and weekday names: part of a timestamp when next to a number.
-fn is_date_word(t: &[u8]) -> bool {
-    static D: WordSet = WordSet::new(&[
-        b"Mon",
-        b"Tue",
-        b"Wed",
-        b"Thu",
-        b"Fri",
-        b"Sat",
-        b"Sun",
-        b"Monday",
-        b"Tuesday",
-        b"Wednesday",
-        b"Thursday",
-        b"Friday",
-        b"Saturday",
-        b"Sunday",
-        b"UTC",
-        b"GMT",
-        b"PDT",
-        b"PST",
-        b"EDT",
-        b"EST",
-        b"CET",
-        b"CEST",
-    ]);
-    is_month(t) || D.contains(t)
-}
-
-/// Words that follow `user` without being a user name.
-fn is_stopword(t: &[u8]) -> bool {
-    static W: WordSet = WordSet::new(&[
-        b"a",
-        b"an",
-        b"the",
-        b"is",
-        b"was",
-        b"has",
-        b"had",
-        b"have",
-        b"not",
-        b"and",
-        b"or",
-        b"for",
-        b"from",
-        b"to",
-        b"in",
-        b"on",
-        b"of",
-        b"with",
-        b"by",
-        b"at",
-        b"as",
-        b"id",
-        b"ID",
-        b"name",
-        b"session",
-        b"sessions",
-        b"data",
-        b"context",
-        b"request",
-        b"requests",
-        b"account",
-        b"does",
-        b"did",
-        b"can",
-        b"cannot",
-        b"must",
-        b"should",
-        b"will",
-        b"may",
-        b"already",
-        b"unknown",
-        b"logged",
-        b"authentication",
-        b"auth",
-        b"chat",
-        b"message",
-        b"messages",
-        b"that",
-        b"this",
-        b"which",
-        b"who",
-        b"if",
-        b"when",
-        b"are",
-        b"were",
-        b"be",
-        b"been",
-        b"profile",
-        b"input",
-        b"agent",
-        b"thread",
-        b"threads",
-        b"execution",
-        b"limit",
-        b"quota",
-    ]);
-    W.contains(t)
-}
-
-/// Units that belong to the number before them.
-fn is_unit(t: &[u8]) -> bool {
-    static U: WordSet = WordSet::new(&[
-        b"B", b"KB", b"kB", b"MB", b"GB", b"TB", b"KiB", b"MiB", b"GiB", b"bytes", b"byte", b"%",
-        b"percent",
-    ]);
-    U.contains(t) || is_time_unit(t)
-}
-
-fn is_time_unit(t: &[u8]) -> bool {
-    static U: WordSet = WordSet::new(&[
-        b"ns",
-        b"us",
-        b"ms",
-        b"s",
-        b"sec",
-        b"secs",
-        b"second",
-        b"seconds",
-        b"min",
-        b"mins",
-        b"minute",
-        b"minutes",
-        b"h",
-        b"hr",
-        b"hrs",
-        b"hour",
-        b"hours",
-        b"day",
-        b"days",
-        b"millis",
-        b"milliseconds",
-    ]);
-    U.contains(t)
-}
-
-/// Identifiers that contain digits but name things rather than values.
-fn is_known_digit_word(t: &[u8]) -> bool {
-    static K: WordSet = WordSet::new(&[
-        b"ssh2",
-        b"utf8",
-        b"utf-8",
-        b"UTF-8",
-        b"utf16",
-        b"x86_64",
-        b"x86",
-        b"arm64",
-        b"amd64",
-        b"sha1",
-        b"sha256",
-        b"sha512",
-        b"md5",
-        b"ipv4",
-        b"ipv6",
-        b"IPv4",
-        b"IPv6",
-        b"http2",
-        b"HTTP2",
-        b"h2",
-        b"oauth2",
-        b"OAuth2",
-        b"base64",
-        b"int32",
-        b"int64",
-        b"uint32",
-        b"uint64",
-        b"float32",
-        b"float64",
-        b"s3",
-        b"S3",
-        b"ec2",
-        b"EC2",
-        b"k8s",
-        b"python3",
-        b"e2e",
-        b"i18n",
-        b"2FA",
-        b"asyncpg",
-        b"psycopg2",
-        b"l10n",
-        b"log4j",
-        b"p2p",
-    ]);
-    K.contains(t)
-}
-
-/// Classifies a whitespace- and delimiter-free atom: `Some(placeholder)` when
-/// it is a value, `None` when it is a word to keep.
-pub fn classify(t: &[u8]) -> Option<Placeholder> {
-    classify_with(t, class_union(t))
-}
-
-/// [`classify`] given `flags`, the OR of the byte classes of `t`.
-fn classify_with(t: &[u8], flags: u16) -> Option<Placeholder> {
-    if t.is_empty() {
-        return None;
-    }
-    // Fast path: a short word of letters and underscores (most atoms) is a
-    // value only when it is long hex or a boolean; the secret shapes need at
-    // least 16 bytes (API keys) or a `.`/`@`/digit.
-    if t.len() < 16 && flags & !(C_HEXL | C_ALPHA | C_UNDERSCORE) == 0 {
-        if t.len() >= 8 && flags == C_HEXL {
-            return Some(Placeholder::Hex);
-        }
-        return is_bool_word(t).then_some(Placeholder::Any);
-    }
-    let [digits, alpha, hexalpha, colons, dots, slashes, backslashes, dashes, at, other] =
-        count_classes(t);
-    if at == 1 && secrets::looks_like_email(t) {
-        return Some(Placeholder::Email);
-    }
-    if digits == 0 {
-        if slashes + backslashes > 0 {
-            return is_path(t, slashes, backslashes, dots).then_some(Placeholder::Path);
-        }
-        if alpha == hexalpha && alpha >= 8 && t.len() == alpha {
-            return Some(Placeholder::Hex);
-        }
-        if is_bool_word(t) {
-            return Some(Placeholder::Any);
-        }
-        if dots > 0 && is_file_name(t) {
-            return Some(Placeholder::Path);
-        }
-        if dots > 0 && is_host_name(t) {
-            return Some(Placeholder::Any);
-        }
-        // `is_secret_shaped` minus the email test, done above (an email
-        // has exactly one `@`).
-        if secrets::looks_like_jwt(t) || secrets::looks_like_api_key(t) || secrets::looks_random(t)
-        {
-            return Some(Placeholder::Str);
-        }
-        return None;
-    }
-    // Contains digits from here on.
-    if is_known_digit_word(t) {
-        return None;
-    }
-    if t.len() == 36 && is_uuid(t) {
-        return Some(Placeholder::Uuid);
-    }
-    if secrets::looks_like_jwt(t) || secrets::looks_like_api_key(t) {
-        return Some(Placeholder::Str);
-    }
-    if slashes + backslashes > 0
-        && t.iter().any(|b| b.is_ascii_alphabetic())
-        && is_path(t, slashes, backslashes, dots)
-    {
-        return Some(Placeholder::Path);
-    }
-    if let Some(p) = numeric(t, colons, dots, dashes, slashes, other) {
-        return Some(p);
-    }
-    if alpha == hexalpha && other == 0 && colons == 0 && dots == 0 && slashes == 0 && t.len() >= 6 {
-        let body = t.strip_prefix(b"0x").unwrap_or(t);
-        if body.iter().all(u8::is_ascii_hexdigit) {
-            return Some(Placeholder::Hex);
-        }
-    }
-    if colons >= 2 && is_ipv6(t) {
-        return Some(Placeholder::Ip);
-    }
-    if dots > 0 && is_file_name(t) {
-        return Some(Placeholder::Path);
-    }
-    Some(Placeholder::Id)
-}
-
-/// Per-byte increments of the packed counters of [`count_classes`]: ten
-/// 12-bit fields (digits, letters, hex letters, `:`, `.`, `/`, `\\`, `-`,
-/// `@`, other; `_` counts nowhere), so that counting is one table load and
-/// one add per byte instead of a chain of comparisons.
-static COUNT_INC: [u128; 256] = {
-    let mut t = [0u128; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        let field: u32 = match c {
-            b'0'..=b'9' => 0,
-            b'a'..=b'f' | b'A'..=b'F' => 1,
-            b'g'..=b'z' | b'G'..=b'Z' => 1,
-            b':' => 3,
-            b'.' => 4,
-            b'/' => 5,
-            b'\\' => 6,
-            b'-' => 7,
-            b'@' => 8,
-            b'_' => 99,
-            _ => 9,
-        };
-        if field < 10 {
-            t[b] = 1u128 << (12 * field);
-        }
-        if c.is_ascii_hexdigit() && !c.is_ascii_digit() {
-            t[b] |= 1u128 << 24;
-        }
-        b += 1;
-    }
-    t
-};
-
-/// Counts of digits, letters, hex letters, colons, dots, slashes,
-/// backslashes, dashes, `@` and other bytes (`_` is none of them).
-fn count_classes(t: &[u8]) -> [usize; 10] {
-    let mut counts = [0usize; 10];
-    // A 12-bit field holds up to 4095 per chunk.
-    for chunk in t.chunks(4095) {
-        let packed = chunk
-            .iter()
-            .fold(0u128, |acc, &b| acc + COUNT_INC[b as usize]);
-        for (k, c) in counts.iter_mut().enumerate() {
-            *c += ((packed >> (12 * k)) & 0xfff) as usize;
-        }
-    }
-    counts
-}
-
-/// Booleans and nulls: values, whatever they are next to.
-fn is_bool_word(t: &[u8]) -> bool {
-    matches!(
-        t,
-        b"true" | b"false" | b"True" | b"False" | b"TRUE" | b"FALSE" | b"null" | b"NULL" | b"nil"
-    )
-}
-
-/// Numbers, IPs, timestamps and durations: tokens made of digits and a few
-/// separators.
-fn numeric(
-    t: &[u8],
-    colons: usize,
-    dots: usize,
-    dashes: usize,
-    slashes: usize,
-    other: usize,
-) -> Option<Placeholder> {
-    let body = match t[0] {
-        b'-' | b'+' => &t[1..],
-        _ => t,
-    };
-    if body.is_empty() || !body[0].is_ascii_digit() {
-        if body.starts_with(b".") && body.len() > 1 && body[1..].iter().all(u8::is_ascii_digit) {
-            return Some(Placeholder::Num);
-        }
-        return None;
-    }
-    // 0x1f
-    if body.len() > 2 && body[0] == b'0' && (body[1] == b'x' || body[1] == b'X') {
-        return body[2..]
-            .iter()
-            .all(u8::is_ascii_hexdigit)
-            .then_some(Placeholder::Hex);
-    }
-    let all_digits_dots = body.iter().all(|b| b.is_ascii_digit() || *b == b'.');
-    if all_digits_dots {
-        if dots == 3 && is_ipv4(body) {
-            return Some(Placeholder::Ip);
-        }
-        return Some(Placeholder::Num);
-    }
-    // IPv4 with port or CIDR.
-    if let Some(p) = body.iter().position(|&b| b == b':' || b == b'/') {
-        if is_ipv4(&body[..p]) && body[p + 1..].iter().all(u8::is_ascii_digit) && p + 1 < body.len()
-        {
-            return Some(Placeholder::Ip);
-        }
-    }
-    // Timestamps: digits with - : . , / T Z + separators.
-    if other <= 1
-        && body.iter().all(|&b| {
-            b.is_ascii_digit() || matches!(b, b'-' | b':' | b'.' | b',' | b'/' | b'T' | b'Z' | b'+')
-        })
-        && (colons >= 1 || dashes >= 2 || slashes >= 2)
-    {
-        return Some(Placeholder::Ts);
-    }
-    // 12ms, 1.5s, 30sec, 10KB, 99%
-    let num_end = body
-        .iter()
-        .position(|b| !(b.is_ascii_digit() || *b == b'.'))
-        .unwrap_or(body.len());
-    let unit = &body[num_end..];
-    if !unit.is_empty() && (is_time_unit(unit) || matches!(unit, b"m" | b"d")) {
-        return Some(Placeholder::Duration);
-    }
-    if !unit.is_empty() && is_unit(unit)
-        || unit == b"%"
-        || unit == b"k"
-        || unit == b"K"
-        || unit == b"M"
-        || unit == b"G"
-    {
-        return Some(Placeholder::Num);
-    }
-    None
-}
-
-fn is_ipv4(t: &[u8]) -> bool {
-    let mut parts = 0;
-    for p in t.split(|&b| b == b'.') {
-        if p.is_empty() || p.len() > 3 || !p.iter().all(u8::is_ascii_digit) {
-            return false;
-        }
-        parts += 1;
-    }
-    parts == 4
-}
-
-fn is_ipv6(t: &[u8]) -> bool {
-    let t = t.strip_prefix(b"[").unwrap_or(t);
-    t.iter()
-        .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'%' | b']'))
-        && t.iter().filter(|&&b| b == b':').count() >= 2
-        && t.split(|&b| b == b':')
-            .all(|g| g.len() <= 4 || g.contains(&b'.') || g.contains(&b']'))
-}
-
-fn is_uuid(t: &[u8]) -> bool {
-    t.iter().enumerate().all(|(k, &b)| match k {
-        8 | 13 | 18 | 23 => b == b'-',
-        _ => b.is_ascii_hexdigit(),
-    })
-}
-
-/// Paths: absolute, relative with `./`, home `~/`, Windows `C:\`, or with at
-/// least two separators or a separator and a dot (`com.app/.MainActivity`).
-/// `I/O`, `and/or`, `TCP/IP` stay words.
-fn is_path(t: &[u8], slashes: usize, backslashes: usize, dots: usize) -> bool {
-    matches!(t[0], b'/' | b'~' | b'\\')
-        || t.starts_with(b"./")
-        || t.starts_with(b"../")
-        || (t.len() > 2 && t[1] == b':' && (t[2] == b'\\' || t[2] == b'/'))
-        || slashes + backslashes >= 2
-        || dots > 0
-}
-
-/// A file name with a well-known extension (`chrome.exe`, `app.py`).
-fn is_file_name(t: &[u8]) -> bool {
-    static EXT: WordSet = WordSet::new(&[
-        b"exe",
-        b"dll",
-        b"so",
-        b"dylib",
-        b"sys",
-        b"py",
-        b"pyc",
-        b"js",
-        b"mjs",
-        b"ts",
-        b"java",
-        b"class",
-        b"jar",
-        b"go",
-        b"rs",
-        b"rb",
-        b"php",
-        b"c",
-        b"h",
-        b"cc",
-        b"cpp",
-        b"log",
-        b"txt",
-        b"json",
-        b"yaml",
-        b"yml",
-        b"xml",
-        b"html",
-        b"htm",
-        b"css",
-        b"csv",
-        b"conf",
-        b"cfg",
-        b"ini",
-        b"toml",
-        b"sh",
-        b"bat",
-        b"png",
-        b"jpg",
-        b"jpeg",
-        b"gif",
-        b"svg",
-        b"pdf",
-        b"zip",
-        b"gz",
-        b"tar",
-        b"tgz",
-        b"sql",
-        b"db",
-        b"sqlite",
-        b"pid",
-        b"lock",
-        b"tmp",
-        b"bak",
-        b"out",
-        b"err",
-        b"dat",
-        b"bin",
-        b"img",
-        b"iso",
-        b"plist",
-        b"app",
-        b"xpc",
-        b"framework",
-        b"bundle",
-        b"kext",
-        b"dmg",
-        b"pkg",
-        b"deb",
-        b"rpm",
-        b"rts",
-        b"pem",
-        b"crt",
-        b"key",
-    ]);
-    let Some(d) = t.iter().rposition(|&b| b == b'.') else {
-        return false;
-    };
-    d > 0 && EXT.contains_ignore_case(&t[d + 1..])
-}
-
-/// Host names: dot-separated lower-case labels ending in a top-level domain
-/// (`csnsu.nsuok.edu`, `api.example.com`). Module paths
-/// (`netra_backend.app.agents`) and Java classes (`java.lang.Error`) do not
-/// match: underscores and upper-case class names are not host-like.
-fn is_host_name(t: &[u8]) -> bool {
-    static GTLD: WordSet = WordSet::new(&[
-        b"com",
-        b"net",
-        b"org",
-        b"edu",
-        b"gov",
-        b"mil",
-        b"io",
-        b"info",
-        b"biz",
-        b"local",
-        b"internal",
-        b"lan",
-        b"cloud",
-        b"dev",
-        b"ai",
-        b"app",
-    ]);
-    if t.iter()
-        .any(|&b| !(b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
-        || t.starts_with(b".")
-    {
-        return false;
-    }
-    let labels = t.split(|&b| b == b'.').count();
-    let last = t.rsplit(|&b| b == b'.').next().unwrap_or_default();
-    if last.is_empty() || !last.iter().all(u8::is_ascii_lowercase) {
-        return false;
-    }
-    GTLD.contains(last) || (labels >= 3 && last.len() == 2)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1628,6 +977,9 @@ mod tests {
     fn placeholder_spellings() {
         for ph in Placeholder::ALL {
             assert!(Placeholder::is_placeholder(ph.as_str().as_bytes()));
+            let mut out = String::from("x");
+            ph.push_to(&mut out);
+            assert_eq!(&out[1..], ph.as_str());
         }
         assert!(!Placeholder::is_placeholder(b"<x>"));
     }
