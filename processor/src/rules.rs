@@ -16,7 +16,7 @@
 use crate::memo::{self, Memo};
 use aho_corasick::automaton::Automaton;
 use aho_corasick::automaton::StateID;
-use aho_corasick::dfa::DFA;
+use aho_corasick::nfa::contiguous::NFA;
 use aho_corasick::{Anchored, MatchKind};
 use regex::Regex;
 use serde::Deserialize;
@@ -145,9 +145,9 @@ pub struct Category {
 /// A compiled rule pack.
 pub struct RulePack {
     rules: Vec<Rule>,
-    /// Keyword automaton (a full DFA, searched byte by byte below); pattern
-    /// id → rule index.
-    keywords: Option<(DFA, StateID)>,
+    /// Keyword automaton (a contiguous NFA, searched byte by byte below);
+    /// pattern id → rule index.
+    keywords: Option<(NFA, StateID)>,
     keyword_rule: Vec<u32>,
     /// Rules without keywords: candidates for every record.
     always: Vec<u32>,
@@ -234,17 +234,20 @@ impl RulePack {
         let keywords = if patterns.is_empty() {
             None
         } else {
-            // A full DFA: one table lookup per byte. Every record's template
-            // is scanned, so the larger automaton (a few hundred KB for the
-            // built-in pack) pays for itself.
-            let dfa = DFA::builder()
+            // A contiguous NFA, not a full DFA: determinizing the built-in
+            // pack's ~2,500 keyword states cost ~19M instructions (about a
+            // third of start-up), while the NFA builds in ~2M. The NFA is
+            // slower per byte (a failure transition now and then), but the
+            // scan only runs on a memo miss (`categorize` and the signer are
+            // memoized per template), so start-up wins.
+            let nfa = NFA::builder()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
                 .build(&patterns)?;
-            let start = dfa
+            let start = nfa
                 .start_state(Anchored::No)
                 .expect("unanchored searches are enabled by default");
-            Some((dfa, start))
+            Some((nfa, start))
         };
         Ok(RulePack {
             rules,
@@ -302,16 +305,16 @@ impl RulePack {
                 *best = Some(idx);
             }
         };
-        if let Some((dfa, start)) = &self.keywords {
+        if let Some((nfa, start)) = &self.keywords {
             // Every keyword occurrence, overlapping ones included: a match
             // state lists all patterns that end at this byte.
             let mut scan = |text: &str| {
                 let mut sid = *start;
                 for &b in text.as_bytes() {
-                    sid = dfa.next_state(Anchored::No, sid, b);
-                    if dfa.is_special(sid) && dfa.is_match(sid) {
-                        for k in 0..dfa.match_len(sid) {
-                            let pid = dfa.match_pattern(sid, k);
+                    sid = nfa.next_state(Anchored::No, sid, b);
+                    if nfa.is_special(sid) && nfa.is_match(sid) {
+                        for k in 0..nfa.match_len(sid) {
+                            let pid = nfa.match_pattern(sid, k);
                             consider(self.keyword_rule[pid.as_usize()], &mut best);
                         }
                     }
@@ -460,6 +463,37 @@ mod tests {
         assert_eq!(with(None, &[]), UNCATEGORIZED);
         let long = format!("{} boom", "x".repeat(2 * memo::MAX_KEY));
         assert_eq!(cat(&a, &long), "a");
+    }
+
+    /// The keyword scan must see every occurrence, overlapping and nested
+    /// ones included (`bc` inside `abcd`, `CD` ending where `abcd` ends):
+    /// a leftmost, non-overlapping search would find only `abcd` and pick
+    /// the later rule.
+    #[test]
+    fn overlapping_keywords_are_all_candidates() {
+        let p = RulePack::new(
+            &RulePack::parse_yaml(
+                "rules:\n\
+                 - {category: inner, priority: P1, keywords: [bc]}\n\
+                 - {category: outer, priority: P2, keywords: [abcd]}\n\
+                 - {category: suffix, priority: P2, keywords: [cd]}\n",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let cat = |t: &str| {
+            p.categorize_uncached(&MatchInput {
+                template: t,
+                ..Default::default()
+            })
+            .name
+            .to_string()
+        };
+        assert_eq!(cat("xxABCDxx"), "inner");
+        assert_eq!(cat("abcd"), "inner");
+        assert_eq!(cat("zzabcxcd"), "inner");
+        assert_eq!(cat("xcd"), "suffix");
+        assert_eq!(cat("abxd"), "uncategorized");
     }
 
     #[test]

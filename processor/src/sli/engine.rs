@@ -12,7 +12,9 @@ use std::io::Write as _;
 
 use std::cell::Cell;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::{Automaton, StateID};
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind};
 use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue};
 use regex::Regex;
 
@@ -79,11 +81,25 @@ impl Possible<'_> {
 /// none of whose prefixes occurs cannot match and is not run. Most records
 /// match no SLI regex, and the automaton's one pass is much cheaper than
 /// running each regex.
+///
+/// The pass walks a full DFA byte by byte (one table lookup per byte, as in
+/// [`crate::rules`]) instead of `find_overlapping_iter`, whose generic
+/// overlapping search cost ~23 instructions per byte; every log message is
+/// scanned, so this loop is most of the SLI cost of a record. The literals
+/// are few, so the DFA is small and quick to build.
 #[derive(Debug)]
 struct Prefilter {
-    automaton: AhoCorasick,
+    dfa: DFA,
+    start: StateID,
     /// Per automaton pattern: the regex slots it stands for (a bit each).
     owners: Vec<u64>,
+    /// Every slot's bit: once all are set, the rest of the haystack cannot
+    /// add any.
+    all: u64,
+    /// Bytes that begin a literal (both ASCII cases). In the start state any
+    /// other byte leads back to the start state, so the scan skips them with
+    /// one table lookup each instead of a transition.
+    starts: [bool; 256],
 }
 
 /// At most this many regexes per haystack kind get a prefilter slot (bits of a `u64`).
@@ -109,33 +125,55 @@ impl Prefilter {
         if literals.is_empty() {
             return None;
         }
-        let automaton = AhoCorasick::builder()
+        // Standard semantics report every pattern ending at a position,
+        // overlapping ones included; no built-in prefilter: the start state
+        // then is not "special", and the loop below checks one bound per byte.
+        let built = DFA::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
+            .prefilter(false)
             .build(literals.iter().map(|(l, _)| l))
-            .or_else(|_| {
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(literals.iter().map(|(l, _)| l))
-            })
-            .ok();
-        let Some(automaton) = automaton else {
+            .ok()
+            .and_then(|dfa| Some((dfa.start_state(Anchored::No).ok()?, dfa)));
+        let Some((start, dfa)) = built else {
+            // Too many literals for a DFA: every regex simply runs.
             slots.iter_mut().for_each(|s| *s = None);
             return None;
         };
+        let mut starts = [false; 256];
+        for (literal, _) in &literals {
+            let first = literal[0];
+            starts[usize::from(first.to_ascii_lowercase())] = true;
+            starts[usize::from(first.to_ascii_uppercase())] = true;
+        }
+        let owners: Vec<u64> = literals.into_iter().map(|(_, o)| o).collect();
         Some(Prefilter {
-            automaton,
-            owners: literals.into_iter().map(|(_, o)| o).collect(),
+            dfa,
+            start,
+            all: owners.iter().fold(0, |a, o| a | o),
+            owners,
+            starts,
         })
     }
 
     /// The slots whose regex may match `haystack`.
     fn scan(&self, haystack: &str) -> u64 {
+        let dfa = &self.dfa;
         let mut bits = 0;
-        for m in self.automaton.find_overlapping_iter(haystack) {
-            bits |= self.owners[m.pattern().as_usize()];
+        let mut sid = self.start;
+        for &b in haystack.as_bytes() {
+            if sid == self.start && !self.starts[usize::from(b)] {
+                continue;
+            }
+            sid = dfa.next_state(Anchored::No, sid, b);
+            if dfa.is_special(sid) && dfa.is_match(sid) {
+                for k in 0..dfa.match_len(sid) {
+                    bits |= self.owners[dfa.match_pattern(sid, k).as_usize()];
+                }
+                if bits == self.all {
+                    break;
+                }
+            }
         }
         bits
     }
@@ -172,6 +210,12 @@ struct SliDef {
     description: String,
     events: Vec<Matcher>,
     bad: Vec<Matcher>,
+    /// Indexes into `events` and `bad` of the matchers that can match each
+    /// signal (by [`signal_index`]): a record skips the matchers of the
+    /// other signal without calling them (a third of the built-ins' are
+    /// span-only or log-only).
+    events_for: [Box<[u32]>; 2],
+    bad_for: [Box<[u32]>; 2],
     threshold: f64,
     window_secs: u64,
     min_events: u64,
@@ -270,12 +314,19 @@ impl SliEngine {
                 prefilter: self.span_name_prefilter.as_ref(),
                 bits: Cell::new(None),
             },
+            http_status: Cell::new(None),
         };
+        let signal = signal_index(ev.signal);
         for (i, def) in self.defs.iter().enumerate() {
-            if !def.events.iter().any(|m| m.matches(ev, &possible)) {
+            let any = |matchers: &[Matcher], which: &[u32]| {
+                which
+                    .iter()
+                    .any(|&k| matchers[k as usize].matches(ev, &possible))
+            };
+            if !any(&def.events, &def.events_for[signal]) {
                 continue;
             }
-            let bad = def.bad.iter().any(|m| m.matches(ev, &possible));
+            let bad = any(&def.bad, &def.bad_for[signal]);
             let mut labels: [Cow<'_, str>; MAX_LABELS] = std::array::from_fn(|_| Cow::Borrowed(""));
             for (slot, src) in labels.iter_mut().zip(&def.label_sources) {
                 *slot = match src {
@@ -306,10 +357,25 @@ impl SliEngine {
     }
 }
 
-/// The prefilter states of one event's two regex haystacks.
+/// What one event's matchers share, each computed at most once and only
+/// when a matcher needs it: the prefilter states of the two regex
+/// haystacks, and the HTTP status (its attribute fallback scans the
+/// attributes, and up to four matchers per record ask for it).
 struct Haystacks<'p> {
     message: Possible<'p>,
     span_name: Possible<'p>,
+    http_status: Cell<Option<Option<u16>>>,
+}
+
+impl Haystacks<'_> {
+    fn http_status(&self, ev: &SliEvent<'_>) -> Option<u16> {
+        if let Some(status) = self.http_status.get() {
+            return status;
+        }
+        let status = http_status(ev);
+        self.http_status.set(Some(status));
+        status
+    }
 }
 
 /// Builds the prefilter of one kind of regex (`field` picks it from a
@@ -396,10 +462,14 @@ impl SliDef {
         let compile_all = |ms: Vec<MatcherConfig>| -> Result<Vec<Matcher>, SliConfigError> {
             ms.into_iter().map(|m| Matcher::compile(&name, m)).collect()
         };
+        let events = compile_all(events)?;
+        let bad = compile_all(bad)?;
         Ok(SliDef {
             description: def.description.unwrap_or_default(),
-            events: compile_all(events)?,
-            bad: compile_all(bad)?,
+            events_for: for_each_signal(&events),
+            bad_for: for_each_signal(&bad),
+            events,
+            bad,
             threshold,
             window_secs,
             min_events: def.min_events.unwrap_or(100).max(1),
@@ -408,6 +478,23 @@ impl SliDef {
             name,
         })
     }
+}
+
+/// Index of a signal in [`SliDef::events_for`] and [`SliDef::bad_for`].
+fn signal_index(signal: SliSignal) -> usize {
+    match signal {
+        SliSignal::Log => 0,
+        SliSignal::Span => 1,
+    }
+}
+
+/// Per signal, the indexes of the matchers that do not exclude it.
+fn for_each_signal(matchers: &[Matcher]) -> [Box<[u32]>; 2] {
+    [SliSignal::Log, SliSignal::Span].map(|signal| {
+        (0..matchers.len() as u32)
+            .filter(|&k| matchers[k as usize].signal.is_none_or(|s| s == signal))
+            .collect()
+    })
 }
 
 #[derive(Debug)]
@@ -538,7 +625,7 @@ impl Matcher {
             }
         }
         if self.http_status.is_some() || self.has_http_status.is_some() {
-            let status = http_status(ev);
+            let status = possible.http_status(ev);
             if self.has_http_status.is_some_and(|h| h != status.is_some()) {
                 return false;
             }
@@ -669,6 +756,7 @@ fn label_value<'a>(ev: &SliEvent<'a>, key: &str) -> Cow<'a, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gardener_proto::otlp::common::v1::KeyValue;
 
     #[test]
     fn builtins_compile() {
@@ -762,6 +850,162 @@ mod tests {
         for r in prefiltered(&e, |m| &m.message) {
             assert!(!message.may_match(r.slot, "GET /api/threads/1 200 12ms"));
         }
+    }
+
+    /// The DFA walk reports exactly the slots whose literals occur
+    /// (ASCII case-insensitively), overlapping and nested occurrences
+    /// included, checked against a naive substring search.
+    #[test]
+    fn prefilter_scan_finds_every_literal() {
+        let patterns = [
+            "(?i)websocket connection (accepted|failed)",
+            "abcd",
+            "bc",
+            "(?i)cd|xyz",
+            "(?i)agents?",
+            "^/ws",
+        ];
+        let mut slots = vec![None; patterns.len()];
+        let p = Prefilter::build(&patterns, &mut slots).unwrap();
+        assert!(slots.iter().all(Option::is_some));
+        let prefixes: Vec<Vec<Vec<u8>>> = patterns
+            .iter()
+            .map(|q| literal_prefixes(q).unwrap())
+            .collect();
+        let haystacks = [
+            "",
+            "abcd",
+            "xxABCDxx",
+            "zzabcxcd",
+            "aabcd",
+            "ababcbcd",
+            "xxagenTwebsocketZZ",
+            "WebSocket Connection FAILED",
+            "websocket connection closed",
+            "AGENTS and agent",
+            "/ws/threads",
+            "x/wsXYZ",
+            "caf\u{e9} bc \u{212A}",
+            "GET /api/threads/1 200 12ms",
+        ];
+        for h in haystacks {
+            let lower = h.to_ascii_lowercase();
+            let mut want = 0u64;
+            for (i, literals) in prefixes.iter().enumerate() {
+                if literals
+                    .iter()
+                    .any(|l| lower.as_bytes().windows(l.len()).any(|w| w == &l[..]))
+                {
+                    want |= 1 << slots[i].unwrap();
+                }
+            }
+            assert_eq!(p.scan(h), want, "{h:?}");
+        }
+    }
+
+    /// Classification with the per-signal matcher lists and the per-event
+    /// caches equals trying every matcher in order with nothing cached.
+    #[test]
+    fn classify_equals_trying_every_matcher() {
+        let cfg = SliConfig::from_yaml(
+            "definitions:\n  \
+               span_or_log:\n    \
+                 threshold: 0.5\n    \
+                 events: [ { signal: span, span_kind: client }, { message: '(?i)checkout' } ]\n    \
+                 bad: [ { signal: log, severity_min: WARN }, { span_status: error } ]\n",
+        )
+        .unwrap();
+        let e = SliEngine::new(&cfg).unwrap();
+        let reference = |ev: &SliEvent<'_>| {
+            let mut out = Vec::new();
+            for (i, def) in e.defs.iter().enumerate() {
+                let fresh = || Haystacks {
+                    message: Possible {
+                        prefilter: None,
+                        bits: Cell::new(None),
+                    },
+                    span_name: Possible {
+                        prefilter: None,
+                        bits: Cell::new(None),
+                    },
+                    http_status: Cell::new(None),
+                };
+                if def.events.iter().any(|m| m.matches(ev, &fresh())) {
+                    out.push((i, def.bad.iter().any(|m| m.matches(ev, &fresh()))));
+                }
+            }
+            out
+        };
+        let attr = |k: &str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let method = [attr(
+            "http.request.method",
+            Value::StringValue("GET".into()),
+        )];
+        let status_attr = [attr("http.response.status_code", Value::IntValue(503))];
+        let close = [attr("websocket.close.code", Value::IntValue(1006))];
+        let gen_ai = [attr(
+            "gen_ai.operation.name",
+            Value::StringValue("invoke_agent".into()),
+        )];
+        let attrs: [&[KeyValue]; 5] = [&[], &method, &status_attr, &close, &gen_ai];
+        let messages = [
+            "GET /api/threads 200",
+            "\"WebSocket /ws\" 403",
+            "websocket connection closed abnormally",
+            "connection closed with code 1006",
+            "Agent triage started",
+            "agents failed",
+            "checkout failed",
+            "",
+        ];
+        let mut checked = 0;
+        let mut matched = 0;
+        for signal in [SliSignal::Log, SliSignal::Span] {
+            for (kind, name) in [
+                (None, None),
+                (Some(2), Some("GET /ws/threads")),
+                (Some(3), Some("invoke_agent triage")),
+                (Some(1), Some("db.query")),
+            ] {
+                for message in messages {
+                    for attributes in attrs {
+                        for (severity, status, error, category) in [
+                            (9, None, false, None),
+                            (17, Some(500), true, Some("websocket_state")),
+                            (13, Some(101), false, Some("agent_failure")),
+                            (17, None, true, Some("database_connection")),
+                        ] {
+                            let ev = SliEvent {
+                                span_kind: kind,
+                                span_name: name,
+                                span_status_error: error,
+                                severity_number: severity,
+                                http_status: status,
+                                category,
+                                attributes,
+                                ..SliEvent::new(signal, "svc", message)
+                            };
+                            let got: Vec<_> = e
+                                .classify_owned(&ev)
+                                .into_iter()
+                                .map(|(i, _, bad)| (i, bad))
+                                .collect();
+                            assert_eq!(got, reference(&ev), "{ev:?}");
+                            checked += 1;
+                            matched += got.len();
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            matched > checked,
+            "the events exercise the SLIs ({matched})"
+        );
     }
 
     #[test]
