@@ -717,10 +717,12 @@ impl<'a> Masker<'a, '_> {
             }
             self.prev_word = text;
             // `for user alice`, `Invalid user admin`: the name is a value.
-            if z == j
+            // (The length test first: it rules out almost every word.)
+            if matches!(t.len(), 4 | 8)
+                && (t.eq_ignore_ascii_case(b"user") || t == b"username")
+                && z == j
                 && j < end
                 && is_space(s[j])
-                && (t.eq_ignore_ascii_case(b"user") || t == b"username")
             {
                 self.name_next = true;
             }
