@@ -86,8 +86,12 @@ pub fn is_auth_scheme(word: &str) -> bool {
 /// (`Bearer eyJ…`, `Basic dXNlcjpw…`): capitalised, so that it announces a
 /// credential in the next word. Lowercase prose (`allowing basic
 /// functionality`, `a token was refused`) does not.
+///
+/// Asked for every literal word: the length (the schemes have 5 or 6
+/// letters) and the capital rule out almost all of them at once.
+#[inline]
 pub fn announces_credential(word: &str) -> bool {
-    word.as_bytes().first().is_some_and(u8::is_ascii_uppercase) && is_auth_scheme(word)
+    matches!(word.len(), 5 | 6) && word.as_bytes()[0].is_ascii_uppercase() && is_auth_scheme(word)
 }
 
 /// A JSON Web Token: three base64url parts separated by dots, the first

@@ -281,9 +281,23 @@ pub(super) fn is_known_digit_word(t: &[u8]) -> bool {
     K.contains(t)
 }
 /// Booleans and nulls: values, whatever they are next to.
+///
+/// Asked for almost every word, which is almost never one of these: the
+/// length and first letter (`t`, `f` or `n` in either case) rule out most
+/// words before the spellings are compared.
+#[inline(always)]
 pub(super) fn is_bool_word(t: &[u8]) -> bool {
-    matches!(
-        t,
-        b"true" | b"false" | b"True" | b"False" | b"TRUE" | b"FALSE" | b"null" | b"NULL" | b"nil"
-    )
+    matches!(t, [b't' | b'T' | b'f' | b'F' | b'n' | b'N', _, _, ..] if t.len() <= 5)
+        && matches!(
+            t,
+            b"true"
+                | b"false"
+                | b"True"
+                | b"False"
+                | b"TRUE"
+                | b"FALSE"
+                | b"null"
+                | b"NULL"
+                | b"nil"
+        )
 }
