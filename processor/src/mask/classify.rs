@@ -147,18 +147,26 @@ static COUNT_INC: [u128; 256] = {
     let mut t = [0u128; 256];
     let mut b = 0;
     while b < 256 {
-        let fields = count_fields(b as u8);
-        let mut f = 0;
-        while f < 10 {
-            if fields & (1 << f) != 0 {
-                t[b] |= 1u128 << (12 * f);
-            }
-            f += 1;
-        }
+        t[b] = packed_increment(b as u8, 12);
         b += 1;
     }
     t
 };
+
+/// The increment of byte `c` with one `width`-bit field per class of
+/// [`count_fields`], for the two packed count tables.
+const fn packed_increment(c: u8, width: u32) -> u128 {
+    let fields = count_fields(c);
+    let mut increment = 0u128;
+    let mut f = 0;
+    while f < 10 {
+        if fields & (1 << f) != 0 {
+            increment |= 1u128 << (width * f);
+        }
+        f += 1;
+    }
+    increment
+}
 
 /// [`COUNT_INC`] with 6-bit fields in one 64-bit word, for atoms shorter
 /// than 64 bytes (nearly all): cheaper to add up and to unpack.
@@ -166,14 +174,8 @@ static COUNT_INC_SHORT: [u64; 256] = {
     let mut t = [0u64; 256];
     let mut b = 0;
     while b < 256 {
-        let fields = count_fields(b as u8);
-        let mut f = 0;
-        while f < 10 {
-            if fields & (1 << f) != 0 {
-                t[b] |= 1u64 << (6 * f);
-            }
-            f += 1;
-        }
+        // Ten 6-bit fields fit in 60 bits: the cast keeps every bit.
+        t[b] = packed_increment(b as u8, 6) as u64;
         b += 1;
     }
     t
