@@ -70,29 +70,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-write_config() { # $1 = enabled (true|false) -> path
-  local f=$OUT_DIR/config-$1.yaml
-  cat >"$f" <<YAML
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:$GRPC_PORT
-        max_recv_msg_size_mib: 16
-      http:
-        endpoint: 127.0.0.1:$HTTP_PORT
-processors:
-  gardener:
-    enabled: $1
-exporters:
-  debug:
-    enabled: false
-service:
-  admin:
-    endpoint: 127.0.0.1:$ADMIN_PORT
-YAML
-  echo "$f"
-}
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+write_config() { bench_config "$1" 16; } # $1 = enabled (true|false) -> path
 
 status_kb() { # $1 pid, $2 field (VmRSS|VmHWM)
   awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0

@@ -37,29 +37,9 @@ GRPC_PORT=$PORT_BASE
 HTTP_PORT=$((PORT_BASE + 1))
 ADMIN_PORT=$((PORT_BASE + 2))
 
-config() { # $1 enabled
-  local f=$OUT_DIR/config-$1.yaml
-  cat >"$f" <<YAML
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:$GRPC_PORT
-        max_recv_msg_size_mib: 64
-      http:
-        endpoint: 127.0.0.1:$HTTP_PORT
-processors:
-  gardener:
-    enabled: $1
-exporters:
-  debug:
-    enabled: false
-service:
-  admin:
-    endpoint: 127.0.0.1:$ADMIN_PORT
-YAML
-  echo "$f"
-}
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+config() { bench_config "$1" 64; } # $1 = enabled (true|false) -> path
 
 # Total instructions (Ir) of one collector run receiving $2 requests.
 run_one() { # $1 enabled, $2 requests -> prints Ir

@@ -244,24 +244,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if !left_behind.is_empty() {
         left_behind.insert(0, ("pipeline", left_in_queue.records()));
     }
+    // With a persistent queue the records are still on disk (kept, sent
+    // after the restart); without one they are lost (dropped).
+    let (counter, fate) = match persistent {
+        Some(_) => (telemetry::PERSISTENT_KEPT, "stay in the persistent queue"),
+        None => (telemetry::DROPPED_RECORDS, "are counted as dropped"),
+    };
     for (stage, records) in left_behind.into_iter().filter(|(_, n)| *n > 0) {
-        if persistent.is_some() {
-            tracing::warn!(
-                stage,
-                records,
-                "grace period over; records not yet delivered stay in the persistent queue"
-            );
-            metrics::counter!(telemetry::PERSISTENT_KEPT, "reason" => "shutdown_timeout", "exporter" => stage)
-                .increment(records as u64);
-        } else {
-            tracing::warn!(
-                stage,
-                records,
-                "grace period over; records not yet delivered are counted as dropped"
-            );
-            metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "shutdown_timeout", "exporter" => stage)
-                .increment(records as u64);
-        }
+        tracing::warn!(
+            stage,
+            records,
+            "grace period over; records not yet delivered {fate}"
+        );
+        metrics::counter!(counter, "reason" => "shutdown_timeout", "exporter" => stage)
+            .increment(records as u64);
     }
     if let Some(persistent) = persistent {
         persistent.close().await;

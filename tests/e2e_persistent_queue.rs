@@ -11,7 +11,7 @@ use gardener_proto::build;
 use gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient;
 use gardener_proto::otlp::logs::v1::LogRecord;
 use support::downstream::Downstream;
-use support::Collector;
+use support::{Collector, RECEIVERS};
 use tokio::runtime::Runtime;
 
 const REQUESTS: usize = 20;
@@ -28,14 +28,7 @@ fn free_port() -> SocketAddr {
 
 fn config(queue_dir: &std::path::Path, downstream: SocketAddr, sync: &str) -> String {
     format!(
-        "receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: \"127.0.0.1:{{grpc}}\"
-      http:
-        endpoint: \"127.0.0.1:{{http}}\"
-exporters:
+        "{RECEIVERS}exporters:
   otlp:
     endpoint: \"http://{downstream}\"
     timeout: 2s

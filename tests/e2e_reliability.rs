@@ -17,7 +17,7 @@ use gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceC
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::logs::v1::LogRecord;
 use support::downstream::Downstream;
-use support::Collector;
+use support::{Collector, RECEIVERS};
 
 const RECORDS: &str = "gardener_records_total";
 const SENT: &str = "gardener_exporter_sent_records_total";
@@ -29,14 +29,7 @@ const QUEUE_DEPTH: &str = "gardener_queue_depth";
 /// A collector forwarding to `downstream` with small, explicit bounds.
 fn forwarding_config(downstream: &str, memory_limit_mib: u64) -> String {
     format!(
-        "receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: \"127.0.0.1:{{grpc}}\"
-      http:
-        endpoint: \"127.0.0.1:{{http}}\"
-exporters:
+        "{RECEIVERS}exporters:
   otlp:
     endpoint: \"{downstream}\"
     timeout: 5s

@@ -58,6 +58,17 @@ impl Ports {
     }
 }
 
+/// Both OTLP receivers on the ports [`Ports::fill`] substitutes, with
+/// default limits: the head of a test's config template.
+pub const RECEIVERS: &str = "receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: \"127.0.0.1:{grpc}\"
+      http:
+        endpoint: \"127.0.0.1:{http}\"
+";
+
 /// A config template with both receivers, the debug exporter and the given
 /// HTTP body limit; `extra_grpc` / `extra_http` are appended (indented) to
 /// each protocol's block, e.g. `auth_token: secret`.
