@@ -137,7 +137,7 @@ fn bench_sli(c: &mut Criterion) {
             SliEvent {
                 span_kind: Some(2),
                 span_name: Some("GET /api/threads"),
-                attributes: &span_attrs,
+                attributes: gardener_proto::view::MapRef::owned(&span_attrs),
                 ..SliEvent::new(SliSignal::Span, "netra-backend-staging", "GET /api/threads")
             },
         ),

@@ -13,14 +13,15 @@ use gardener_proto::build;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use gardener_proto::otlp::common::v1::{any_value::Value, KeyValue};
-use gardener_proto::otlp::resource::v1::Resource;
+use gardener_proto::otlp::logs::v1::LogRecord;
+use gardener_proto::view::{LogRef, MapRef, ValueRef};
 
 use crate::attributes;
 use crate::config::ProcessorConfig;
-use crate::event::{service_name, EventView, Signal};
+use crate::event::{service_name_of, EventView, Signal};
 use crate::signature::{Signature, Signer};
 use crate::sli::{SliEngine, SliEvent, SliSignal};
-use crate::trace_context::{check_and_recover, IdConsistency, TraceContextState};
+use crate::trace_context::{check, IdConsistency, TraceCheck, TraceContextState};
 
 /// Why a configuration could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -83,10 +84,10 @@ struct SliCount {
 
 impl Tally {
     /// The index of `service` in this batch (a linear scan: batches carry few services).
-    fn intern(&mut self, resource: Option<&Resource>) -> u32 {
-        let service = service_name(resource);
+    fn intern(&mut self, resource: MapRef<'_>) -> u32 {
+        let service = service_name_of(resource);
         let version = resource
-            .and_then(|r| crate::event::find(&r.attributes, "service.version"))
+            .get("service.version")
             .and_then(crate::event::as_text);
         let found = self
             .services
@@ -235,50 +236,81 @@ impl Processor {
             return;
         }
         for resource_logs in &mut request.resource_logs {
-            let resource = resource_logs.resource.as_ref();
+            let resource = MapRef::resource(resource_logs.resource.as_ref());
             if is_internal(resource) {
                 continue;
             }
             let service = tally.intern(resource);
             for scope_logs in &mut resource_logs.scope_logs {
                 for record in &mut scope_logs.log_records {
-                    if self.trace_checks {
-                        let state = check_and_recover(record);
-                        tally.count_trace_context(service, state);
-                        if self.orphan_detection {
-                            if let Ok(id) = <[u8; 16]>::try_from(record.trace_id.as_slice()) {
-                                tally.log_traces.push((service, id));
-                            }
-                        }
-                        for rule in self.id_consistency.violations_in_record(record) {
-                            *tally
-                                .id_violations
-                                .entry((service, rule.to_string()))
-                                .or_default() += 1;
-                        }
-                        // Before the view: SLIs may match on this attribute.
-                        push_str(
-                            &mut record.attributes,
-                            attributes::TRACE_CONTEXT,
-                            state.as_str(),
-                        );
-                    }
-                    let view = EventView::from_log(resource, record);
-                    let signature = self.signature_of(&view, service, tally);
-                    self.classify(
-                        &view,
-                        signature.as_ref(),
-                        &record.attributes,
-                        resource,
-                        tally,
-                    );
-                    drop(view);
-                    if let Some(signature) = signature {
-                        annotate(&mut record.attributes, signature);
-                    }
+                    let found = self.process_log(resource, service, LogRef::owned(record), tally);
+                    found.apply(record);
                 }
             }
         }
+    }
+
+    /// Whether the records of a resource with these attributes are enriched
+    /// (not the collector's own), and its index in `tally` when they are.
+    pub fn intern_resource(&self, resource: MapRef<'_>, tally: &mut Tally) -> Option<u32> {
+        (self.enabled && !is_internal(resource)).then(|| tally.intern(resource))
+    }
+
+    /// Checks, signs and classifies one log record, decoded or encoded, and
+    /// tallies it; returns what is to be written into the record. `service`
+    /// comes from [`intern_resource`](Self::intern_resource).
+    pub fn process_log(
+        &self,
+        resource: MapRef<'_>,
+        service: u32,
+        record: LogRef<'_>,
+        tally: &mut Tally,
+    ) -> LogEnrichment {
+        let mut trace = None;
+        if self.trace_checks {
+            let found = check(record);
+            tally.count_trace_context(service, found.state);
+            trace = Some(found);
+        }
+        // The view sees the record as it will be: with recovered ids.
+        let recovered = trace.unwrap_or(TraceCheck {
+            state: TraceContextState::Missing,
+            trace_id: None,
+            span_id: None,
+        });
+        // A copy that may borrow the recovered ids for this call.
+        let mut record = record;
+        if let Some(id) = &recovered.trace_id {
+            record.trace_id = id;
+        }
+        if let Some(id) = &recovered.span_id {
+            record.span_id = id;
+        }
+        if self.trace_checks {
+            if self.orphan_detection {
+                if let Ok(id) = <[u8; 16]>::try_from(record.trace_id) {
+                    tally.log_traces.push((service, id));
+                }
+            }
+            for rule in self.id_consistency.violations_in_record(record) {
+                *tally
+                    .id_violations
+                    .entry((service, rule.to_string()))
+                    .or_default() += 1;
+            }
+        }
+        let view = EventView::from_log_ref(resource, record);
+        let signature = self.signature_of(&view, service, tally);
+        let added = trace.map(|t| (attributes::TRACE_CONTEXT, t.state.as_str()));
+        self.classify(
+            &view,
+            signature.as_ref(),
+            record.attributes,
+            added.as_slice(),
+            resource,
+            tally,
+        );
+        LogEnrichment { trace, signature }
     }
 
     /// Enriches every span in place and tallies it.
@@ -287,11 +319,12 @@ impl Processor {
             return;
         }
         for resource_spans in &mut request.resource_spans {
-            let resource = resource_spans.resource.as_ref();
-            if is_internal(resource) {
+            let resource_ref = MapRef::resource(resource_spans.resource.as_ref());
+            if is_internal(resource_ref) {
                 continue;
             }
-            let service = tally.intern(resource);
+            let resource = resource_spans.resource.as_ref();
+            let service = tally.intern(resource_ref);
             for scope_spans in &mut resource_spans.scope_spans {
                 for span in &mut scope_spans.spans {
                     if self.orphan_detection {
@@ -301,7 +334,14 @@ impl Processor {
                     }
                     let view = EventView::from_span(resource, span);
                     let signature = self.signature_of(&view, service, tally);
-                    self.classify(&view, signature.as_ref(), &span.attributes, resource, tally);
+                    self.classify(
+                        &view,
+                        signature.as_ref(),
+                        MapRef::owned(&span.attributes),
+                        &[],
+                        resource_ref,
+                        tally,
+                    );
                     drop(view);
                     if let Some(signature) = signature {
                         annotate(&mut span.attributes, signature);
@@ -352,8 +392,9 @@ impl Processor {
         &self,
         view: &EventView<'_>,
         signature: Option<&Signature>,
-        attributes: &[KeyValue],
-        resource: Option<&Resource>,
+        attributes: MapRef<'_>,
+        added: &[(&str, &str)],
+        resource: MapRef<'_>,
         tally: &mut Tally,
     ) {
         if self.sli.is_empty() {
@@ -373,10 +414,45 @@ impl Processor {
             category: signature.map(|s| &*s.category),
             message: &view.message,
             attributes,
-            resource_attributes: resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]),
+            added_attributes: added,
+            resource_attributes: resource,
         };
         self.sli
             .classify(&event, &mut |m| tally.count_sli(m.sli, m.labels, m.bad));
+    }
+}
+
+/// What enrichment writes into one log record: the `gardener.trace_context`
+/// attribute and recovered ids (when trace checks are on), then the
+/// signature attributes (when the record was signed). Written by
+/// [`apply`](Self::apply) into a decoded record, or appended to an encoded one.
+#[derive(Debug)]
+pub struct LogEnrichment {
+    pub trace: Option<TraceCheck>,
+    pub signature: Option<Signature>,
+}
+
+impl LogEnrichment {
+    /// Writes the enrichment into a decoded record.
+    pub fn apply(self, record: &mut LogRecord) {
+        if let Some(trace) = self.trace {
+            if let Some(id) = trace.trace_id {
+                record.trace_id = id.to_vec();
+            }
+            if let Some(id) = trace.span_id {
+                record.span_id = id.to_vec();
+            }
+            let extra = 1 + if self.signature.is_some() { 5 } else { 0 };
+            record.attributes.reserve(extra);
+            push_str(
+                &mut record.attributes,
+                attributes::TRACE_CONTEXT,
+                trace.state.as_str(),
+            );
+        }
+        if let Some(signature) = self.signature {
+            annotate(&mut record.attributes, signature);
+        }
     }
 }
 
@@ -415,10 +491,8 @@ fn code_location(view: &EventView<'_>) -> Option<String> {
 /// collector does not sign, trace-check or SLI-count its own announcements.
 pub const INTERNAL_RESOURCE_ATTRIBUTE: &str = "gardener.internal";
 
-fn is_internal(resource: Option<&Resource>) -> bool {
-    resource
-        .and_then(|r| crate::event::find(&r.attributes, INTERNAL_RESOURCE_ATTRIBUTE))
-        .is_some_and(|v| matches!(v.value, Some(Value::BoolValue(true))))
+fn is_internal(resource: MapRef<'_>) -> bool {
+    resource.get(INTERNAL_RESOURCE_ATTRIBUTE) == Some(ValueRef::Bool(true))
 }
 
 fn hex_id(id: &[u8]) -> String {
@@ -465,7 +539,8 @@ fn fingerprint_hex(fingerprint: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use gardener_proto::otlp::logs::v1::{ResourceLogs, ScopeLogs};
+    use gardener_proto::otlp::resource::v1::Resource;
 
     fn text(key: &str, value: &str) -> KeyValue {
         build::key_value(key, build::string(value))

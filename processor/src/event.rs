@@ -7,9 +7,10 @@
 //! reads this one view, so each shape is handled once, here. The view borrows
 //! from the record wherever it can; only non-string values are rendered.
 
-use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, KeyValue, KeyValueList};
+use gardener_proto::otlp::common::v1::KeyValue;
 use gardener_proto::otlp::logs::v1::LogRecord;
 use gardener_proto::otlp::resource::v1::Resource;
+use gardener_proto::view::{LogRef, MapRef, ValueRef};
 use gardener_proto::otlp::trace::v1::{status::StatusCode, Span};
 use std::borrow::Cow;
 
@@ -78,13 +79,15 @@ pub const MAX_SERVICE_NAME: usize = 256;
 /// `service.name` of a resource, `"unknown"` when absent or not a string,
 /// cut to [`MAX_SERVICE_NAME`] bytes.
 pub fn service_name(resource: Option<&Resource>) -> &str {
-    resource
-        .and_then(|r| find(&r.attributes, "service.name"))
-        .and_then(|v| match &v.value {
-            Some(Value::StringValue(s)) if !s.is_empty() => Some(truncate(s, MAX_SERVICE_NAME)),
-            _ => None,
-        })
-        .unwrap_or("unknown")
+    service_name_of(MapRef::resource(resource))
+}
+
+/// [`service_name`] from the resource's attributes.
+pub fn service_name_of(resource: MapRef<'_>) -> &str {
+    match resource.get("service.name") {
+        Some(ValueRef::Str(s)) if !s.is_empty() => truncate(s, MAX_SERVICE_NAME),
+        _ => "unknown",
+    }
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a
@@ -123,41 +126,27 @@ pub fn severity_from_text(text: &str) -> i32 {
 }
 
 /// The attribute `key`, if present.
-pub fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref())
-}
-
-fn kv_get<'a>(list: &'a KeyValueList, key: &str) -> Option<&'a AnyValue> {
-    find(&list.values, key)
-}
-
-fn as_map(v: &AnyValue) -> Option<&KeyValueList> {
-    match &v.value {
-        Some(Value::KvlistValue(m)) => Some(m),
-        _ => None,
-    }
+pub fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<ValueRef<'a>> {
+    MapRef::owned(attrs).get(key)
 }
 
 /// A value as text: strings borrowed, scalars rendered. Maps and arrays are
 /// not text.
-pub fn as_text(v: &AnyValue) -> Option<Cow<'_, str>> {
-    match v.value.as_ref()? {
-        Value::StringValue(s) => Some(Cow::Borrowed(s.as_str())),
-        Value::IntValue(i) => Some(Cow::Owned(i.to_string())),
-        Value::DoubleValue(d) => Some(Cow::Owned(d.to_string())),
-        Value::BoolValue(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+pub fn as_text(v: ValueRef<'_>) -> Option<Cow<'_, str>> {
+    match v {
+        ValueRef::Str(s) => Some(Cow::Borrowed(s)),
+        ValueRef::Int(i) => Some(Cow::Owned(i.to_string())),
+        ValueRef::Double(d) => Some(Cow::Owned(d.to_string())),
+        ValueRef::Bool(b) => Some(Cow::Borrowed(if b { "true" } else { "false" })),
         _ => None,
     }
 }
 
-fn as_status(v: &AnyValue) -> Option<u16> {
-    let n = match v.value.as_ref()? {
-        Value::IntValue(i) => *i,
-        Value::DoubleValue(d) => *d as i64,
-        Value::StringValue(s) => s.trim().parse().ok()?,
+fn as_status(v: ValueRef<'_>) -> Option<u16> {
+    let n = match v {
+        ValueRef::Int(i) => i,
+        ValueRef::Double(d) => d as i64,
+        ValueRef::Str(s) => s.trim().parse().ok()?,
         _ => return None,
     };
     (100..=599).contains(&n).then_some(n as u16)
@@ -169,7 +158,7 @@ fn as_status(v: &AnyValue) -> Option<u16> {
 /// field's key order, exactly as a scan per key would (the first key that is
 /// present with a value that has text wins; an empty text is no value).
 struct AttrIndex<'a> {
-    slots: [Option<&'a AnyValue>; ATTR_KEYS.len()],
+    slots: [Option<ValueRef<'a>>; ATTR_KEYS.len()],
 }
 
 const EXCEPTION_TYPE: usize = 0;
@@ -236,14 +225,12 @@ fn attr_slot(key: &str) -> Option<usize> {
 }
 
 impl<'a> AttrIndex<'a> {
-    fn new(attrs: &'a [KeyValue]) -> Self {
+    fn new(attrs: MapRef<'a>) -> Self {
         let mut slots = [None; ATTR_KEYS.len()];
-        let mut seen = 0u32;
-        for kv in attrs {
-            if let Some(i) = attr_slot(&kv.key) {
-                if seen & (1 << i) == 0 {
-                    seen |= 1 << i;
-                    slots[i] = kv.value.as_ref();
+        for (key, value) in attrs.iter() {
+            if let Some(i) = attr_slot(key) {
+                if slots[i].is_none() {
+                    slots[i] = Some(value);
                 }
             }
         }
@@ -275,18 +262,24 @@ fn text_attr<'a>(attrs: &'a [KeyValue], keys: &[&str]) -> Option<Cow<'a, str>> {
 const MESSAGE_KEYS: [&str; 3] = ["message", "msg", "textPayload"];
 
 impl<'a> EventView<'a> {
-    /// The view of a log record.
+    /// The view of a decoded log record.
     pub fn from_log(resource: Option<&'a Resource>, record: &'a LogRecord) -> Self {
-        let attrs = AttrIndex::new(&record.attributes);
+        Self::from_log_ref(MapRef::resource(resource), LogRef::owned(record))
+    }
+
+    /// The view of a log record, decoded or encoded, and its resource's
+    /// attributes.
+    pub fn from_log_ref(resource: MapRef<'a>, record: LogRef<'a>) -> Self {
+        let attrs = AttrIndex::new(record.attributes);
         let mut severity_number = record.severity_number;
         if severity_number == 0 {
-            severity_number = severity_from_text(&record.severity_text);
+            severity_number = severity_from_text(record.severity_text);
         }
         let mut v = EventView {
             signal: Signal::Log,
-            service: service_name(resource),
+            service: service_name_of(resource),
             severity_number,
-            severity_text: &record.severity_text,
+            severity_text: record.severity_text,
             message: Cow::Borrowed(""),
             exception_type: attrs.text(&[EXCEPTION_TYPE]),
             exception_message: attrs.text(&[EXCEPTION_MESSAGE]),
@@ -304,11 +297,11 @@ impl<'a> EventView<'a> {
             } else {
                 record.observed_time_unix_nano
             },
-            trace_id: &record.trace_id,
-            span_id: &record.span_id,
+            trace_id: record.trace_id,
+            span_id: record.span_id,
         };
-        if let Some(body) = record.body.as_ref() {
-            match as_map(body) {
+        if let Some(body) = record.body {
+            match body.as_map() {
                 Some(map) => v.fill_from_map(map),
                 None => {
                     if let Some(t) = as_text(body) {
@@ -327,33 +320,33 @@ impl<'a> EventView<'a> {
 
     /// Facts from a map body: a structured log or a Cloud Logging entry
     /// (`jsonPayload`, `httpRequest`, `labels`, `severity`).
-    fn fill_from_map(&mut self, map: &'a KeyValueList) {
+    fn fill_from_map(&mut self, map: MapRef<'a>) {
         // A whole LogEntry: look inside jsonPayload, too.
-        let payload = kv_get(map, "jsonPayload").and_then(as_map);
+        let payload = map.get("jsonPayload").and_then(ValueRef::as_map);
         for m in [Some(map), payload].into_iter().flatten() {
             if self.message.is_empty() {
                 if let Some(t) = MESSAGE_KEYS
                     .iter()
-                    .find_map(|k| kv_get(m, k).and_then(as_text))
+                    .find_map(|k| m.get(k).and_then(as_text))
                 {
                     self.message = t;
                 }
             }
-            if let Some(err) = kv_get(m, "error") {
-                match as_map(err) {
+            if let Some(err) = m.get("error") {
+                match err.as_map() {
                     Some(e) => {
                         if self.exception_type.is_none() {
                             self.exception_type = ["type", "name", "kind"]
                                 .iter()
-                                .find_map(|k| kv_get(e, k).and_then(as_text));
+                                .find_map(|k| e.get(k).and_then(as_text));
                         }
                         if self.exception_message.is_none() {
-                            self.exception_message = kv_get(e, "message").and_then(as_text);
+                            self.exception_message = e.get("message").and_then(as_text);
                         }
                         if self.stacktrace.is_none() {
                             self.stacktrace = ["stack", "stack_trace", "stacktrace"]
                                 .iter()
-                                .find_map(|k| kv_get(e, k).and_then(as_text));
+                                .find_map(|k| e.get(k).and_then(as_text));
                         }
                     }
                     None => {
@@ -372,38 +365,38 @@ impl<'a> EventView<'a> {
                     "exc_info",
                 ]
                 .iter()
-                .find_map(|k| kv_get(m, k).and_then(as_text))
+                .find_map(|k| m.get(k).and_then(as_text))
                 .filter(|s| s.contains('\n'));
             }
-            if let Some(h) = kv_get(m, "httpRequest").and_then(as_map) {
+            if let Some(h) = m.get("httpRequest").and_then(ValueRef::as_map) {
                 if self.http_method.is_none() {
-                    self.http_method = kv_get(h, "requestMethod").and_then(as_text);
+                    self.http_method = h.get("requestMethod").and_then(as_text);
                 }
                 if self.http_route.is_none() {
-                    self.http_route = kv_get(h, "requestUrl").and_then(as_text);
+                    self.http_route = h.get("requestUrl").and_then(as_text);
                 }
             }
             if self.http_status.is_none() {
-                self.http_status = kv_get(m, "httpRequest")
-                    .and_then(as_map)
-                    .and_then(|h| kv_get(h, "status"))
+                self.http_status = m.get("httpRequest")
+                    .and_then(ValueRef::as_map)
+                    .and_then(|h| h.get("status"))
                     .and_then(as_status)
                     .or_else(|| {
                         ["status", "status_code"]
                             .iter()
-                            .find_map(|k| kv_get(m, k).and_then(as_status))
+                            .find_map(|k| m.get(k).and_then(as_status))
                     });
             }
-            if let Some(labels) = kv_get(m, "labels").and_then(as_map) {
+            if let Some(labels) = m.get("labels").and_then(ValueRef::as_map) {
                 if self.code_function.is_none() {
-                    self.code_function = kv_get(labels, "function").and_then(as_text);
+                    self.code_function = labels.get("function").and_then(as_text);
                 }
                 if self.code_file.is_none() {
-                    self.code_file = kv_get(labels, "module").and_then(as_text);
+                    self.code_file = labels.get("module").and_then(as_text);
                 }
             }
             if self.severity_number == 0 {
-                if let Some(s) = kv_get(m, "severity").and_then(as_text) {
+                if let Some(s) = m.get("severity").and_then(as_text) {
                     self.severity_number = severity_from_text(&s);
                 }
             }
@@ -413,7 +406,7 @@ impl<'a> EventView<'a> {
     /// The view of a span: its status message (or name) is the message, an
     /// `exception` event supplies exception facts.
     pub fn from_span(resource: Option<&'a Resource>, span: &'a Span) -> Self {
-        let attrs = AttrIndex::new(&span.attributes);
+        let attrs = AttrIndex::new(MapRef::owned(&span.attributes));
         let status_error = span
             .status
             .as_ref()

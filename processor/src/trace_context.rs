@@ -15,8 +15,9 @@
 //! Everything here is pure: no clock, no I/O, no allocation on the
 //! `present` path.
 
-use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
+use gardener_proto::otlp::common::v1::KeyValue;
 use gardener_proto::otlp::logs::v1::LogRecord;
+use gardener_proto::view::{LogRef, MapRef, ValueRef};
 use regex::Regex;
 use serde::Deserialize;
 
@@ -115,21 +116,49 @@ const SPAN_KEYS: &[&str] = &[
 /// value when it carries one, else from the first valid [`SPAN_KEYS`] value;
 /// it is only written if `span_id` is empty.
 pub fn check_and_recover(record: &mut LogRecord) -> TraceContextState {
+    let found = check(LogRef::owned(record));
+    if let Some(trace_id) = found.trace_id {
+        record.trace_id = trace_id.to_vec();
+    }
+    if let Some(span_id) = found.span_id {
+        record.span_id = span_id.to_vec();
+    }
+    found.state
+}
+
+/// What [`check`] found: the state and, when the record is `recovered`, the
+/// ids to write into it (the span id only when the record has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceCheck {
+    pub state: TraceContextState,
+    pub trace_id: Option<[u8; 16]>,
+    pub span_id: Option<[u8; 8]>,
+}
+
+/// [`check_and_recover`] without the writing, for a record of either form.
+pub fn check(record: LogRef<'_>) -> TraceCheck {
+    let state_only = |state| TraceCheck {
+        state,
+        trace_id: None,
+        span_id: None,
+    };
     if !record.trace_id.is_empty() {
-        return if record.trace_id.len() == 16 && record.trace_id.iter().any(|&b| b != 0) {
-            TraceContextState::Present
-        } else {
-            TraceContextState::Invalid
-        };
+        return state_only(
+            if record.trace_id.len() == 16 && record.trace_id.iter().any(|&b| b != 0) {
+                TraceContextState::Present
+            } else {
+                TraceContextState::Invalid
+            },
+        );
     }
     let mut scan = Scan::default();
-    scan.keys(&record.attributes);
+    scan.keys(record.attributes);
     if scan.trace.is_none() {
-        if let Some(body) = body_kvlist(record.body.as_ref()) {
+        if let Some(body) = body_kvlist(record.body) {
             scan.keys(body);
             if scan.trace.is_none() {
-                for kv in body {
-                    if let Some(nested) = body_kvlist(kv.value.as_ref()) {
+                for (_, value) in body.iter() {
+                    if let Some(nested) = body_kvlist(Some(value)) {
                         scan.keys(nested);
                         if scan.trace.is_some() {
                             break;
@@ -140,25 +169,22 @@ pub fn check_and_recover(record: &mut LogRecord) -> TraceContextState {
         }
     }
     match scan.trace {
-        Some((trace, span)) => {
-            record.trace_id = trace.to_vec();
-            if record.span_id.is_empty() {
-                if let Some(span) = span.or(scan.span) {
-                    record.span_id = span.to_vec();
-                }
-            }
-            TraceContextState::Recovered
-        }
-        None if scan.invalid => TraceContextState::Invalid,
-        None => TraceContextState::Missing,
+        Some((trace, span)) => TraceCheck {
+            state: TraceContextState::Recovered,
+            trace_id: Some(trace),
+            span_id: if record.span_id.is_empty() {
+                span.or(scan.span)
+            } else {
+                None
+            },
+        },
+        None if scan.invalid => state_only(TraceContextState::Invalid),
+        None => state_only(TraceContextState::Missing),
     }
 }
 
-fn body_kvlist(v: Option<&AnyValue>) -> Option<&[KeyValue]> {
-    match v?.value.as_ref()? {
-        Value::KvlistValue(l) => Some(&l.values),
-        _ => None,
-    }
+fn body_kvlist(v: Option<ValueRef<'_>>) -> Option<MapRef<'_>> {
+    v?.as_map()
 }
 
 #[derive(Default)]
@@ -172,12 +198,11 @@ struct Scan {
 }
 
 impl Scan {
-    fn keys(&mut self, kvs: &[KeyValue]) {
-        for kv in kvs {
-            let key = kv.key.as_str();
-            let Some(value) = kv.value.as_ref().and_then(|v| v.value.as_ref()) else {
+    fn keys(&mut self, kvs: MapRef<'_>) {
+        for (key, value) in kvs.iter() {
+            if !value.is_set() {
                 continue;
-            };
+            }
             if TRACE_KEYS.contains(&key) {
                 if self.trace.is_some() {
                     continue;
@@ -200,22 +225,22 @@ enum Parsed {
     Valid([u8; 16], Option<[u8; 8]>),
 }
 
-fn parse_trace_value(v: &Value) -> Parsed {
+fn parse_trace_value(v: ValueRef<'_>) -> Parsed {
     match v {
-        Value::StringValue(s) => parse_trace_str(s),
-        Value::BytesValue(b) if b.len() == 16 => match <[u8; 16]>::try_from(b.as_slice()) {
+        ValueRef::Str(s) => parse_trace_str(s),
+        ValueRef::Bytes(b) if b.len() == 16 => match <[u8; 16]>::try_from(b) {
             Ok(id) if id != [0; 16] => Parsed::Valid(id, None),
             _ => Parsed::Invalid,
         },
-        Value::BytesValue(b) if b.is_empty() => Parsed::Absent,
-        Value::BytesValue(b) => match std::str::from_utf8(b) {
+        ValueRef::Bytes([]) => Parsed::Absent,
+        ValueRef::Bytes(b) => match std::str::from_utf8(b) {
             Ok(s) => parse_trace_str(s),
             Err(_) => Parsed::Invalid,
         },
         // A number or bool under a trace key is an id attempt that cannot be
         // a 128-bit W3C id (e.g. a 64-bit Datadog id).
-        Value::IntValue(0) => Parsed::Absent,
-        Value::IntValue(_) | Value::DoubleValue(_) => Parsed::Invalid,
+        ValueRef::Int(0) => Parsed::Absent,
+        ValueRef::Int(_) | ValueRef::Double(_) => Parsed::Invalid,
         _ => Parsed::Absent,
     }
 }
@@ -273,10 +298,10 @@ fn parse_traceparent(s: &str) -> Parsed {
     }
 }
 
-fn parse_span_value(v: &Value) -> Option<[u8; 8]> {
+fn parse_span_value(v: ValueRef<'_>) -> Option<[u8; 8]> {
     match v {
-        Value::StringValue(s) => hex8(s.trim()),
-        Value::BytesValue(b) => <[u8; 8]>::try_from(b.as_slice())
+        ValueRef::Str(s) => hex8(s.trim()),
+        ValueRef::Bytes(b) => <[u8; 8]>::try_from(b)
             .ok()
             .filter(|id| *id != [0; 8]),
         _ => None,
@@ -537,24 +562,24 @@ impl IdConsistency {
     where
         's: 'a,
     {
-        self.violations_with(move |key| string_attr(attrs, key))
+        self.violations_with(move |key| string_attr(MapRef::owned(attrs), key))
     }
 
     /// Like [`violations`](Self::violations), but also looks ids up in a map
     /// body (top level, then one level deep) when they are not attributes.
     pub fn violations_in_record<'s, 'a>(
         &'s self,
-        record: &'a LogRecord,
+        record: LogRef<'a>,
     ) -> impl Iterator<Item = &'s str> + 'a
     where
         's: 'a,
     {
         self.violations_with(move |key| {
-            string_attr(&record.attributes, key).or_else(|| {
-                let body = body_kvlist(record.body.as_ref())?;
+            string_attr(record.attributes, key).or_else(|| {
+                let body = body_kvlist(record.body)?;
                 string_attr(body, key).or_else(|| {
                     body.iter()
-                        .filter_map(|kv| body_kvlist(kv.value.as_ref()))
+                        .filter_map(|(_, value)| body_kvlist(Some(value)))
                         .find_map(|nested| string_attr(nested, key))
                 })
             })
@@ -574,13 +599,8 @@ impl IdConsistency {
     }
 }
 
-fn string_attr<'a>(kvs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    kvs.iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s.as_str()),
-            _ => None,
-        })
+fn string_attr<'a>(kvs: MapRef<'a>, key: &str) -> Option<&'a str> {
+    kvs.get(key)?.as_str()
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use gardener_processor::sli::{SliConfig, SliEngine, SliEvent, SliSignal, BUILTIN_NAMES};
 use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
+use gardener_proto::view::MapRef;
 
 fn kv(k: &str, v: Value) -> KeyValue {
     KeyValue {
@@ -53,7 +54,7 @@ fn span<'a>(name: &'a str, kind: i32, error: bool, attrs: &'a [KeyValue]) -> Sli
         span_kind: Some(kind),
         span_name: Some(name),
         span_status_error: error,
-        attributes: attrs,
+        attributes: MapRef::owned(attrs),
         ..SliEvent::new(SliSignal::Span, SVC, name)
     }
 }
@@ -403,11 +404,11 @@ definitions:
     let e = SliEngine::new(&c).unwrap();
     let res = [kv("cloud.region", s("us-central1"))];
     let mut ev = log("m", 13, None);
-    ev.resource_attributes = &res;
+    ev.resource_attributes = MapRef::owned(&res);
     assert_eq!(e.classify_owned(&ev).len(), 1);
     assert!(e.classify_owned(&ev)[0].2);
     let retry = [kv("retry", Value::BoolValue(true))];
-    ev.attributes = &retry;
+    ev.attributes = MapRef::owned(&retry);
     assert!(e.classify_owned(&ev).is_empty());
 }
 

@@ -5,6 +5,7 @@ use gardener_processor::trace_context::{
 };
 use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, KeyValue, KeyValueList};
 use gardener_proto::otlp::logs::v1::LogRecord;
+use gardener_proto::view::{LogRef, MapRef};
 
 const TRACE_HEX: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SPAN_HEX: &str = "00f067aa0ba902b7";
@@ -406,7 +407,7 @@ fn id_consistency_in_body() {
         ]),
     )]));
     assert_eq!(
-        r.violations_in_record(&rec).collect::<Vec<_>>(),
+        r.violations_in_record(LogRef::owned(&rec)).collect::<Vec<_>>(),
         ["run_thread"]
     );
 }
@@ -448,13 +449,13 @@ fn missing_ratio_as_an_sli() {
     assert_eq!(e.threshold(i), 0.2);
     let attrs = vec![kv("gardener.trace_context", s("missing"))];
     let ev = SliEvent {
-        attributes: &attrs,
+        attributes: MapRef::owned(&attrs),
         ..SliEvent::new(SliSignal::Log, "api", "hello")
     };
     assert_eq!(e.classify_owned(&ev), [(i, vec!["api".to_string()], true)]);
     let attrs = vec![kv("gardener.trace_context", s("present"))];
     let ev = SliEvent {
-        attributes: &attrs,
+        attributes: MapRef::owned(&attrs),
         ..SliEvent::new(SliSignal::Log, "api", "hello")
     };
     assert_eq!(e.classify_owned(&ev), [(i, vec!["api".to_string()], false)]);

@@ -21,3 +21,10 @@ pub use googleapis_tonic_google_monitoring_v3::google::rpc;
 pub mod build;
 
 pub use prost;
+
+/// Protobuf wire format: reading encoded OTLP requests without decoding
+/// them, and splicing fields into them.
+pub mod wire;
+
+/// Borrowed views of OTLP values and records, decoded or encoded.
+pub mod view;

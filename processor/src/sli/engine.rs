@@ -15,7 +15,7 @@ use std::cell::Cell;
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
 use aho_corasick::{Anchored, MatchKind};
-use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue};
+use gardener_proto::view::ValueRef;
 use regex::Regex;
 
 use super::config::{
@@ -695,25 +695,31 @@ impl AttrMatcher {
     }
 }
 
-/// Record attributes first, then resource attributes.
-fn find_attr<'a>(ev: &SliEvent<'a>, key: &str) -> Option<&'a AnyValue> {
+/// Record attributes first (those in the record, then those the collector
+/// adds), then resource attributes.
+fn find_attr<'a>(ev: &SliEvent<'a>, key: &str) -> Option<ValueRef<'a>> {
+    let added = ev
+        .added_attributes
+        .iter()
+        .map(|&(k, v)| (k, ValueRef::Str(v)));
     ev.attributes
         .iter()
-        .chain(ev.resource_attributes)
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref())
-        .filter(|v| v.value.is_some())
+        .chain(added)
+        .chain(ev.resource_attributes.iter())
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .filter(|v| v.is_set())
 }
 
 /// A scalar attribute value as text; numbers and bools are rendered into
 /// `buf` so that matching them does not allocate.
-fn value_str<'v>(v: &'v AnyValue, buf: &'v mut [u8; 32]) -> Option<&'v str> {
+fn value_str<'v>(v: ValueRef<'v>, buf: &'v mut [u8; 32]) -> Option<&'v str> {
     let mut cur = std::io::Cursor::new(&mut buf[..]);
-    match v.value.as_ref()? {
-        Value::StringValue(s) => return Some(s),
-        Value::BoolValue(b) => return Some(if *b { "true" } else { "false" }),
-        Value::IntValue(i) => write!(cur, "{i}").ok()?,
-        Value::DoubleValue(d) => write!(cur, "{d}").ok()?,
+    match v {
+        ValueRef::Str(s) => return Some(s),
+        ValueRef::Bool(b) => return Some(if b { "true" } else { "false" }),
+        ValueRef::Int(i) => write!(cur, "{i}").ok()?,
+        ValueRef::Double(d) => write!(cur, "{d}").ok()?,
         _ => return None,
     }
     let n = cur.position() as usize;
@@ -727,9 +733,9 @@ fn http_status(ev: &SliEvent<'_>) -> Option<u16> {
     }
     ["http.response.status_code", "http.status_code"]
         .iter()
-        .find_map(|k| match find_attr(ev, k)?.value.as_ref()? {
-            Value::IntValue(i) => u16::try_from(*i).ok(),
-            Value::StringValue(s) => s.trim().parse().ok(),
+        .find_map(|k| match find_attr(ev, k)? {
+            ValueRef::Int(i) => u16::try_from(i).ok(),
+            ValueRef::Str(s) => s.trim().parse().ok(),
             _ => None,
         })
 }
@@ -741,8 +747,8 @@ fn http_status(ev: &SliEvent<'_>) -> Option<u16> {
 fn label_value<'a>(ev: &SliEvent<'a>, key: &str) -> Cow<'a, str> {
     match find_attr(ev, key) {
         None => Cow::Borrowed(""),
-        Some(v) => match v.value.as_ref() {
-            Some(Value::StringValue(s)) => {
+        Some(v) => match v {
+            ValueRef::Str(s) => {
                 Cow::Borrowed(crate::event::truncate(s, crate::event::MAX_SERVICE_NAME))
             }
             _ => {
@@ -756,7 +762,8 @@ fn label_value<'a>(ev: &SliEvent<'a>, key: &str) -> Cow<'a, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gardener_proto::otlp::common::v1::KeyValue;
+    use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use gardener_proto::view::MapRef;
 
     #[test]
     fn builtins_compile() {
@@ -986,7 +993,7 @@ mod tests {
                                 severity_number: severity,
                                 http_status: status,
                                 category,
-                                attributes,
+                                attributes: MapRef::owned(attributes),
                                 ..SliEvent::new(signal, "svc", message)
                             };
                             let got: Vec<_> = e
@@ -1017,10 +1024,7 @@ mod tests {
 
     #[test]
     fn value_rendering() {
-        let v = AnyValue {
-            value: Some(Value::IntValue(1006)),
-        };
         let mut buf = [0u8; 32];
-        assert_eq!(value_str(&v, &mut buf), Some("1006"));
+        assert_eq!(value_str(ValueRef::Int(1006), &mut buf), Some("1006"));
     }
 }

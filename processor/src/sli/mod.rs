@@ -20,7 +20,7 @@ pub mod config;
 pub mod engine;
 pub mod windows;
 
-use gardener_proto::otlp::common::v1::KeyValue;
+use gardener_proto::view::MapRef;
 use serde::Deserialize;
 
 pub use config::{
@@ -60,8 +60,11 @@ pub struct SliEvent<'a> {
     /// `websocket_state`.
     pub category: Option<&'a str>,
     pub message: &'a str,
-    pub attributes: &'a [KeyValue],
-    pub resource_attributes: &'a [KeyValue],
+    pub attributes: MapRef<'a>,
+    /// Attributes the collector adds to the record (`gardener.trace_context`),
+    /// seen by matchers as if they were the last record attributes.
+    pub added_attributes: &'a [(&'a str, &'a str)],
+    pub resource_attributes: MapRef<'a>,
 }
 
 impl<'a> SliEvent<'a> {
@@ -78,8 +81,9 @@ impl<'a> SliEvent<'a> {
             http_status: None,
             category: None,
             message,
-            attributes: &[],
-            resource_attributes: &[],
+            attributes: MapRef::empty(),
+            added_attributes: &[],
+            resource_attributes: MapRef::empty(),
         }
     }
 }

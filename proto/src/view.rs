@@ -1,0 +1,416 @@
+//! Borrowed views of OTLP values, attribute lists and log records, over
+//! either decoded prost structs or the encoded bytes of a request.
+//!
+//! Why: decoding a request into owned prost structs allocates every key and
+//! every string value, and that alone costs more than everything the
+//! processor does with a record. The processor reads records only through
+//! these views, so the same code enriches a decoded request (JSON bodies,
+//! records the collector makes itself) and an encoded one (the OTLP/gRPC and
+//! OTLP/HTTP protobuf path), and both give the same results.
+//!
+//! On the wire side the views assume a request that
+//! [`wire::validate_logs_request`](crate::wire) accepted: they never panic
+//! on other bytes, but what they read from them is unspecified. Where a
+//! singular field occurs twice the last occurrence wins (prost merges
+//! repeated message fields; valid encoders never write them twice).
+
+use crate::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
+use crate::otlp::logs::v1::LogRecord;
+use crate::otlp::resource::v1::Resource;
+use crate::wire::{self, WireValue};
+
+/// One value (an `AnyValue`), borrowed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ValueRef<'a> {
+    /// An `AnyValue` with no value set, or a key without a value.
+    Empty,
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(&'a [u8]),
+    Array(ListRef<'a>),
+    Map(MapRef<'a>),
+    /// An index into a dictionary of strings (profiles only); not text.
+    StrIndex(i32),
+}
+
+impl<'a> ValueRef<'a> {
+    /// The view of a decoded value.
+    pub fn owned(value: &'a AnyValue) -> Self {
+        match &value.value {
+            None => ValueRef::Empty,
+            Some(Value::StringValue(s)) => ValueRef::Str(s),
+            Some(Value::BoolValue(b)) => ValueRef::Bool(*b),
+            Some(Value::IntValue(i)) => ValueRef::Int(*i),
+            Some(Value::DoubleValue(d)) => ValueRef::Double(*d),
+            Some(Value::BytesValue(b)) => ValueRef::Bytes(b),
+            Some(Value::ArrayValue(a)) => ValueRef::Array(ListRef(ListRepr::Owned(&a.values))),
+            Some(Value::KvlistValue(m)) => ValueRef::Map(MapRef(MapRepr::Owned(&m.values))),
+            Some(Value::StringValueStrindex(i)) => ValueRef::StrIndex(*i),
+        }
+    }
+
+    /// The view of an encoded `AnyValue` message.
+    pub fn wire(message: &'a [u8]) -> Self {
+        let mut out = ValueRef::Empty;
+        for (field, value) in wire::fields(message) {
+            out = match (field, value) {
+                (1, WireValue::Len(b)) => ValueRef::Str(utf8(b)),
+                (2, WireValue::Varint(v)) => ValueRef::Bool(v != 0),
+                (3, WireValue::Varint(v)) => ValueRef::Int(v as i64),
+                (4, WireValue::Fixed64(v)) => ValueRef::Double(f64::from_bits(v)),
+                (5, WireValue::Len(b)) => ValueRef::Array(ListRef(ListRepr::Wire(b))),
+                (6, WireValue::Len(b)) => ValueRef::Map(MapRef::wire(b, 1)),
+                (7, WireValue::Len(b)) => ValueRef::Bytes(b),
+                (8, WireValue::Varint(v)) => ValueRef::StrIndex(v as i32),
+                _ => continue,
+            };
+        }
+        out
+    }
+
+    /// The string, if this is a string value.
+    pub fn as_str(self) -> Option<&'a str> {
+        match self {
+            ValueRef::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The map, if this is a map value (`kvlistValue`).
+    pub fn as_map(self) -> Option<MapRef<'a>> {
+        match self {
+            ValueRef::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// True unless this is [`ValueRef::Empty`].
+    pub fn is_set(self) -> bool {
+        !matches!(self, ValueRef::Empty)
+    }
+}
+
+/// Strings in a validated request are UTF-8; anything else reads as "".
+fn utf8(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// A list of key/value pairs, borrowed: record or resource attributes, or a
+/// map value. Keys come in wire order; duplicates are kept (the first one is
+/// what [`get`](Self::get) finds, as a scan of the decoded list would).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MapRef<'a>(MapRepr<'a>);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum MapRepr<'a> {
+    Owned(&'a [KeyValue]),
+    /// The `KeyValue` entries are the occurrences of `field` in `message`.
+    Wire {
+        message: &'a [u8],
+        field: u32,
+    },
+}
+
+impl<'a> MapRef<'a> {
+    /// The view of decoded key/value pairs.
+    pub fn owned(pairs: &'a [KeyValue]) -> Self {
+        MapRef(MapRepr::Owned(pairs))
+    }
+
+    /// The `KeyValue` entries of field `field` of an encoded message: field 6
+    /// of a `LogRecord`, field 1 of a `Resource` or a `KeyValueList`.
+    pub fn wire(message: &'a [u8], field: u32) -> Self {
+        MapRef(MapRepr::Wire { message, field })
+    }
+
+    /// No pairs.
+    pub fn empty() -> Self {
+        MapRef(MapRepr::Owned(&[]))
+    }
+
+    /// The attributes of a decoded resource (none when it is absent).
+    pub fn resource(resource: Option<&'a Resource>) -> Self {
+        MapRef::owned(resource.map_or(&[], |r| &r.attributes))
+    }
+
+    /// The pairs in order.
+    pub fn iter(self) -> MapIter<'a> {
+        match self.0 {
+            MapRepr::Owned(pairs) => MapIter(MapIterRepr::Owned(pairs.iter())),
+            MapRepr::Wire { message, field } => MapIter(MapIterRepr::Wire {
+                fields: wire::fields(message),
+                field,
+            }),
+        }
+    }
+
+    /// The value of the first pair with key `key`.
+    pub fn get(self, key: &str) -> Option<ValueRef<'a>> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+/// Iterator over the pairs of a [`MapRef`].
+pub struct MapIter<'a>(MapIterRepr<'a>);
+
+enum MapIterRepr<'a> {
+    Owned(std::slice::Iter<'a, KeyValue>),
+    Wire { fields: wire::Fields<'a>, field: u32 },
+}
+
+impl<'a> Iterator for MapIter<'a> {
+    type Item = (&'a str, ValueRef<'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            MapIterRepr::Owned(it) => it.next().map(|kv| {
+                let value = kv.value.as_ref().map_or(ValueRef::Empty, ValueRef::owned);
+                (kv.key.as_str(), value)
+            }),
+            MapIterRepr::Wire { fields, field } => loop {
+                match fields.next()? {
+                    (f, WireValue::Len(entry)) if f == *field => return Some(key_value(entry)),
+                    _ => continue,
+                }
+            },
+        }
+    }
+}
+
+/// Key and value of an encoded `KeyValue`.
+fn key_value(message: &[u8]) -> (&str, ValueRef<'_>) {
+    let mut key = "";
+    let mut value = ValueRef::Empty;
+    for (field, v) in wire::fields(message) {
+        match (field, v) {
+            (1, WireValue::Len(b)) => key = utf8(b),
+            (2, WireValue::Len(b)) => value = ValueRef::wire(b),
+            _ => {}
+        }
+    }
+    (key, value)
+}
+
+/// A list of values (`arrayValue`), borrowed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ListRef<'a>(ListRepr<'a>);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ListRepr<'a> {
+    Owned(&'a [AnyValue]),
+    /// An encoded `ArrayValue`: its values are the occurrences of field 1.
+    Wire(&'a [u8]),
+}
+
+impl<'a> ListRef<'a> {
+    /// The values in order.
+    pub fn iter(self) -> impl Iterator<Item = ValueRef<'a>> {
+        let (owned, encoded) = match self.0 {
+            ListRepr::Owned(values) => (values, &[][..]),
+            ListRepr::Wire(message) => (&[][..], message),
+        };
+        let encoded = wire::fields(encoded).filter_map(|(field, v)| match (field, v) {
+            (1, WireValue::Len(b)) => Some(ValueRef::wire(b)),
+            _ => None,
+        });
+        owned.iter().map(ValueRef::owned).chain(encoded)
+    }
+}
+
+/// A log record, borrowed: the fields the processor reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LogRef<'a> {
+    pub time_unix_nano: u64,
+    pub observed_time_unix_nano: u64,
+    pub severity_number: i32,
+    pub severity_text: &'a str,
+    pub body: Option<ValueRef<'a>>,
+    pub attributes: MapRef<'a>,
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+}
+
+impl<'a> LogRef<'a> {
+    /// The view of a decoded record.
+    pub fn owned(record: &'a LogRecord) -> Self {
+        LogRef {
+            time_unix_nano: record.time_unix_nano,
+            observed_time_unix_nano: record.observed_time_unix_nano,
+            severity_number: record.severity_number,
+            severity_text: &record.severity_text,
+            body: record.body.as_ref().map(ValueRef::owned),
+            attributes: MapRef::owned(&record.attributes),
+            trace_id: &record.trace_id,
+            span_id: &record.span_id,
+        }
+    }
+
+    /// The view of an encoded `LogRecord` message.
+    pub fn wire(message: &'a [u8]) -> Self {
+        let mut r = LogRef {
+            time_unix_nano: 0,
+            observed_time_unix_nano: 0,
+            severity_number: 0,
+            severity_text: "",
+            body: None,
+            attributes: MapRef::wire(message, 6),
+            trace_id: &[],
+            span_id: &[],
+        };
+        for (field, value) in wire::fields(message) {
+            match (field, value) {
+                (1, WireValue::Fixed64(v)) => r.time_unix_nano = v,
+                (2, WireValue::Varint(v)) => r.severity_number = v as i32,
+                (3, WireValue::Len(b)) => r.severity_text = utf8(b),
+                (5, WireValue::Len(b)) => r.body = Some(ValueRef::wire(b)),
+                (9, WireValue::Len(b)) => r.trace_id = b,
+                (10, WireValue::Len(b)) => r.span_id = b,
+                (11, WireValue::Fixed64(v)) => r.observed_time_unix_nano = v,
+                _ => {}
+            }
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build;
+    use crate::otlp::common::v1::{ArrayValue, KeyValueList};
+    use prost::Message;
+
+    fn sample_record() -> LogRecord {
+        LogRecord {
+            time_unix_nano: 7,
+            observed_time_unix_nano: 9,
+            severity_number: 17,
+            severity_text: "ERROR".into(),
+            body: Some(build::kvlist(vec![
+                build::key_value("message", build::string("boom")),
+                build::key_value("n", build::int(-3)),
+                build::key_value(
+                    "list",
+                    AnyValue {
+                        value: Some(Value::ArrayValue(ArrayValue {
+                            values: vec![build::bool(true), build::string("x")],
+                        })),
+                    },
+                ),
+                build::key_value(
+                    "nested",
+                    AnyValue {
+                        value: Some(Value::KvlistValue(KeyValueList {
+                            values: vec![build::key_value("d", {
+                                AnyValue {
+                                    value: Some(Value::DoubleValue(1.5)),
+                                }
+                            })],
+                        })),
+                    },
+                ),
+                KeyValue {
+                    key: "none".into(),
+                    value: None,
+                    ..Default::default()
+                },
+                build::key_value(
+                    "bytes",
+                    AnyValue {
+                        value: Some(Value::BytesValue(vec![1, 2])),
+                    },
+                ),
+            ])),
+            attributes: vec![
+                build::key_value("a", build::string("1")),
+                build::key_value("a", build::string("2")),
+                build::key_value("empty", AnyValue { value: None }),
+            ],
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            ..Default::default()
+        }
+    }
+
+    /// Everything a view can read, rendered, so that two views compare.
+    fn render(v: ValueRef<'_>) -> String {
+        match v {
+            ValueRef::Array(l) => format!("[{}]", l.iter().map(render).collect::<Vec<_>>().join(",")),
+            ValueRef::Map(m) => format!(
+                "{{{}}}",
+                m.iter()
+                    .map(|(k, v)| format!("{k}:{}", render(v)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn render_log(r: &LogRef<'_>) -> String {
+        format!(
+            "{} {} {} {} {} {} {:?} {:?}",
+            r.time_unix_nano,
+            r.observed_time_unix_nano,
+            r.severity_number,
+            r.severity_text,
+            r.body.map(render).unwrap_or_default(),
+            render(ValueRef::Map(r.attributes)),
+            r.trace_id,
+            r.span_id
+        )
+    }
+
+    #[test]
+    fn wire_and_owned_views_read_the_same() {
+        let record = sample_record();
+        let bytes = record.encode_to_vec();
+        let owned = LogRef::owned(&record);
+        let wire = LogRef::wire(&bytes);
+        assert_eq!(render_log(&owned), render_log(&wire));
+        assert!(render_log(&wire).contains("nested:{d:Double(1.5)}"));
+        assert!(render_log(&wire).contains("none:Empty"));
+    }
+
+    #[test]
+    fn get_finds_the_first_duplicate() {
+        let record = sample_record();
+        let bytes = record.encode_to_vec();
+        for view in [LogRef::owned(&record), LogRef::wire(&bytes)] {
+            assert_eq!(view.attributes.get("a"), Some(ValueRef::Str("1")));
+            assert_eq!(view.attributes.get("empty"), Some(ValueRef::Empty));
+            assert_eq!(view.attributes.get("missing"), None);
+            let body = view.body.and_then(ValueRef::as_map).unwrap();
+            assert_eq!(body.get("message").and_then(ValueRef::as_str), Some("boom"));
+        }
+    }
+
+    #[test]
+    fn an_appended_field_wins() {
+        let record = sample_record();
+        let mut bytes = record.encode_to_vec();
+        // trace_id (field 9) once more: the last occurrence is the value.
+        bytes.extend_from_slice(&[9 << 3 | 2, 2, 0xab, 0xcd]);
+        assert_eq!(LogRef::wire(&bytes).trace_id, &[0xab, 0xcd]);
+        assert_eq!(
+            LogRecord::decode(bytes.as_slice()).unwrap().trace_id,
+            vec![0xab, 0xcd]
+        );
+    }
+
+    #[test]
+    fn garbage_does_not_panic() {
+        for bytes in [&[0xff_u8; 12][..], &[0x2a, 0x05, 0x0a], &[0x32, 0x80]] {
+            let r = LogRef::wire(bytes);
+            let _ = render_log(&r);
+        }
+    }
+}
