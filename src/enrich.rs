@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gardener_exporter::batch::{Batch, Payload};
+use gardener_processor::encoded::Edits;
 use gardener_processor::{Processor, ProcessorConfig, State, Tally};
 use gardener_proto::build;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
@@ -18,6 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::ingest::Ingest;
 use crate::telemetry;
+
+thread_local! {
+    /// Each worker's buffers for enriching encoded requests.
+    static EDITS: std::cell::RefCell<Edits> = std::cell::RefCell::default();
+}
 
 /// The processor stage's per-batch work, shared by all workers.
 pub struct Enricher {
@@ -100,6 +106,16 @@ impl Enricher {
         let mut tally = Tally::default();
         match &mut batch.payload {
             Payload::Logs(request) => self.processor.process_logs(request, &mut tally),
+            Payload::LogsEncoded { bytes, .. } => {
+                let mut out = Vec::new();
+                let changed = EDITS.with_borrow_mut(|edits| {
+                    self.processor
+                        .process_logs_encoded(bytes, &mut tally, edits, &mut out)
+                });
+                if changed {
+                    *bytes = out.into();
+                }
+            }
             Payload::Traces(request) => self.processor.process_traces(request, &mut tally),
             Payload::Metrics(_) => return,
         }

@@ -10,6 +10,9 @@ use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use gardener_proto::otlp::metrics::v1::metric::Data;
 use gardener_proto::otlp::metrics::v1::Metric;
+use bytes::Bytes;
+use prost::Message;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -33,10 +36,16 @@ impl SignalKind {
     }
 }
 
-/// A decoded export request.
+/// An export request.
 #[derive(Debug, Clone)]
 pub enum Payload {
     Logs(ExportLogsServiceRequest),
+    /// A logs request still in its wire encoding, as the OTLP protobuf
+    /// receivers get it: `bytes` passed `wire::validate_logs_request`, which
+    /// counted `records`. The processor reads and extends it without
+    /// decoding; consumers that need owned records call
+    /// [`Payload::decoded`].
+    LogsEncoded { bytes: Bytes, records: usize },
     Traces(ExportTraceServiceRequest),
     Metrics(ExportMetricsServiceRequest),
 }
@@ -133,11 +142,33 @@ impl Batch {
 
     pub fn signal(&self) -> SignalKind {
         match self.payload {
-            Payload::Logs(_) => SignalKind::Logs,
+            Payload::Logs(_) | Payload::LogsEncoded { .. } => SignalKind::Logs,
             Payload::Traces(_) => SignalKind::Traces,
             Payload::Metrics(_) => SignalKind::Metrics,
         }
     }
+}
+
+impl Payload {
+    /// The payload with an encoded logs request decoded (the others as
+    /// they are), for consumers that need owned records.
+    pub fn decoded(&self) -> Cow<'_, Payload> {
+        match self {
+            Payload::LogsEncoded { bytes, .. } => Cow::Owned(Payload::Logs(decode_logs(bytes))),
+            other => Cow::Borrowed(other),
+        }
+    }
+}
+
+/// Decodes a request that `wire::validate_logs_request` accepted. The check
+/// accepts exactly what prost decodes, so this does not fail; if it ever
+/// did, the records are counted as dropped and the error logged, not
+/// passed on half-decoded.
+fn decode_logs(bytes: &[u8]) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest::decode(bytes).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a checked logs request did not decode; dropped");
+        ExportLogsServiceRequest::default()
+    })
 }
 
 /// Log records in a logs request.
@@ -153,6 +184,7 @@ pub fn log_records(req: &ExportLogsServiceRequest) -> usize {
 pub fn count_records(payload: &Payload) -> usize {
     match payload {
         Payload::Logs(req) => log_records(req),
+        Payload::LogsEncoded { records, .. } => *records,
         Payload::Traces(req) => req
             .resource_spans
             .iter()
@@ -193,6 +225,31 @@ pub fn merge_payloads(parts: impl IntoIterator<Item = Payload>) -> Option<Payloa
         match (&mut merged, part) {
             (Payload::Logs(into), Payload::Logs(from)) => {
                 into.resource_logs.extend(from.resource_logs)
+            }
+            // A request is one repeated field, so two encodings one after
+            // the other are the encoding of the joined request.
+            (
+                Payload::LogsEncoded { bytes, records },
+                Payload::LogsEncoded {
+                    bytes: more,
+                    records: more_records,
+                },
+            ) => {
+                let mut joined = Vec::with_capacity(bytes.len() + more.len());
+                joined.extend_from_slice(bytes);
+                joined.extend_from_slice(&more);
+                *bytes = joined.into();
+                *records += more_records;
+            }
+            (Payload::Logs(into), Payload::LogsEncoded { bytes, .. }) => {
+                into.resource_logs.extend(decode_logs(&bytes).resource_logs)
+            }
+            (into @ Payload::LogsEncoded { .. }, Payload::Logs(from)) => {
+                let Payload::Logs(mut owned) = into.decoded().into_owned() else {
+                    unreachable!("decoded logs are logs")
+                };
+                owned.resource_logs.extend(from.resource_logs);
+                *into = Payload::Logs(owned);
             }
             (Payload::Traces(into), Payload::Traces(from)) => {
                 into.resource_spans.extend(from.resource_spans)

@@ -37,7 +37,8 @@ pub fn split(payload: &Payload, bounds: Bounds) -> Vec<Payload> {
         max_records: bounds.max_records.max(1),
         max_bytes: bounds.max_bytes.max(1),
     };
-    match payload {
+    match &*payload.decoded() {
+        Payload::LogsEncoded { .. } => unreachable!("decoded"),
         Payload::Logs(req) => split_logs(req, bounds)
             .into_iter()
             .map(Payload::Logs)

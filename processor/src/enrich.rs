@@ -532,7 +532,7 @@ fn annotate(attrs: &mut Vec<KeyValue>, signature: Signature) {
 
 /// The fingerprint as 16 lowercase hex digits (what `Signature::hex` gives,
 /// without going through the formatter).
-fn fingerprint_hex(fingerprint: u64) -> String {
+pub(crate) fn fingerprint_hex(fingerprint: u64) -> String {
     hex_id(&fingerprint.to_be_bytes())
 }
 

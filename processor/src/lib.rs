@@ -6,6 +6,7 @@
 
 pub mod attributes;
 pub mod config;
+pub mod encoded;
 pub mod enrich;
 pub mod event;
 pub mod mask;

@@ -281,6 +281,40 @@ impl<'a> LogRef<'a> {
     }
 }
 
+/// The `ResourceLogs` of an encoded `ExportLogsServiceRequest`, in wire order.
+pub fn encoded_resource_logs(request: &[u8]) -> impl Iterator<Item = EncodedResourceLogs<'_>> {
+    len_fields(request, 1).map(|message| EncodedResourceLogs {
+        // ResourceLogs.resource = 1; Resource.attributes = 1.
+        resource: len_fields(message, 1)
+            .last()
+            .map_or_else(MapRef::empty, |r| MapRef::wire(r, 1)),
+        message,
+    })
+}
+
+/// One encoded `ResourceLogs`: its resource's attributes and its records.
+#[derive(Clone, Copy)]
+pub struct EncodedResourceLogs<'a> {
+    pub resource: MapRef<'a>,
+    message: &'a [u8],
+}
+
+impl<'a> EncodedResourceLogs<'a> {
+    /// The encoded `LogRecord`s of all its scopes, in wire order
+    /// (ResourceLogs.scope_logs = 2, ScopeLogs.log_records = 2).
+    pub fn records(self) -> impl Iterator<Item = &'a [u8]> {
+        len_fields(self.message, 2).flat_map(|scope| len_fields(scope, 2))
+    }
+}
+
+/// The length-delimited occurrences of `field` in a message.
+fn len_fields(message: &[u8], field: u32) -> impl Iterator<Item = &[u8]> {
+    wire::fields(message).filter_map(move |f| match f {
+        (n, WireValue::Len(b)) if n == field => Some(b),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

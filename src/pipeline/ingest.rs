@@ -2,7 +2,7 @@
 //! and count either way.
 
 use gardener_exporter::batch::{count_records, Batch, Payload};
-use gardener_proto::otlp::resource::v1::Resource;
+use gardener_proto::view::{encoded_resource_logs, MapRef};
 
 use std::sync::Arc;
 
@@ -77,7 +77,7 @@ impl Ingest {
 
 fn signal_of(payload: &Payload) -> &'static str {
     match payload {
-        Payload::Logs(_) => "logs",
+        Payload::Logs(_) | Payload::LogsEncoded { .. } => "logs",
         Payload::Traces(_) => "traces",
         Payload::Metrics(_) => "metrics",
     }
@@ -109,12 +109,12 @@ fn count(
 /// Record counts per `service.name`, merging resources of the same service.
 fn records_per_service(payload: &Payload) -> Vec<(String, usize)> {
     let mut out: Vec<(String, usize)> = Vec::new();
-    let mut add = |resource: Option<&Resource>, n: usize| {
+    let mut add = |resource: MapRef<'_>, n: usize| {
         if n == 0 {
             return;
         }
         let service = telemetry::ServiceLabels::global()
-            .label(gardener_processor::event::service_name(resource));
+            .label(gardener_processor::event::service_name_of(resource));
         match out.iter_mut().find(|(s, _)| s == service) {
             Some((_, count)) => *count += n,
             None => out.push((service.to_string(), n)),
@@ -124,15 +124,20 @@ fn records_per_service(payload: &Payload) -> Vec<(String, usize)> {
         Payload::Logs(req) => {
             for rl in &req.resource_logs {
                 add(
-                    rl.resource.as_ref(),
+                    MapRef::resource(rl.resource.as_ref()),
                     rl.scope_logs.iter().map(|s| s.log_records.len()).sum(),
                 );
+            }
+        }
+        Payload::LogsEncoded { bytes, .. } => {
+            for rl in encoded_resource_logs(bytes) {
+                add(rl.resource, rl.records().count());
             }
         }
         Payload::Traces(req) => {
             for rs in &req.resource_spans {
                 add(
-                    rs.resource.as_ref(),
+                    MapRef::resource(rs.resource.as_ref()),
                     rs.scope_spans.iter().map(|s| s.spans.len()).sum(),
                 );
             }
@@ -145,7 +150,7 @@ fn records_per_service(payload: &Payload) -> Vec<(String, usize)> {
                     .flat_map(|s| &s.metrics)
                     .map(gardener_exporter::batch::data_points)
                     .sum();
-                add(rm.resource.as_ref(), n);
+                add(MapRef::resource(rm.resource.as_ref()), n);
             }
         }
     }

@@ -78,6 +78,7 @@ pub struct PersistentQueue {
 fn encode(payload: &Payload) -> (u8, Vec<u8>) {
     match payload {
         Payload::Logs(req) => (TAG_LOGS, req.encode_to_vec()),
+        Payload::LogsEncoded { bytes, .. } => (TAG_LOGS, bytes.to_vec()),
         Payload::Traces(req) => (TAG_TRACES, req.encode_to_vec()),
         Payload::Metrics(req) => (TAG_METRICS, req.encode_to_vec()),
     }

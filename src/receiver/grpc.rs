@@ -1,4 +1,5 @@
-//! OTLP/gRPC receiver: `LogsService`, `TraceService` and `MetricsService`.
+//! OTLP/gRPC receiver: `LogsService` (served on the request bytes, see
+//! `grpc_logs`), `TraceService` and `MetricsService`.
 //!
 //! | condition | gRPC status | retryable |
 //! |---|---|---|
@@ -13,12 +14,6 @@
 use std::sync::Arc;
 
 use gardener_exporter::batch::Payload;
-use gardener_proto::otlp::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use gardener_proto::otlp::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
 use gardener_proto::otlp::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -37,6 +32,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
+use super::grpc_logs::EncodedLogsServer;
 use super::RETRY_AFTER;
 use crate::pipeline::ingest::Ingest;
 use crate::pipeline::queue::Refusal;
@@ -49,7 +45,7 @@ pub struct GrpcReceiver {
 }
 
 impl GrpcReceiver {
-    async fn submit(&self, payload: Payload, size: usize) -> Result<(), Status> {
+    pub(super) async fn submit(&self, payload: Payload, size: usize) -> Result<(), Status> {
         self.ingest.submit(payload, size).await.map(|_| ()).map_err(|refusal| {
             metrics::counter!(telemetry::REFUSED_REQUESTS, "transport" => "grpc", "reason" => refusal.as_str())
                 .increment(1);
@@ -80,19 +76,6 @@ fn unavailable(refusal: Refusal) -> Status {
         message,
         details.encode_to_vec().into(),
     )
-}
-
-#[tonic::async_trait]
-impl LogsService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let request = request.into_inner();
-        let size = request.encoded_len();
-        self.submit(Payload::Logs(request), size).await?;
-        Ok(Response::new(ExportLogsServiceResponse::default()))
-    }
 }
 
 #[tonic::async_trait]
@@ -155,10 +138,7 @@ pub fn routes(
     token: Option<Arc<str>>,
 ) -> tonic::service::Routes {
     let auth = BearerAuth { token };
-    let logs = LogsServiceServer::new(receiver.clone())
-        .max_decoding_message_size(max_message_bytes)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd);
+    let logs = EncodedLogsServer::new(receiver.clone(), max_message_bytes);
     let traces = TraceServiceServer::new(receiver.clone())
         .max_decoding_message_size(max_message_bytes)
         .accept_compressed(CompressionEncoding::Gzip)

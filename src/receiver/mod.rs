@@ -3,6 +3,7 @@
 
 pub mod decompress;
 pub mod grpc;
+pub mod grpc_logs;
 pub mod http;
 pub mod otlp_json;
 pub mod tls;

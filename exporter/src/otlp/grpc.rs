@@ -85,8 +85,10 @@ impl GrpcTransport {
     /// One attempt: sends `payload` and returns what the peer rejected, if anything.
     pub async fn send(&mut self, payload: &Payload) -> Result<Option<PartialSuccess>, Failure> {
         let timeout = self.timeout;
+        let payload = payload.decoded();
         let attempt = async {
-            match payload {
+            match &*payload {
+                Payload::LogsEncoded { .. } => unreachable!("decoded"),
                 Payload::Logs(req) => self.logs.export(self.request(req.clone())).await.map(|r| {
                     r.into_inner().partial_success.map(|p| PartialSuccess {
                         rejected: p.rejected_log_records,

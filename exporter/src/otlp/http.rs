@@ -71,6 +71,7 @@ impl HttpTransport {
     fn encode(payload: &Payload) -> (Vec<u8>, &'static str) {
         match payload {
             Payload::Logs(req) => (req.encode_to_vec(), "/v1/logs"),
+            Payload::LogsEncoded { bytes, .. } => (bytes.to_vec(), "/v1/logs"),
             Payload::Traces(req) => (req.encode_to_vec(), "/v1/traces"),
             Payload::Metrics(req) => (req.encode_to_vec(), "/v1/metrics"),
         }
@@ -216,7 +217,7 @@ fn partial_success(payload: &Payload, body: &[u8]) -> Option<PartialSuccess> {
         return None;
     }
     match payload {
-        Payload::Logs(_) => ExportLogsServiceResponse::decode(body)
+        Payload::Logs(_) | Payload::LogsEncoded { .. } => ExportLogsServiceResponse::decode(body)
             .ok()?
             .partial_success
             .map(|p| PartialSuccess {
