@@ -35,7 +35,7 @@ pub use reader::{
     ResourceLogsRef, ScopeLogsIter, ScopeLogsRef, WireValue,
 };
 pub use splice::splice_logs_request;
-pub use validate::validate_logs_request;
+pub use validate::{validate_logs_request, validate_trace_request};
 
 /// Why bytes are not a valid message: what was wrong and at which byte
 /// offset of the validated buffer (the offset of the field's key, or of the

@@ -33,6 +33,13 @@ enum Msg {
     AnyValue,
     ArrayValue,
     KeyValueList,
+    TraceRequest,
+    ResourceSpans,
+    ScopeSpans,
+    Span,
+    Event,
+    Link,
+    Status,
 }
 
 /// How a known field is declared.
@@ -99,6 +106,37 @@ fn field_kind(msg: Msg, tag: u32) -> Option<Kind> {
         (Msg::AnyValue, 7) => Bytes,
         (Msg::ArrayValue, 1) => Message(Msg::AnyValue),
         (Msg::KeyValueList, 1) => Message(Msg::KeyValue),
+        // trace.v1 and collector.trace.v1
+        (Msg::TraceRequest, 1) => Message(Msg::ResourceSpans),
+        (Msg::ResourceSpans, 1) => Message(Msg::Resource),
+        (Msg::ResourceSpans, 2) => Message(Msg::ScopeSpans),
+        (Msg::ResourceSpans, 3) => String,
+        (Msg::ScopeSpans, 1) => Message(Msg::Scope),
+        (Msg::ScopeSpans, 2) => Message(Msg::Span),
+        (Msg::ScopeSpans, 3) => String,
+        // trace_id, span_id, parent_span_id
+        (Msg::Span, 1 | 2 | 4) => Bytes,
+        // trace_state, name
+        (Msg::Span, 3 | 5) => String,
+        // kind, dropped attributes/events/links counts
+        (Msg::Span, 6 | 10 | 12 | 14) => Varint,
+        (Msg::Span, 7 | 8) => Fixed64,
+        (Msg::Span, 9) => Message(Msg::KeyValue),
+        (Msg::Span, 11) => Message(Msg::Event),
+        (Msg::Span, 13) => Message(Msg::Link),
+        (Msg::Span, 15) => Message(Msg::Status),
+        (Msg::Span, 16) => Fixed32,
+        (Msg::Event, 1) => Fixed64,
+        (Msg::Event, 2) => String,
+        (Msg::Event, 3) => Message(Msg::KeyValue),
+        (Msg::Event, 4) => Varint,
+        (Msg::Link, 1 | 2) => Bytes,
+        (Msg::Link, 3) => String,
+        (Msg::Link, 4) => Message(Msg::KeyValue),
+        (Msg::Link, 5) => Varint,
+        (Msg::Link, 6) => Fixed32,
+        (Msg::Status, 2) => String,
+        (Msg::Status, 3) => Varint,
         _ => return None,
     })
 }
@@ -113,15 +151,25 @@ pub fn validate_logs_request(buf: &[u8]) -> Result<usize, WireError> {
     Ok(records)
 }
 
+/// The same check for an `ExportTraceServiceRequest`
+/// (`ExportTraceServiceRequest::decode(buf).is_ok()`); returns the number of
+/// spans.
+pub fn validate_trace_request(buf: &[u8]) -> Result<usize, WireError> {
+    let mut spans = 0;
+    validate(buf, 0, Msg::TraceRequest, RECURSION_LIMIT, &mut spans)?;
+    Ok(spans)
+}
+
 /// Validates the fields of one message of type `msg` (`buf` without its
 /// length prefix, at offset `base` of the whole request) whose fields are
-/// decoded with prost's recursion count `budget`.
+/// decoded with prost's recursion count `budget`; counts log records and
+/// spans in `items`.
 fn validate(
     buf: &[u8],
     base: usize,
     msg: Msg,
     budget: u32,
-    records: &mut usize,
+    items: &mut usize,
 ) -> Result<(), WireError> {
     let mut pos = 0;
     while pos < buf.len() {
@@ -165,11 +213,11 @@ fn validate(
                     return Err(err("recursion limit reached"));
                 }
                 let body = read_len(buf, &mut pos).ok_or_else(|| err("invalid length"))?;
-                if inner == Msg::LogRecord {
-                    *records += 1;
+                if inner == Msg::LogRecord || inner == Msg::Span {
+                    *items += 1;
                 }
                 let body_base = base + pos - body.len();
-                validate(body, body_base, inner, budget - 1, records)?;
+                validate(body, body_base, inner, budget - 1, items)?;
             }
         }
     }
