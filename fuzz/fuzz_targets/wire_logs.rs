@@ -43,7 +43,9 @@ fuzz_target!(|data: &[u8]| {
     // One attribute on every record.
     let mut extra = Vec::new();
     wire::put_string_attribute(&mut extra, 6, "fuzz.sig", "0123456789abcdef");
-    let ends: Vec<u32> = (1..=records as u32).map(|i| i * extra.len() as u32).collect();
+    let ends: Vec<u32> = (1..=records as u32)
+        .map(|i| i * extra.len() as u32)
+        .collect();
     let extras = extra.repeat(records);
     let mut out = Vec::new();
     wire::splice_logs_request(data, &extras, &ends, &mut out);
