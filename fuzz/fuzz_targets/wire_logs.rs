@@ -1,0 +1,66 @@
+//! Differential fuzzing of `gardener_proto::wire` against prost: the
+//! zero-copy path must accept exactly the logs requests the decoding path
+//! accepts, count the same records, and splice records into what prost
+//! would produce by pushing the same attribute.
+
+#![no_main]
+
+use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
+use gardener_proto::wire;
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+
+fuzz_target!(|data: &[u8]| {
+    let decoded = ExportLogsServiceRequest::decode(data);
+    let validated = wire::validate_logs_request(data);
+    assert_eq!(
+        validated.is_ok(),
+        decoded.is_ok(),
+        "validate {validated:?} vs prost {decoded:?}"
+    );
+    // The readers never panic, valid or not.
+    let walked = wire::logs_request(data)
+        .records()
+        .map(|r| wire::log_record(r).attributes().count())
+        .count();
+    let Ok(mut request) = decoded else {
+        return;
+    };
+    let records: usize = request
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len())
+        .sum();
+    assert_eq!(validated.unwrap(), records);
+    assert_eq!(walked, records);
+
+    // No extras: the identity, byte for byte.
+    let mut out = Vec::new();
+    wire::splice_logs_request(data, &[], &[], &mut out);
+    assert_eq!(out, data);
+
+    // One attribute on every record.
+    let mut extra = Vec::new();
+    wire::put_string_attribute(&mut extra, 6, "fuzz.sig", "0123456789abcdef");
+    let ends: Vec<u32> = (1..=records as u32)
+        .map(|i| i * extra.len() as u32)
+        .collect();
+    let extras = extra.repeat(records);
+    let mut out = Vec::new();
+    wire::splice_logs_request(data, &extras, &ends, &mut out);
+    for record in request
+        .resource_logs
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_logs)
+        .flat_map(|s| &mut s.log_records)
+    {
+        record.attributes.push(gardener_proto::build::key_value(
+            "fuzz.sig",
+            gardener_proto::build::string("0123456789abcdef"),
+        ));
+    }
+    let spliced = ExportLogsServiceRequest::decode(&out[..]).expect("spliced request decodes");
+    assert_eq!(spliced, request);
+    assert_eq!(wire::validate_logs_request(&out), Ok(records));
+});

@@ -1,0 +1,537 @@
+//! Zero-copy readers and small encoders of the protobuf wire format.
+
+use super::RECURSION_LIMIT;
+
+/// Wire types (the low 3 bits of a field key).
+pub(crate) const VARINT: u32 = 0;
+pub(crate) const FIXED64: u32 = 1;
+pub(crate) const LEN: u32 = 2;
+pub(crate) const START_GROUP: u32 = 3;
+pub(crate) const END_GROUP: u32 = 4;
+pub(crate) const FIXED32: u32 = 5;
+
+/// One field of a protobuf message as read from the wire.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WireValue<'a> {
+    /// Wire type 0: int32/int64/uint32/uint64/sint*/bool/enum, undecoded.
+    Varint(u64),
+    /// Wire type 1: fixed64/sfixed64/double, little-endian as `u64`.
+    Fixed64(u64),
+    /// Wire type 2: string/bytes/message/packed, the payload without its
+    /// length prefix.
+    Len(&'a [u8]),
+    /// Wire type 5: fixed32/sfixed32/float, little-endian as `u32`.
+    Fixed32(u32),
+}
+
+/// Reads a varint at `*pos`, advancing `pos` past it. Accepts exactly what
+/// prost accepts: at most 10 bytes, the 10th at most 1 (overlong encodings
+/// such as `0x80 0x00` are valid). `None` leaves `pos` unchanged.
+#[inline(always)]
+pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let b = *buf.get(*pos)?;
+    if b < 0x80 {
+        *pos += 1;
+        return Some(u64::from(b));
+    }
+    read_varint_multi(buf, pos)
+}
+
+/// The multi-byte part of [`read_varint`], out of line so that the 1-byte
+/// fast path (keys, small lengths) stays small when inlined.
+#[inline(never)]
+fn read_varint_multi(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let bytes = buf.get(*pos..)?;
+    let mut value = 0u64;
+    for (i, &b) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            if i == 9 && b >= 2 {
+                return None;
+            }
+            *pos += i + 1;
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Reads a field key: `(field number, wire type)`, rejecting what prost's
+/// `decode_key` rejects (key above `u32::MAX`, field number 0, wire types 6
+/// and 7).
+#[inline(always)]
+pub(crate) fn read_key(buf: &[u8], pos: &mut usize) -> Option<(u32, u32)> {
+    let key = read_varint(buf, pos)?;
+    if key > u64::from(u32::MAX) {
+        return None;
+    }
+    let key = key as u32;
+    let (tag, wire) = (key >> 3, key & 7);
+    if tag == 0 || wire > FIXED32 {
+        return None;
+    }
+    Some((tag, wire))
+}
+
+/// Reads a length prefix and returns the payload it delimits, advancing
+/// `pos` past the payload; `None` if the length runs past the end.
+#[inline(always)]
+pub(crate) fn read_len<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
+    let mut p = *pos;
+    let len = read_varint(buf, &mut p)?;
+    let rest = buf.get(p..)?;
+    if len > rest.len() as u64 {
+        return None;
+    }
+    let payload = rest.get(..len as usize)?;
+    *pos = p + payload.len();
+    Some(payload)
+}
+
+#[inline(always)]
+fn read_fixed<const N: usize>(buf: &[u8], pos: &mut usize) -> Option<[u8; N]> {
+    let bytes: [u8; N] = buf.get(*pos..)?.get(..N)?.try_into().ok()?;
+    *pos += N;
+    Some(bytes)
+}
+
+/// Why [`skip_unknown`] failed, for [`super::WireError`].
+pub(crate) type SkipError = &'static str;
+
+/// Skips the value of an unknown field whose key has been read, exactly as
+/// prost's `skip_field`: `budget` is prost's remaining recursion count,
+/// checked for every unknown field (so an unknown field inside a message at
+/// the recursion limit is an error, as in prost), and decremented for each
+/// field inside a group, whose end key must carry the group's field number.
+pub(crate) fn skip_unknown(
+    buf: &[u8],
+    pos: &mut usize,
+    tag: u32,
+    wire: u32,
+    budget: u32,
+) -> Result<(), SkipError> {
+    if budget == 0 {
+        return Err("recursion limit reached");
+    }
+    match wire {
+        VARINT => read_varint(buf, pos).map(|_| ()).ok_or("invalid varint"),
+        FIXED64 => read_fixed::<8>(buf, pos)
+            .map(|_| ())
+            .ok_or("truncated fixed64"),
+        LEN => read_len(buf, pos).map(|_| ()).ok_or("invalid length"),
+        FIXED32 => read_fixed::<4>(buf, pos)
+            .map(|_| ())
+            .ok_or("truncated fixed32"),
+        START_GROUP => loop {
+            let (inner_tag, inner_wire) = read_key(buf, pos).ok_or("invalid key in group")?;
+            if inner_wire == END_GROUP {
+                if inner_tag != tag {
+                    return Err("unexpected end group tag");
+                }
+                return Ok(());
+            }
+            skip_unknown(buf, pos, inner_tag, inner_wire, budget - 1)?;
+        },
+        _ => Err("unexpected end group tag"),
+    }
+}
+
+/// Iterator over the (field number, value) pairs of one message's bytes, in
+/// wire order.
+///
+/// Stops (yields `None`) at the end or at the first malformed byte;
+/// [`Fields::is_malformed`] tells which. Groups (wire types 3/4) are
+/// skipped, as prost skips them: OTLP declares no group fields, so a group
+/// is always an unknown field, which prost accepts and ignores.
+#[derive(Clone, Debug)]
+pub struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    malformed: bool,
+}
+
+/// Iterates over the fields of `message` (the bytes of one message, without
+/// its length prefix).
+#[inline]
+pub fn fields(message: &[u8]) -> Fields<'_> {
+    Fields {
+        buf: message,
+        pos: 0,
+        malformed: false,
+    }
+}
+
+impl<'a> Fields<'a> {
+    /// True if iteration stopped at a malformed byte rather than at the end.
+    pub fn is_malformed(&self) -> bool {
+        self.malformed
+    }
+
+    /// Offset of the next field in the message bytes.
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
+    #[cold]
+    fn fail(&mut self) -> Option<(u32, WireValue<'a>)> {
+        self.malformed = true;
+        self.pos = self.buf.len();
+        None
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (u32, WireValue<'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.pos < self.buf.len() {
+            let Some((tag, wire)) = read_key(self.buf, &mut self.pos) else {
+                return self.fail();
+            };
+            let value = match wire {
+                LEN => match read_len(self.buf, &mut self.pos) {
+                    Some(payload) => WireValue::Len(payload),
+                    None => return self.fail(),
+                },
+                VARINT => match read_varint(self.buf, &mut self.pos) {
+                    Some(v) => WireValue::Varint(v),
+                    None => return self.fail(),
+                },
+                FIXED64 => match read_fixed::<8>(self.buf, &mut self.pos) {
+                    Some(b) => WireValue::Fixed64(u64::from_le_bytes(b)),
+                    None => return self.fail(),
+                },
+                FIXED32 => match read_fixed::<4>(self.buf, &mut self.pos) {
+                    Some(b) => WireValue::Fixed32(u32::from_le_bytes(b)),
+                    None => return self.fail(),
+                },
+                _ => {
+                    // A group (or a stray end-group, which this rejects).
+                    // The budget only bounds recursion on garbage: on
+                    // validated bytes every group fits in prost's.
+                    if skip_unknown(self.buf, &mut self.pos, tag, wire, RECURSION_LIMIT).is_err() {
+                        return self.fail();
+                    }
+                    continue;
+                }
+            };
+            return Some((tag, value));
+        }
+        None
+    }
+}
+
+/// The bytes of a `string` field as `&str`; `""` if not UTF-8 (never on
+/// validated bytes).
+#[inline]
+fn as_str(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
+/// A borrowed `ExportLogsServiceRequest`.
+#[derive(Clone, Copy, Debug)]
+pub struct LogsRequestRef<'a> {
+    /// The whole encoded request.
+    pub bytes: &'a [u8],
+}
+
+/// Borrowed walk over a request, meant for bytes that
+/// [`super::validate_logs_request`] accepted (on other bytes it yields what
+/// it can read).
+#[inline]
+pub fn logs_request(buf: &[u8]) -> LogsRequestRef<'_> {
+    LogsRequestRef { bytes: buf }
+}
+
+impl<'a> LogsRequestRef<'a> {
+    /// The `resource_logs` (field 1), in wire order.
+    pub fn resources(&self) -> ResourceLogsIter<'a> {
+        ResourceLogsIter {
+            fields: fields(self.bytes),
+        }
+    }
+
+    /// Every log record's bytes, in wire order across all resources and
+    /// scopes (the order [`super::splice_logs_request`] counts them in).
+    pub fn records(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.resources()
+            .flat_map(|r| r.scopes())
+            .flat_map(|s| s.records())
+    }
+}
+
+/// Iterator over the `ResourceLogs` of a request.
+#[derive(Clone, Debug)]
+pub struct ResourceLogsIter<'a> {
+    fields: Fields<'a>,
+}
+
+impl<'a> Iterator for ResourceLogsIter<'a> {
+    type Item = ResourceLogsRef<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for (tag, value) in self.fields.by_ref() {
+            if let (1, WireValue::Len(bytes)) = (tag, value) {
+                return Some(ResourceLogsRef::new(bytes));
+            }
+        }
+        None
+    }
+}
+
+/// A borrowed `ResourceLogs`.
+///
+/// `resource` is a singular message field: if it occurs more than once,
+/// prost merges the occurrences, which is the same as reading the fields of
+/// all of them in order ([`ResourceLogsRef::resource_parts`]);
+/// `resource` itself is the last occurrence only.
+#[derive(Clone, Copy, Debug)]
+pub struct ResourceLogsRef<'a> {
+    /// The whole `ResourceLogs` message.
+    pub bytes: &'a [u8],
+    /// The `resource` message (field 1), last occurrence; `None` if absent.
+    pub resource: Option<&'a [u8]>,
+    /// `schema_url` (field 3), last occurrence.
+    pub schema_url: &'a str,
+}
+
+impl<'a> ResourceLogsRef<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        let mut r = ResourceLogsRef {
+            bytes,
+            resource: None,
+            schema_url: "",
+        };
+        for (tag, value) in fields(bytes) {
+            match (tag, value) {
+                (1, WireValue::Len(b)) => r.resource = Some(b),
+                (3, WireValue::Len(b)) => r.schema_url = as_str(b),
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// Every occurrence of `resource`, in wire order: iterating the fields
+    /// of all of them is what prost's merge of them decodes to.
+    pub fn resource_parts(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        fields(self.bytes).filter_map(|f| match f {
+            (1, WireValue::Len(b)) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// The `scope_logs` (field 2), in wire order.
+    pub fn scopes(&self) -> ScopeLogsIter<'a> {
+        ScopeLogsIter {
+            fields: fields(self.bytes),
+        }
+    }
+}
+
+/// Iterator over the `ScopeLogs` of a `ResourceLogs`.
+#[derive(Clone, Debug)]
+pub struct ScopeLogsIter<'a> {
+    fields: Fields<'a>,
+}
+
+impl<'a> Iterator for ScopeLogsIter<'a> {
+    type Item = ScopeLogsRef<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for (tag, value) in self.fields.by_ref() {
+            if let (2, WireValue::Len(bytes)) = (tag, value) {
+                return Some(ScopeLogsRef::new(bytes));
+            }
+        }
+        None
+    }
+}
+
+/// A borrowed `ScopeLogs`. `scope` is the last occurrence (see
+/// [`ResourceLogsRef`] on repeated singular messages).
+#[derive(Clone, Copy, Debug)]
+pub struct ScopeLogsRef<'a> {
+    /// The whole `ScopeLogs` message.
+    pub bytes: &'a [u8],
+    /// The `scope` message (field 1, InstrumentationScope), last
+    /// occurrence; `None` if absent.
+    pub scope: Option<&'a [u8]>,
+    /// `schema_url` (field 3), last occurrence.
+    pub schema_url: &'a str,
+}
+
+impl<'a> ScopeLogsRef<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        let mut s = ScopeLogsRef {
+            bytes,
+            scope: None,
+            schema_url: "",
+        };
+        for (tag, value) in fields(bytes) {
+            match (tag, value) {
+                (1, WireValue::Len(b)) => s.scope = Some(b),
+                (3, WireValue::Len(b)) => s.schema_url = as_str(b),
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// Every occurrence of `scope`, in wire order (prost merges them).
+    pub fn scope_parts(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        fields(self.bytes).filter_map(|f| match f {
+            (1, WireValue::Len(b)) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// The bytes of each `log_records` entry (field 2), in wire order; read
+    /// one with [`log_record`].
+    pub fn records(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        fields(self.bytes).filter_map(|f| match f {
+            (2, WireValue::Len(b)) => Some(b),
+            _ => None,
+        })
+    }
+}
+
+/// A borrowed LogRecord: the fields read from one record's bytes (last
+/// occurrence wins for scalars, as in prost).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogRecordRef<'a> {
+    pub time_unix_nano: u64,
+    pub observed_time_unix_nano: u64,
+    pub severity_number: i32,
+    pub severity_text: &'a str,
+    /// The `AnyValue` message bytes, last occurrence. prost merges repeated
+    /// occurrences of `body`; that only differs from the last one when
+    /// both are `kvlist_value` or both `array_value` (then prost
+    /// concatenates the lists).
+    pub body: Option<&'a [u8]>,
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub flags: u32,
+    pub event_name: &'a str,
+    pub dropped_attributes_count: u32,
+    /// The whole record, for attribute iteration via [`fields`]
+    /// (attributes are field 6) or [`LogRecordRef::attributes`].
+    pub bytes: &'a [u8],
+}
+
+/// Reads one LogRecord's bytes. On a validated record this never fails; on
+/// other bytes it returns the fields before the first malformed byte, and
+/// ignores fields with a wire type other than the declared one.
+#[inline]
+pub fn log_record(bytes: &[u8]) -> LogRecordRef<'_> {
+    let mut r = LogRecordRef {
+        bytes,
+        ..LogRecordRef::default()
+    };
+    for (tag, value) in fields(bytes) {
+        match (tag, value) {
+            (1, WireValue::Fixed64(v)) => r.time_unix_nano = v,
+            (2, WireValue::Varint(v)) => r.severity_number = v as i32,
+            (3, WireValue::Len(b)) => r.severity_text = as_str(b),
+            (5, WireValue::Len(b)) => r.body = Some(b),
+            (7, WireValue::Varint(v)) => r.dropped_attributes_count = v as u32,
+            (8, WireValue::Fixed32(v)) => r.flags = v,
+            (9, WireValue::Len(b)) => r.trace_id = b,
+            (10, WireValue::Len(b)) => r.span_id = b,
+            (11, WireValue::Fixed64(v)) => r.observed_time_unix_nano = v,
+            (12, WireValue::Len(b)) => r.event_name = as_str(b),
+            _ => {}
+        }
+    }
+    r
+}
+
+impl<'a> LogRecordRef<'a> {
+    /// The record's attributes (field 6), in wire order.
+    pub fn attributes(&self) -> impl Iterator<Item = KeyValueRef<'a>> + 'a {
+        fields(self.bytes).filter_map(|f| match f {
+            (6, WireValue::Len(b)) => Some(key_value(b)),
+            _ => None,
+        })
+    }
+}
+
+/// A borrowed `KeyValue`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct KeyValueRef<'a> {
+    /// `key` (field 1), last occurrence.
+    pub key: &'a str,
+    /// The `AnyValue` message bytes (field 2), last occurrence (prost merges
+    /// repeated occurrences, see [`LogRecordRef::body`]); `None` if absent.
+    pub value: Option<&'a [u8]>,
+}
+
+/// Reads one `KeyValue` message (an attribute).
+#[inline]
+pub fn key_value(bytes: &[u8]) -> KeyValueRef<'_> {
+    let mut kv = KeyValueRef::default();
+    for (tag, value) in fields(bytes) {
+        match (tag, value) {
+            (1, WireValue::Len(b)) => kv.key = as_str(b),
+            (2, WireValue::Len(b)) => kv.value = Some(b),
+            _ => {}
+        }
+    }
+    kv
+}
+
+/// Number of bytes of `value` as a varint (1..=10).
+#[inline]
+pub const fn varint_len(value: u64) -> usize {
+    // Bits used, rounded up to 7-bit groups; 0 takes one byte.
+    let bits = 64 - (value | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// Appends `value` as a (minimal) varint.
+#[inline]
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Appends the key of field `field` with wire type `wire` (0..=5).
+#[inline]
+pub fn put_key(out: &mut Vec<u8>, field: u32, wire: u32) {
+    put_varint(out, (u64::from(field) << 3) | u64::from(wire & 7));
+}
+
+/// Appends one `KeyValue { key, value: AnyValue { string_value: value } }`
+/// as (repeated message) field `field`: 6 for `LogRecord.attributes`, 9 for
+/// `Span.attributes`. Appended to a record it decodes as one more attribute
+/// at the end of the list.
+pub fn put_string_attribute(out: &mut Vec<u8>, field: u32, key: &str, value: &str) {
+    let any_len = 1 + varint_len(value.len() as u64) + value.len();
+    let kv_len =
+        1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(any_len as u64) + any_len;
+    out.reserve(5 + varint_len(kv_len as u64) + kv_len);
+    put_key(out, field, LEN);
+    put_varint(out, kv_len as u64);
+    out.push(0x0a); // KeyValue.key = 1, LEN
+    put_varint(out, key.len() as u64);
+    out.extend_from_slice(key.as_bytes());
+    out.push(0x12); // KeyValue.value = 2, LEN
+    put_varint(out, any_len as u64);
+    out.push(0x0a); // AnyValue.string_value = 1, LEN
+    put_varint(out, value.len() as u64);
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// Appends a `bytes` (or `string`) field, e.g. `LogRecord.trace_id` = 9.
+/// Appending a singular field that is already present makes this value win,
+/// as the last occurrence does in prost.
+pub fn put_bytes_field(out: &mut Vec<u8>, field: u32, value: &[u8]) {
+    out.reserve(5 + varint_len(value.len() as u64) + value.len());
+    put_key(out, field, LEN);
+    put_varint(out, value.len() as u64);
+    out.extend_from_slice(value);
+}

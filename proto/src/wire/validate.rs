@@ -1,0 +1,225 @@
+//! Validation of an encoded `ExportLogsServiceRequest` with exactly prost's
+//! acceptance rules, so that the zero-copy path accepts and rejects the same
+//! requests as the decoding path did.
+//!
+//! The rules mirrored from prost 0.14 (`encoding.rs`):
+//! - keys: varint of at most `u32::MAX`, field number ≥ 1, wire type ≤ 5;
+//! - varints: at most 10 bytes, the 10th at most 1; overlong ones are fine;
+//! - a known field must have its declared wire type (`check_wire_type`);
+//!   OTLP logs declare no packed fields, so no other wire type is accepted;
+//! - `string` fields must be UTF-8; `bytes` and scalar values are unchecked
+//!   (an int32 varint above `i32::MAX` is truncated, not rejected);
+//! - recursion: each message field and each unknown field needs the
+//!   remaining count (100 for the fields of the top-level request, one less
+//!   per enclosing message or group) to be non-zero (`limit_reached`);
+//! - unknown fields of every wire type are skipped, groups included (their
+//!   end key must carry the start's field number); a stray end-group key is
+//!   an error.
+
+use super::reader::{read_key, read_len, read_varint, skip_unknown, FIXED32, FIXED64, LEN, VARINT};
+use super::{WireError, RECURSION_LIMIT};
+
+/// The OTLP messages reachable from an `ExportLogsServiceRequest`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Msg {
+    Request,
+    ResourceLogs,
+    Resource,
+    EntityRef,
+    ScopeLogs,
+    Scope,
+    LogRecord,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KeyValueList,
+    TraceRequest,
+    ResourceSpans,
+    ScopeSpans,
+    Span,
+    Event,
+    Link,
+    Status,
+}
+
+/// How a known field is declared.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Varint,
+    Fixed64,
+    Fixed32,
+    Bytes,
+    String,
+    Message(Msg),
+}
+
+impl Kind {
+    fn wire(self) -> u32 {
+        match self {
+            Kind::Varint => VARINT,
+            Kind::Fixed64 => FIXED64,
+            Kind::Fixed32 => FIXED32,
+            Kind::Bytes | Kind::String | Kind::Message(_) => LEN,
+        }
+    }
+}
+
+/// The schema: field numbers and types as in opentelemetry-proto 0.33.1's
+/// generated code (logs.v1, common.v1, resource.v1, collector.logs.v1).
+fn field_kind(msg: Msg, tag: u32) -> Option<Kind> {
+    use Kind::*;
+    Some(match (msg, tag) {
+        (Msg::Request, 1) => Message(Msg::ResourceLogs),
+        (Msg::ResourceLogs, 1) => Message(Msg::Resource),
+        (Msg::ResourceLogs, 2) => Message(Msg::ScopeLogs),
+        (Msg::ResourceLogs, 3) => String,
+        (Msg::Resource, 1) => Message(Msg::KeyValue),
+        (Msg::Resource, 2) => Varint,
+        (Msg::Resource, 3) => Message(Msg::EntityRef),
+        // schema_url, type, id_keys (repeated), description_keys (repeated)
+        (Msg::EntityRef, 1..=4) => String,
+        (Msg::ScopeLogs, 1) => Message(Msg::Scope),
+        (Msg::ScopeLogs, 2) => Message(Msg::LogRecord),
+        (Msg::ScopeLogs, 3) => String,
+        // name, version, attributes, dropped_attributes_count
+        (Msg::Scope, 1 | 2) => String,
+        (Msg::Scope, 3) => Message(Msg::KeyValue),
+        (Msg::Scope, 4) => Varint,
+        (Msg::LogRecord, 1 | 11) => Fixed64,
+        (Msg::LogRecord, 2 | 7) => Varint,
+        (Msg::LogRecord, 3 | 12) => String,
+        (Msg::LogRecord, 5) => Message(Msg::AnyValue),
+        (Msg::LogRecord, 6) => Message(Msg::KeyValue),
+        (Msg::LogRecord, 8) => Fixed32,
+        (Msg::LogRecord, 9 | 10) => Bytes,
+        // key, value, key_strindex
+        (Msg::KeyValue, 1) => String,
+        (Msg::KeyValue, 2) => Message(Msg::AnyValue),
+        (Msg::KeyValue, 3) => Varint,
+        // oneof value: string, bool, int64, double, array, kvlist, bytes,
+        // string_value_strindex
+        (Msg::AnyValue, 1) => String,
+        (Msg::AnyValue, 2 | 3 | 8) => Varint,
+        (Msg::AnyValue, 4) => Fixed64,
+        (Msg::AnyValue, 5) => Message(Msg::ArrayValue),
+        (Msg::AnyValue, 6) => Message(Msg::KeyValueList),
+        (Msg::AnyValue, 7) => Bytes,
+        (Msg::ArrayValue, 1) => Message(Msg::AnyValue),
+        (Msg::KeyValueList, 1) => Message(Msg::KeyValue),
+        // trace.v1 and collector.trace.v1
+        (Msg::TraceRequest, 1) => Message(Msg::ResourceSpans),
+        (Msg::ResourceSpans, 1) => Message(Msg::Resource),
+        (Msg::ResourceSpans, 2) => Message(Msg::ScopeSpans),
+        (Msg::ResourceSpans, 3) => String,
+        (Msg::ScopeSpans, 1) => Message(Msg::Scope),
+        (Msg::ScopeSpans, 2) => Message(Msg::Span),
+        (Msg::ScopeSpans, 3) => String,
+        // trace_id, span_id, parent_span_id
+        (Msg::Span, 1 | 2 | 4) => Bytes,
+        // trace_state, name
+        (Msg::Span, 3 | 5) => String,
+        // kind, dropped attributes/events/links counts
+        (Msg::Span, 6 | 10 | 12 | 14) => Varint,
+        (Msg::Span, 7 | 8) => Fixed64,
+        (Msg::Span, 9) => Message(Msg::KeyValue),
+        (Msg::Span, 11) => Message(Msg::Event),
+        (Msg::Span, 13) => Message(Msg::Link),
+        (Msg::Span, 15) => Message(Msg::Status),
+        (Msg::Span, 16) => Fixed32,
+        (Msg::Event, 1) => Fixed64,
+        (Msg::Event, 2) => String,
+        (Msg::Event, 3) => Message(Msg::KeyValue),
+        (Msg::Event, 4) => Varint,
+        (Msg::Link, 1 | 2) => Bytes,
+        (Msg::Link, 3) => String,
+        (Msg::Link, 4) => Message(Msg::KeyValue),
+        (Msg::Link, 5) => Varint,
+        (Msg::Link, 6) => Fixed32,
+        (Msg::Status, 2) => String,
+        (Msg::Status, 3) => Varint,
+        _ => return None,
+    })
+}
+
+/// Checks that `buf` decodes as an `ExportLogsServiceRequest` exactly when
+/// prost would accept it (`ExportLogsServiceRequest::decode(buf).is_ok()`),
+/// and returns the number of log records. Run it once where bytes enter
+/// (the receivers), so that the readers of this module can trust them.
+pub fn validate_logs_request(buf: &[u8]) -> Result<usize, WireError> {
+    let mut records = 0;
+    validate(buf, 0, Msg::Request, RECURSION_LIMIT, &mut records)?;
+    Ok(records)
+}
+
+/// The same check for an `ExportTraceServiceRequest`
+/// (`ExportTraceServiceRequest::decode(buf).is_ok()`); returns the number of
+/// spans.
+pub fn validate_trace_request(buf: &[u8]) -> Result<usize, WireError> {
+    let mut spans = 0;
+    validate(buf, 0, Msg::TraceRequest, RECURSION_LIMIT, &mut spans)?;
+    Ok(spans)
+}
+
+/// Validates the fields of one message of type `msg` (`buf` without its
+/// length prefix, at offset `base` of the whole request) whose fields are
+/// decoded with prost's recursion count `budget`; counts log records and
+/// spans in `items`.
+fn validate(
+    buf: &[u8],
+    base: usize,
+    msg: Msg,
+    budget: u32,
+    items: &mut usize,
+) -> Result<(), WireError> {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let start = pos;
+        let err = |what| WireError::new(base + start, what);
+        let (tag, wire) = read_key(buf, &mut pos).ok_or_else(|| err("invalid field key"))?;
+        let Some(kind) = field_kind(msg, tag) else {
+            skip_unknown(buf, &mut pos, tag, wire, budget).map_err(err)?;
+            continue;
+        };
+        if wire != kind.wire() {
+            return Err(err("wrong wire type for field"));
+        }
+        match kind {
+            Kind::Varint => {
+                read_varint(buf, &mut pos).ok_or_else(|| err("invalid varint"))?;
+            }
+            Kind::Fixed64 => {
+                if buf.len() - pos < 8 {
+                    return Err(err("truncated fixed64"));
+                }
+                pos += 8;
+            }
+            Kind::Fixed32 => {
+                if buf.len() - pos < 4 {
+                    return Err(err("truncated fixed32"));
+                }
+                pos += 4;
+            }
+            Kind::Bytes => {
+                read_len(buf, &mut pos).ok_or_else(|| err("invalid length"))?;
+            }
+            Kind::String => {
+                let s = read_len(buf, &mut pos).ok_or_else(|| err("invalid length"))?;
+                if std::str::from_utf8(s).is_err() {
+                    return Err(err("invalid UTF-8 in string field"));
+                }
+            }
+            Kind::Message(inner) => {
+                if budget == 0 {
+                    return Err(err("recursion limit reached"));
+                }
+                let body = read_len(buf, &mut pos).ok_or_else(|| err("invalid length"))?;
+                if inner == Msg::LogRecord || inner == Msg::Span {
+                    *items += 1;
+                }
+                let body_base = base + pos - body.len();
+                validate(body, body_base, inner, budget - 1, items)?;
+            }
+        }
+    }
+    Ok(())
+}
