@@ -5,12 +5,12 @@
 //! than flattening to records) preserves resources and scopes exactly, so that
 //! forwarding is lossless.
 
+use bytes::Bytes;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use gardener_proto::otlp::metrics::v1::metric::Data;
 use gardener_proto::otlp::metrics::v1::Metric;
-use bytes::Bytes;
 use prost::Message;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -45,7 +45,10 @@ pub enum Payload {
     /// counted `records`. The processor reads and extends it without
     /// decoding; consumers that need owned records call
     /// [`Payload::decoded`].
-    LogsEncoded { bytes: Bytes, records: usize },
+    LogsEncoded {
+        bytes: Bytes,
+        records: usize,
+    },
     Traces(ExportTraceServiceRequest),
     Metrics(ExportMetricsServiceRequest),
 }

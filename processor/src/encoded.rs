@@ -83,7 +83,11 @@ impl LogEnrichment {
             let put = |out: &mut Vec<u8>, key, value: &str| {
                 wire::put_string_attribute(out, ATTRIBUTES, key, value)
             };
-            put(out, attributes::SIGNATURE, &fingerprint_hex(signature.fingerprint));
+            put(
+                out,
+                attributes::SIGNATURE,
+                &fingerprint_hex(signature.fingerprint),
+            );
             put(out, attributes::TEMPLATE, &signature.template);
             put(out, attributes::CATEGORY, &signature.category);
             put(out, attributes::PRIORITY, signature.priority.as_str());

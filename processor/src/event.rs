@@ -10,8 +10,8 @@
 use gardener_proto::otlp::common::v1::KeyValue;
 use gardener_proto::otlp::logs::v1::LogRecord;
 use gardener_proto::otlp::resource::v1::Resource;
-use gardener_proto::view::{LogRef, MapRef, ValueRef};
 use gardener_proto::otlp::trace::v1::{status::StatusCode, Span};
+use gardener_proto::view::{LogRef, MapRef, ValueRef};
 use std::borrow::Cow;
 
 /// Which signal the view came from.
@@ -325,10 +325,7 @@ impl<'a> EventView<'a> {
         let payload = map.get("jsonPayload").and_then(ValueRef::as_map);
         for m in [Some(map), payload].into_iter().flatten() {
             if self.message.is_empty() {
-                if let Some(t) = MESSAGE_KEYS
-                    .iter()
-                    .find_map(|k| m.get(k).and_then(as_text))
-                {
+                if let Some(t) = MESSAGE_KEYS.iter().find_map(|k| m.get(k).and_then(as_text)) {
                     self.message = t;
                 }
             }
@@ -377,7 +374,8 @@ impl<'a> EventView<'a> {
                 }
             }
             if self.http_status.is_none() {
-                self.http_status = m.get("httpRequest")
+                self.http_status = m
+                    .get("httpRequest")
                     .and_then(ValueRef::as_map)
                     .and_then(|h| h.get("status"))
                     .and_then(as_status)

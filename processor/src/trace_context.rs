@@ -301,9 +301,7 @@ fn parse_traceparent(s: &str) -> Parsed {
 fn parse_span_value(v: ValueRef<'_>) -> Option<[u8; 8]> {
     match v {
         ValueRef::Str(s) => hex8(s.trim()),
-        ValueRef::Bytes(b) => <[u8; 8]>::try_from(b)
-            .ok()
-            .filter(|id| *id != [0; 8]),
+        ValueRef::Bytes(b) => <[u8; 8]>::try_from(b).ok().filter(|id| *id != [0; 8]),
         _ => None,
     }
 }

@@ -407,7 +407,8 @@ fn id_consistency_in_body() {
         ]),
     )]));
     assert_eq!(
-        r.violations_in_record(LogRef::owned(&rec)).collect::<Vec<_>>(),
+        r.violations_in_record(LogRef::owned(&rec))
+            .collect::<Vec<_>>(),
         ["run_thread"]
     );
 }

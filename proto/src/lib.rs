@@ -25,9 +25,5 @@ pub mod wire;
 
 pub use prost;
 
-/// Protobuf wire format: reading encoded OTLP requests without decoding
-/// them, and splicing fields into them.
-pub mod wire;
-
 /// Borrowed views of OTLP values and records, decoded or encoded.
 pub mod view;

@@ -162,7 +162,10 @@ pub struct MapIter<'a>(MapIterRepr<'a>);
 
 enum MapIterRepr<'a> {
     Owned(std::slice::Iter<'a, KeyValue>),
-    Wire { fields: wire::Fields<'a>, field: u32 },
+    Wire {
+        fields: wire::Fields<'a>,
+        field: u32,
+    },
 }
 
 impl<'a> Iterator for MapIter<'a> {
@@ -255,64 +258,46 @@ impl<'a> LogRef<'a> {
 
     /// The view of an encoded `LogRecord` message.
     pub fn wire(message: &'a [u8]) -> Self {
-        let mut r = LogRef {
-            time_unix_nano: 0,
-            observed_time_unix_nano: 0,
-            severity_number: 0,
-            severity_text: "",
-            body: None,
+        let r = wire::log_record(message);
+        LogRef {
+            time_unix_nano: r.time_unix_nano,
+            observed_time_unix_nano: r.observed_time_unix_nano,
+            severity_number: r.severity_number,
+            severity_text: r.severity_text,
+            body: r.body.map(ValueRef::wire),
             attributes: MapRef::wire(message, 6),
-            trace_id: &[],
-            span_id: &[],
-        };
-        for (field, value) in wire::fields(message) {
-            match (field, value) {
-                (1, WireValue::Fixed64(v)) => r.time_unix_nano = v,
-                (2, WireValue::Varint(v)) => r.severity_number = v as i32,
-                (3, WireValue::Len(b)) => r.severity_text = utf8(b),
-                (5, WireValue::Len(b)) => r.body = Some(ValueRef::wire(b)),
-                (9, WireValue::Len(b)) => r.trace_id = b,
-                (10, WireValue::Len(b)) => r.span_id = b,
-                (11, WireValue::Fixed64(v)) => r.observed_time_unix_nano = v,
-                _ => {}
-            }
+            trace_id: r.trace_id,
+            span_id: r.span_id,
         }
-        r
     }
 }
 
-/// The `ResourceLogs` of an encoded `ExportLogsServiceRequest`, in wire order.
+/// The `ResourceLogs` of an encoded `ExportLogsServiceRequest`, in wire
+/// order, each with its resource's attributes.
 pub fn encoded_resource_logs(request: &[u8]) -> impl Iterator<Item = EncodedResourceLogs<'_>> {
-    len_fields(request, 1).map(|message| EncodedResourceLogs {
-        // ResourceLogs.resource = 1; Resource.attributes = 1.
-        resource: len_fields(message, 1)
-            .last()
-            .map_or_else(MapRef::empty, |r| MapRef::wire(r, 1)),
-        message,
-    })
+    wire::logs_request(request)
+        .resources()
+        .map(|logs| EncodedResourceLogs {
+            // Resource.attributes = 1.
+            resource: logs
+                .resource
+                .map_or_else(MapRef::empty, |r| MapRef::wire(r, 1)),
+            logs,
+        })
 }
 
 /// One encoded `ResourceLogs`: its resource's attributes and its records.
 #[derive(Clone, Copy)]
 pub struct EncodedResourceLogs<'a> {
     pub resource: MapRef<'a>,
-    message: &'a [u8],
+    logs: wire::ResourceLogsRef<'a>,
 }
 
 impl<'a> EncodedResourceLogs<'a> {
-    /// The encoded `LogRecord`s of all its scopes, in wire order
-    /// (ResourceLogs.scope_logs = 2, ScopeLogs.log_records = 2).
+    /// The encoded `LogRecord`s of all its scopes, in wire order.
     pub fn records(self) -> impl Iterator<Item = &'a [u8]> {
-        len_fields(self.message, 2).flat_map(|scope| len_fields(scope, 2))
+        self.logs.scopes().flat_map(|scope| scope.records())
     }
-}
-
-/// The length-delimited occurrences of `field` in a message.
-fn len_fields(message: &[u8], field: u32) -> impl Iterator<Item = &[u8]> {
-    wire::fields(message).filter_map(move |f| match f {
-        (n, WireValue::Len(b)) if n == field => Some(b),
-        _ => None,
-    })
 }
 
 #[cfg(test)]
@@ -377,7 +362,9 @@ mod tests {
     /// Everything a view can read, rendered, so that two views compare.
     fn render(v: ValueRef<'_>) -> String {
         match v {
-            ValueRef::Array(l) => format!("[{}]", l.iter().map(render).collect::<Vec<_>>().join(",")),
+            ValueRef::Array(l) => {
+                format!("[{}]", l.iter().map(render).collect::<Vec<_>>().join(","))
+            }
             ValueRef::Map(m) => format!(
                 "{{{}}}",
                 m.iter()

@@ -22,8 +22,7 @@ use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
 use gardener_proto::wire;
 use prost::Message;
 use tonic::codec::{
-    Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder,
-    EnabledCompressionEncodings,
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
 };
 use tonic::{Request, Response, Status};
 
