@@ -21,17 +21,15 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use bytes::Bytes;
 use gardener_exporter::batch::Payload;
 use gardener_proto::otlp::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use gardener_proto::otlp::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use gardener_proto::otlp::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
+use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use gardener_proto::rpc;
+use gardener_proto::wire;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use serde::de::DeserializeOwned;
@@ -87,17 +85,28 @@ pub fn router(receiver: HttpReceiver) -> Router {
 }
 
 async fn logs(State(r): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
-    handle::<ExportLogsServiceRequest, ExportLogsServiceResponse>(r, headers, body, Payload::Logs)
-        .await
+    handle::<ExportLogsServiceResponse>(r, headers, body, logs_payload).await
+}
+
+/// A protobuf logs body stays encoded (checked, not decoded: see
+/// `grpc_logs`); a JSON one is decoded.
+fn logs_payload(data: Bytes, format: Format) -> Result<Payload, String> {
+    match format {
+        Format::Protobuf => match wire::validate_logs_request(&data) {
+            Ok(records) => Ok(Payload::LogsEncoded {
+                bytes: data,
+                records,
+            }),
+            Err(e) => Err(format!("invalid OTLP protobuf body: {e}")),
+        },
+        Format::Json => decoded::<ExportLogsServiceRequest>(data, format).map(Payload::Logs),
+    }
 }
 
 async fn traces(State(r): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
-    handle::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
-        r,
-        headers,
-        body,
-        Payload::Traces,
-    )
+    handle::<ExportTraceServiceResponse>(r, headers, body, |data, format| {
+        decoded(data, format).map(Payload::Traces)
+    })
     .await
 }
 
@@ -106,12 +115,9 @@ async fn metrics_handler(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(
-        r,
-        headers,
-        body,
-        Payload::Metrics,
-    )
+    handle::<ExportMetricsServiceResponse>(r, headers, body, |data, format| {
+        decoded(data, format).map(Payload::Metrics)
+    })
     .await
 }
 
@@ -170,14 +176,28 @@ impl Refuse {
     }
 }
 
-async fn handle<Req, Resp>(
+/// A body decoded into a request of type `Req`.
+fn decoded<Req>(data: Bytes, format: Format) -> Result<Req, String>
+where
+    Req: Message + Default + DeserializeOwned,
+{
+    match format {
+        Format::Protobuf => {
+            Req::decode(&data[..]).map_err(|e| format!("invalid OTLP protobuf body: {e}"))
+        }
+        Format::Json => otlp_json::decode(&data).map_err(|e| e.to_string()),
+    }
+}
+
+/// Receives a body and makes it a payload with `payload` (refusing it as
+/// malformed when that fails), then hands it to the pipeline.
+async fn handle<Resp>(
     receiver: HttpReceiver,
     headers: HeaderMap,
     body: Body,
-    wrap: fn(Req) -> Payload,
+    payload: fn(Bytes, Format) -> Result<Payload, String>,
 ) -> Response
 where
-    Req: Message + Default + DeserializeOwned,
     Resp: Message + Default,
 {
     let Some(format) = Format::from_headers(&headers) else {
@@ -189,8 +209,19 @@ where
         )
         .into_response(Format::Json);
     };
-    match receive::<Req>(&receiver, &headers, body, format).await {
-        Ok((request, size)) => match receiver.ingest.submit(wrap(request), size).await {
+    let received = receive(&receiver, &headers, body).await.and_then(|data| {
+        let size = data.len();
+        payload(data, format).map(|p| (p, size)).map_err(|message| {
+            Refuse::new(
+                StatusCode::BAD_REQUEST,
+                tonic::Code::InvalidArgument,
+                "malformed",
+                message,
+            )
+        })
+    });
+    match received {
+        Ok((payload, size)) => match receiver.ingest.submit(payload, size).await {
             Ok(_) => {
                 let body = match format {
                     Format::Protobuf => Resp::default().encode_to_vec(),
@@ -215,16 +246,12 @@ where
     }
 }
 
-/// Authenticates, reads, decompresses and decodes a request body.
-async fn receive<Req>(
+/// Authenticates, reads and decompresses a request body.
+async fn receive(
     receiver: &HttpReceiver,
     headers: &HeaderMap,
     body: Body,
-    format: Format,
-) -> Result<(Req, usize), Refuse>
-where
-    Req: Message + Default + DeserializeOwned,
-{
+) -> Result<Bytes, Refuse> {
     if let Some(token) = &receiver.auth_token {
         if !bearer_matches(headers, token) {
             return Err(Refuse::new(
@@ -281,20 +308,7 @@ where
             e.to_string(),
         ),
     })?;
-    let malformed = |message: String| {
-        Refuse::new(
-            StatusCode::BAD_REQUEST,
-            tonic::Code::InvalidArgument,
-            "malformed",
-            message,
-        )
-    };
-    let request = match format {
-        Format::Protobuf => Req::decode(&data[..])
-            .map_err(|e| malformed(format!("invalid OTLP protobuf body: {e}")))?,
-        Format::Json => otlp_json::decode(&data).map_err(|e| malformed(e.to_string()))?,
-    };
-    Ok((request, data.len()))
+    Ok(data)
 }
 
 fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {

@@ -18,6 +18,7 @@ use gardener_proto::otlp::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use gardener_proto::otlp::common::v1::any_value::Value;
+use gardener_proto::otlp::logs::v1::LogRecord;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 
@@ -31,7 +32,13 @@ struct Seen {
     /// batching).
     delay_per_record_us: AtomicU64,
     calls: AtomicU64,
+    /// The first [`KEPT_RECORDS`] records received, whole, for tests that
+    /// look at what the collector added to them.
+    kept: Mutex<Vec<LogRecord>>,
 }
+
+/// How many whole records the downstream keeps.
+const KEPT_RECORDS: usize = 10_000;
 
 #[derive(Clone)]
 struct Service(Arc<Seen>);
@@ -64,9 +71,13 @@ impl LogsService for Service {
                 .and_then(|kv| kv.value.as_ref()?.value.as_ref())
                 .map_or_else(String::new, |v| text(Some(v)));
             let records = resource_logs.scope_logs.iter().flat_map(|s| &s.log_records);
+            let mut kept = self.0.kept.lock().unwrap();
             for record in records {
                 let body = text(record.body.as_ref().and_then(|b| b.value.as_ref()));
                 *bodies.entry((service.clone(), body)).or_default() += 1;
+                if kept.len() < KEPT_RECORDS {
+                    kept.push(record.clone());
+                }
             }
         }
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
@@ -182,6 +193,15 @@ impl Downstream {
     pub fn records(&self) -> u64 {
         let bodies = self.seen.bodies.lock().unwrap();
         bodies.values().map(|&n| n as u64).sum()
+    }
+
+    /// The first record received whose body is `body`, whole.
+    #[allow(dead_code)]
+    pub fn record(&self, body: &str) -> Option<LogRecord> {
+        let kept = self.seen.kept.lock().unwrap();
+        kept.iter()
+            .find(|r| text(r.body.as_ref().and_then(|b| b.value.as_ref())) == body)
+            .cloned()
     }
 
     /// Export calls answered or in progress so far.

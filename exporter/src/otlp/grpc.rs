@@ -14,6 +14,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Code, Status};
 
 use super::config::{Compression, OtlpExporterConfig};
+use super::encoded_logs::EncodedLogsClient;
 use super::retry::Failure;
 use super::PartialSuccess;
 use crate::batch::Payload;
@@ -24,6 +25,7 @@ const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 #[derive(Clone)]
 pub struct GrpcTransport {
     logs: LogsServiceClient<Channel>,
+    encoded_logs: EncodedLogsClient,
     traces: TraceServiceClient<Channel>,
     metrics: MetricsServiceClient<Channel>,
     metadata: MetadataMap,
@@ -51,6 +53,7 @@ impl GrpcTransport {
             Compression::Zstd => Some(CompressionEncoding::Zstd),
             Compression::None => None,
         };
+        let encoded_logs = EncodedLogsClient::new(channel.clone(), encoding);
         let mut logs = LogsServiceClient::new(channel.clone())
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd);
@@ -75,6 +78,7 @@ impl GrpcTransport {
         }
         Ok(Self {
             logs,
+            encoded_logs,
             traces,
             metrics,
             metadata,
@@ -85,10 +89,18 @@ impl GrpcTransport {
     /// One attempt: sends `payload` and returns what the peer rejected, if anything.
     pub async fn send(&mut self, payload: &Payload) -> Result<Option<PartialSuccess>, Failure> {
         let timeout = self.timeout;
-        let payload = payload.decoded();
         let attempt = async {
-            match &*payload {
-                Payload::LogsEncoded { .. } => unreachable!("decoded"),
+            match payload {
+                Payload::LogsEncoded { bytes, .. } => self
+                    .encoded_logs
+                    .export(self.request(bytes.clone()))
+                    .await
+                    .map(|r| {
+                        r.into_inner().partial_success.map(|p| PartialSuccess {
+                            rejected: p.rejected_log_records,
+                            error_message: p.error_message,
+                        })
+                    }),
                 Payload::Logs(req) => self.logs.export(self.request(req.clone())).await.map(|r| {
                     r.into_inner().partial_success.map(|p| PartialSuccess {
                         rejected: p.rejected_log_records,

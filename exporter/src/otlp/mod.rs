@@ -16,6 +16,7 @@
 //! duplicate it.
 
 pub mod config;
+pub mod encoded_logs;
 pub mod grpc;
 pub mod http;
 pub mod retry;

@@ -1,0 +1,89 @@
+//! An OTLP/gRPC `LogsService` client that sends a request's bytes as they
+//! are: the pipeline carries logs requests encoded (`Payload::LogsEncoded`),
+//! and decoding them only for tonic's prost codec to encode them again would
+//! cost more than everything else the collector does with a record.
+
+use bytes::{BufMut, Bytes};
+use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
+use gardener_proto::prost::Message;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+/// `LogsService/Export` over a channel, with encoded requests.
+#[derive(Clone)]
+pub struct EncodedLogsClient {
+    grpc: tonic::client::Grpc<Channel>,
+}
+
+impl EncodedLogsClient {
+    /// Accepts gzip and zstd responses; compresses requests with `send`.
+    pub fn new(channel: Channel, send: Option<CompressionEncoding>) -> Self {
+        let mut grpc = tonic::client::Grpc::new(channel)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        if let Some(encoding) = send {
+            grpc = grpc.send_compressed(encoding);
+        }
+        Self { grpc }
+    }
+
+    /// Sends one encoded `ExportLogsServiceRequest`.
+    pub async fn export(
+        &mut self,
+        request: Request<Bytes>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        self.grpc
+            .ready()
+            .await
+            .map_err(|e| Status::unavailable(format!("service was not ready: {e}")))?;
+        let path = http::uri::PathAndQuery::from_static(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        );
+        self.grpc.unary(request, path, BytesCodec).await
+    }
+}
+
+/// Writes the request bytes as they are; reads the response with prost.
+#[derive(Clone, Copy, Default)]
+struct BytesCodec;
+
+impl Codec for BytesCodec {
+    type Encode = Bytes;
+    type Decode = ExportLogsServiceResponse;
+    type Encoder = BytesEncoder;
+    type Decoder = ResponseDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ResponseDecoder
+    }
+}
+
+struct BytesEncoder;
+
+impl Encoder for BytesEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+struct ResponseDecoder;
+
+impl Decoder for ResponseDecoder {
+    type Item = ExportLogsServiceResponse;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        ExportLogsServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("failed to decode the response: {e}")))
+    }
+}

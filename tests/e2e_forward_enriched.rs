@@ -1,0 +1,137 @@
+//! What the next hop receives: logs sent over OTLP/gRPC (gzip) travel
+//! through the collector as request bytes (never decoded), are enriched by
+//! splicing, and are forwarded over OTLP/gRPC as bytes. The downstream must
+//! see every record with the attributes the contract promises, the trace id
+//! recovered from a Cloud Logging attribute, and everything else intact.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use gardener_proto::build::{int, key_value as kv, string as s};
+use gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient;
+use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
+use gardener_proto::otlp::common::v1::{any_value::Value, KeyValue};
+use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use gardener_proto::otlp::resource::v1::Resource;
+use support::downstream::Downstream;
+use support::{Collector, RECEIVERS};
+use tonic::codec::CompressionEncoding;
+
+fn attr<'a>(record: &'a LogRecord, key: &str) -> Option<&'a str> {
+    record
+        .attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(v) => Some(v.as_str()),
+            _ => None,
+        })
+}
+
+fn record(body: &str, severity: i32, attributes: Vec<KeyValue>) -> LogRecord {
+    LogRecord {
+        time_unix_nano: 1_763_900_000_000_000_000,
+        severity_number: severity,
+        severity_text: if severity >= 17 { "ERROR" } else { "INFO" }.into(),
+        body: Some(s(body)),
+        attributes,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn grpc_logs_are_forwarded_enriched_without_losing_anything() {
+    let downstream = Downstream::start();
+    let mut collector = Collector::start_with(&format!(
+        "{RECEIVERS}exporters:
+  otlp:
+    endpoint: \"{}\"
+    compression: zstd
+    sending_queue:
+      batch:
+        flush_timeout: 50ms
+service:
+  admin:
+    endpoint: \"127.0.0.1:{{admin}}\"
+",
+        downstream.url()
+    ));
+    let error = record(
+        "WebSocket ws_10146348_1757373397_aca2f891 is not connected. Need to call \"accept\" first.",
+        17,
+        vec![
+            kv(
+                "logging.googleapis.com/trace",
+                s("projects/p/traces/4bf92f3577b34da6a3ce929d0e0e4736"),
+            ),
+            kv("http.response.status_code", int(500)),
+        ],
+    );
+    let info = record("GET /health 200", 9, vec![kv("user.keep", s("me"))]);
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("api"))],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![error.clone(), info.clone()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = LogsServiceClient::connect(collector.grpc_url())
+            .await
+            .expect("connect")
+            .send_compressed(CompressionEncoding::Gzip);
+        client.export(request).await.expect("accepted");
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while downstream.records_of("api") < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    collector.assert_alive();
+    assert_eq!(downstream.records_of("api"), 2, "{}", collector.stderr());
+
+    let got = downstream.record(&text(&error)).expect("the error record");
+    let signature = attr(&got, "gardener.signature").expect("signed");
+    assert_eq!(signature.len(), 16);
+    assert!(signature.bytes().all(|b| b.is_ascii_hexdigit()));
+    let template = attr(&got, "gardener.template").expect("template");
+    assert!(template.contains("accept"), "{template}");
+    assert!(!template.contains("10146348"), "ids are masked: {template}");
+    assert_eq!(attr(&got, "log.record.template"), Some(template));
+    assert!(attr(&got, "gardener.category").is_some_and(|c| c.starts_with("websocket")));
+    assert!(attr(&got, "gardener.priority").is_some_and(|p| p.starts_with('P')));
+    assert_eq!(attr(&got, "gardener.trace_context"), Some("recovered"));
+    assert_eq!(
+        got.trace_id,
+        [
+            0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e,
+            0x47, 0x36
+        ]
+    );
+    // The record's own fields and attributes come through unchanged, first.
+    assert_eq!(got.attributes[..2], error.attributes[..]);
+    assert_eq!(got.severity_text, "ERROR");
+    assert_eq!(got.time_unix_nano, error.time_unix_nano);
+
+    let got = downstream
+        .record("GET /health 200")
+        .expect("the info record");
+    assert_eq!(got.attributes[0], info.attributes[0]);
+    assert_eq!(attr(&got, "gardener.trace_context"), Some("missing"));
+    assert_eq!(attr(&got, "gardener.signature"), None, "INFO is not signed");
+}
+
+fn text(record: &LogRecord) -> String {
+    match record.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(Value::StringValue(v)) => v.clone(),
+        _ => String::new(),
+    }
+}
