@@ -1098,6 +1098,23 @@ mod tests {
         assert!(!Placeholder::is_placeholder(b"<x>"));
     }
     #[test]
+    fn plain_word_runs() {
+        assert_eq!(
+            m("retry later user alice logged out"),
+            "retry later user <id> logged out"
+        );
+        assert_eq!(
+            m("auth failed Bearer abc def"),
+            "auth failed Bearer <str> def"
+        );
+        assert_eq!(m("value is true for all"), "value is <*> for all");
+        assert_eq!(m("a  b\tc d"), "a b c d");
+        assert_eq!(
+            m("took 3 seconds to say hello"),
+            "took <duration> to say hello"
+        );
+    }
+    #[test]
     fn generic() {
         assert_eq!(to_generic("a <num> b <uuid> <x> c"), "a <*> b <*> <x> c");
     }

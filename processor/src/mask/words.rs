@@ -365,3 +365,31 @@ impl WordFilter {
             && (self.first[n] >> (t[0] & 63)) & (self.last[n] >> (t[n - 1] & 63)) & 1 != 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The masker's plain-word path relies on `may_be_special` for every
+    /// word it must leave to the general path.
+    #[test]
+    fn special_words_pass_the_filter() {
+        let mut words: Vec<Vec<u8>> = Vec::new();
+        for list in [MONTHS, DATE_NAMES, BOOL_WORDS] {
+            words.extend(list.iter().map(|w| w.to_vec()));
+        }
+        for w in crate::secrets::AUTH_SCHEMES
+            .iter()
+            .chain([&b"user".as_slice()])
+        {
+            let mut cap = w.to_vec();
+            cap[0] = cap[0].to_ascii_uppercase();
+            words.extend([w.to_vec(), w.to_ascii_uppercase(), cap]);
+        }
+        words.push(b"username".to_vec());
+        for w in &words {
+            assert!(may_be_special(w), "{}", String::from_utf8_lossy(w));
+        }
+        assert!(!may_be_special(b"connection"));
+    }
+}
