@@ -77,10 +77,13 @@ pub fn is_sensitive_key(key: &str) -> bool {
 /// after a sensitive key (`authorization: bearer <token>`) the scheme is not
 /// the secret, the word after it is.
 pub fn is_auth_scheme(word: &str) -> bool {
-    ["bearer", "basic", "token", "digest"]
+    AUTH_SCHEMES
         .iter()
-        .any(|s| s.eq_ignore_ascii_case(word))
+        .any(|s| s.eq_ignore_ascii_case(word.as_bytes()))
 }
+
+/// The auth schemes of [`is_auth_scheme`] (lower case).
+pub const AUTH_SCHEMES: [&[u8]; 4] = [b"bearer", b"basic", b"token", b"digest"];
 
 /// True for an auth scheme written as in an `Authorization` header
 /// (`Bearer eyJ…`, `Basic dXNlcjpw…`): capitalised, so that it announces a

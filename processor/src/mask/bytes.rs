@@ -18,6 +18,8 @@ pub(super) const C_UNDERSCORE: u16 = 128;
 pub(super) const C_PUNCT: u16 = 256;
 /// Anything else (`/`, `-`, `@`, non-ASCII…).
 pub(super) const C_OTHER: u16 = 512;
+/// The classes of a word's bytes: letters and `_`.
+pub(super) const C_WORD: u16 = C_HEXL | C_ALPHA | C_UNDERSCORE;
 
 pub(super) static BYTE_CLASS: [u16; 256] = {
     let mut t = [C_OTHER; 256];

@@ -56,33 +56,36 @@ impl WordSet {
     }
 }
 
+/// Month names and abbreviations.
+const MONTHS: &[&[u8]] = &[
+    b"Jan",
+    b"Feb",
+    b"Mar",
+    b"Apr",
+    b"May",
+    b"Jun",
+    b"Jul",
+    b"Aug",
+    b"Sep",
+    b"Sept",
+    b"Oct",
+    b"Nov",
+    b"Dec",
+    b"January",
+    b"February",
+    b"March",
+    b"April",
+    b"June",
+    b"July",
+    b"August",
+    b"September",
+    b"October",
+    b"November",
+    b"December",
+];
+
 pub(super) fn is_month(t: &[u8]) -> bool {
-    static M: WordSet = WordSet::new(&[
-        b"Jan",
-        b"Feb",
-        b"Mar",
-        b"Apr",
-        b"May",
-        b"Jun",
-        b"Jul",
-        b"Aug",
-        b"Sep",
-        b"Sept",
-        b"Oct",
-        b"Nov",
-        b"Dec",
-        b"January",
-        b"February",
-        b"March",
-        b"April",
-        b"June",
-        b"July",
-        b"August",
-        b"September",
-        b"October",
-        b"November",
-        b"December",
-    ]);
+    static M: WordSet = WordSet::new(MONTHS);
     M.contains(t)
 }
 
@@ -96,32 +99,35 @@ pub(super) fn is_date_word(t: &[u8]) -> bool {
 
 /// [`is_date_word`] without its prefilter.
 fn is_date_name(t: &[u8]) -> bool {
-    static D: WordSet = WordSet::new(&[
-        b"Mon",
-        b"Tue",
-        b"Wed",
-        b"Thu",
-        b"Fri",
-        b"Sat",
-        b"Sun",
-        b"Monday",
-        b"Tuesday",
-        b"Wednesday",
-        b"Thursday",
-        b"Friday",
-        b"Saturday",
-        b"Sunday",
-        b"UTC",
-        b"GMT",
-        b"PDT",
-        b"PST",
-        b"EDT",
-        b"EST",
-        b"CET",
-        b"CEST",
-    ]);
+    static D: WordSet = WordSet::new(DATE_NAMES);
     is_month(t) || D.contains(t)
 }
+
+/// Weekday and time zone names (with [`MONTHS`], the date words).
+const DATE_NAMES: &[&[u8]] = &[
+    b"Mon",
+    b"Tue",
+    b"Wed",
+    b"Thu",
+    b"Fri",
+    b"Sat",
+    b"Sun",
+    b"Monday",
+    b"Tuesday",
+    b"Wednesday",
+    b"Thursday",
+    b"Friday",
+    b"Saturday",
+    b"Sunday",
+    b"UTC",
+    b"GMT",
+    b"PDT",
+    b"PST",
+    b"EDT",
+    b"EST",
+    b"CET",
+    b"CEST",
+];
 
 /// Words that follow `user` without being a user name.
 pub(super) fn is_stopword(t: &[u8]) -> bool {
@@ -287,17 +293,103 @@ pub(super) fn is_known_digit_word(t: &[u8]) -> bool {
 /// words before the spellings are compared.
 #[inline(always)]
 pub(super) fn is_bool_word(t: &[u8]) -> bool {
+    static B: WordSet = WordSet::new(BOOL_WORDS);
     matches!(t, [b't' | b'T' | b'f' | b'F' | b'n' | b'N', _, _, ..] if t.len() <= 5)
-        && matches!(
-            t,
-            b"true"
-                | b"false"
-                | b"True"
-                | b"False"
-                | b"TRUE"
-                | b"FALSE"
-                | b"null"
-                | b"NULL"
-                | b"nil"
-        )
+        && B.contains(t)
+}
+
+const BOOL_WORDS: &[&[u8]] = &[
+    b"true", b"false", b"True", b"False", b"TRUE", b"FALSE", b"null", b"NULL", b"nil",
+];
+
+/// A cheap test that a word of letters is none of the words the masker
+/// treats specially wherever it occurs (date words, booleans, credential
+/// schemes, `user`): the pair (length, first byte) and the pair (length,
+/// last byte) of every such word are recorded, in both cases for the lists
+/// compared ignoring case. `may_be_special` is true for all of them (and
+/// for a few other words, which then just take the general path).
+pub(super) fn may_be_special(t: &[u8]) -> bool {
+    static F: WordFilter = WordFilter::new()
+        .with(MONTHS, false)
+        .with(DATE_NAMES, false)
+        .with(BOOL_WORDS, false)
+        .with(&crate::secrets::AUTH_SCHEMES, true)
+        .with(&[b"user"], true)
+        .with(&[b"username"], false);
+    F.may_contain(t)
+}
+
+/// The (length, first byte) and (length, last byte) bitmaps of
+/// [`WordSet`], over several word lists and without the words.
+pub(super) struct WordFilter {
+    first: [u64; 64],
+    last: [u64; 64],
+}
+
+impl WordFilter {
+    const fn new() -> WordFilter {
+        WordFilter {
+            first: [0; 64],
+            last: [0; 64],
+        }
+    }
+
+    /// Adds `words`; with `ignore_case`, their first and last letters in
+    /// both cases.
+    const fn with(mut self, words: &[&[u8]], ignore_case: bool) -> WordFilter {
+        let mut k = 0;
+        while k < words.len() {
+            let w = words[k];
+            let n = w.len();
+            assert!(n > 0 && n < 64);
+            let (a, z) = (w[0], w[n - 1]);
+            self.first[n] |= 1 << (a & 63);
+            self.last[n] |= 1 << (z & 63);
+            if ignore_case {
+                self.first[n] |= 1 << (a.to_ascii_uppercase() & 63);
+                self.first[n] |= 1 << (a.to_ascii_lowercase() & 63);
+                self.last[n] |= 1 << (z.to_ascii_uppercase() & 63);
+                self.last[n] |= 1 << (z.to_ascii_lowercase() & 63);
+            }
+            k += 1;
+        }
+        self
+    }
+
+    /// False when no recorded word has `t`'s length, first and last byte.
+    #[inline]
+    fn may_contain(&self, t: &[u8]) -> bool {
+        let n = t.len();
+        n > 0
+            && n < 64
+            && (self.first[n] >> (t[0] & 63)) & (self.last[n] >> (t[n - 1] & 63)) & 1 != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The masker's plain-word path relies on `may_be_special` for every
+    /// word it must leave to the general path.
+    #[test]
+    fn special_words_pass_the_filter() {
+        let mut words: Vec<Vec<u8>> = Vec::new();
+        for list in [MONTHS, DATE_NAMES, BOOL_WORDS] {
+            words.extend(list.iter().map(|w| w.to_vec()));
+        }
+        for w in crate::secrets::AUTH_SCHEMES
+            .iter()
+            .chain([&b"user".as_slice()])
+        {
+            let mut cap = w.to_vec();
+            cap[0] = cap[0].to_ascii_uppercase();
+            words.extend([w.to_vec(), w.to_ascii_uppercase(), cap]);
+        }
+        words.push(b"username".to_vec());
+        for w in &words {
+            assert!(may_be_special(w), "{}", String::from_utf8_lossy(w));
+        }
+        assert!(!may_be_special(b"connection"));
+    }
 }
