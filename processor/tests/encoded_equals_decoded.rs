@@ -146,8 +146,10 @@ fn configs() -> Vec<ProcessorConfig> {
     with_missing_sli.trace_context.missing_ratio_threshold = Some(0.2);
     let mut no_trace_checks = ProcessorConfig::default();
     no_trace_checks.trace_context.enabled = false;
-    let mut off = ProcessorConfig::default();
-    off.enabled = false;
+    let off = ProcessorConfig {
+        enabled: false,
+        ..Default::default()
+    };
     vec![
         ProcessorConfig::default(),
         with_missing_sli,

@@ -21,9 +21,9 @@ use std::time::Duration;
 use anyhow::Context;
 use gardener_disk_queue::{AppendError, Entry, Options, Wal};
 use gardener_exporter::batch::{AckSink, Batch, Completion, Payload};
-use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use gardener_proto::wire;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -86,9 +86,11 @@ fn encode(payload: &Payload) -> (u8, Vec<u8>) {
 
 fn decode(tag: u8, data: &[u8]) -> Result<Payload, String> {
     let payload = match tag {
-        TAG_LOGS => {
-            Payload::Logs(ExportLogsServiceRequest::decode(data).map_err(|e| e.to_string())?)
-        }
+        // Logs stay encoded, as the receivers hand them over.
+        TAG_LOGS => Payload::LogsEncoded {
+            records: wire::validate_logs_request(data).map_err(|e| e.to_string())?,
+            bytes: bytes::Bytes::copy_from_slice(data),
+        },
         TAG_TRACES => {
             Payload::Traces(ExportTraceServiceRequest::decode(data).map_err(|e| e.to_string())?)
         }
@@ -367,12 +369,16 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_through_their_encoding() {
+        use gardener_exporter::batch::count_records;
         let request = gardener_proto::build::logs_request("api", vec![Default::default(); 2]);
         let (tag, data) = encode(&Payload::Logs(request.clone()));
-        match decode(tag, &data).unwrap() {
+        let back = decode(tag, &data).unwrap();
+        assert_eq!(count_records(&back), 2);
+        match back.decoded().into_owned() {
             Payload::Logs(back) => assert_eq!(back, request),
             other => panic!("{other:?}"),
         }
         assert!(decode(9, &data).is_err());
+        assert!(decode(tag, &[0xff]).is_err(), "a corrupt entry is refused");
     }
 }

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | accepted | OK | — |
 //! | message larger than `max_recv_msg_size_mib` | RESOURCE_EXHAUSTED, no RetryInfo | no |
-//! | undecodable message | INTERNAL (tonic's decode error) | no |
+//! | undecodable message (checked by `wire::validate_logs_request` for logs, prost for the others) | INTERNAL, as tonic's generated servers answer | no |
 //! | missing or wrong bearer token (when configured) | UNAUTHENTICATED | no |
 //! | queue full, shutting down | UNAVAILABLE with `RetryInfo` | yes |
 //!

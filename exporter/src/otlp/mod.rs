@@ -49,6 +49,9 @@ pub struct PartialSuccess {
     pub error_message: String,
 }
 
+// One per exporter, made once: the size difference between the variants
+// costs nothing, boxing would cost an indirection per send.
+#[allow(clippy::large_enum_variant)]
 enum Transport {
     Grpc(GrpcTransport),
     Http(HttpTransport),
