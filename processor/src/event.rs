@@ -11,7 +11,7 @@ use gardener_proto::otlp::common::v1::KeyValue;
 use gardener_proto::otlp::logs::v1::LogRecord;
 use gardener_proto::otlp::resource::v1::Resource;
 use gardener_proto::otlp::trace::v1::{status::StatusCode, Span};
-use gardener_proto::view::{LogRef, MapRef, ValueRef};
+use gardener_proto::view::{Entry, LogRef, MapRef, ValueRef};
 use std::borrow::Cow;
 
 /// Which signal the view came from.
@@ -158,7 +158,7 @@ fn as_status(v: ValueRef<'_>) -> Option<u16> {
 /// field's key order, exactly as a scan per key would (the first key that is
 /// present with a value that has text wins; an empty text is no value).
 struct AttrIndex<'a> {
-    slots: [Option<ValueRef<'a>>; ATTR_KEYS.len()],
+    slots: [Option<Entry<'a>>; ATTR_KEYS.len()],
 }
 
 const EXCEPTION_TYPE: usize = 0;
@@ -204,7 +204,7 @@ const ATTR_KEYS: [&str; 18] = [
 
 /// The slot of `key`: a switch on the length first, so that the attributes
 /// the view does not read cost one comparison of lengths, or a few.
-fn attr_slot(key: &str) -> Option<usize> {
+fn attr_slot(key: &[u8]) -> Option<usize> {
     let candidates: &[usize] = match key.len() {
         3 => &[MSG],
         7 => &[MESSAGE],
@@ -221,16 +221,19 @@ fn attr_slot(key: &str) -> Option<usize> {
         25 => &[HTTP_RESPONSE_STATUS_CODE],
         _ => return None,
     };
-    candidates.iter().copied().find(|&i| ATTR_KEYS[i] == key)
+    candidates
+        .iter()
+        .copied()
+        .find(|&i| ATTR_KEYS[i].as_bytes() == key)
 }
 
 impl<'a> AttrIndex<'a> {
     fn new(attrs: MapRef<'a>) -> Self {
         let mut slots = [None; ATTR_KEYS.len()];
-        for (key, value) in attrs.iter() {
-            if let Some(i) = attr_slot(key) {
+        for entry in attrs.entries() {
+            if let Some(i) = attr_slot(entry.key_bytes()) {
                 if slots[i].is_none() {
-                    slots[i] = Some(value);
+                    slots[i] = Some(entry);
                 }
             }
         }
@@ -240,14 +243,14 @@ impl<'a> AttrIndex<'a> {
     /// The first of `keys` whose value has text; `None` when that text is empty.
     fn text(&self, keys: &[usize]) -> Option<Cow<'a, str>> {
         keys.iter()
-            .find_map(|&k| self.slots[k].and_then(as_text))
+            .find_map(|&k| self.slots[k].and_then(|e| as_text(e.value())))
             .filter(|s| !s.is_empty())
     }
 
     fn status(&self) -> Option<u16> {
         [HTTP_RESPONSE_STATUS_CODE, HTTP_STATUS_CODE]
             .iter()
-            .find_map(|&k| self.slots[k].and_then(as_status))
+            .find_map(|&k| self.slots[k].and_then(|e| as_status(e.value())))
     }
 }
 
@@ -599,11 +602,11 @@ mod tests {
     #[test]
     fn every_indexed_key_has_its_slot() {
         for (i, key) in ATTR_KEYS.iter().enumerate() {
-            assert_eq!(attr_slot(key), Some(i), "{key}");
+            assert_eq!(attr_slot(key.as_bytes()), Some(i), "{key}");
         }
-        assert_eq!(attr_slot("http.routes"), None);
-        assert_eq!(attr_slot("service.name"), None);
-        assert_eq!(attr_slot(""), None);
+        assert_eq!(attr_slot(b"http.routes"), None);
+        assert_eq!(attr_slot(b"service.name"), None);
+        assert_eq!(attr_slot(b""), None);
     }
 
     #[test]

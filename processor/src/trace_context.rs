@@ -199,11 +199,18 @@ struct Scan {
 
 impl Scan {
     fn keys(&mut self, kvs: MapRef<'_>) {
-        for (key, value) in kvs.iter() {
+        for entry in kvs.entries() {
+            let key = entry.key_bytes();
+            let is_trace = TRACE_KEYS.iter().any(|k| k.as_bytes() == key);
+            let is_span = !is_trace && SPAN_KEYS.iter().any(|k| k.as_bytes() == key);
+            if !is_trace && !is_span {
+                continue;
+            }
+            let value = entry.value();
             if !value.is_set() {
                 continue;
             }
-            if TRACE_KEYS.contains(&key) {
+            if is_trace {
                 if self.trace.is_some() {
                     continue;
                 }
@@ -212,7 +219,7 @@ impl Scan {
                     Parsed::Invalid => self.invalid = true,
                     Parsed::Valid(t, s) => self.trace = Some((t, s)),
                 }
-            } else if self.span.is_none() && SPAN_KEYS.contains(&key) {
+            } else if self.span.is_none() {
                 self.span = parse_span_value(value);
             }
         }

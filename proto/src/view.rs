@@ -135,32 +135,75 @@ impl<'a> MapRef<'a> {
         MapRef::owned(resource.map_or(&[], |r| &r.attributes))
     }
 
-    /// The pairs in order.
-    pub fn iter(self) -> MapIter<'a> {
+    /// The pairs in order, each value read only when asked for: finding a
+    /// key in an encoded list then costs a comparison of bytes per pair, not
+    /// the reading of every value.
+    pub fn entries(self) -> Entries<'a> {
         match self.0 {
-            MapRepr::Owned(pairs) => MapIter(MapIterRepr::Owned(pairs.iter())),
-            MapRepr::Wire { message, field } => MapIter(MapIterRepr::Wire {
+            MapRepr::Owned(pairs) => Entries(EntriesRepr::Owned(pairs.iter())),
+            MapRepr::Wire { message, field } => Entries(EntriesRepr::Wire {
                 fields: wire::fields(message),
                 field,
             }),
         }
     }
 
+    /// The pairs in order.
+    pub fn iter(self) -> impl Iterator<Item = (&'a str, ValueRef<'a>)> {
+        self.entries().map(|e| (e.key(), e.value()))
+    }
+
     /// The value of the first pair with key `key`.
     pub fn get(self, key: &str) -> Option<ValueRef<'a>> {
-        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        self.entries()
+            .find(|e| e.key_bytes() == key.as_bytes())
+            .map(|e| e.value())
     }
 
     /// True when there are no pairs.
     pub fn is_empty(self) -> bool {
-        self.iter().next().is_none()
+        self.entries().next().is_none()
     }
 }
 
-/// Iterator over the pairs of a [`MapRef`].
-pub struct MapIter<'a>(MapIterRepr<'a>);
+/// One pair of a [`MapRef`], its value not read yet.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<'a> {
+    key: &'a [u8],
+    value: EntryValue<'a>,
+}
 
-enum MapIterRepr<'a> {
+#[derive(Clone, Copy, Debug)]
+enum EntryValue<'a> {
+    Owned(Option<&'a AnyValue>),
+    /// The encoded `AnyValue`, if the pair has one.
+    Wire(Option<&'a [u8]>),
+}
+
+impl<'a> Entry<'a> {
+    /// The key's bytes (UTF-8 in a validated request), for comparisons.
+    pub fn key_bytes(&self) -> &'a [u8] {
+        self.key
+    }
+
+    /// The key.
+    pub fn key(&self) -> &'a str {
+        utf8(self.key)
+    }
+
+    /// The value ([`ValueRef::Empty`] for a pair without one).
+    pub fn value(&self) -> ValueRef<'a> {
+        match self.value {
+            EntryValue::Owned(v) => v.map_or(ValueRef::Empty, ValueRef::owned),
+            EntryValue::Wire(v) => v.map_or(ValueRef::Empty, ValueRef::wire),
+        }
+    }
+}
+
+/// Iterator over the [`Entry`]s of a [`MapRef`].
+pub struct Entries<'a>(EntriesRepr<'a>);
+
+enum EntriesRepr<'a> {
     Owned(std::slice::Iter<'a, KeyValue>),
     Wire {
         fields: wire::Fields<'a>,
@@ -168,19 +211,19 @@ enum MapIterRepr<'a> {
     },
 }
 
-impl<'a> Iterator for MapIter<'a> {
-    type Item = (&'a str, ValueRef<'a>);
+impl<'a> Iterator for Entries<'a> {
+    type Item = Entry<'a>;
 
     #[inline]
-    fn next(&mut self) -> Option<Self::Item> {
+    fn next(&mut self) -> Option<Entry<'a>> {
         match &mut self.0 {
-            MapIterRepr::Owned(it) => it.next().map(|kv| {
-                let value = kv.value.as_ref().map_or(ValueRef::Empty, ValueRef::owned);
-                (kv.key.as_str(), value)
+            EntriesRepr::Owned(it) => it.next().map(|kv| Entry {
+                key: kv.key.as_bytes(),
+                value: EntryValue::Owned(kv.value.as_ref()),
             }),
-            MapIterRepr::Wire { fields, field } => loop {
+            EntriesRepr::Wire { fields, field } => loop {
                 match fields.next()? {
-                    (f, WireValue::Len(entry)) if f == *field => return Some(key_value(entry)),
+                    (f, WireValue::Len(entry)) if f == *field => return Some(wire_entry(entry)),
                     _ => continue,
                 }
             },
@@ -188,18 +231,23 @@ impl<'a> Iterator for MapIter<'a> {
     }
 }
 
-/// Key and value of an encoded `KeyValue`.
-fn key_value(message: &[u8]) -> (&str, ValueRef<'_>) {
-    let mut key = "";
-    let mut value = ValueRef::Empty;
+/// The key and encoded value of an encoded `KeyValue` (key = 1, value = 2;
+/// the last occurrence of each wins).
+#[inline]
+fn wire_entry(message: &[u8]) -> Entry<'_> {
+    let mut key: &[u8] = &[];
+    let mut value = None;
     for (field, v) in wire::fields(message) {
         match (field, v) {
-            (1, WireValue::Len(b)) => key = utf8(b),
-            (2, WireValue::Len(b)) => value = ValueRef::wire(b),
+            (1, WireValue::Len(b)) => key = b,
+            (2, WireValue::Len(b)) => value = Some(b),
             _ => {}
         }
     }
-    (key, value)
+    Entry {
+        key,
+        value: EntryValue::Wire(value),
+    }
 }
 
 /// A list of values (`arrayValue`), borrowed.

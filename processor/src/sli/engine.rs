@@ -698,16 +698,15 @@ impl AttrMatcher {
 /// Record attributes first (those in the record, then those the collector
 /// adds), then resource attributes.
 fn find_attr<'a>(ev: &SliEvent<'a>, key: &str) -> Option<ValueRef<'a>> {
-    let added = ev
-        .added_attributes
-        .iter()
-        .map(|&(k, v)| (k, ValueRef::Str(v)));
     ev.attributes
-        .iter()
-        .chain(added)
-        .chain(ev.resource_attributes.iter())
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)
+        .get(key)
+        .or_else(|| {
+            ev.added_attributes
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|&(_, v)| ValueRef::Str(v))
+        })
+        .or_else(|| ev.resource_attributes.get(key))
         .filter(|v| v.is_set())
 }
 
