@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::io::Write as _;
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
@@ -48,7 +48,17 @@ pub struct SliEngine {
     /// Literal prefilters of the message and span-name regexes.
     message_prefilter: Option<Prefilter>,
     span_name_prefilter: Option<Prefilter>,
+    /// The attribute keys the matchers read ([`HTTP_STATUS_KEYS`] first);
+    /// each [`AttrMatcher`] has its slot here.
+    attr_keys: Vec<Box<str>>,
 }
+
+/// The attributes the HTTP status falls back to, in order.
+const HTTP_STATUS_KEYS: [&str; 2] = ["http.response.status_code", "http.status_code"];
+
+/// Most attribute keys found in one pass per record; with more distinct
+/// keys in the matchers, the others are found by a scan each.
+const MAX_ATTR_SLOTS: usize = 16;
 
 /// Which prefiltered regexes may match one haystack, computed at most once
 /// per event and only if a matcher gets as far as its regex.
@@ -241,10 +251,26 @@ impl SliEngine {
             .collect::<Result<_, _>>()?;
         let message_prefilter = build_prefilter(&mut defs, |m| &mut m.message);
         let span_name_prefilter = build_prefilter(&mut defs, |m| &mut m.span_name);
+        let mut attr_keys: Vec<Box<str>> = HTTP_STATUS_KEYS.map(Box::from).to_vec();
+        for m in defs
+            .iter_mut()
+            .flat_map(|d| d.events.iter_mut().chain(d.bad.iter_mut()))
+        {
+            for a in &mut m.attributes {
+                a.slot = match attr_keys.iter().position(|k| *k == a.key) {
+                    Some(i) => i,
+                    None => {
+                        attr_keys.push(a.key.clone());
+                        attr_keys.len() - 1
+                    }
+                };
+            }
+        }
         Ok(SliEngine {
             defs,
             message_prefilter,
             span_name_prefilter,
+            attr_keys,
         })
     }
 
@@ -315,6 +341,8 @@ impl SliEngine {
                 bits: Cell::new(None),
             },
             http_status: Cell::new(None),
+            attrs: OnceCell::new(),
+            attr_keys: &self.attr_keys,
         };
         let signal = signal_index(ev.signal);
         for (i, def) in self.defs.iter().enumerate() {
@@ -361,21 +389,84 @@ impl SliEngine {
 /// when a matcher needs it: the prefilter states of the two regex
 /// haystacks, and the HTTP status (its attribute fallback scans the
 /// attributes, and up to four matchers per record ask for it).
-struct Haystacks<'p> {
+struct Haystacks<'p, 'a> {
     message: Possible<'p>,
     span_name: Possible<'p>,
     http_status: Cell<Option<Option<u16>>>,
+    /// The values of the engine's attribute keys, found in one pass over
+    /// the record's attributes the first time a matcher asks for one.
+    attrs: OnceCell<[Option<ValueRef<'a>>; MAX_ATTR_SLOTS]>,
+    attr_keys: &'p [Box<str>],
 }
 
-impl Haystacks<'_> {
-    fn http_status(&self, ev: &SliEvent<'_>) -> Option<u16> {
+impl<'a> Haystacks<'_, 'a> {
+    fn http_status(&self, ev: &SliEvent<'a>) -> Option<u16> {
         if let Some(status) = self.http_status.get() {
             return status;
         }
-        let status = http_status(ev);
+        let status = ev.http_status.or_else(|| {
+            (0..HTTP_STATUS_KEYS.len()).find_map(|slot| match self.attr(ev, slot)? {
+                ValueRef::Int(i) => u16::try_from(i).ok(),
+                ValueRef::Str(s) => s.trim().parse().ok(),
+                _ => None,
+            })
+        });
         self.http_status.set(Some(status));
         status
     }
+
+    /// The value of the engine's attribute key `slot`, as [`find_attr`]
+    /// finds it.
+    fn attr(&self, ev: &SliEvent<'a>, slot: usize) -> Option<ValueRef<'a>> {
+        if slot >= MAX_ATTR_SLOTS {
+            return find_attr(ev, &self.attr_keys[slot]);
+        }
+        let values = self
+            .attrs
+            .get_or_init(|| index_attributes(ev, self.attr_keys));
+        values[slot].filter(|v| v.is_set())
+    }
+}
+
+/// For each of `keys` (up to [`MAX_ATTR_SLOTS`]), the value of the first
+/// attribute with that key, in [`find_attr`]'s order: record attributes,
+/// the collector's additions, resource attributes. One pass over each list,
+/// reading only the values of the keys asked for.
+fn index_attributes<'a>(
+    ev: &SliEvent<'a>,
+    keys: &[Box<str>],
+) -> [Option<ValueRef<'a>>; MAX_ATTR_SLOTS] {
+    let keys = &keys[..keys.len().min(MAX_ATTR_SLOTS)];
+    let mut values = [None; MAX_ATTR_SLOTS];
+    let mut missing = keys.len();
+    // Takes the value when `key` is one of `keys` seen for the first time;
+    // true once every key has its value.
+    let mut offer =
+        |values: &mut [Option<ValueRef<'a>>], key: &[u8], value: &dyn Fn() -> ValueRef<'a>| {
+            if let Some(i) = keys.iter().position(|k| k.as_bytes() == key) {
+                if values[i].is_none() {
+                    values[i] = Some(value());
+                    missing -= 1;
+                }
+            }
+            missing == 0
+        };
+    for entry in ev.attributes.entries() {
+        if offer(&mut values, entry.key_bytes(), &|| entry.value()) {
+            return values;
+        }
+    }
+    for &(key, value) in ev.added_attributes {
+        if offer(&mut values, key.as_bytes(), &|| ValueRef::Str(value)) {
+            return values;
+        }
+    }
+    for entry in ev.resource_attributes.entries() {
+        if offer(&mut values, entry.key_bytes(), &|| entry.value()) {
+            return values;
+        }
+    }
+    values
 }
 
 /// Builds the prefilter of one kind of regex (`field` picks it from a
@@ -516,6 +607,8 @@ struct Matcher {
 #[derive(Debug)]
 struct AttrMatcher {
     key: Box<str>,
+    /// Its key's slot in [`SliEngine::attr_keys`].
+    slot: usize,
     test: AttrTest,
 }
 
@@ -595,7 +688,7 @@ impl Matcher {
 
     /// Cheap conditions first, then attributes, then regexes (each behind
     /// the engine's literal prefilter).
-    fn matches(&self, ev: &SliEvent<'_>, possible: &Haystacks<'_>) -> bool {
+    fn matches<'a>(&self, ev: &SliEvent<'a>, possible: &Haystacks<'_, 'a>) -> bool {
         if self.signal.is_some_and(|s| s != ev.signal) {
             return false;
         }
@@ -635,7 +728,7 @@ impl Matcher {
                 }
             }
         }
-        if !self.attributes.iter().all(|a| a.matches(ev)) {
+        if !self.attributes.iter().all(|a| a.matches(ev, possible)) {
             return false;
         }
         if let Some(re) = &self.span_name {
@@ -673,12 +766,13 @@ impl AttrMatcher {
         };
         Ok(AttrMatcher {
             key: a.key.into(),
+            slot: 0,
             test,
         })
     }
 
-    fn matches(&self, ev: &SliEvent<'_>) -> bool {
-        let value = find_attr(ev, &self.key);
+    fn matches<'a>(&self, ev: &SliEvent<'a>, possible: &Haystacks<'_, 'a>) -> bool {
+        let value = possible.attr(ev, self.slot);
         match &self.test {
             AttrTest::Exists(e) => value.is_some() == *e,
             AttrTest::Equals(want) => {
@@ -723,20 +817,6 @@ fn value_str<'v>(v: ValueRef<'v>, buf: &'v mut [u8; 32]) -> Option<&'v str> {
     }
     let n = cur.position() as usize;
     std::str::from_utf8(&buf[..n]).ok()
-}
-
-/// The event's HTTP status, else the semantic-convention attributes.
-fn http_status(ev: &SliEvent<'_>) -> Option<u16> {
-    if ev.http_status.is_some() {
-        return ev.http_status;
-    }
-    ["http.response.status_code", "http.status_code"]
-        .iter()
-        .find_map(|k| match find_attr(ev, k)? {
-            ValueRef::Int(i) => u16::try_from(i).ok(),
-            ValueRef::Str(s) => s.trim().parse().ok(),
-            _ => None,
-        })
 }
 
 /// A label value from an attribute, cut to [`MAX_SERVICE_NAME`] bytes like
@@ -935,6 +1015,8 @@ mod tests {
                         bits: Cell::new(None),
                     },
                     http_status: Cell::new(None),
+                    attrs: OnceCell::new(),
+                    attr_keys: &e.attr_keys,
                 };
                 if def.events.iter().any(|m| m.matches(ev, &fresh())) {
                     out.push((i, def.bad.iter().any(|m| m.matches(ev, &fresh()))));
@@ -1012,6 +1094,47 @@ mod tests {
             matched > checked,
             "the events exercise the SLIs ({matched})"
         );
+    }
+
+    #[test]
+    fn the_attribute_index_finds_what_a_scan_finds() {
+        let kv = |k: &str, v: Option<Value>| KeyValue {
+            key: k.into(),
+            value: v.map(|v| AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let record = [
+            kv("a", Some(Value::StringValue("first".into()))),
+            kv("a", Some(Value::StringValue("second".into()))),
+            kv("empty", None),
+            kv("empty", Some(Value::IntValue(1))),
+            kv("n", Some(Value::IntValue(7))),
+        ];
+        let resource = [
+            kv("a", Some(Value::StringValue("resource".into()))),
+            kv("r", Some(Value::BoolValue(true))),
+            kv("added", Some(Value::StringValue("resource".into()))),
+        ];
+        let keys: Vec<Box<str>> = ["a", "empty", "n", "r", "added", "absent"]
+            .into_iter()
+            .map(Box::from)
+            .collect();
+        let ev = SliEvent {
+            attributes: MapRef::owned(&record),
+            added_attributes: &[("added", "collector"), ("n", "not this")],
+            resource_attributes: MapRef::owned(&resource),
+            ..SliEvent::new(SliSignal::Log, "svc", "")
+        };
+        let index = index_attributes(&ev, &keys);
+        for (slot, key) in keys.iter().enumerate() {
+            assert_eq!(
+                index[slot].filter(|v| v.is_set()),
+                find_attr(&ev, key),
+                "{key}"
+            );
+        }
+        assert_eq!(find_attr(&ev, "added"), Some(ValueRef::Str("collector")));
+        assert_eq!(find_attr(&ev, "empty"), None);
     }
 
     #[test]
