@@ -9,7 +9,7 @@
 //! repeated ones (attributes), so appending is enough. The enclosing length
 //! prefixes are then rewritten in one splice over the request.
 
-use gardener_proto::view::{encoded_resource_logs, LogRef};
+use gardener_proto::view::{encoded_resource_logs, LogRef, MapRef};
 use gardener_proto::wire;
 
 use crate::attributes;
@@ -46,12 +46,18 @@ impl Processor {
         }
         edits.extras.clear();
         edits.ends.clear();
+        // Attribute lists are split once, then looked up many times.
+        let mut resource_entries = Vec::new();
+        let mut record_entries = Vec::new();
         for resource_logs in encoded_resource_logs(request) {
-            let resource = resource_logs.resource;
+            resource_entries.clear();
+            resource_entries.extend(resource_logs.resource.entries());
+            let resource = MapRef::split(&resource_entries);
             let service = self.intern_resource(resource, tally);
             for record in resource_logs.records() {
                 if let Some(service) = service {
-                    self.process_log(resource, service, LogRef::wire(record), tally)
+                    let record = LogRef::wire_split(record, &mut record_entries);
+                    self.process_log(resource, service, record, tally)
                         .encode(&mut edits.extras);
                 }
                 edits.ends.push(edits.extras.len() as u32);

@@ -18,6 +18,8 @@
 use gardener_proto::otlp::common::v1::KeyValue;
 use gardener_proto::otlp::logs::v1::LogRecord;
 use gardener_proto::view::{LogRef, MapRef, ValueRef};
+
+use crate::sli::engine::length_bit;
 use regex::Regex;
 use serde::Deserialize;
 
@@ -83,6 +85,23 @@ const TRACE_KEYS: &[&str] = &[
     "x-cloud-trace-context",
     "X-Cloud-Trace-Context",
 ];
+
+/// The lengths of [`TRACE_KEYS`] and [`SPAN_KEYS`], one bit each: most
+/// attributes are neither, and their length says so at once.
+const ID_KEY_LENGTHS: u64 = {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < TRACE_KEYS.len() {
+        mask |= length_bit(TRACE_KEYS[i].len());
+        i += 1;
+    }
+    let mut i = 0;
+    while i < SPAN_KEYS.len() {
+        mask |= length_bit(SPAN_KEYS[i].len());
+        i += 1;
+    }
+    mask
+};
 
 /// Keys whose value is a span id (16 hex digits or 8 bytes).
 const SPAN_KEYS: &[&str] = &[
@@ -201,6 +220,9 @@ impl Scan {
     fn keys(&mut self, kvs: MapRef<'_>) {
         for entry in kvs.entries() {
             let key = entry.key_bytes();
+            if ID_KEY_LENGTHS & length_bit(key.len()) == 0 {
+                continue;
+            }
             let is_trace = TRACE_KEYS.iter().any(|k| k.as_bytes() == key);
             let is_span = !is_trace && SPAN_KEYS.iter().any(|k| k.as_bytes() == key);
             if !is_trace && !is_span {

@@ -111,9 +111,25 @@ enum MapRepr<'a> {
         message: &'a [u8],
         field: u32,
     },
+    /// Encoded entries split once by [`MapRef::split_wire`].
+    Split(&'a [Entry<'a>]),
 }
 
 impl<'a> MapRef<'a> {
+    /// Splits the `KeyValue` entries of field `field` of an encoded message
+    /// into `out` (cleared first), for a list that is looked up many times:
+    /// each lookup then compares keys without reading the message again.
+    /// Make the view with [`MapRef::split`].
+    pub fn split_wire<'m>(message: &'m [u8], field: u32, out: &mut Vec<Entry<'m>>) {
+        out.clear();
+        out.extend(MapRef::wire(message, field).entries());
+    }
+
+    /// The view of entries made by [`MapRef::split_wire`].
+    pub fn split(entries: &'a [Entry<'a>]) -> Self {
+        MapRef(MapRepr::Split(entries))
+    }
+
     /// The view of decoded key/value pairs.
     pub fn owned(pairs: &'a [KeyValue]) -> Self {
         MapRef(MapRepr::Owned(pairs))
@@ -141,6 +157,7 @@ impl<'a> MapRef<'a> {
     pub fn entries(self) -> Entries<'a> {
         match self.0 {
             MapRepr::Owned(pairs) => Entries(EntriesRepr::Owned(pairs.iter())),
+            MapRepr::Split(entries) => Entries(EntriesRepr::Split(entries.iter())),
             MapRepr::Wire { message, field } => Entries(EntriesRepr::Wire {
                 fields: wire::fields(message),
                 field,
@@ -167,13 +184,13 @@ impl<'a> MapRef<'a> {
 }
 
 /// One pair of a [`MapRef`], its value not read yet.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Entry<'a> {
     key: &'a [u8],
     value: EntryValue<'a>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum EntryValue<'a> {
     Owned(Option<&'a AnyValue>),
     /// The encoded `AnyValue`, if the pair has one.
@@ -205,6 +222,7 @@ pub struct Entries<'a>(EntriesRepr<'a>);
 
 enum EntriesRepr<'a> {
     Owned(std::slice::Iter<'a, KeyValue>),
+    Split(std::slice::Iter<'a, Entry<'a>>),
     Wire {
         fields: wire::Fields<'a>,
         field: u32,
@@ -221,6 +239,7 @@ impl<'a> Iterator for Entries<'a> {
                 key: kv.key.as_bytes(),
                 value: EntryValue::Owned(kv.value.as_ref()),
             }),
+            EntriesRepr::Split(it) => it.next().copied(),
             EntriesRepr::Wire { fields, field } => loop {
                 match fields.next()? {
                     (f, WireValue::Len(entry)) if f == *field => return Some(wire_entry(entry)),
@@ -301,6 +320,17 @@ impl<'a> LogRef<'a> {
             attributes: MapRef::owned(&record.attributes),
             trace_id: &record.trace_id,
             span_id: &record.span_id,
+        }
+    }
+
+    /// [`LogRef::wire`] with the attributes split into `entries` once
+    /// ([`MapRef::split_wire`]), for the processor, which looks attributes
+    /// up many times per record.
+    pub fn wire_split<'m: 'a>(message: &'m [u8], entries: &'a mut Vec<Entry<'m>>) -> Self {
+        MapRef::split_wire(message, 6, entries);
+        LogRef {
+            attributes: MapRef::split(entries),
+            ..LogRef::wire(message)
         }
     }
 

@@ -428,6 +428,11 @@ impl<'a> Haystacks<'_, 'a> {
     }
 }
 
+/// A bit per key length below 63; longer keys share bit 63.
+pub(crate) const fn length_bit(len: usize) -> u64 {
+    1 << if len < 63 { len } else { 63 }
+}
+
 /// For each of `keys` (up to [`MAX_ATTR_SLOTS`]), the value of the first
 /// attribute with that key, in [`find_attr`]'s order: record attributes,
 /// the collector's additions, resource attributes. One pass over each list,
@@ -441,8 +446,13 @@ fn index_attributes<'a>(
     let mut missing = keys.len();
     // Takes the value when `key` is one of `keys` seen for the first time;
     // true once every key has its value.
+    // Most attributes are none of the keys: their length tells at once.
+    let lengths = keys.iter().fold(0u64, |m, k| m | length_bit(k.len()));
     let mut offer =
         |values: &mut [Option<ValueRef<'a>>], key: &[u8], value: &dyn Fn() -> ValueRef<'a>| {
+            if lengths & length_bit(key.len()) == 0 {
+                return false;
+            }
             if let Some(i) = keys.iter().position(|k| k.as_bytes() == key) {
                 if values[i].is_none() {
                     values[i] = Some(value());
