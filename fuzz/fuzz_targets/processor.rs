@@ -7,12 +7,20 @@
 //! OTLP/JSON when it starts with `{` (so that the JSON fixtures seed it).
 //! The processor (rules, regexes) is compiled once; every input gets a
 //! fresh state, so a crash reproduces from its input alone.
+//!
+//! A protobuf logs body also goes through the encoded path
+//! (`process_logs_encoded`, as the receivers hand it over). When the body is
+//! the canonical encoding of its request (prost re-encodes it byte for
+//! byte: no repeated singular fields, which prost merges and the views read
+//! last-wins), the spliced result must decode to what the decoded path made.
 
 #![no_main]
 
 use std::sync::OnceLock;
 
+use gardener_processor::encoded::Edits;
 use gardener_processor::{Processor, ProcessorConfig, State, Tally};
+use gardener_proto::wire;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use libfuzzer_sys::fuzz_target;
@@ -62,6 +70,30 @@ fuzz_target!(|data: &[u8]| {
         let Some(mut request) = decode::<ExportLogsServiceRequest>(body) else {
             return;
         };
+        let canonical = body.first() != Some(&b'{') && request.encode_to_vec() == body;
+        if body.first() != Some(&b'{') && wire::validate_logs_request(body).is_ok() {
+            let mut out = Vec::new();
+            let changed = processor.process_logs_encoded(
+                body,
+                &mut Tally::default(),
+                &mut Edits::default(),
+                &mut out,
+            );
+            if canonical {
+                let mut decoded = request.clone();
+                processor.process_logs(&mut decoded, &mut Tally::default());
+                let encoded = if changed {
+                    ExportLogsServiceRequest::decode(out.as_slice()).expect("the splice decodes")
+                } else {
+                    request.clone()
+                };
+                // Compared encoded: a NaN double is not equal to itself.
+                assert!(
+                    encoded.encode_to_vec() == decoded.encode_to_vec(),
+                    "encoded and decoded paths differ:\n{encoded:?}\n{decoded:?}"
+                );
+            }
+        }
         processor.process_logs(&mut request, &mut tally);
         let _ = request.encode_to_vec();
         let _ = serde_json::to_vec(&request);
