@@ -50,8 +50,7 @@ impl Processor {
         let mut resource_entries = Vec::new();
         let mut record_entries = Vec::new();
         for resource_logs in encoded_resource_logs(request) {
-            resource_entries.clear();
-            resource_entries.extend(resource_logs.resource.entries());
+            resource_logs.resource.split_into(&mut resource_entries);
             let resource = MapRef::split(&resource_entries);
             let service = self.intern_resource(resource, tally);
             for record in resource_logs.records() {

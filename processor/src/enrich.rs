@@ -266,27 +266,18 @@ impl Processor {
         record: LogRef<'_>,
         tally: &mut Tally,
     ) -> LogEnrichment {
-        let mut trace = None;
-        if self.trace_checks {
-            let found = check(record);
-            tally.count_trace_context(service, found.state);
-            trace = Some(found);
-        }
-        // The view sees the record as it will be: with recovered ids.
-        let recovered = trace.unwrap_or(TraceCheck {
-            state: TraceContextState::Missing,
-            trace_id: None,
-            span_id: None,
-        });
-        // A copy that may borrow the recovered ids for this call.
+        let trace = self.trace_checks.then(|| check(record));
+        // The rest sees the record as it will be: with the recovered ids
+        // (a copy that borrows them for this call).
         let mut record = record;
-        if let Some(id) = &recovered.trace_id {
-            record.trace_id = id;
-        }
-        if let Some(id) = &recovered.span_id {
-            record.span_id = id;
-        }
-        if self.trace_checks {
+        if let Some(found) = &trace {
+            tally.count_trace_context(service, found.state);
+            if let Some(id) = &found.trace_id {
+                record.trace_id = id;
+            }
+            if let Some(id) = &found.span_id {
+                record.span_id = id;
+            }
             if self.orphan_detection {
                 if let Ok(id) = <[u8; 16]>::try_from(record.trace_id) {
                     tally.log_traces.push((service, id));

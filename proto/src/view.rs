@@ -111,21 +111,20 @@ enum MapRepr<'a> {
         message: &'a [u8],
         field: u32,
     },
-    /// Encoded entries split once by [`MapRef::split_wire`].
+    /// Entries split once by [`MapRef::split_into`].
     Split(&'a [Entry<'a>]),
 }
 
 impl<'a> MapRef<'a> {
-    /// Splits the `KeyValue` entries of field `field` of an encoded message
-    /// into `out` (cleared first), for a list that is looked up many times:
-    /// each lookup then compares keys without reading the message again.
-    /// Make the view with [`MapRef::split`].
-    pub fn split_wire<'m>(message: &'m [u8], field: u32, out: &mut Vec<Entry<'m>>) {
+    /// Splits the entries into `out` (cleared first), for a list that is
+    /// looked up many times: each lookup then compares keys without reading
+    /// an encoded message again. Make the view with [`MapRef::split`].
+    pub fn split_into(self, out: &mut Vec<Entry<'a>>) {
         out.clear();
-        out.extend(MapRef::wire(message, field).entries());
+        out.extend(self.entries());
     }
 
-    /// The view of entries made by [`MapRef::split_wire`].
+    /// The view of entries made by [`MapRef::split_into`].
     pub fn split(entries: &'a [Entry<'a>]) -> Self {
         MapRef(MapRepr::Split(entries))
     }
@@ -324,10 +323,10 @@ impl<'a> LogRef<'a> {
     }
 
     /// [`LogRef::wire`] with the attributes split into `entries` once
-    /// ([`MapRef::split_wire`]), for the processor, which looks attributes
+    /// ([`MapRef::split_into`]), for the processor, which looks attributes
     /// up many times per record.
     pub fn wire_split<'m: 'a>(message: &'m [u8], entries: &'a mut Vec<Entry<'m>>) -> Self {
-        MapRef::split_wire(message, 6, entries);
+        MapRef::wire(message, 6).split_into(entries);
         LogRef {
             attributes: MapRef::split(entries),
             ..LogRef::wire(message)

@@ -20,11 +20,9 @@ use bytes::{Buf, Bytes};
 use gardener_exporter::batch::Payload;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
 use gardener_proto::wire;
-use prost::Message;
-use tonic::codec::{
-    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
-};
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings};
 use tonic::{Request, Response, Status};
+use tonic_prost::ProstEncoder;
 
 use super::grpc::GrpcReceiver;
 
@@ -37,19 +35,19 @@ pub struct EncodedLogs {
     pub records: usize,
 }
 
-/// Reads a request as bytes (checked, not decoded) and writes the response
-/// with prost.
+/// Reads a request as bytes (checked, not decoded); writes the response
+/// with tonic's prost encoder.
 #[derive(Clone, Copy, Default)]
 struct EncodedLogsCodec;
 
 impl Codec for EncodedLogsCodec {
     type Encode = ExportLogsServiceResponse;
     type Decode = EncodedLogs;
-    type Encoder = ResponseEncoder;
+    type Encoder = ProstEncoder<ExportLogsServiceResponse>;
     type Decoder = RequestDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ResponseEncoder
+        ProstEncoder::default()
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -70,18 +68,6 @@ impl Decoder for RequestDecoder {
         let records = wire::validate_logs_request(&bytes)
             .map_err(|e| Status::internal(format!("failed to decode Protobuf message: {e}")))?;
         Ok(Some(EncodedLogs { bytes, records }))
-    }
-}
-
-struct ResponseEncoder;
-
-impl Encoder for ResponseEncoder {
-    type Item = ExportLogsServiceResponse;
-    type Error = Status;
-
-    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(dst)
-            .map_err(|e| Status::internal(format!("failed to encode response: {e}")))
     }
 }
 

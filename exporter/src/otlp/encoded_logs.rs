@@ -5,10 +5,10 @@
 
 use bytes::{BufMut, Bytes};
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
-use gardener_proto::prost::Message;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
+use tonic_prost::ProstDecoder;
 
 /// `LogsService/Export` over a channel, with encoded requests.
 #[derive(Clone)]
@@ -44,7 +44,8 @@ impl EncodedLogsClient {
     }
 }
 
-/// Writes the request bytes as they are; reads the response with prost.
+/// Writes the request bytes as they are; reads the response with tonic's
+/// prost decoder.
 #[derive(Clone, Copy, Default)]
 struct BytesCodec;
 
@@ -52,14 +53,14 @@ impl Codec for BytesCodec {
     type Encode = Bytes;
     type Decode = ExportLogsServiceResponse;
     type Encoder = BytesEncoder;
-    type Decoder = ResponseDecoder;
+    type Decoder = ProstDecoder<ExportLogsServiceResponse>;
 
     fn encoder(&mut self) -> Self::Encoder {
         BytesEncoder
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ResponseDecoder
+        ProstDecoder::default()
     }
 }
 
@@ -72,18 +73,5 @@ impl Encoder for BytesEncoder {
     fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         dst.put(item);
         Ok(())
-    }
-}
-
-struct ResponseDecoder;
-
-impl Decoder for ResponseDecoder {
-    type Item = ExportLogsServiceResponse;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        ExportLogsServiceResponse::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("failed to decode the response: {e}")))
     }
 }
