@@ -237,10 +237,9 @@ impl Processor {
         }
         for resource_logs in &mut request.resource_logs {
             let resource = MapRef::resource(resource_logs.resource.as_ref());
-            if is_internal(resource) {
+            let Some(service) = self.intern_resource(resource, tally) else {
                 continue;
-            }
-            let service = tally.intern(resource);
+            };
             for scope_logs in &mut resource_logs.scope_logs {
                 for record in &mut scope_logs.log_records {
                     let found = self.process_log(resource, service, LogRef::owned(record), tally);
@@ -253,7 +252,7 @@ impl Processor {
     /// Whether the records of a resource with these attributes are enriched
     /// (not the collector's own), and its index in `tally` when they are.
     pub fn intern_resource(&self, resource: MapRef<'_>, tally: &mut Tally) -> Option<u32> {
-        (self.enabled && !is_internal(resource)).then(|| tally.intern(resource))
+        (!is_internal(resource)).then(|| tally.intern(resource))
     }
 
     /// Checks, signs and classifies one log record, decoded or encoded, and
