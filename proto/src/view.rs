@@ -94,7 +94,7 @@ impl<'a> ValueRef<'a> {
 
 /// Strings in a validated request are UTF-8; anything else reads as "".
 fn utf8(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
+    wire::utf8(bytes).unwrap_or_default()
 }
 
 /// A list of key/value pairs, borrowed: record or resource attributes, or a
@@ -325,24 +325,26 @@ impl<'a> LogRef<'a> {
     /// [`LogRef::wire`] with the attributes split into `entries` once
     /// ([`MapRef::split_into`]), for the processor, which looks attributes
     /// up many times per record.
+    /// The record's fields and attributes are read in one pass.
     pub fn wire_split<'m: 'a>(message: &'m [u8], entries: &'a mut Vec<Entry<'m>>) -> Self {
-        MapRef::wire(message, 6).split_into(entries);
-        LogRef {
-            attributes: MapRef::split(entries),
-            ..LogRef::wire(message)
-        }
+        entries.clear();
+        let r = wire::log_record_with(message, |kv| entries.push(wire_entry(kv)));
+        LogRef::from_wire(r, MapRef::split(entries))
     }
 
     /// The view of an encoded `LogRecord` message.
     pub fn wire(message: &'a [u8]) -> Self {
-        let r = wire::log_record(message);
+        LogRef::from_wire(wire::log_record(message), MapRef::wire(message, 6))
+    }
+
+    fn from_wire(r: wire::LogRecordRef<'a>, attributes: MapRef<'a>) -> Self {
         LogRef {
             time_unix_nano: r.time_unix_nano,
             observed_time_unix_nano: r.observed_time_unix_nano,
             severity_number: r.severity_number,
             severity_text: r.severity_text,
             body: r.body.map(ValueRef::wire),
-            attributes: MapRef::wire(message, 6),
+            attributes,
             trace_id: r.trace_id,
             span_id: r.span_id,
         }

@@ -24,17 +24,19 @@
 
 mod reader;
 mod splice;
+mod text;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 
 pub use reader::{
-    fields, key_value, log_record, logs_request, put_bytes_field, put_key, put_string_attribute,
-    put_varint, varint_len, Fields, KeyValueRef, LogRecordRef, LogsRequestRef, ResourceLogsIter,
-    ResourceLogsRef, ScopeLogsIter, ScopeLogsRef, WireValue,
+    fields, key_value, log_record, log_record_with, logs_request, put_bytes_field, put_key,
+    put_string_attribute, put_varint, varint_len, Fields, KeyValueRef, LogRecordRef,
+    LogsRequestRef, ResourceLogsIter, ResourceLogsRef, ScopeLogsIter, ScopeLogsRef, WireValue,
 };
 pub use splice::splice_logs_request;
+pub use text::{is_utf8, utf8};
 pub use validate::{validate_logs_request, validate_trace_request};
 
 /// Why bytes are not a valid message: what was wrong and at which byte

@@ -226,7 +226,7 @@ impl<'a> Iterator for Fields<'a> {
 /// validated bytes).
 #[inline]
 fn as_str(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or("")
+    super::utf8(bytes).unwrap_or("")
 }
 
 /// A borrowed `ExportLogsServiceRequest`.
@@ -425,6 +425,17 @@ pub struct LogRecordRef<'a> {
 /// ignores fields with a wire type other than the declared one.
 #[inline]
 pub fn log_record(bytes: &[u8]) -> LogRecordRef<'_> {
+    log_record_with(bytes, |_| {})
+}
+
+/// [`log_record`], also handing each attribute (field 6, an encoded
+/// `KeyValue`) to `attribute` in wire order: the processor reads a record's
+/// fields and splits its attributes in one pass.
+#[inline]
+pub fn log_record_with<'a>(
+    bytes: &'a [u8],
+    mut attribute: impl FnMut(&'a [u8]),
+) -> LogRecordRef<'a> {
     let mut r = LogRecordRef {
         bytes,
         ..LogRecordRef::default()
@@ -435,6 +446,7 @@ pub fn log_record(bytes: &[u8]) -> LogRecordRef<'_> {
             (2, WireValue::Varint(v)) => r.severity_number = v as i32,
             (3, WireValue::Len(b)) => r.severity_text = as_str(b),
             (5, WireValue::Len(b)) => r.body = Some(b),
+            (6, WireValue::Len(b)) => attribute(b),
             (7, WireValue::Varint(v)) => r.dropped_attributes_count = v as u32,
             (8, WireValue::Fixed32(v)) => r.flags = v,
             (9, WireValue::Len(b)) => r.trace_id = b,

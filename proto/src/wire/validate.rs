@@ -204,7 +204,7 @@ fn validate(
             }
             Kind::String => {
                 let s = read_len(buf, &mut pos).ok_or_else(|| err("invalid length"))?;
-                if std::str::from_utf8(s).is_err() {
+                if !super::is_utf8(s) {
                     return Err(err("invalid UTF-8 in string field"));
                 }
             }
