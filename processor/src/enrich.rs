@@ -65,7 +65,9 @@ pub struct Tally {
     services: Vec<(String, Option<String>)>,
     /// Signed records, aggregated by (service, fingerprint, severity).
     pub signatures: Vec<SignatureHit>,
-    signature_index: HashMap<(u32, u64, &'static str), usize>,
+    /// foldhash, not SipHash: looked up once per signed record, with keys
+    /// that come from this process.
+    signature_index: HashMap<(u32, u64, &'static str), usize, foldhash::fast::RandomState>,
     /// Log records per service by trace-context state (index = `TraceContextState::ALL`).
     trace_context: Vec<(u32, [u64; 4])>,
     sli: Vec<SliCount>,

@@ -242,6 +242,10 @@ pub struct OrphanDetector {
     pending: PendingTable,
     services: Vec<Service>,
     service_index: HashMap<String, u32>,
+    /// The name last looked up and its slot: a batch's records come grouped
+    /// by resource, so most lookups repeat the previous one, and comparing a
+    /// name costs less than hashing it. Slots never change, so this is exact.
+    last_lookup: Option<(String, u32)>,
 }
 
 impl OrphanDetector {
@@ -282,6 +286,7 @@ impl OrphanDetector {
             // +1: the overflow slot.
             services: Vec::with_capacity(max_services + 1),
             service_index: HashMap::with_capacity(max_services + 1),
+            last_lookup: None,
         }
     }
 
@@ -418,6 +423,17 @@ impl OrphanDetector {
     /// slot) as needed.
     fn service(&mut self, name: &str) -> u32 {
         let name = crate::event::truncate(name, MAX_SERVICE_NAME);
+        if let Some((last, i)) = &self.last_lookup {
+            if last == name {
+                return *i;
+            }
+        }
+        let i = self.service_slot(name);
+        self.last_lookup = Some((name.to_string(), i));
+        i
+    }
+
+    fn service_slot(&mut self, name: &str) -> u32 {
         if let Some(&i) = self.service_index.get(name) {
             return i;
         }

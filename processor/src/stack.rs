@@ -9,6 +9,9 @@
 //! Java runtimes) are skipped when the app has frames of its own, because
 //! the same library frame is shared by unrelated bugs.
 
+use memchr::memmem::FinderRev;
+use std::sync::LazyLock;
+
 /// Which runtime printed the trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Language {
@@ -91,20 +94,28 @@ fn line_start(text: &str, p: usize) -> usize {
     text[..p].rfind('\n').map_or(0, |i| i + 1)
 }
 
-/// The last two path components without extension: stable across
-/// deployments that mount the app at different roots.
-fn module_from_path(path: &str) -> String {
-    let path = path.trim();
-    // Library code: keep what follows the package root.
-    for marker in [
+/// Directories after which a path names a library module, in order of
+/// preference; searchers built once (`str::rfind` with a string pattern
+/// sets one up per call, which cost more than the search on a frame path).
+static PACKAGE_ROOTS: LazyLock<[FinderRev<'static>; 5]> = LazyLock::new(|| {
+    [
         "site-packages/",
         "dist-packages/",
         "node_modules/",
         "/pkg/mod/",
         "vendor/",
-    ] {
-        if let Some(p) = path.rfind(marker) {
-            return strip_ext(&path[p + marker.len()..]).to_string();
+    ]
+    .map(FinderRev::new)
+});
+
+/// The last two path components without extension: stable across
+/// deployments that mount the app at different roots.
+fn module_from_path(path: &str) -> String {
+    let path = path.trim();
+    // Library code: keep what follows the package root.
+    for marker in PACKAGE_ROOTS.iter() {
+        if let Some(p) = marker.rfind(path.as_bytes()) {
+            return strip_ext(&path[p + marker.needle().len()..]).to_string();
         }
     }
     let mut parts = path.rsplit(['/', '\\']).filter(|s| !s.is_empty());

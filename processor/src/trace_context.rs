@@ -20,8 +20,10 @@ use gardener_proto::otlp::logs::v1::LogRecord;
 use gardener_proto::view::{LogRef, MapRef, ValueRef};
 
 use crate::sli::engine::length_bit;
+use memchr::memmem::FinderRev;
 use regex::Regex;
 use serde::Deserialize;
+use std::sync::LazyLock;
 
 /// The outcome of [`check_and_recover`]; exported as the
 /// `gardener.trace_context` attribute and the `state` label of
@@ -274,6 +276,11 @@ fn parse_trace_value(v: ValueRef<'_>) -> Parsed {
     }
 }
 
+/// The searcher for `/traces/`, built once: `str::rfind` with a string
+/// pattern sets up a two-way searcher on every call, which cost more than
+/// the search on these short values.
+static TRACES_SEGMENT: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new("/traces/"));
+
 /// Parses the string forms of a trace id; see [`TRACE_KEYS`].
 fn parse_trace_str(s: &str) -> Parsed {
     let s = s.trim();
@@ -281,8 +288,9 @@ fn parse_trace_str(s: &str) -> Parsed {
         return Parsed::Absent;
     }
     // Cloud Logging: projects/PROJECT/traces/TRACE_ID
-    let s = match s.rfind("/traces/") {
-        Some(i) if s.starts_with("projects/") => &s[i + "/traces/".len()..],
+    let cloud_logging = s.starts_with("projects/");
+    let s = match cloud_logging.then(|| TRACES_SEGMENT.rfind(s.as_bytes())) {
+        Some(Some(i)) => &s[i + "/traces/".len()..],
         _ => s,
     };
     if s.len() >= 55 && s.as_bytes()[2] == b'-' {
