@@ -231,7 +231,9 @@ enum EntriesRepr<'a> {
 impl<'a> Iterator for Entries<'a> {
     type Item = Entry<'a>;
 
-    #[inline]
+    // Inlined into every scan of attributes (the event view, the trace
+    // check, the SLI index), where a call per pair cost more than the pair.
+    #[inline(always)]
     fn next(&mut self) -> Option<Entry<'a>> {
         match &mut self.0 {
             EntriesRepr::Owned(it) => it.next().map(|kv| Entry {
