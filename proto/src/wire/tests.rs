@@ -1077,3 +1077,105 @@ mod traces {
         }
     }
 }
+
+/// Attributes in and just outside the shape the validator checks without
+/// its general walk (a key, then one string, bool, int or double value):
+/// every variant, alone and in a kvlist nested to the recursion limit,
+/// agrees with prost.
+#[test]
+fn attribute_shapes_agree_with_prost() {
+    let key = len_field(1, b"http.route");
+    let string = |s: &[u8]| len_field(1, s);
+    let varint = |tag: u32, bytes: &[u8]| {
+        let mut out = Vec::new();
+        put_key(&mut out, tag, 0);
+        out.extend_from_slice(bytes);
+        out
+    };
+    let double = |n: usize| {
+        let mut out = Vec::new();
+        put_key(&mut out, 4, 1);
+        out.extend_from_slice(&vec![0x40; n]);
+        out
+    };
+    let values: Vec<Vec<u8>> = vec![
+        vec![],
+        string(b"/api/{id}"),
+        string(b""),
+        string(b"caf\xc3\xa9"),
+        string(b"\xff\xfe"),
+        string(b"abc\xc3"),
+        varint(2, &[1]),
+        varint(3, &[0x96, 0x01]),
+        varint(
+            3,
+            &[0xff; 9].iter().copied().chain([0x01]).collect::<Vec<_>>(),
+        ),
+        varint(
+            3,
+            &[0xff; 9].iter().copied().chain([0x02]).collect::<Vec<_>>(),
+        ),
+        varint(3, &[0x80]),
+        double(8),
+        double(7),
+        [string(b"a"), varint(3, &[1])].concat(),
+        [string(b"a"), string(b"b")].concat(),
+        [string(b"a"), raw_field(9, 0)].concat(),
+        [string(b"a"), raw_field(9, 3)].concat(),
+        len_field(5, &len_field(1, &string(b"x"))),
+        varint(8, &[7]),
+        string(b"a")[..2].to_vec(),
+    ];
+    let keys: Vec<Vec<u8>> = vec![
+        key.clone(),
+        len_field(1, b""),
+        len_field(1, b"k\xff"),
+        vec![],
+        [key.clone(), key.clone()].concat(),
+    ];
+    let mut shapes = Vec::new();
+    for value in &values {
+        for k in &keys {
+            shapes.push([k.clone(), len_field(2, value)].concat());
+            shapes.push([len_field(2, value), k.clone()].concat());
+            shapes.push([k.clone(), len_field(2, value), raw_field(3, 0)].concat());
+            shapes.push([k.clone(), len_field(2, value), len_field(2, value)].concat());
+        }
+        shapes.push(key.clone());
+        let mut truncated = [key.clone(), len_field(2, value)].concat();
+        truncated.pop();
+        shapes.push(truncated);
+    }
+    // A record holding the attribute; a record body holding it at depth
+    // `d` of nested kvlists (AnyValue.kvlist_value.values[0].value ...), up
+    // to past the recursion limit.
+    let record = |fields: &[u8]| len_field(1, &len_field(2, &len_field(2, fields)));
+    let (mut accepted, mut rejected) = (0, 0);
+    for kv in &shapes {
+        check(&record(&len_field(6, kv)));
+        for depth in 28..36 {
+            let mut value = len_field(6, &len_field(1, kv)); // AnyValue{kvlist{kv}}
+            for _ in 0..depth {
+                let inner_kv = [len_field(1, b"k"), len_field(2, &value)].concat();
+                value = len_field(6, &len_field(1, &inner_kv));
+            }
+            // As the body, as an attribute's value and inside an array:
+            // three offsets from the limit for each depth.
+            let attribute = [len_field(1, b"k"), len_field(2, &value)].concat();
+            let array = len_field(5, &len_field(1, &value));
+            for buf in [
+                record(&len_field(5, &value)),
+                record(&len_field(6, &attribute)),
+                record(&len_field(5, &array)),
+            ] {
+                check(&buf);
+                match ExportLogsServiceRequest::decode(&buf[..]) {
+                    Ok(_) => accepted += 1,
+                    Err(_) => rejected += 1,
+                }
+            }
+        }
+    }
+    // The depths straddle the recursion limit.
+    assert!(accepted > 100 && rejected > 100, "{accepted} {rejected}");
+}

@@ -216,10 +216,58 @@ fn validate(
                 if inner == Msg::LogRecord || inner == Msg::Span {
                     *items += 1;
                 }
+                // Attributes are most of a request: their common shape is
+                // checked without the general walk. `budget - 1` is the
+                // KeyValue's, and its value needs it non-zero.
+                if inner == Msg::KeyValue && budget >= 2 && is_plain_key_value(body) {
+                    continue;
+                }
                 let body_base = base + pos - body.len();
                 validate(body, body_base, inner, budget - 1, items)?;
             }
         }
     }
     Ok(())
+}
+
+/// True for a valid `KeyValue` of the usual shape: a key (field 1), then a
+/// value (field 2) that is empty or holds one string, bool, int or double.
+/// Anything else, valid or not, is false and left to [`validate`], which
+/// then accepts or reports it: this only skips work for bytes that
+/// `validate` accepts.
+#[inline]
+fn is_plain_key_value(buf: &[u8]) -> bool {
+    // Field keys as single bytes: (field << 3) | wire type.
+    const KEY: u8 = 1 << 3 | LEN as u8;
+    const VALUE: u8 = 2 << 3 | LEN as u8;
+    const STRING_VALUE: u8 = 1 << 3 | LEN as u8;
+    const BOOL_VALUE: u8 = 2 << 3 | VARINT as u8;
+    const INT_VALUE: u8 = 3 << 3 | VARINT as u8;
+    const DOUBLE_VALUE: u8 = 4 << 3 | FIXED64 as u8;
+    let mut pos = 1;
+    if buf.first() != Some(&KEY) || !read_len(buf, &mut pos).is_some_and(super::is_utf8) {
+        return false;
+    }
+    if buf.get(pos) != Some(&VALUE) {
+        return false;
+    }
+    pos += 1;
+    let Some(value) = read_len(buf, &mut pos) else {
+        return false;
+    };
+    if pos != buf.len() {
+        return false;
+    }
+    let mut pos = 1;
+    match value.first() {
+        None => true,
+        Some(&STRING_VALUE) => {
+            read_len(value, &mut pos).is_some_and(super::is_utf8) && pos == value.len()
+        }
+        Some(&BOOL_VALUE | &INT_VALUE) => {
+            read_varint(value, &mut pos).is_some() && pos == value.len()
+        }
+        Some(&DOUBLE_VALUE) => value.len() == 9,
+        Some(_) => false,
+    }
 }
