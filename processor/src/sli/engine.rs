@@ -51,6 +51,8 @@ pub struct SliEngine {
     /// The attribute keys the matchers read ([`HTTP_STATUS_KEYS`] first);
     /// each [`AttrMatcher`] has its slot here.
     attr_keys: Vec<Box<str>>,
+    /// [`key_bit`] of each of `attr_keys`.
+    attr_key_bits: Vec<u64>,
 }
 
 /// The attributes the HTTP status falls back to, in order.
@@ -266,11 +268,13 @@ impl SliEngine {
                 };
             }
         }
+        let attr_key_bits = attr_keys.iter().map(|k| key_bit(k.as_bytes())).collect();
         Ok(SliEngine {
             defs,
             message_prefilter,
             span_name_prefilter,
             attr_keys,
+            attr_key_bits,
         })
     }
 
@@ -343,6 +347,8 @@ impl SliEngine {
             http_status: Cell::new(None),
             attrs: OnceCell::new(),
             attr_keys: &self.attr_keys,
+            attr_key_bits: &self.attr_key_bits,
+            keys_present: Cell::new(None),
         };
         let signal = signal_index(ev.signal);
         for (i, def) in self.defs.iter().enumerate() {
@@ -397,6 +403,9 @@ struct Haystacks<'p, 'a> {
     /// the record's attributes the first time a matcher asks for one.
     attrs: OnceCell<[Option<ValueRef<'a>>; MAX_ATTR_SLOTS]>,
     attr_keys: &'p [Box<str>],
+    attr_key_bits: &'p [u64],
+    /// [`key_bits`] of the event's attributes, once asked for.
+    keys_present: Cell<Option<u64>>,
 }
 
 impl<'a> Haystacks<'_, 'a> {
@@ -418,6 +427,20 @@ impl<'a> Haystacks<'_, 'a> {
     /// The value of the engine's attribute key `slot`, as [`find_attr`]
     /// finds it.
     fn attr(&self, ev: &SliEvent<'a>, slot: usize) -> Option<ValueRef<'a>> {
+        // Most matchers ask for keys the record does not have (WebSocket
+        // close codes, GenAI operations on a request log): a summary of
+        // its keys rules them out without the index.
+        let present = match self.keys_present.get() {
+            Some(bits) => bits,
+            None => {
+                let bits = key_bits(ev);
+                self.keys_present.set(Some(bits));
+                bits
+            }
+        };
+        if present & self.attr_key_bits[slot] == 0 {
+            return None;
+        }
         if slot >= MAX_ATTR_SLOTS {
             return find_attr(ev, &self.attr_keys[slot]);
         }
@@ -426,6 +449,37 @@ impl<'a> Haystacks<'_, 'a> {
             .get_or_init(|| index_attributes(ev, self.attr_keys));
         values[slot].filter(|v| v.is_set())
     }
+}
+
+/// One bit of 64 for an attribute key, from its length and two of its
+/// bytes: the OR over a record's keys is a summary in which a key whose bit
+/// is clear is certainly absent (different keys may share a bit, so a set
+/// bit only says "maybe").
+fn key_bit(key: &[u8]) -> u64 {
+    let n = key.len();
+    let (Some(&last), Some(&middle)) = (key.last(), key.get(n / 2)) else {
+        return 1;
+    };
+    let mix = n
+        .wrapping_mul(31)
+        .wrapping_add(usize::from(last))
+        .wrapping_add(usize::from(middle).wrapping_mul(7));
+    1 << (mix & 63)
+}
+
+/// The [`key_bit`]s of every key [`find_attr`] looks at.
+fn key_bits(ev: &SliEvent<'_>) -> u64 {
+    let mut bits = 0;
+    for entry in ev.attributes.entries() {
+        bits |= key_bit(entry.key_bytes());
+    }
+    for (key, _) in ev.added_attributes {
+        bits |= key_bit(key.as_bytes());
+    }
+    for entry in ev.resource_attributes.entries() {
+        bits |= key_bit(entry.key_bytes());
+    }
+    bits
 }
 
 /// A bit per key length below 63; longer keys share bit 63.
@@ -1027,6 +1081,8 @@ mod tests {
                     http_status: Cell::new(None),
                     attrs: OnceCell::new(),
                     attr_keys: &e.attr_keys,
+                    attr_key_bits: &e.attr_key_bits,
+                    keys_present: Cell::new(None),
                 };
                 if def.events.iter().any(|m| m.matches(ev, &fresh())) {
                     out.push((i, def.bad.iter().any(|m| m.matches(ev, &fresh()))));
@@ -1145,6 +1201,31 @@ mod tests {
         }
         assert_eq!(find_attr(&ev, "added"), Some(ValueRef::Str("collector")));
         assert_eq!(find_attr(&ev, "empty"), None);
+
+        // Through the key summary: present keys are always found, absent
+        // ones (including look-alikes of the same length) never.
+        let mut keys = keys;
+        keys.extend(["b", "aa", "ab", "r.", "addeD", "", "nn"].map(Box::from));
+        let bits: Vec<u64> = keys.iter().map(|k| key_bit(k.as_bytes())).collect();
+        let haystacks = Haystacks {
+            message: Possible {
+                prefilter: None,
+                bits: Cell::new(None),
+            },
+            span_name: Possible {
+                prefilter: None,
+                bits: Cell::new(None),
+            },
+            http_status: Cell::new(None),
+            attrs: OnceCell::new(),
+            attr_keys: &keys,
+            attr_key_bits: &bits,
+            keys_present: Cell::new(None),
+        };
+        for (slot, key) in keys.iter().enumerate() {
+            assert_eq!(haystacks.attr(&ev, slot), find_attr(&ev, key), "{key}");
+        }
+        assert!(key_bits(&ev) & key_bit(b"a") != 0);
     }
 
     #[test]
