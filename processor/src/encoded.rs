@@ -52,11 +52,11 @@ impl Processor {
         for resource_logs in encoded_resource_logs(request) {
             resource_logs.resource.split_into(&mut resource_entries);
             let resource = MapRef::split(&resource_entries);
-            let service = self.intern_resource(resource, tally);
+            let context = self.intern_resource(resource, tally);
             for record in resource_logs.records() {
-                if let Some(service) = service {
+                if let Some(context) = context {
                     let record = LogRef::wire_split(record, &mut record_entries);
-                    self.process_log(resource, service, record, tally)
+                    self.process_log(context, record, tally)
                         .encode(&mut edits.extras);
                 }
                 edits.ends.push(edits.extras.len() as u32);

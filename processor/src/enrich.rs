@@ -197,6 +197,18 @@ fn min_nonzero(a: u64, b: u64) -> u64 {
     }
 }
 
+/// What the records of one resource share, found once per resource rather
+/// than per record.
+#[derive(Clone, Copy, Debug)]
+pub struct ResourceContext<'a> {
+    /// The resource's attributes.
+    pub attributes: MapRef<'a>,
+    /// Its `service.name` as the event view reports it.
+    pub service_name: &'a str,
+    /// Its index in the batch's [`Tally`].
+    pub service: u32,
+}
+
 /// The compiled, immutable processor.
 pub struct Processor {
     enabled: bool,
@@ -239,12 +251,12 @@ impl Processor {
         }
         for resource_logs in &mut request.resource_logs {
             let resource = MapRef::resource(resource_logs.resource.as_ref());
-            let Some(service) = self.intern_resource(resource, tally) else {
+            let Some(resource) = self.intern_resource(resource, tally) else {
                 continue;
             };
             for scope_logs in &mut resource_logs.scope_logs {
                 for record in &mut scope_logs.log_records {
-                    let found = self.process_log(resource, service, LogRef::owned(record), tally);
+                    let found = self.process_log(resource, LogRef::owned(record), tally);
                     found.apply(record);
                 }
             }
@@ -252,21 +264,29 @@ impl Processor {
     }
 
     /// Whether the records of a resource with these attributes are enriched
-    /// (not the collector's own), and its index in `tally` when they are.
-    pub fn intern_resource(&self, resource: MapRef<'_>, tally: &mut Tally) -> Option<u32> {
-        (!is_internal(resource)).then(|| tally.intern(resource))
+    /// (not the collector's own), and what its records share when they are.
+    pub fn intern_resource<'a>(
+        &self,
+        attributes: MapRef<'a>,
+        tally: &mut Tally,
+    ) -> Option<ResourceContext<'a>> {
+        (!is_internal(attributes)).then(|| ResourceContext {
+            attributes,
+            service_name: service_name_of(attributes),
+            service: tally.intern(attributes),
+        })
     }
 
     /// Checks, signs and classifies one log record, decoded or encoded, and
-    /// tallies it; returns what is to be written into the record. `service`
+    /// tallies it; returns what is to be written into the record. `resource`
     /// comes from [`intern_resource`](Self::intern_resource).
     pub fn process_log(
         &self,
-        resource: MapRef<'_>,
-        service: u32,
+        resource: ResourceContext<'_>,
         record: LogRef<'_>,
         tally: &mut Tally,
     ) -> LogEnrichment {
+        let service = resource.service;
         let trace = self.trace_checks.then(|| check(record));
         // The rest sees the record as it will be: with the recovered ids
         // (a copy that borrows them for this call).
@@ -291,7 +311,7 @@ impl Processor {
                     .or_default() += 1;
             }
         }
-        let view = EventView::from_log_ref(resource, record);
+        let view = EventView::from_log_parts(resource.service_name, record);
         let signature = self.signature_of(&view, service, tally);
         let added = trace.map(|t| (attributes::TRACE_CONTEXT, t.state.as_str()));
         self.classify(
@@ -299,7 +319,7 @@ impl Processor {
             signature.as_ref(),
             record.attributes,
             added.as_slice(),
-            resource,
+            resource.attributes,
             tally,
         );
         LogEnrichment { trace, signature }

@@ -273,6 +273,13 @@ impl<'a> EventView<'a> {
     /// The view of a log record, decoded or encoded, and its resource's
     /// attributes.
     pub fn from_log_ref(resource: MapRef<'a>, record: LogRef<'a>) -> Self {
+        Self::from_log_parts(service_name_of(resource), record)
+    }
+
+    /// [`from_log_ref`](Self::from_log_ref) with the service name found
+    /// beforehand ([`service_name_of`] the resource), once for all the
+    /// records of a resource.
+    pub fn from_log_parts(service: &'a str, record: LogRef<'a>) -> Self {
         let attrs = AttrIndex::new(record.attributes);
         let mut severity_number = record.severity_number;
         if severity_number == 0 {
@@ -280,7 +287,7 @@ impl<'a> EventView<'a> {
         }
         let mut v = EventView {
             signal: Signal::Log,
-            service: service_name_of(resource),
+            service,
             severity_number,
             severity_text: record.severity_text,
             message: Cow::Borrowed(""),
