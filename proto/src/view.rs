@@ -53,21 +53,34 @@ impl<'a> ValueRef<'a> {
 
     /// The view of an encoded `AnyValue` message.
     pub fn wire(message: &'a [u8]) -> Self {
+        if let Some(field) = wire::single_field(message) {
+            return Self::wire_field(field).unwrap_or(ValueRef::Empty);
+        }
         let mut out = ValueRef::Empty;
-        for (field, value) in wire::fields(message) {
-            out = match (field, value) {
-                (1, WireValue::Len(b)) => ValueRef::Str(utf8(b)),
-                (2, WireValue::Varint(v)) => ValueRef::Bool(v != 0),
-                (3, WireValue::Varint(v)) => ValueRef::Int(v as i64),
-                (4, WireValue::Fixed64(v)) => ValueRef::Double(f64::from_bits(v)),
-                (5, WireValue::Len(b)) => ValueRef::Array(ListRef(ListRepr::Wire(b))),
-                (6, WireValue::Len(b)) => ValueRef::Map(MapRef::wire(b, 1)),
-                (7, WireValue::Len(b)) => ValueRef::Bytes(b),
-                (8, WireValue::Varint(v)) => ValueRef::StrIndex(v as i32),
-                _ => continue,
+        for field in wire::fields(message) {
+            out = match Self::wire_field(field) {
+                Some(value) => value,
+                None => continue,
             };
         }
         out
+    }
+
+    /// The value one field of an `AnyValue` sets, `None` for a field it
+    /// does not know (ignored, as prost ignores unknown fields).
+    #[inline]
+    fn wire_field((field, value): (u32, WireValue<'a>)) -> Option<Self> {
+        Some(match (field, value) {
+            (1, WireValue::Len(b)) => ValueRef::Str(utf8(b)),
+            (2, WireValue::Varint(v)) => ValueRef::Bool(v != 0),
+            (3, WireValue::Varint(v)) => ValueRef::Int(v as i64),
+            (4, WireValue::Fixed64(v)) => ValueRef::Double(f64::from_bits(v)),
+            (5, WireValue::Len(b)) => ValueRef::Array(ListRef(ListRepr::Wire(b))),
+            (6, WireValue::Len(b)) => ValueRef::Map(MapRef::wire(b, 1)),
+            (7, WireValue::Len(b)) => ValueRef::Bytes(b),
+            (8, WireValue::Varint(v)) => ValueRef::StrIndex(v as i32),
+            _ => return None,
+        })
     }
 
     /// The string, if this is a string value.
@@ -255,6 +268,12 @@ impl<'a> Iterator for Entries<'a> {
 /// the last occurrence of each wins).
 #[inline]
 fn wire_entry(message: &[u8]) -> Entry<'_> {
+    if let Some((key, value)) = wire::plain_key_value(message) {
+        return Entry {
+            key,
+            value: EntryValue::Wire(Some(value)),
+        };
+    }
     let mut key: &[u8] = &[];
     let mut value = None;
     for (field, v) in wire::fields(message) {
@@ -513,6 +532,81 @@ mod tests {
         for bytes in [&[0xff_u8; 12][..], &[0x2a, 0x05, 0x0a], &[0x32, 0x80]] {
             let r = LogRef::wire(bytes);
             let _ = render_log(&r);
+        }
+    }
+
+    /// The one-field and plain key/value shortcuts read what the general
+    /// field loop reads, for every shape around them.
+    #[test]
+    fn shortcuts_read_what_the_field_loop_reads() {
+        use crate::wire::{put_bytes_field, put_key, put_varint};
+        let field = |tag: u32, wire: u32, payload: &[u8]| {
+            let mut out = Vec::new();
+            put_key(&mut out, tag, wire);
+            if wire == 2 {
+                put_varint(&mut out, payload.len() as u64);
+            }
+            out.extend_from_slice(payload);
+            out
+        };
+        let values: Vec<Vec<u8>> = vec![
+            vec![],
+            field(1, 2, b"text"),
+            field(1, 2, b""),
+            field(1, 2, b"\xff"),
+            field(2, 0, &[1]),
+            field(3, 0, &[0x96, 0x01]),
+            field(3, 0, &[0x80; 10]),
+            field(4, 1, &[0x40; 8]),
+            field(4, 1, &[0x40; 7]),
+            field(5, 2, &field(1, 2, &field(1, 2, b"x"))),
+            field(6, 2, &field(1, 2, &field(1, 2, b"k"))),
+            field(7, 2, b"\x00\x01"),
+            field(8, 0, &[3]),
+            field(9, 0, &[3]),
+            field(4, 5, &[0; 4]),
+            field(1, 3, &[]),
+            [field(1, 2, b"a"), field(3, 0, &[7])].concat(),
+            [field(3, 0, &[7]), field(1, 2, b"a")].concat(),
+            [field(1, 2, b"a"), field(9, 0, &[1])].concat(),
+            field(16, 0, &[1]),
+            vec![0x00],
+            vec![0x0a, 0x05, b'a'],
+        ];
+        for value in &values {
+            let general = wire::fields(value)
+                .filter_map(ValueRef::wire_field)
+                .last()
+                .unwrap_or(ValueRef::Empty);
+            let fast = ValueRef::wire(value);
+            // NaN-free inputs: equality is exact.
+            assert_eq!(fast, general, "{value:02x?}");
+        }
+        let mut pairs: Vec<Vec<u8>> = Vec::new();
+        for value in &values {
+            let mut kv = Vec::new();
+            put_bytes_field(&mut kv, 1, b"key");
+            put_bytes_field(&mut kv, 2, value);
+            pairs.push(kv.clone());
+            let mut reversed = Vec::new();
+            put_bytes_field(&mut reversed, 2, value);
+            put_bytes_field(&mut reversed, 1, b"key");
+            pairs.push(reversed);
+            let mut twice = kv.clone();
+            put_bytes_field(&mut twice, 2, b"");
+            pairs.push(twice);
+            let mut extra = kv.clone();
+            extra.extend_from_slice(&field(3, 0, &[1]));
+            pairs.push(extra);
+            kv.pop();
+            pairs.push(kv);
+        }
+        pairs.push(field(1, 2, b"key only"));
+        for kv in &pairs {
+            let entry = wire_entry(kv);
+            let reference = wire::key_value(kv);
+            assert_eq!(entry.key_bytes(), reference.key.as_bytes(), "{kv:02x?}");
+            assert_eq!(entry.value, EntryValue::Wire(reference.value), "{kv:02x?}");
         }
     }
 }

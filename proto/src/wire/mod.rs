@@ -31,9 +31,10 @@ mod validate;
 mod tests;
 
 pub use reader::{
-    fields, key_value, log_record, log_record_with, logs_request, put_bytes_field, put_key,
-    put_string_attribute, put_varint, varint_len, Fields, KeyValueRef, LogRecordRef,
-    LogsRequestRef, ResourceLogsIter, ResourceLogsRef, ScopeLogsIter, ScopeLogsRef, WireValue,
+    fields, key_value, log_record, log_record_with, logs_request, plain_key_value, put_bytes_field,
+    put_key, put_string_attribute, put_varint, single_field, varint_len, Fields, KeyValueRef,
+    LogRecordRef, LogsRequestRef, ResourceLogsIter, ResourceLogsRef, ScopeLogsIter, ScopeLogsRef,
+    WireValue,
 };
 pub use splice::splice_logs_request;
 pub use text::{is_utf8, utf8};

@@ -222,6 +222,48 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
+/// The field of a message that holds exactly one field with a one-byte key
+/// (field numbers up to 15), as [`fields`] would yield it; `None` for any
+/// other message. Most `AnyValue`s are one such field, and reading them
+/// here skips the general iterator.
+#[inline]
+pub fn single_field(message: &[u8]) -> Option<(u32, WireValue<'_>)> {
+    let &key = message.first()?;
+    let (tag, wire) = (u32::from(key >> 3), u32::from(key & 7));
+    if key >= 0x80 || tag == 0 {
+        return None;
+    }
+    let mut pos = 1;
+    let value = match wire {
+        LEN => WireValue::Len(read_len(message, &mut pos)?),
+        VARINT => WireValue::Varint(read_varint(message, &mut pos)?),
+        FIXED64 => WireValue::Fixed64(u64::from_le_bytes(read_fixed::<8>(message, &mut pos)?)),
+        FIXED32 => WireValue::Fixed32(u32::from_le_bytes(read_fixed::<4>(message, &mut pos)?)),
+        _ => return None,
+    };
+    (pos == message.len()).then_some((tag, value))
+}
+
+/// The key and value bytes of a `KeyValue` in its usual encoding: the key
+/// (field 1), then the value (field 2), nothing else; `None` for any other
+/// encoding (read those with [`fields`] or [`key_value`]).
+#[inline]
+pub fn plain_key_value(message: &[u8]) -> Option<(&[u8], &[u8])> {
+    const KEY: u8 = 1 << 3 | LEN as u8;
+    const VALUE: u8 = 2 << 3 | LEN as u8;
+    if message.first() != Some(&KEY) {
+        return None;
+    }
+    let mut pos = 1;
+    let key = read_len(message, &mut pos)?;
+    if message.get(pos) != Some(&VALUE) {
+        return None;
+    }
+    pos += 1;
+    let value = read_len(message, &mut pos)?;
+    (pos == message.len()).then_some((key, value))
+}
+
 /// The bytes of a `string` field as `&str`; `""` if not UTF-8 (never on
 /// validated bytes).
 #[inline]

@@ -238,24 +238,14 @@ fn validate(
 #[inline]
 fn is_plain_key_value(buf: &[u8]) -> bool {
     // Field keys as single bytes: (field << 3) | wire type.
-    const KEY: u8 = 1 << 3 | LEN as u8;
-    const VALUE: u8 = 2 << 3 | LEN as u8;
     const STRING_VALUE: u8 = 1 << 3 | LEN as u8;
     const BOOL_VALUE: u8 = 2 << 3 | VARINT as u8;
     const INT_VALUE: u8 = 3 << 3 | VARINT as u8;
     const DOUBLE_VALUE: u8 = 4 << 3 | FIXED64 as u8;
-    let mut pos = 1;
-    if buf.first() != Some(&KEY) || !read_len(buf, &mut pos).is_some_and(super::is_utf8) {
-        return false;
-    }
-    if buf.get(pos) != Some(&VALUE) {
-        return false;
-    }
-    pos += 1;
-    let Some(value) = read_len(buf, &mut pos) else {
+    let Some((key, value)) = super::plain_key_value(buf) else {
         return false;
     };
-    if pos != buf.len() {
+    if !super::is_utf8(key) {
         return false;
     }
     let mut pos = 1;
