@@ -183,7 +183,9 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = (u32, WireValue<'a>);
 
-    #[inline]
+    // Inlined: every reader of a record loops over it, and the call and
+    // the returned tuple cost as much as reading a field.
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         while self.pos < self.buf.len() {
             let Some((tag, wire)) = read_key(self.buf, &mut self.pos) else {
