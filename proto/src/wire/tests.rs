@@ -708,6 +708,33 @@ fn varint_len_and_put_varint_agree_with_prost() {
 }
 
 #[test]
+fn read_varint_agrees_with_prost_on_short_overlong_and_truncated_input() {
+    let mut cases: Vec<Vec<u8>> = vec![vec![], vec![0x80], vec![0xff], vec![0x80, 0x80]];
+    for a in [0x00u8, 0x01, 0x7f, 0x80, 0x81, 0xff] {
+        for b in [0x00u8, 0x01, 0x7f, 0x80, 0xff] {
+            cases.push(vec![a, b]);
+            cases.push(vec![a, b, 0x00]);
+            cases.push(vec![a, b, 0x80, 0x01]);
+        }
+    }
+    cases.push([vec![0xff; 9], vec![0x01]].concat());
+    cases.push([vec![0xff; 9], vec![0x02]].concat());
+    cases.push(vec![0xff; 11]);
+    for buf in &cases {
+        let mut pos = 0;
+        let ours = reader::read_varint(buf, &mut pos);
+        let mut rest = &buf[..];
+        let theirs = prost::encoding::decode_varint(&mut rest).ok();
+        assert_eq!(ours, theirs, "{buf:02x?}");
+        if ours.is_some() {
+            assert_eq!(pos, buf.len() - rest.len(), "{buf:02x?}");
+        } else {
+            assert_eq!(pos, 0, "{buf:02x?}");
+        }
+    }
+}
+
+#[test]
 fn fields_report_malformed_input() {
     let buf = [
         0x08, 0x96, 0x01, 0x12, 0x02, b'h', b'i', 0x1d, 1, 2, 3, 4, 0x21,
