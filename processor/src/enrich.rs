@@ -19,6 +19,7 @@ use gardener_proto::view::{LogRef, MapRef, ValueRef};
 use crate::attributes;
 use crate::config::ProcessorConfig;
 use crate::event::{service_name_of, EventView, Signal};
+use crate::key_summary::KeySummary;
 use crate::signature::{Signature, Signer};
 use crate::sli::{SliEngine, SliEvent, SliSignal};
 use crate::trace_context::{check, IdConsistency, TraceCheck, TraceContextState};
@@ -207,6 +208,8 @@ pub struct ResourceContext<'a> {
     pub service_name: &'a str,
     /// Its index in the batch's [`Tally`].
     pub service: u32,
+    /// The summary of its attribute keys.
+    pub attribute_keys: KeySummary,
 }
 
 /// The compiled, immutable processor.
@@ -274,6 +277,7 @@ impl Processor {
             attributes,
             service_name: service_name_of(attributes),
             service: tally.intern(attributes),
+            attribute_keys: KeySummary::of_map(attributes),
         })
     }
 
@@ -319,7 +323,7 @@ impl Processor {
             signature.as_ref(),
             record.attributes,
             added.as_slice(),
-            resource.attributes,
+            resource,
             tally,
         );
         LogEnrichment { trace, signature }
@@ -332,11 +336,11 @@ impl Processor {
         }
         for resource_spans in &mut request.resource_spans {
             let resource_ref = MapRef::resource(resource_spans.resource.as_ref());
-            if is_internal(resource_ref) {
+            let Some(context) = self.intern_resource(resource_ref, tally) else {
                 continue;
-            }
+            };
             let resource = resource_spans.resource.as_ref();
-            let service = tally.intern(resource_ref);
+            let service = context.service;
             for scope_spans in &mut resource_spans.scope_spans {
                 for span in &mut scope_spans.spans {
                     if self.orphan_detection {
@@ -351,7 +355,7 @@ impl Processor {
                         signature.as_ref(),
                         MapRef::owned(&span.attributes),
                         &[],
-                        resource_ref,
+                        context,
                         tally,
                     );
                     drop(view);
@@ -406,12 +410,21 @@ impl Processor {
         signature: Option<&Signature>,
         attributes: MapRef<'_>,
         added: &[(&str, &str)],
-        resource: MapRef<'_>,
+        resource: ResourceContext<'_>,
         tally: &mut Tally,
     ) {
         if self.sli.is_empty() {
             return;
         }
+        // The summary of every list the matchers read, when the parts are
+        // at hand (the view's own, the resource's, the additions).
+        let attribute_keys = view.attribute_keys.map(|record| {
+            let mut keys = record.union(resource.attribute_keys);
+            for (key, _) in added {
+                keys.add(key.as_bytes());
+            }
+            keys
+        });
         let event = SliEvent {
             signal: match view.signal {
                 Signal::Log => SliSignal::Log,
@@ -427,7 +440,8 @@ impl Processor {
             message: &view.message,
             attributes,
             added_attributes: added,
-            resource_attributes: resource,
+            resource_attributes: resource.attributes,
+            attribute_keys,
         };
         self.sli
             .classify(&event, &mut |m| tally.count_sli(m.sli, m.labels, m.bad));

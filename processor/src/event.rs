@@ -14,6 +14,8 @@ use gardener_proto::otlp::trace::v1::{status::StatusCode, Span};
 use gardener_proto::view::{Entry, LogRef, MapRef, ValueRef};
 use std::borrow::Cow;
 
+use crate::key_summary::KeySummary;
+
 /// Which signal the view came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Signal {
@@ -68,6 +70,9 @@ pub struct EventView<'a> {
     /// Raw trace and span ids (empty when absent).
     pub trace_id: &'a [u8],
     pub span_id: &'a [u8],
+    /// The summary of the record's (or span's) own attribute keys, made
+    /// while indexing them; `None` when the view was built without them.
+    pub attribute_keys: Option<KeySummary>,
 }
 
 /// Longest `service.name` the collector uses, in bytes. Longer names are
@@ -159,6 +164,7 @@ fn as_status(v: ValueRef<'_>) -> Option<u16> {
 /// present with a value that has text wins; an empty text is no value).
 struct AttrIndex<'a> {
     slots: [Option<Entry<'a>>; ATTR_KEYS.len()],
+    keys: KeySummary,
 }
 
 const EXCEPTION_TYPE: usize = 0;
@@ -230,14 +236,16 @@ fn attr_slot(key: &[u8]) -> Option<usize> {
 impl<'a> AttrIndex<'a> {
     fn new(attrs: MapRef<'a>) -> Self {
         let mut slots = [None; ATTR_KEYS.len()];
+        let mut keys = KeySummary::default();
         for entry in attrs.entries() {
+            keys.add(entry.key_bytes());
             if let Some(i) = attr_slot(entry.key_bytes()) {
                 if slots[i].is_none() {
                     slots[i] = Some(entry);
                 }
             }
         }
-        AttrIndex { slots }
+        AttrIndex { slots, keys }
     }
 
     /// The first of `keys` whose value has text; `None` when that text is empty.
@@ -309,6 +317,7 @@ impl<'a> EventView<'a> {
             },
             trace_id: record.trace_id,
             span_id: record.span_id,
+            attribute_keys: Some(attrs.keys),
         };
         if let Some(body) = record.body {
             match body.as_map() {
@@ -452,6 +461,7 @@ impl<'a> EventView<'a> {
             time_unix_nano: span.start_time_unix_nano,
             trace_id: &span.trace_id,
             span_id: &span.span_id,
+            attribute_keys: Some(attrs.keys),
         };
         if let Some(ev) = span.events.iter().find(|e| e.name == "exception") {
             let ea = &ev.attributes[..];

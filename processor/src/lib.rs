@@ -9,6 +9,7 @@ pub mod config;
 pub mod encoded;
 pub mod enrich;
 pub mod event;
+pub mod key_summary;
 pub mod mask;
 pub mod memo;
 pub mod orphans;

@@ -229,6 +229,7 @@ impl Signer {
                 time_unix_nano: 0,
                 trace_id: &[],
                 span_id: &[],
+                attribute_keys: None,
             };
             return self.sign(&rec);
         }

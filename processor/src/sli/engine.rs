@@ -23,6 +23,7 @@ use super::config::{
     SpanStatusName,
 };
 use super::{SliEvent, SliSignal};
+use crate::key_summary::KeySummary;
 
 /// Most labels an SLI may have (label values live in a stack array).
 pub const MAX_LABELS: usize = 4;
@@ -51,8 +52,8 @@ pub struct SliEngine {
     /// The attribute keys the matchers read ([`HTTP_STATUS_KEYS`] first);
     /// each [`AttrMatcher`] has its slot here.
     attr_keys: Vec<Box<str>>,
-    /// [`key_bit`] of each of `attr_keys`.
-    attr_key_bits: Vec<u64>,
+    /// The summary of each of `attr_keys` alone.
+    attr_key_bits: Vec<KeySummary>,
 }
 
 /// The attributes the HTTP status falls back to, in order.
@@ -268,7 +269,10 @@ impl SliEngine {
                 };
             }
         }
-        let attr_key_bits = attr_keys.iter().map(|k| key_bit(k.as_bytes())).collect();
+        let attr_key_bits = attr_keys
+            .iter()
+            .map(|k| KeySummary::of_key(k.as_bytes()))
+            .collect();
         Ok(SliEngine {
             defs,
             message_prefilter,
@@ -348,7 +352,7 @@ impl SliEngine {
             attrs: OnceCell::new(),
             attr_keys: &self.attr_keys,
             attr_key_bits: &self.attr_key_bits,
-            keys_present: Cell::new(None),
+            keys_present: Cell::new(ev.attribute_keys),
         };
         let signal = signal_index(ev.signal);
         for (i, def) in self.defs.iter().enumerate() {
@@ -403,9 +407,10 @@ struct Haystacks<'p, 'a> {
     /// the record's attributes the first time a matcher asks for one.
     attrs: OnceCell<[Option<ValueRef<'a>>; MAX_ATTR_SLOTS]>,
     attr_keys: &'p [Box<str>],
-    attr_key_bits: &'p [u64],
-    /// [`key_bits`] of the event's attributes, once asked for.
-    keys_present: Cell<Option<u64>>,
+    attr_key_bits: &'p [KeySummary],
+    /// The summary of the event's attribute keys ([`key_summary`]), given
+    /// with the event or made once asked for.
+    keys_present: Cell<Option<KeySummary>>,
 }
 
 impl<'a> Haystacks<'_, 'a> {
@@ -431,14 +436,20 @@ impl<'a> Haystacks<'_, 'a> {
         // close codes, GenAI operations on a request log): a summary of
         // its keys rules them out without the index.
         let present = match self.keys_present.get() {
-            Some(bits) => bits,
+            Some(summary) => summary,
             None => {
-                let bits = key_bits(ev);
-                self.keys_present.set(Some(bits));
-                bits
+                let summary = key_summary(ev);
+                self.keys_present.set(Some(summary));
+                summary
             }
         };
-        if present & self.attr_key_bits[slot] == 0 {
+        if !present.may_contain(self.attr_key_bits[slot]) {
+            // A summary given with the event must cover every list read.
+            debug_assert!(
+                find_attr(ev, &self.attr_keys[slot]).is_none(),
+                "the key summary missed {}",
+                self.attr_keys[slot]
+            );
             return None;
         }
         if slot >= MAX_ATTR_SLOTS {
@@ -451,35 +462,14 @@ impl<'a> Haystacks<'_, 'a> {
     }
 }
 
-/// One bit of 64 for an attribute key, from its length and two of its
-/// bytes: the OR over a record's keys is a summary in which a key whose bit
-/// is clear is certainly absent (different keys may share a bit, so a set
-/// bit only says "maybe").
-fn key_bit(key: &[u8]) -> u64 {
-    let n = key.len();
-    let (Some(&last), Some(&middle)) = (key.last(), key.get(n / 2)) else {
-        return 1;
-    };
-    let mix = n
-        .wrapping_mul(31)
-        .wrapping_add(usize::from(last))
-        .wrapping_add(usize::from(middle).wrapping_mul(7));
-    1 << (mix & 63)
-}
-
-/// The [`key_bit`]s of every key [`find_attr`] looks at.
-fn key_bits(ev: &SliEvent<'_>) -> u64 {
-    let mut bits = 0;
-    for entry in ev.attributes.entries() {
-        bits |= key_bit(entry.key_bytes());
-    }
+/// The summary of every key [`find_attr`] looks at.
+fn key_summary(ev: &SliEvent<'_>) -> KeySummary {
+    let mut summary =
+        KeySummary::of_map(ev.attributes).union(KeySummary::of_map(ev.resource_attributes));
     for (key, _) in ev.added_attributes {
-        bits |= key_bit(key.as_bytes());
+        summary.add(key.as_bytes());
     }
-    for entry in ev.resource_attributes.entries() {
-        bits |= key_bit(entry.key_bytes());
-    }
-    bits
+    summary
 }
 
 /// A bit per key length below 63; longer keys share bit 63.
@@ -1206,7 +1196,10 @@ mod tests {
         // ones (including look-alikes of the same length) never.
         let mut keys = keys;
         keys.extend(["b", "aa", "ab", "r.", "addeD", "", "nn"].map(Box::from));
-        let bits: Vec<u64> = keys.iter().map(|k| key_bit(k.as_bytes())).collect();
+        let bits: Vec<KeySummary> = keys
+            .iter()
+            .map(|k| KeySummary::of_key(k.as_bytes()))
+            .collect();
         let haystacks = Haystacks {
             message: Possible {
                 prefilter: None,
@@ -1225,7 +1218,25 @@ mod tests {
         for (slot, key) in keys.iter().enumerate() {
             assert_eq!(haystacks.attr(&ev, slot), find_attr(&ev, key), "{key}");
         }
-        assert!(key_bits(&ev) & key_bit(b"a") != 0);
+        assert!(key_summary(&ev).may_contain(KeySummary::of_key(b"a")));
+        // A summary given with the event is used as it is, and must cover
+        // every list: the one made from the lists is such a summary.
+        let given = SliEvent {
+            attribute_keys: Some(key_summary(&ev)),
+            ..ev
+        };
+        let haystacks = Haystacks {
+            keys_present: Cell::new(given.attribute_keys),
+            attrs: OnceCell::new(),
+            ..haystacks
+        };
+        for (slot, key) in keys.iter().enumerate() {
+            assert_eq!(
+                haystacks.attr(&given, slot),
+                find_attr(&given, key),
+                "{key}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub mod engine;
 pub mod windows;
 
 use gardener_proto::view::MapRef;
+
+use crate::key_summary::KeySummary;
 use serde::Deserialize;
 
 pub use config::{
@@ -65,6 +67,10 @@ pub struct SliEvent<'a> {
     /// seen by matchers as if they were the last record attributes.
     pub added_attributes: &'a [(&'a str, &'a str)],
     pub resource_attributes: MapRef<'a>,
+    /// The summary of every key the matchers may look up (record, added
+    /// and resource attributes), when the caller has it at hand; `None`:
+    /// made from the lists the first time a matcher asks for an attribute.
+    pub attribute_keys: Option<KeySummary>,
 }
 
 impl<'a> SliEvent<'a> {
@@ -84,6 +90,7 @@ impl<'a> SliEvent<'a> {
             attributes: MapRef::empty(),
             added_attributes: &[],
             resource_attributes: MapRef::empty(),
+            attribute_keys: None,
         }
     }
 }
