@@ -339,21 +339,15 @@ impl SliEngine {
     where
         F: FnMut(SliMatch<'_>),
     {
-        let possible = Haystacks {
-            message: Possible {
-                prefilter: self.message_prefilter.as_ref(),
-                bits: Cell::new(None),
-            },
-            span_name: Possible {
-                prefilter: self.span_name_prefilter.as_ref(),
-                bits: Cell::new(None),
-            },
-            http_status: Cell::new(None),
-            attrs: OnceCell::new(),
-            attr_keys: &self.attr_keys,
-            attr_key_bits: &self.attr_key_bits,
-            keys_present: Cell::new(ev.attribute_keys),
-        };
+        let possible = Haystacks::new(
+            [
+                self.message_prefilter.as_ref(),
+                self.span_name_prefilter.as_ref(),
+            ],
+            &self.attr_keys,
+            &self.attr_key_bits,
+            ev.attribute_keys,
+        );
         let signal = signal_index(ev.signal);
         for (i, def) in self.defs.iter().enumerate() {
             let any = |matchers: &[Matcher], which: &[u32]| {
@@ -413,7 +407,31 @@ struct Haystacks<'p, 'a> {
     keys_present: Cell<Option<KeySummary>>,
 }
 
-impl<'a> Haystacks<'_, 'a> {
+impl<'p, 'a> Haystacks<'p, 'a> {
+    /// Nothing computed yet; `[message, span name]` prefilters, the
+    /// engine's attribute keys and their summaries, and the event's key
+    /// summary if it came with one.
+    fn new(
+        [message, span_name]: [Option<&'p Prefilter>; 2],
+        attr_keys: &'p [Box<str>],
+        attr_key_bits: &'p [KeySummary],
+        keys_present: Option<KeySummary>,
+    ) -> Self {
+        let possible = |prefilter| Possible {
+            prefilter,
+            bits: Cell::new(None),
+        };
+        Haystacks {
+            message: possible(message),
+            span_name: possible(span_name),
+            http_status: Cell::new(None),
+            attrs: OnceCell::new(),
+            attr_keys,
+            attr_key_bits,
+            keys_present: Cell::new(keys_present),
+        }
+    }
+
     fn http_status(&self, ev: &SliEvent<'a>) -> Option<u16> {
         if let Some(status) = self.http_status.get() {
             return status;
@@ -1059,21 +1077,7 @@ mod tests {
         let reference = |ev: &SliEvent<'_>| {
             let mut out = Vec::new();
             for (i, def) in e.defs.iter().enumerate() {
-                let fresh = || Haystacks {
-                    message: Possible {
-                        prefilter: None,
-                        bits: Cell::new(None),
-                    },
-                    span_name: Possible {
-                        prefilter: None,
-                        bits: Cell::new(None),
-                    },
-                    http_status: Cell::new(None),
-                    attrs: OnceCell::new(),
-                    attr_keys: &e.attr_keys,
-                    attr_key_bits: &e.attr_key_bits,
-                    keys_present: Cell::new(None),
-                };
+                let fresh = || Haystacks::new([None, None], &e.attr_keys, &e.attr_key_bits, None);
                 if def.events.iter().any(|m| m.matches(ev, &fresh())) {
                     out.push((i, def.bad.iter().any(|m| m.matches(ev, &fresh()))));
                 }
@@ -1200,21 +1204,7 @@ mod tests {
             .iter()
             .map(|k| KeySummary::of_key(k.as_bytes()))
             .collect();
-        let haystacks = Haystacks {
-            message: Possible {
-                prefilter: None,
-                bits: Cell::new(None),
-            },
-            span_name: Possible {
-                prefilter: None,
-                bits: Cell::new(None),
-            },
-            http_status: Cell::new(None),
-            attrs: OnceCell::new(),
-            attr_keys: &keys,
-            attr_key_bits: &bits,
-            keys_present: Cell::new(None),
-        };
+        let haystacks = Haystacks::new([None, None], &keys, &bits, None);
         for (slot, key) in keys.iter().enumerate() {
             assert_eq!(haystacks.attr(&ev, slot), find_attr(&ev, key), "{key}");
         }
@@ -1225,11 +1215,7 @@ mod tests {
             attribute_keys: Some(key_summary(&ev)),
             ..ev
         };
-        let haystacks = Haystacks {
-            keys_present: Cell::new(given.attribute_keys),
-            attrs: OnceCell::new(),
-            ..haystacks
-        };
+        let haystacks = Haystacks::new([None, None], &keys, &bits, given.attribute_keys);
         for (slot, key) in keys.iter().enumerate() {
             assert_eq!(
                 haystacks.attr(&given, slot),
