@@ -315,7 +315,9 @@ impl Processor {
                     .or_default() += 1;
             }
         }
-        let view = EventView::from_log_parts(resource.service_name, record);
+        let view = EventView::from_log_parts_if(resource.service_name, record, |view| {
+            self.signer.should_sign(view)
+        });
         let signature = self.signature_of(&view, service, tally);
         let added = trace.map(|t| (attributes::TRACE_CONTEXT, t.state.as_str()));
         self.classify(

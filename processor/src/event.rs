@@ -288,6 +288,19 @@ impl<'a> EventView<'a> {
     /// beforehand ([`service_name_of`] the resource), once for all the
     /// records of a resource.
     pub fn from_log_parts(service: &'a str, record: LogRef<'a>) -> Self {
+        Self::from_log_parts_if(service, record, |_| true)
+    }
+
+    /// [`from_log_parts`](Self::from_log_parts), except that the facts only
+    /// signing reads (exception, stack trace, HTTP method and route, code
+    /// location) are left `None` unless `signed` says the view will be
+    /// signed. `signed` sees every other fact. Most records are not signed,
+    /// and reading those attributes was a third of the view's cost.
+    pub fn from_log_parts_if(
+        service: &'a str,
+        record: LogRef<'a>,
+        signed: impl FnOnce(&EventView<'a>) -> bool,
+    ) -> Self {
         let attrs = AttrIndex::new(record.attributes);
         let mut severity_number = record.severity_number;
         if severity_number == 0 {
@@ -299,14 +312,14 @@ impl<'a> EventView<'a> {
             severity_number,
             severity_text: record.severity_text,
             message: Cow::Borrowed(""),
-            exception_type: attrs.text(&[EXCEPTION_TYPE]),
-            exception_message: attrs.text(&[EXCEPTION_MESSAGE]),
-            stacktrace: attrs.text(&[EXCEPTION_STACKTRACE]),
+            exception_type: None,
+            exception_message: None,
+            stacktrace: None,
             http_status: attrs.status(),
-            http_method: attrs.text(&[HTTP_REQUEST_METHOD, HTTP_METHOD]),
-            http_route: attrs.text(&[HTTP_ROUTE, URL_PATH, HTTP_TARGET]),
-            code_function: attrs.text(&[CODE_FUNCTION_NAME, CODE_FUNCTION]),
-            code_file: attrs.text(&[CODE_FILE_PATH, CODE_FILEPATH]),
+            http_method: None,
+            http_route: None,
+            code_function: None,
+            code_file: None,
             span_kind: None,
             span_name: None,
             span_status_error: false,
@@ -333,6 +346,32 @@ impl<'a> EventView<'a> {
             if let Some(m) = attrs.text(&[MESSAGE, MSG, TEXT_PAYLOAD]) {
                 v.message = m;
             }
+        }
+        if signed(&v) {
+            // Attributes win over what a map body said (which only filled
+            // what was still unset).
+            let prefer = |field: &mut Option<Cow<'a, str>>, keys: &[usize]| {
+                if let Some(t) = attrs.text(keys) {
+                    *field = Some(t);
+                }
+            };
+            prefer(&mut v.exception_type, &[EXCEPTION_TYPE]);
+            prefer(&mut v.exception_message, &[EXCEPTION_MESSAGE]);
+            prefer(&mut v.stacktrace, &[EXCEPTION_STACKTRACE]);
+            prefer(&mut v.http_method, &[HTTP_REQUEST_METHOD, HTTP_METHOD]);
+            prefer(&mut v.http_route, &[HTTP_ROUTE, URL_PATH, HTTP_TARGET]);
+            prefer(&mut v.code_function, &[CODE_FUNCTION_NAME, CODE_FUNCTION]);
+            prefer(&mut v.code_file, &[CODE_FILE_PATH, CODE_FILEPATH]);
+        } else {
+            // What a map body said is dropped too: a view has all of these
+            // facts or none.
+            v.exception_type = None;
+            v.exception_message = None;
+            v.stacktrace = None;
+            v.http_method = None;
+            v.http_route = None;
+            v.code_function = None;
+            v.code_file = None;
         }
         v
     }
@@ -533,6 +572,48 @@ mod tests {
         assert_eq!(v.code_function.as_deref(), Some("handler"));
         assert_eq!(v.code_file.as_deref(), Some("app.py"));
         assert!(matches!(v.message, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn attributes_win_over_a_map_body_and_unsigned_views_skip_signing_facts() {
+        let rec = LogRecord {
+            severity_number: 17,
+            body: Some(map(vec![
+                kv("message", s("failed")),
+                kv(
+                    "error",
+                    map(vec![kv("type", s("MapError")), kv("message", s("from map"))]),
+                ),
+                kv("httpRequest", map(vec![kv("requestMethod", s("PUT"))])),
+                kv("labels", map(vec![kv("function", s("map_fn"))])),
+            ])),
+            attributes: vec![
+                kv("exception.type", s("AttrError")),
+                kv("http.request.method", s("GET")),
+                kv("code.filepath", s("app.py")),
+            ],
+            ..Default::default()
+        };
+        let v = EventView::from_log(None, &rec);
+        assert_eq!(v.exception_type.as_deref(), Some("AttrError"));
+        assert_eq!(v.exception_message.as_deref(), Some("from map"));
+        assert_eq!(v.http_method.as_deref(), Some("GET"));
+        assert_eq!(v.code_function.as_deref(), Some("map_fn"));
+        assert_eq!(v.code_file.as_deref(), Some("app.py"));
+
+        let mut seen_severity = 0;
+        let unsigned = EventView::from_log_parts_if("svc", LogRef::owned(&rec), |view| {
+            seen_severity = view.severity_number;
+            false
+        });
+        assert_eq!(seen_severity, 17);
+        assert_eq!(unsigned.message, v.message);
+        assert_eq!(unsigned.http_status, v.http_status);
+        assert_eq!(unsigned.exception_type, None);
+        assert_eq!(unsigned.exception_message, None);
+        assert_eq!(unsigned.http_method, None);
+        assert_eq!(unsigned.code_function, None);
+        assert_eq!(unsigned.code_file, None);
     }
 
     #[test]
