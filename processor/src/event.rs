@@ -582,7 +582,10 @@ mod tests {
                 kv("message", s("failed")),
                 kv(
                     "error",
-                    map(vec![kv("type", s("MapError")), kv("message", s("from map"))]),
+                    map(vec![
+                        kv("type", s("MapError")),
+                        kv("message", s("from map")),
+                    ]),
                 ),
                 kv("httpRequest", map(vec![kv("requestMethod", s("PUT"))])),
                 kv("labels", map(vec![kv("function", s("map_fn"))])),
