@@ -86,9 +86,9 @@ struct SliCount {
 }
 
 impl Tally {
-    /// The index of `service` in this batch (a linear scan: batches carry few services).
-    fn intern(&mut self, resource: MapRef<'_>) -> u32 {
-        let service = service_name_of(resource);
+    /// The index of `service` (the resource's name, [`service_name_of`])
+    /// in this batch (a linear scan: batches carry few services).
+    fn intern(&mut self, service: &str, resource: MapRef<'_>) -> u32 {
         let version = resource
             .get("service.version")
             .and_then(crate::event::as_text);
@@ -273,11 +273,14 @@ impl Processor {
         attributes: MapRef<'a>,
         tally: &mut Tally,
     ) -> Option<ResourceContext<'a>> {
-        (!is_internal(attributes)).then(|| ResourceContext {
-            attributes,
-            service_name: service_name_of(attributes),
-            service: tally.intern(attributes),
-            attribute_keys: KeySummary::of_map(attributes),
+        (!is_internal(attributes)).then(|| {
+            let service_name = service_name_of(attributes);
+            ResourceContext {
+                attributes,
+                service_name,
+                service: tally.intern(service_name, attributes),
+                attribute_keys: KeySummary::of_map(attributes),
+            }
         })
     }
 
