@@ -318,7 +318,7 @@ impl Processor {
                     .or_default() += 1;
             }
         }
-        let view = EventView::from_log_parts_if(resource.service_name, record, |view| {
+        let view = EventView::from_log_parts(resource.service_name, record, |view| {
             self.signer.should_sign(view)
         });
         let signature = self.signature_of(&view, service, tally);

@@ -281,22 +281,17 @@ impl<'a> EventView<'a> {
     /// The view of a log record, decoded or encoded, and its resource's
     /// attributes.
     pub fn from_log_ref(resource: MapRef<'a>, record: LogRef<'a>) -> Self {
-        Self::from_log_parts(service_name_of(resource), record)
+        Self::from_log_parts(service_name_of(resource), record, |_| true)
     }
 
     /// [`from_log_ref`](Self::from_log_ref) with the service name found
-    /// beforehand ([`service_name_of`] the resource), once for all the
-    /// records of a resource.
-    pub fn from_log_parts(service: &'a str, record: LogRef<'a>) -> Self {
-        Self::from_log_parts_if(service, record, |_| true)
-    }
-
-    /// [`from_log_parts`](Self::from_log_parts), except that the facts only
-    /// signing reads (exception, stack trace, HTTP method and route, code
-    /// location) are left `None` unless `signed` says the view will be
-    /// signed. `signed` sees every other fact. Most records are not signed,
-    /// and reading those attributes was a third of the view's cost.
-    pub fn from_log_parts_if(
+    /// beforehand ([`service_name_of`] the resource, once for all its
+    /// records), and with the facts only signing reads (exception, stack
+    /// trace, HTTP method and route, code location) left `None` unless
+    /// `signed` says the view will be signed. `signed` sees every other
+    /// fact. Most records are not signed, and reading those attributes was
+    /// a third of the view's cost.
+    pub fn from_log_parts(
         service: &'a str,
         record: LogRef<'a>,
         signed: impl FnOnce(&EventView<'a>) -> bool,
@@ -605,7 +600,7 @@ mod tests {
         assert_eq!(v.code_file.as_deref(), Some("app.py"));
 
         let mut seen_severity = 0;
-        let unsigned = EventView::from_log_parts_if("svc", LogRef::owned(&rec), |view| {
+        let unsigned = EventView::from_log_parts("svc", LogRef::owned(&rec), |view| {
             seen_severity = view.severity_number;
             false
         });

@@ -288,10 +288,14 @@ fn parse_trace_str(s: &str) -> Parsed {
         return Parsed::Absent;
     }
     // Cloud Logging: projects/PROJECT/traces/TRACE_ID
-    let cloud_logging = s.starts_with("projects/");
-    let s = match cloud_logging.then(|| TRACES_SEGMENT.rfind(s.as_bytes())) {
-        Some(Some(i)) => &s[i + "/traces/".len()..],
-        _ => s,
+    let traces = if s.starts_with("projects/") {
+        TRACES_SEGMENT.rfind(s.as_bytes())
+    } else {
+        None
+    };
+    let s = match traces {
+        Some(i) => &s[i + TRACES_SEGMENT.needle().len()..],
+        None => s,
     };
     if s.len() >= 55 && s.as_bytes()[2] == b'-' {
         return parse_traceparent(s);

@@ -53,7 +53,7 @@ pub struct SliEngine {
     /// each [`AttrMatcher`] has its slot here.
     attr_keys: Vec<Box<str>>,
     /// The summary of each of `attr_keys` alone.
-    attr_key_bits: Vec<KeySummary>,
+    attr_key_summaries: Vec<KeySummary>,
 }
 
 /// The attributes the HTTP status falls back to, in order.
@@ -269,7 +269,7 @@ impl SliEngine {
                 };
             }
         }
-        let attr_key_bits = attr_keys
+        let attr_key_summaries = attr_keys
             .iter()
             .map(|k| KeySummary::of_key(k.as_bytes()))
             .collect();
@@ -278,7 +278,7 @@ impl SliEngine {
             message_prefilter,
             span_name_prefilter,
             attr_keys,
-            attr_key_bits,
+            attr_key_summaries,
         })
     }
 
@@ -345,7 +345,7 @@ impl SliEngine {
                 self.span_name_prefilter.as_ref(),
             ],
             &self.attr_keys,
-            &self.attr_key_bits,
+            &self.attr_key_summaries,
             ev.attribute_keys,
         );
         let signal = signal_index(ev.signal);
@@ -401,7 +401,7 @@ struct Haystacks<'p, 'a> {
     /// the record's attributes the first time a matcher asks for one.
     attrs: OnceCell<[Option<ValueRef<'a>>; MAX_ATTR_SLOTS]>,
     attr_keys: &'p [Box<str>],
-    attr_key_bits: &'p [KeySummary],
+    attr_key_summaries: &'p [KeySummary],
     /// The summary of the event's attribute keys ([`key_summary`]), given
     /// with the event or made once asked for.
     keys_present: Cell<Option<KeySummary>>,
@@ -414,7 +414,7 @@ impl<'p, 'a> Haystacks<'p, 'a> {
     fn new(
         [message, span_name]: [Option<&'p Prefilter>; 2],
         attr_keys: &'p [Box<str>],
-        attr_key_bits: &'p [KeySummary],
+        attr_key_summaries: &'p [KeySummary],
         keys_present: Option<KeySummary>,
     ) -> Self {
         let possible = |prefilter| Possible {
@@ -427,7 +427,7 @@ impl<'p, 'a> Haystacks<'p, 'a> {
             http_status: Cell::new(None),
             attrs: OnceCell::new(),
             attr_keys,
-            attr_key_bits,
+            attr_key_summaries,
             keys_present: Cell::new(keys_present),
         }
     }
@@ -461,7 +461,7 @@ impl<'p, 'a> Haystacks<'p, 'a> {
                 summary
             }
         };
-        if !present.may_contain(self.attr_key_bits[slot]) {
+        if !present.may_contain(self.attr_key_summaries[slot]) {
             // A summary given with the event must cover every list read.
             debug_assert!(
                 find_attr(ev, &self.attr_keys[slot]).is_none(),
@@ -1077,7 +1077,8 @@ mod tests {
         let reference = |ev: &SliEvent<'_>| {
             let mut out = Vec::new();
             for (i, def) in e.defs.iter().enumerate() {
-                let fresh = || Haystacks::new([None, None], &e.attr_keys, &e.attr_key_bits, None);
+                let fresh =
+                    || Haystacks::new([None, None], &e.attr_keys, &e.attr_key_summaries, None);
                 if def.events.iter().any(|m| m.matches(ev, &fresh())) {
                     out.push((i, def.bad.iter().any(|m| m.matches(ev, &fresh()))));
                 }
