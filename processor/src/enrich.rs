@@ -46,8 +46,11 @@ pub struct SignatureHit {
     /// Earliest and latest record time in this batch (unix ns; 0 when unset).
     pub first_seen: u64,
     pub last_seen: u64,
-    /// One masked sample message and its trace id (hex, may be empty).
-    pub sample: String,
+    /// One sample message as the record carried it, secrets included, and
+    /// its trace id (hex, may be empty). Redacted by whoever keeps it
+    /// ([`crate::table`] does, with [`crate::secrets::mask_secrets`]): most
+    /// samples are never kept, and redaction costs a scan of the message.
+    pub raw_sample: String,
     pub sample_trace_id: String,
     pub code_location: Option<String>,
     pub service_version: Option<String>,
@@ -399,7 +402,7 @@ impl Processor {
                 count: 1,
                 first_seen: time,
                 last_seen: time,
-                sample: crate::secrets::mask_secrets(&view.message).into_owned(),
+                raw_sample: view.message.to_string(),
                 sample_trace_id: hex_id(view.trace_id),
                 code_location: code_location(view),
                 service_version: tally.service_version(service).map(str::to_string),

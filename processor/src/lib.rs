@@ -23,6 +23,7 @@ pub mod trace_context;
 // gardener report (signature table + report model)
 pub mod report;
 pub mod table;
+pub mod text;
 
 pub use config::ProcessorConfig;
 pub use enrich::{Processor, Tally};

@@ -81,13 +81,27 @@ pub struct Memo<V> {
     /// Scratch: the encoded input of the current lookup.
     key: Vec<u8>,
     slots: Vec<Slot<V>>,
+    /// Number of slots (a power of two) and longest key memoized.
+    slot_count: usize,
+    max_key: usize,
 }
 
 impl<V> Default for Memo<V> {
+    /// [`SLOTS`] slots of keys up to [`MAX_KEY`] bytes.
     fn default() -> Self {
+        Self::with_limits(SLOTS, MAX_KEY)
+    }
+}
+
+impl<V> Memo<V> {
+    /// A memo of `slots` slots (rounded up to a power of two) for keys of
+    /// at most `max_key` bytes: at most `slots * max_key` bytes of keys.
+    pub const fn with_limits(slots: usize, max_key: usize) -> Self {
         Self {
             key: Vec::new(),
             slots: Vec::new(),
+            slot_count: slots.next_power_of_two(),
+            max_key,
         }
     }
 }
@@ -103,14 +117,14 @@ impl<V: Clone> Memo<V> {
     ) -> V {
         self.key.clear();
         encode(&mut Key(&mut self.key));
-        if self.key.len() > MAX_KEY {
+        if self.key.len() > self.max_key {
             return compute();
         }
         if self.slots.is_empty() {
-            self.slots.resize_with(SLOTS, Slot::default);
+            self.slots.resize_with(self.slot_count, Slot::default);
         }
         let h = xxh3_64_with_seed(&self.key, owner);
-        let slot = &mut self.slots[(h as usize) & (SLOTS - 1)];
+        let slot = &mut self.slots[(h as usize) & (self.slot_count - 1)];
         if slot.owner == owner && slot.key == self.key {
             if let Some(value) = &slot.value {
                 return value.clone();

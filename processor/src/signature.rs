@@ -12,6 +12,7 @@ use crate::mask;
 use crate::memo::{self, Memo};
 use crate::rules::{Category, MatchInput, RulePack, RuleSpec, DEFAULT_RULES_YAML};
 use crate::stack;
+use crate::text::trim;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -136,9 +137,9 @@ impl Signer {
     /// The signature of a record.
     pub fn sign(&self, view: &EventView) -> Signature {
         // A stack trace from the attributes, else one embedded in the message.
-        let from_attr = view.stacktrace.as_deref().and_then(stack::parse);
+        let from_attr = view.stacktrace.as_deref().and_then(stack::parse_memoized);
         let from_msg = if from_attr.is_none() && stack::may_contain_trace(&view.message) {
-            stack::parse(&view.message)
+            stack::parse_memoized(&view.message)
         } else {
             None
         };
@@ -159,7 +160,7 @@ impl Signer {
 
         // The text to template: the message proper; else the exception; else
         // the span name.
-        let head = head.trim();
+        let head = trim(head);
         // Already masked; appended to the template as it is.
         let mut route: Option<String> = None;
         let text: Cow<str> = if !head.is_empty() {
@@ -289,15 +290,6 @@ impl Signer {
             exception_type: exception_type.map(str::to_string),
             top_frames,
         }
-    }
-}
-
-/// `str::trim`, without decoding characters when the text starts and ends
-/// with visible ASCII (almost every message), which `trim` would keep.
-fn trim(s: &str) -> &str {
-    match s.as_bytes() {
-        [a, .., z] if a.is_ascii_graphic() && z.is_ascii_graphic() => s,
-        _ => s.trim(),
     }
 }
 

@@ -10,7 +10,11 @@
 //! the same library frame is shared by unrelated bugs.
 
 use memchr::memmem::FinderRev;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::LazyLock;
+
+use crate::memo::{self, Memo};
 
 /// Which runtime printed the trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +91,30 @@ pub fn parse(text: &str) -> Option<StackTrace> {
         }
     }
     parse_at_frames(text)
+}
+
+/// [`parse`], remembered per thread for the last few hundred traces.
+///
+/// Why: a bug logs the same trace text again and again, and parsing one
+/// (line splitting, path classification, a `String` per frame) costs about
+/// as much as the rest of a record's enrichment. The memo compares the whole
+/// text ([`crate::memo`]), so the result is exactly `parse(text)`; traces
+/// longer than 4 KiB are parsed every time (256 slots: at most 1 MiB of
+/// keys per thread).
+pub fn parse_memoized(text: &str) -> Option<Rc<StackTrace>> {
+    thread_local! {
+        static MEMO: RefCell<Memo<Option<Rc<StackTrace>>>> =
+            const { RefCell::new(Memo::with_limits(256, 4096)) };
+    }
+    static OWNER: LazyLock<u64> = LazyLock::new(memo::next_owner_id);
+    memo::with_thread_memo(
+        &MEMO,
+        *OWNER,
+        |key| {
+            key.part(text);
+        },
+        || parse(text).map(Rc::new),
+    )
 }
 
 /// Offset of the start of the line containing byte `p`.
@@ -508,5 +536,17 @@ mod tests {
     fn no_trace() {
         assert!(parse("just a message").is_none());
         assert!(!may_contain_trace("single line at foo"));
+    }
+
+    #[test]
+    fn memoized_parse_is_parse() {
+        let long = format!("{PY}{}", "  File \"/app/x.py\", line 1, in f\n".repeat(200));
+        assert!(long.len() > 4096, "bypasses the memo");
+        let other = PY.replace("Cannot call", "Can not call");
+        for text in [PY, "just a message", &long, &other, PY, &long, &other] {
+            for _ in 0..2 {
+                assert_eq!(parse_memoized(text).as_deref(), parse(text).as_ref());
+            }
+        }
     }
 }

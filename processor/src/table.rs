@@ -194,14 +194,14 @@ impl SignatureTable {
         if let Some(loc) = &hit.code_location {
             insert_bounded(&mut row.code_locations, loc);
         }
-        if row.samples.len() < MAX_SAMPLES
-            && !hit.sample.is_empty()
-            && !row.samples.iter().any(|s| s.message == hit.sample)
-        {
-            row.samples.push(Sample {
-                message: hit.sample.clone(),
-                trace_id: hit.sample_trace_id.clone(),
-            });
+        if row.samples.len() < MAX_SAMPLES && !hit.raw_sample.is_empty() {
+            let message = crate::secrets::mask_secrets(&hit.raw_sample);
+            if !row.samples.iter().any(|s| s.message == message) {
+                row.samples.push(Sample {
+                    message: message.into_owned(),
+                    trace_id: hit.sample_trace_id.clone(),
+                });
+            }
         }
         if row.exception_type.is_none() {
             row.exception_type = hit.signature.exception_type.clone();
@@ -257,7 +257,7 @@ mod tests {
             count,
             first_seen: 10,
             last_seen: 20,
-            sample: format!("error {fp}"),
+            raw_sample: format!("error {fp}"),
             sample_trace_id: String::new(),
             code_location: None,
             service_version: Some("rev-1".into()),
@@ -310,11 +310,25 @@ mod tests {
         let mut t = SignatureTable::new(3);
         for i in 0..10 {
             let mut h = hit(1, 1, Priority::P0);
-            h.sample = format!("sample {}", i % 5);
+            h.raw_sample = format!("sample {}", i % 5);
             merge(&mut t, vec![h]);
         }
         let row = t.entries()[0];
         assert_eq!(row.count, 10);
         assert_eq!(row.samples.len(), MAX_SAMPLES);
+    }
+
+    #[test]
+    fn samples_are_stored_redacted() {
+        let mut t = SignatureTable::new(3);
+        for token in ["abc", "abc", "xyz"] {
+            let mut h = hit(1, 1, Priority::P0);
+            h.raw_sample = format!("upstream call failed: a=1&token={token}");
+            merge(&mut t, vec![h]);
+        }
+        let row = t.entries()[0];
+        let messages: Vec<&str> = row.samples.iter().map(|s| s.message.as_str()).collect();
+        // Redacted before the distinctness check: one sample, not two.
+        assert_eq!(messages, ["upstream call failed: a=1&token=REDACTED"]);
     }
 }

@@ -20,6 +20,7 @@ use gardener_proto::otlp::logs::v1::LogRecord;
 use gardener_proto::view::{LogRef, MapRef, ValueRef};
 
 use crate::sli::engine::length_bit;
+use crate::text::{has_whitespace, trim};
 use memchr::memmem::FinderRev;
 use regex::Regex;
 use serde::Deserialize;
@@ -283,8 +284,8 @@ static TRACES_SEGMENT: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev
 
 /// Parses the string forms of a trace id; see [`TRACE_KEYS`].
 fn parse_trace_str(s: &str) -> Parsed {
-    let s = s.trim();
-    if s.is_empty() || s == "0" || s.contains(char::is_whitespace) {
+    let s = trim(s);
+    if s.is_empty() || s == "0" || has_whitespace(s) {
         return Parsed::Absent;
     }
     // Cloud Logging: projects/PROJECT/traces/TRACE_ID
@@ -341,7 +342,7 @@ fn parse_traceparent(s: &str) -> Parsed {
 
 fn parse_span_value(v: ValueRef<'_>) -> Option<[u8; 8]> {
     match v {
-        ValueRef::Str(s) => hex8(s.trim()),
+        ValueRef::Str(s) => hex8(trim(s)),
         ValueRef::Bytes(b) => <[u8; 8]>::try_from(b).ok().filter(|id| *id != [0; 8]),
         _ => None,
     }
