@@ -282,6 +282,26 @@ fn parse_trace_value(v: ValueRef<'_>) -> Parsed {
 /// the search on these short values.
 static TRACES_SEGMENT: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new("/traces/"));
 
+/// What follows the last `/traces/` in `s`, or `s` when there is none.
+///
+/// In the usual `projects/P/traces/ID` the last `/` ends that segment; a
+/// backward byte search for it and one comparison settle the common case,
+/// and only other values pay for the substring search.
+fn after_last_traces_segment(s: &str) -> &str {
+    const SEGMENT: &[u8] = b"/traces/";
+    let b = s.as_bytes();
+    if let Some(slash) = memchr::memrchr(b'/', b) {
+        // No `/traces/` can end after the last `/`: this is the last one.
+        if b[..=slash].ends_with(SEGMENT) {
+            return &s[slash + 1..];
+        }
+    }
+    match TRACES_SEGMENT.rfind(b) {
+        Some(i) => &s[i + SEGMENT.len()..],
+        None => s,
+    }
+}
+
 /// Parses the string forms of a trace id; see [`TRACE_KEYS`].
 fn parse_trace_str(s: &str) -> Parsed {
     let s = trim(s);
@@ -289,14 +309,10 @@ fn parse_trace_str(s: &str) -> Parsed {
         return Parsed::Absent;
     }
     // Cloud Logging: projects/PROJECT/traces/TRACE_ID
-    let traces = if s.starts_with("projects/") {
-        TRACES_SEGMENT.rfind(s.as_bytes())
+    let s = if s.starts_with("projects/") {
+        after_last_traces_segment(s)
     } else {
-        None
-    };
-    let s = match traces {
-        Some(i) => &s[i + TRACES_SEGMENT.needle().len()..],
-        None => s,
+        s
     };
     if s.len() >= 55 && s.as_bytes()[2] == b'-' {
         return parse_traceparent(s);
@@ -646,6 +662,21 @@ fn string_attr<'a>(kvs: MapRef<'a>, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_traces_segment_is_found() {
+        for (s, after) in [
+            ("projects/p/traces/abc", "abc"),
+            ("projects/p/traces/", ""),
+            ("projects/p/traces/abc/def", "abc/def"),
+            ("projects/traces/x/traces/abc", "abc"),
+            ("projects/p/traces/a/traces/b/c", "b/c"),
+            ("projects/p/spans/abc", "projects/p/spans/abc"),
+            ("projects/p", "projects/p"),
+        ] {
+            assert_eq!(after_last_traces_segment(s), after, "{s}");
+        }
+    }
 
     #[test]
     fn hex_parsing() {

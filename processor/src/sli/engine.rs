@@ -202,7 +202,13 @@ fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
         .build()
         .parse(pattern)
         .ok()?;
-    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    // Above the default of 250 literals: `(?i)close|code` has more than
+    // 250 case variants, and past the limit the extractor shortens them
+    // all to `c`, a prefilter that passes nearly every message.
+    let seq = Extractor::new()
+        .kind(ExtractKind::Prefix)
+        .limit_total(1000)
+        .extract(&hir);
     let literals = seq.literals()?;
     let mut out: Vec<Vec<u8>> = Vec::new();
     for literal in literals {
@@ -1058,6 +1064,18 @@ mod tests {
                 }
             }
             assert_eq!(p.scan(h), want, "{h:?}");
+        }
+    }
+
+    /// The built-in regexes' literals are words, not letters: a one-letter
+    /// literal would send the prefilter into its automaton at every such
+    /// letter of every message.
+    #[test]
+    fn builtin_literals_are_selective() {
+        let e = SliEngine::builtin();
+        for r in prefiltered(&e, |m| &m.message) {
+            let literals = literal_prefixes(r.regex.as_str()).unwrap();
+            assert!(literals.iter().all(|l| l.len() >= 4), "{}", r.regex.as_str());
         }
     }
 
