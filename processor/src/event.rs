@@ -208,29 +208,31 @@ const ATTR_KEYS: [&str; 18] = [
     "textPayload",
 ];
 
-/// The slot of `key`: a switch on the length first, so that the attributes
-/// the view does not read cost one comparison of lengths, or a few.
+/// The slot of `key`. A match on byte strings compiles to a switch on the
+/// length and comparisons of constant size, inlined: the attributes the
+/// view does not read cost a comparison of lengths, or a few loads.
 fn attr_slot(key: &[u8]) -> Option<usize> {
-    let candidates: &[usize] = match key.len() {
-        3 => &[MSG],
-        7 => &[MESSAGE],
-        8 => &[URL_PATH],
-        10 => &[ERROR_TYPE, HTTP_ROUTE],
-        11 => &[HTTP_METHOD, HTTP_TARGET, TEXT_PAYLOAD],
-        13 => &[CODE_FUNCTION, CODE_FILEPATH],
-        14 => &[EXCEPTION_TYPE, CODE_FILE_PATH],
-        16 => &[HTTP_STATUS_CODE],
-        17 => &[EXCEPTION_MESSAGE],
-        18 => &[CODE_FUNCTION_NAME],
-        19 => &[HTTP_REQUEST_METHOD],
-        20 => &[EXCEPTION_STACKTRACE],
-        25 => &[HTTP_RESPONSE_STATUS_CODE],
+    Some(match key {
+        b"exception.type" => EXCEPTION_TYPE,
+        b"exception.message" => EXCEPTION_MESSAGE,
+        b"exception.stacktrace" => EXCEPTION_STACKTRACE,
+        b"error.type" => ERROR_TYPE,
+        b"http.response.status_code" => HTTP_RESPONSE_STATUS_CODE,
+        b"http.status_code" => HTTP_STATUS_CODE,
+        b"http.request.method" => HTTP_REQUEST_METHOD,
+        b"http.method" => HTTP_METHOD,
+        b"http.route" => HTTP_ROUTE,
+        b"url.path" => URL_PATH,
+        b"http.target" => HTTP_TARGET,
+        b"code.function.name" => CODE_FUNCTION_NAME,
+        b"code.function" => CODE_FUNCTION,
+        b"code.file.path" => CODE_FILE_PATH,
+        b"code.filepath" => CODE_FILEPATH,
+        b"message" => MESSAGE,
+        b"msg" => MSG,
+        b"textPayload" => TEXT_PAYLOAD,
         _ => return None,
-    };
-    candidates
-        .iter()
-        .copied()
-        .find(|&i| ATTR_KEYS[i].as_bytes() == key)
+    })
 }
 
 impl<'a> AttrIndex<'a> {

@@ -1075,7 +1075,11 @@ mod tests {
         let e = SliEngine::builtin();
         for r in prefiltered(&e, |m| &m.message) {
             let literals = literal_prefixes(r.regex.as_str()).unwrap();
-            assert!(literals.iter().all(|l| l.len() >= 4), "{}", r.regex.as_str());
+            assert!(
+                literals.iter().all(|l| l.len() >= 4),
+                "{}",
+                r.regex.as_str()
+            );
         }
     }
 
