@@ -9,11 +9,15 @@
 //! repeated ones (attributes), so appending is enough. The enclosing length
 //! prefixes are then rewritten in one splice over the request.
 
+use std::collections::HashMap;
+use std::ops::Range;
+
 use gardener_proto::view::{encoded_resource_logs, LogRef, MapRef};
 use gardener_proto::wire;
 
 use crate::attributes;
 use crate::enrich::{fingerprint_hex, LogEnrichment, Processor, Tally};
+use crate::signature::Signature;
 
 /// `LogRecord.attributes`, `LogRecord.trace_id`, `LogRecord.span_id`.
 const ATTRIBUTES: u32 = 6;
@@ -21,11 +25,56 @@ const TRACE_ID: u32 = 9;
 const SPAN_ID: u32 = 10;
 
 /// Reusable buffers for [`Processor::process_logs_encoded`]: the bytes to
-/// append to each record, all in one buffer, and where each record's end.
+/// append to each record, all in one buffer, and where each record's end;
+/// and the encoded attributes of recent signatures.
 #[derive(Default)]
 pub struct Edits {
     extras: Vec<u8>,
     ends: Vec<u32>,
+    signatures: EncodedSignatures,
+}
+
+/// The five attributes of a signature, encoded once and copied into every
+/// record that carries it (a third of the records of a typical batch, most
+/// of them with a signature seen shortly before).
+///
+/// Bounded: cleared when it holds [`MAX_SIGNATURES`] signatures or
+/// [`MAX_BYTES`] of encoded attributes. An entry is used only when the
+/// signature is the one it was encoded from (fingerprint, template,
+/// category and priority compared), so the bytes are always what
+/// [`LogEnrichment::encode`] would write.
+#[derive(Default)]
+struct EncodedSignatures {
+    bytes: Vec<u8>,
+    /// By fingerprint: the signature (for the comparison) and its bytes.
+    entries: HashMap<u64, (Signature, Range<usize>), foldhash::fast::RandomState>,
+}
+
+const MAX_SIGNATURES: usize = 1024;
+const MAX_BYTES: usize = 256 * 1024;
+
+impl EncodedSignatures {
+    /// Appends the attributes of `signature` to `out`.
+    fn put(&mut self, signature: &Signature, out: &mut Vec<u8>) {
+        if let Some((seen, range)) = self.entries.get(&signature.fingerprint) {
+            if seen == signature {
+                out.extend_from_slice(&self.bytes[range.clone()]);
+                return;
+            }
+        }
+        let start = out.len();
+        put_signature(signature, out);
+        if self.entries.len() >= MAX_SIGNATURES || self.bytes.len() >= MAX_BYTES {
+            self.entries.clear();
+            self.bytes.clear();
+        }
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(&out[start..]);
+        self.entries.insert(
+            signature.fingerprint,
+            (signature.clone(), at..self.bytes.len()),
+        );
+    }
 }
 
 impl Processor {
@@ -57,7 +106,7 @@ impl Processor {
                 if let Some(context) = context {
                     let record = LogRef::wire_split(record, &mut record_entries);
                     self.process_log(context, record, tally)
-                        .encode(&mut edits.extras);
+                        .encode_with(&mut edits.signatures, &mut edits.extras);
                 }
                 edits.ends.push(edits.extras.len() as u32);
             }
@@ -74,6 +123,22 @@ impl LogEnrichment {
     /// Appends the enrichment to an encoded record: the same fields, in the
     /// same order, as [`apply`](Self::apply) writes into a decoded one.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.put_trace(out);
+        if let Some(signature) = &self.signature {
+            put_signature(signature, out);
+        }
+    }
+
+    /// [`encode`](Self::encode), with the signature's attributes copied
+    /// from `signatures` when it encoded them before.
+    fn encode_with(&self, signatures: &mut EncodedSignatures, out: &mut Vec<u8>) {
+        self.put_trace(out);
+        if let Some(signature) = &self.signature {
+            signatures.put(signature, out);
+        }
+    }
+
+    fn put_trace(&self, out: &mut Vec<u8>) {
         if let Some(trace) = &self.trace {
             if let Some(id) = &trace.trace_id {
                 wire::put_bytes_field(out, TRACE_ID, id);
@@ -84,19 +149,80 @@ impl LogEnrichment {
             let state = trace.state.as_str();
             wire::put_string_attribute(out, ATTRIBUTES, attributes::TRACE_CONTEXT, state);
         }
-        if let Some(signature) = &self.signature {
-            let put = |out: &mut Vec<u8>, key, value: &str| {
-                wire::put_string_attribute(out, ATTRIBUTES, key, value)
-            };
-            put(
-                out,
-                attributes::SIGNATURE,
-                &fingerprint_hex(signature.fingerprint),
-            );
-            put(out, attributes::TEMPLATE, &signature.template);
-            put(out, attributes::CATEGORY, &signature.category);
-            put(out, attributes::PRIORITY, signature.priority.as_str());
-            put(out, attributes::LOG_RECORD_TEMPLATE, &signature.template);
+    }
+}
+
+/// The signature's attributes, in the order [`LogEnrichment::apply`] adds them.
+fn put_signature(signature: &Signature, out: &mut Vec<u8>) {
+    let put = |out: &mut Vec<u8>, key, value: &str| {
+        wire::put_string_attribute(out, ATTRIBUTES, key, value)
+    };
+    put(
+        out,
+        attributes::SIGNATURE,
+        &fingerprint_hex(signature.fingerprint),
+    );
+    put(out, attributes::TEMPLATE, &signature.template);
+    put(out, attributes::CATEGORY, &signature.category);
+    put(out, attributes::PRIORITY, signature.priority.as_str());
+    put(out, attributes::LOG_RECORD_TEMPLATE, &signature.template);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Priority;
+
+    fn signature(fingerprint: u64, template: &str, priority: Priority) -> Signature {
+        Signature {
+            fingerprint,
+            template: template.to_string(),
+            category: "database_connection".into(),
+            priority,
+            exception_type: None,
+            top_frames: Vec::new(),
+        }
+    }
+
+    fn encoded(signature: &Signature) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_signature(signature, &mut out);
+        out
+    }
+
+    /// A remembered encoding is used only for the very signature it was
+    /// made from: a fingerprint collision or another priority is encoded
+    /// afresh.
+    #[test]
+    fn remembered_attributes_are_those_of_the_signature() {
+        let mut cache = EncodedSignatures::default();
+        let a = signature(7, "connection to <ip> failed", Priority::P0);
+        let collision = signature(7, "another template", Priority::P0);
+        let demoted = signature(7, "connection to <ip> failed", Priority::P1);
+        for s in [&a, &a, &collision, &a, &demoted, &demoted, &a] {
+            let mut out = b"prefix".to_vec();
+            cache.put(s, &mut out);
+            assert_eq!(out[6..], encoded(s)[..]);
+        }
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let mut cache = EncodedSignatures::default();
+        for fingerprint in 0..(3 * MAX_SIGNATURES as u64) {
+            let s = signature(fingerprint, "t", Priority::P2);
+            let mut out = Vec::new();
+            cache.put(&s, &mut out);
+            assert_eq!(out, encoded(&s));
+            assert!(cache.entries.len() <= MAX_SIGNATURES);
+        }
+        let long = signature(1, &"x".repeat(MAX_BYTES), Priority::P2);
+        // Past the byte bound, the next new signature starts afresh.
+        let size = encoded(&long).len();
+        for _ in 0..3 {
+            cache.put(&long, &mut Vec::new());
+            cache.put(&signature(2, "t", Priority::P2), &mut Vec::new());
+            assert!(cache.bytes.len() <= MAX_BYTES + size);
         }
     }
 }
