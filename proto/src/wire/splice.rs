@@ -77,21 +77,20 @@ impl<'e> Extras<'e> {
 /// does not panic, and copies verbatim from the first malformed byte of a
 /// message on.
 ///
-/// Cost: the record contents are copied once; the record framing (key and
-/// length, ~2 one-or-two-byte varints) is read four times (total size, then
-/// each ResourceLogs' and each ScopeLogs' new length before writing its
-/// prefix, then the copy) rather than keeping the lengths in a scratch
-/// allocation.
+/// Cost: the record contents are copied once; the framing is read twice:
+/// once to measure the new size of every ResourceLogs and ScopeLogs (kept
+/// in one small vector, in the order they are written), once to copy.
 pub fn splice_logs_request(buf: &[u8], extras: &[u8], ends: &[u32], out: &mut Vec<u8>) {
     let x = Extras { extras, ends };
     if ends.is_empty() || extras.is_empty() {
         out.extend_from_slice(buf);
         return;
     }
-    let total = measure(buf, Level::Request, &mut 0, &x);
+    let mut sizes = Vec::new();
+    let total = measure(buf, Level::Request, &mut 0, &x, &mut sizes);
     out.reserve_exact(total);
     let start = out.len();
-    write(buf, Level::Request, &mut 0, &x, out);
+    write(buf, Level::Request, &mut 0, &x, &mut sizes.into_iter(), out);
     debug_assert_eq!(out.len() - start, total);
 }
 
@@ -129,8 +128,9 @@ fn next_field<'a>(
 }
 
 /// New size of the message `msg` (at `level`, without its own prefix);
-/// `idx` counts records.
-fn measure(msg: &[u8], level: Level, idx: &mut usize, x: &Extras) -> usize {
+/// `idx` counts records. Pushes the new size of each ResourceLogs and
+/// ScopeLogs inside to `sizes`, each before those of its children.
+fn measure(msg: &[u8], level: Level, idx: &mut usize, x: &Extras, sizes: &mut Vec<usize>) -> usize {
     let mut size = 0;
     let mut pos = 0;
     while pos < msg.len() {
@@ -143,7 +143,11 @@ fn measure(msg: &[u8], level: Level, idx: &mut usize, x: &Extras) -> usize {
                     *idx += 1;
                     n
                 } else {
-                    measure(payload, level.child(), idx, x)
+                    let slot = sizes.len();
+                    sizes.push(0);
+                    let n = measure(payload, level.child(), idx, x, sizes);
+                    sizes[slot] = n;
+                    n
                 };
                 size += (key_end - start) + prefix_len(payload.len(), old_prefix, new) + new;
             }
@@ -154,8 +158,16 @@ fn measure(msg: &[u8], level: Level, idx: &mut usize, x: &Extras) -> usize {
     size
 }
 
-/// Writes the new `msg` (at `level`, without its own prefix) to `out`.
-fn write(msg: &[u8], level: Level, idx: &mut usize, x: &Extras, out: &mut Vec<u8>) {
+/// Writes the new `msg` (at `level`, without its own prefix) to `out`;
+/// `sizes` yields the new sizes [`measure`] found, in its order.
+fn write(
+    msg: &[u8],
+    level: Level,
+    idx: &mut usize,
+    x: &Extras,
+    sizes: &mut impl Iterator<Item = usize>,
+    out: &mut Vec<u8>,
+) {
     let mut pos = 0;
     while pos < msg.len() {
         let start = pos;
@@ -174,14 +186,19 @@ fn write(msg: &[u8], level: Level, idx: &mut usize, x: &Extras, out: &mut Vec<u8
                         out.extend_from_slice(extra);
                     }
                 } else {
-                    let new = measure(payload, level.child(), &mut idx.clone(), x);
+                    // Both passes read the same bytes in the same order, so
+                    // the sizes cannot run out; measuring again is the
+                    // fallback that keeps this free of panics regardless.
+                    let new = sizes.next().unwrap_or_else(|| {
+                        measure(payload, level.child(), &mut idx.clone(), x, &mut Vec::new())
+                    });
                     if new == payload.len() {
                         out.extend_from_slice(&msg[start..prefix_end]);
                     } else {
                         out.extend_from_slice(&msg[start..key_end]);
                         put_len(out, new);
                     }
-                    write(payload, level.child(), idx, x, out);
+                    write(payload, level.child(), idx, x, sizes, out);
                 }
             }
             Some(None) => out.extend_from_slice(&msg[start..pos]),
