@@ -42,6 +42,12 @@ pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 #[inline(never)]
 fn read_varint_multi(buf: &[u8], pos: &mut usize) -> Option<u64> {
     let bytes = buf.get(*pos..)?;
+    // Two bytes, the next most common width (lengths of 128 bytes to 16 KiB:
+    // records, resources, stack traces), without the loop.
+    if let [b0 @ 0x80..=0xff, b1 @ 0..=0x7f, ..] = *bytes {
+        *pos += 2;
+        return Some(u64::from(b0 & 0x7f) | u64::from(b1) << 7);
+    }
     let mut value = 0u64;
     for (i, &b) in bytes.iter().take(10).enumerate() {
         value |= u64::from(b & 0x7f) << (7 * i);
