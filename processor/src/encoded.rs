@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::LazyLock;
 
 use gardener_proto::view::{encoded_resource_logs, LogRef, MapRef};
 use gardener_proto::wire;
@@ -18,6 +19,7 @@ use gardener_proto::wire;
 use crate::attributes;
 use crate::enrich::{fingerprint_hex, LogEnrichment, Processor, Tally};
 use crate::signature::Signature;
+use crate::trace_context::TraceContextState;
 
 /// `LogRecord.attributes`, `LogRecord.trace_id`, `LogRecord.span_id`.
 const ATTRIBUTES: u32 = 6;
@@ -146,10 +148,28 @@ impl LogEnrichment {
             if let Some(id) = &trace.span_id {
                 wire::put_bytes_field(out, SPAN_ID, id);
             }
-            let state = trace.state.as_str();
-            wire::put_string_attribute(out, ATTRIBUTES, attributes::TRACE_CONTEXT, state);
+            out.extend_from_slice(trace_context_attribute(trace.state));
         }
     }
+}
+
+/// The encoded `gardener.trace_context` attribute for `state`: four
+/// constant encodings, made once, since every record gets one.
+fn trace_context_attribute(state: TraceContextState) -> &'static [u8] {
+    static ENCODED: LazyLock<[Vec<u8>; 4]> = LazyLock::new(|| {
+        TraceContextState::ALL.map(|state| {
+            let mut out = Vec::new();
+            wire::put_string_attribute(
+                &mut out,
+                ATTRIBUTES,
+                attributes::TRACE_CONTEXT,
+                state.as_str(),
+            );
+            out
+        })
+    });
+    let i = TraceContextState::ALL.iter().position(|s| *s == state);
+    &ENCODED[i.unwrap_or(0)]
 }
 
 /// The signature's attributes, in the order [`LogEnrichment::apply`] adds them.
@@ -203,6 +223,20 @@ mod tests {
             let mut out = b"prefix".to_vec();
             cache.put(s, &mut out);
             assert_eq!(out[6..], encoded(s)[..]);
+        }
+    }
+
+    #[test]
+    fn trace_context_attributes_are_the_encoded_states() {
+        for state in TraceContextState::ALL {
+            let mut want = Vec::new();
+            wire::put_string_attribute(
+                &mut want,
+                ATTRIBUTES,
+                attributes::TRACE_CONTEXT,
+                state.as_str(),
+            );
+            assert_eq!(trace_context_attribute(state), want);
         }
     }
 
