@@ -113,10 +113,112 @@ struct Prefilter {
     /// other byte leads back to the start state, so the scan skips them with
     /// one table lookup each instead of a transition.
     starts: [bool; 256],
+    /// The first two bytes of every literal, when all literals have two and
+    /// there are at most [`MAX_BEGINNINGS`] such pairs: the scan then looks
+    /// for the places where a literal can begin, 16 bytes at a time, and
+    /// walks the automaton only from there (in text, the first letters of
+    /// the literals are common; their first two letters together are not).
+    beginnings: Option<Vec<Beginning>>,
 }
 
 /// At most this many regexes per haystack kind get a prefilter slot (bits of a `u64`).
 const PREFILTER_SLOTS: usize = 64;
+
+/// Most distinct two-byte literal beginnings searched for (each costs a few
+/// vector instructions per 16 bytes).
+const MAX_BEGINNINGS: usize = 8;
+
+/// The first two bytes of a literal with the ASCII case bit (0x20) set.
+/// A place in the text may begin that literal when its two bytes, with the
+/// same bit set, are these: both cases of a letter are found, and so is a
+/// non-letter that differs from the literal's only in that bit, which the
+/// automaton then rules out. A beginning is never missed.
+/// Each byte is kept repeated 16 times, ready to be loaded as a vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Beginning([[u8; 16]; 2]);
+
+impl Beginning {
+    fn of(literal: &[u8]) -> Option<Beginning> {
+        let [a, b, ..] = *literal else {
+            return None;
+        };
+        Some(Beginning([[a | 0x20; 16], [b | 0x20; 16]]))
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn matches(self, pair: [u8; 2]) -> bool {
+        pair[0] | 0x20 == self.0[0][0] && pair[1] | 0x20 == self.0[1][0]
+    }
+}
+
+/// The first position at or after `at` where one of `beginnings` occurs
+/// (`haystack.len()` if none): 16 positions at a time with SSE2 (part of
+/// every x86-64 CPU; the last few bytes are copied into a zeroed block),
+/// one at a time elsewhere.
+fn next_beginning(beginnings: &[Beginning], haystack: &[u8], mut at: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        while at + 17 <= haystack.len() {
+            let mask = block_beginnings(beginnings, &haystack[at..at + 17]);
+            if mask != 0 {
+                return at + mask.trailing_zeros() as usize;
+            }
+            at += 16;
+        }
+        let rest = haystack.len().saturating_sub(at);
+        if rest > 0 {
+            let mut block = [0u8; 17];
+            block[..rest].copy_from_slice(&haystack[at..]);
+            let mask = block_beginnings(beginnings, &block) & ((1u32 << rest) - 1);
+            if mask != 0 {
+                return at + mask.trailing_zeros() as usize;
+            }
+        }
+        haystack.len()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        while at + 1 < haystack.len() {
+            let pair = [haystack[at], haystack[at + 1]];
+            if beginnings.iter().any(|b| b.matches(pair)) {
+                return at;
+            }
+            at += 1;
+        }
+        haystack.len()
+    }
+}
+
+/// Bit `j` set when one of `beginnings` may begin at `block[j]` (`j` < 16).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn block_beginnings(beginnings: &[Beginning], block: &[u8]) -> u32 {
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8, _mm_setzero_si128,
+    };
+    assert!(block.len() >= 17);
+    // SAFETY: SSE2 is in the x86-64 baseline, so these intrinsics are
+    // available; the unaligned 16-byte loads read `block[0..17]`, which the
+    // assertion above keeps in bounds, and the 16-byte arrays of `beginnings`.
+    unsafe {
+        let case = _mm_set1_epi8(0x20);
+        let first = _mm_or_si128(_mm_loadu_si128(block.as_ptr().cast::<__m128i>()), case);
+        let second = _mm_or_si128(
+            _mm_loadu_si128(block.as_ptr().add(1).cast::<__m128i>()),
+            case,
+        );
+        let mut found = _mm_setzero_si128();
+        for b in beginnings {
+            let both = _mm_and_si128(
+                _mm_cmpeq_epi8(first, _mm_loadu_si128(b.0[0].as_ptr().cast::<__m128i>())),
+                _mm_cmpeq_epi8(second, _mm_loadu_si128(b.0[1].as_ptr().cast::<__m128i>())),
+            );
+            found = _mm_or_si128(found, both);
+        }
+        _mm_movemask_epi8(found) as u32
+    }
+}
 
 impl Prefilter {
     /// A prefilter for `patterns` (slot = index); `None` if none qualifies.
@@ -159,6 +261,14 @@ impl Prefilter {
             starts[usize::from(first.to_ascii_lowercase())] = true;
             starts[usize::from(first.to_ascii_uppercase())] = true;
         }
+        let mut beginnings: Option<Vec<Beginning>> = Some(Vec::new());
+        for (literal, _) in &literals {
+            match (Beginning::of(literal), beginnings.as_mut()) {
+                (Some(b), Some(list)) if list.contains(&b) => {}
+                (Some(b), Some(list)) if list.len() < MAX_BEGINNINGS => list.push(b),
+                _ => beginnings = None,
+            }
+        }
         let owners: Vec<u64> = literals.into_iter().map(|(_, o)| o).collect();
         Some(Prefilter {
             dfa,
@@ -166,15 +276,59 @@ impl Prefilter {
             all: owners.iter().fold(0, |a, o| a | o),
             owners,
             starts,
+            beginnings,
         })
     }
 
     /// The slots whose regex may match `haystack`.
     fn scan(&self, haystack: &str) -> u64 {
+        match &self.beginnings {
+            Some(beginnings) => self.scan_from_beginnings(beginnings, haystack.as_bytes()),
+            None => self.scan_every_byte(haystack.as_bytes()),
+        }
+    }
+
+    /// [`scan_every_byte`](Self::scan_every_byte), walking the automaton
+    /// only from the places where a literal can begin until it is back in
+    /// its start state. Elsewhere the walk would stay in the start state
+    /// (an Aho-Corasick state is the longest suffix of the text read that
+    /// begins a literal), so the slots found are the same.
+    fn scan_from_beginnings(&self, beginnings: &[Beginning], haystack: &[u8]) -> u64 {
+        let dfa = &self.dfa;
+        let mut bits = 0;
+        let mut at = 0;
+        loop {
+            let mut i = next_beginning(beginnings, haystack, at);
+            let mut sid = self.start;
+            loop {
+                let Some(&b) = haystack.get(i) else {
+                    return bits;
+                };
+                i += 1;
+                sid = dfa.next_state(Anchored::No, sid, b);
+                if dfa.is_special(sid) && dfa.is_match(sid) {
+                    for k in 0..dfa.match_len(sid) {
+                        bits |= self.owners[dfa.match_pattern(sid, k).as_usize()];
+                    }
+                    if bits == self.all {
+                        return bits;
+                    }
+                }
+                if sid == self.start {
+                    break;
+                }
+            }
+            at = i;
+        }
+    }
+
+    /// The slots whose regex may match `haystack`, by walking the automaton
+    /// over every byte.
+    fn scan_every_byte(&self, haystack: &[u8]) -> u64 {
         let dfa = &self.dfa;
         let mut bits = 0;
         let mut sid = self.start;
-        for &b in haystack.as_bytes() {
+        for &b in haystack {
             if sid == self.start && !self.starts[usize::from(b)] {
                 continue;
             }
@@ -1064,6 +1218,81 @@ mod tests {
                 }
             }
             assert_eq!(p.scan(h), want, "{h:?}");
+            assert_eq!(p.scan_every_byte(h.as_bytes()), want, "{h:?}");
+        }
+    }
+
+    /// The search from literal beginnings finds what the byte-by-byte walk
+    /// finds, on haystacks dense in beginnings and near-misses, in every
+    /// case and at every offset of the 16-byte blocks.
+    #[test]
+    fn beginning_scan_equals_the_byte_walk() {
+        let patterns = [
+            "(?i)websocket connection (accepted|failed)",
+            "(?i)(?-u:\\b)(close|closed|closing|code)(?-u:\\b)",
+            "\"WebSocket [^\"]*\"",
+            "(?i)agents?",
+            "abab",
+            "(?i)ba",
+            "@x",
+        ];
+        let mut slots = vec![None; patterns.len()];
+        let p = Prefilter::build(&patterns, &mut slots).unwrap();
+        assert!(p.beginnings.is_some());
+        let pieces = [
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "Ag",
+            "aGeNt",
+            "agents",
+            "web",
+            "WebSocket",
+            "\"WebSocket ",
+            "websocket connection ",
+            "accepted",
+            "co",
+            "cLoSe",
+            "code",
+            " ",
+            "\u{e9}",
+            "0",
+            "abab",
+            "ababab",
+            "@",
+            "@x",
+            "`x",
+            "@X",
+            "xxxxxxxxxxxxxxx",
+        ];
+        let mut state = 0x2545f4914f6cdd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..30_000 {
+            let n = (next() % 30) as usize;
+            let h: String = (0..n)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
+            assert_eq!(p.scan(&h), p.scan_every_byte(h.as_bytes()), "{h:?}");
+        }
+    }
+
+    #[test]
+    fn one_byte_or_many_beginnings_walk_every_byte() {
+        for patterns in [
+            vec!["x", "(?i)agent"],
+            (0..=MAX_BEGINNINGS)
+                .map(|i| ["ab", "ac", "ad", "ae", "af", "ag", "ah", "ai", "aj"][i])
+                .collect(),
+        ] {
+            let mut slots = vec![None; patterns.len()];
+            let p = Prefilter::build(&patterns, &mut slots).unwrap();
+            assert!(p.beginnings.is_none(), "{patterns:?}");
         }
     }
 
