@@ -384,11 +384,12 @@ struct SliDef {
     events: Vec<Matcher>,
     bad: Vec<Matcher>,
     /// Indexes into `events` and `bad` of the matchers that can match each
-    /// signal (by [`signal_index`]): a record skips the matchers of the
-    /// other signal without calling them (a third of the built-ins' are
-    /// span-only or log-only).
-    events_for: [Box<[u32]>; 2],
-    bad_for: [Box<[u32]>; 2],
+    /// kind of event (by [`kind_index`]: its signal and whether it has a
+    /// category): a record skips the matchers of the other signal (a third
+    /// of the built-ins' are span-only or log-only) and, when it was not
+    /// signed, those that ask for a category, without calling them.
+    events_for: [Box<[u32]>; 4],
+    bad_for: [Box<[u32]>; 4],
     threshold: f64,
     window_secs: u64,
     min_events: u64,
@@ -508,17 +509,17 @@ impl SliEngine {
             &self.attr_key_summaries,
             ev.attribute_keys,
         );
-        let signal = signal_index(ev.signal);
+        let kind = kind_index(ev.signal, ev.category.is_some());
         for (i, def) in self.defs.iter().enumerate() {
             let any = |matchers: &[Matcher], which: &[u32]| {
                 which
                     .iter()
                     .any(|&k| matchers[k as usize].matches(ev, &possible))
             };
-            if !any(&def.events, &def.events_for[signal]) {
+            if !any(&def.events, &def.events_for[kind]) {
                 continue;
             }
-            let bad = any(&def.bad, &def.bad_for[signal]);
+            let bad = any(&def.bad, &def.bad_for[kind]);
             let mut labels: [Cow<'_, str>; MAX_LABELS] = std::array::from_fn(|_| Cow::Borrowed(""));
             for (slot, src) in labels.iter_mut().zip(&def.label_sources) {
                 *slot = match src {
@@ -789,8 +790,8 @@ impl SliDef {
         let bad = compile_all(bad)?;
         Ok(SliDef {
             description: def.description.unwrap_or_default(),
-            events_for: for_each_signal(&events),
-            bad_for: for_each_signal(&bad),
+            events_for: for_each_kind(&events),
+            bad_for: for_each_kind(&bad),
             events,
             bad,
             threshold,
@@ -803,19 +804,32 @@ impl SliDef {
     }
 }
 
-/// Index of a signal in [`SliDef::events_for`] and [`SliDef::bad_for`].
-fn signal_index(signal: SliSignal) -> usize {
-    match signal {
+/// Index of a kind of event in [`SliDef::events_for`] and [`SliDef::bad_for`].
+fn kind_index(signal: SliSignal, has_category: bool) -> usize {
+    let signal = match signal {
         SliSignal::Log => 0,
         SliSignal::Span => 1,
-    }
+    };
+    signal * 2 + usize::from(has_category)
 }
 
-/// Per signal, the indexes of the matchers that do not exclude it.
-fn for_each_signal(matchers: &[Matcher]) -> [Box<[u32]>; 2] {
-    [SliSignal::Log, SliSignal::Span].map(|signal| {
+/// Per kind of event ([`kind_index`]), the indexes of the matchers that do
+/// not exclude it: of its signal or of any, and, for an event without a
+/// category, not asking for one.
+fn for_each_kind(matchers: &[Matcher]) -> [Box<[u32]>; 4] {
+    std::array::from_fn(|kind| {
+        let signal = if kind / 2 == 0 {
+            SliSignal::Log
+        } else {
+            SliSignal::Span
+        };
+        let has_category = kind % 2 == 1;
         (0..matchers.len() as u32)
-            .filter(|&k| matchers[k as usize].signal.is_none_or(|s| s == signal))
+            .filter(|&k| {
+                let m = &matchers[k as usize];
+                m.signal.is_none_or(|s| s == signal)
+                    && (has_category || (m.category.is_none() && m.category_prefix.is_none()))
+            })
             .collect()
     })
 }
