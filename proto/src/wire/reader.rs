@@ -449,7 +449,7 @@ impl<'a> ScopeLogsRef<'a> {
 
 /// A borrowed LogRecord: the fields read from one record's bytes (last
 /// occurrence wins for scalars, as in prost).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LogRecordRef<'a> {
     pub time_unix_nano: u64,
     pub observed_time_unix_nano: u64,
@@ -481,8 +481,123 @@ pub fn log_record(bytes: &[u8]) -> LogRecordRef<'_> {
 /// [`log_record`], also handing each attribute (field 6, an encoded
 /// `KeyValue`) to `attribute` in wire order: the processor reads a record's
 /// fields and splits its attributes in one pass.
+///
+/// Every field of a `LogRecord` has a one-byte key; each key of the right
+/// wire type is matched as a byte and its value read directly. Any other
+/// field (unknown, or of another wire type) takes the general iterator for
+/// one step, so the result is what [`log_record_generic`] gives.
 #[inline]
 pub fn log_record_with<'a>(
+    bytes: &'a [u8],
+    mut attribute: impl FnMut(&'a [u8]),
+) -> LogRecordRef<'a> {
+    // Keys: (field number << 3) | wire type.
+    const TIME: u8 = 1 << 3 | FIXED64 as u8;
+    const SEVERITY_NUMBER: u8 = 2 << 3 | VARINT as u8;
+    const SEVERITY_TEXT: u8 = 3 << 3 | LEN as u8;
+    const BODY: u8 = 5 << 3 | LEN as u8;
+    const ATTRIBUTES: u8 = 6 << 3 | LEN as u8;
+    const DROPPED: u8 = 7 << 3 | VARINT as u8;
+    const FLAGS: u8 = 8 << 3 | FIXED32 as u8;
+    const TRACE_ID: u8 = 9 << 3 | LEN as u8;
+    const SPAN_ID: u8 = 10 << 3 | LEN as u8;
+    const OBSERVED_TIME: u8 = 11 << 3 | FIXED64 as u8;
+    const EVENT_NAME: u8 = 12 << 3 | LEN as u8;
+    let mut r = LogRecordRef {
+        bytes,
+        ..LogRecordRef::default()
+    };
+    let mut pos = 0;
+    while let Some(&key) = bytes.get(pos) {
+        let mut p = pos + 1;
+        match key {
+            TIME | OBSERVED_TIME => {
+                let Some(v) = read_fixed::<8>(bytes, &mut p) else {
+                    break;
+                };
+                let v = u64::from_le_bytes(v);
+                if key == TIME {
+                    r.time_unix_nano = v;
+                } else {
+                    r.observed_time_unix_nano = v;
+                }
+            }
+            SEVERITY_NUMBER | DROPPED => {
+                let Some(v) = read_varint(bytes, &mut p) else {
+                    break;
+                };
+                if key == SEVERITY_NUMBER {
+                    r.severity_number = v as i32;
+                } else {
+                    r.dropped_attributes_count = v as u32;
+                }
+            }
+            FLAGS => {
+                let Some(v) = read_fixed::<4>(bytes, &mut p) else {
+                    break;
+                };
+                r.flags = u32::from_le_bytes(v);
+            }
+            SEVERITY_TEXT | BODY | ATTRIBUTES | TRACE_ID | SPAN_ID | EVENT_NAME => {
+                let Some(b) = read_len(bytes, &mut p) else {
+                    break;
+                };
+                match key {
+                    ATTRIBUTES => attribute(b),
+                    BODY => r.body = Some(b),
+                    TRACE_ID => r.trace_id = b,
+                    SPAN_ID => r.span_id = b,
+                    SEVERITY_TEXT => r.severity_text = as_str(b),
+                    _ => r.event_name = as_str(b),
+                }
+            }
+            _ => {
+                let mut general = Fields {
+                    buf: bytes,
+                    pos,
+                    malformed: false,
+                };
+                let Some((tag, value)) = general.next() else {
+                    break;
+                };
+                log_record_field(&mut r, tag, value, &mut attribute);
+                p = general.pos;
+            }
+        }
+        pos = p;
+    }
+    r
+}
+
+/// Sets the field `tag` of `r` (or hands an attribute to `attribute`); a
+/// field that is not a `LogRecord` field of that wire type is ignored.
+#[inline]
+fn log_record_field<'a>(
+    r: &mut LogRecordRef<'a>,
+    tag: u32,
+    value: WireValue<'a>,
+    attribute: &mut impl FnMut(&'a [u8]),
+) {
+    match (tag, value) {
+        (1, WireValue::Fixed64(v)) => r.time_unix_nano = v,
+        (2, WireValue::Varint(v)) => r.severity_number = v as i32,
+        (3, WireValue::Len(b)) => r.severity_text = as_str(b),
+        (5, WireValue::Len(b)) => r.body = Some(b),
+        (6, WireValue::Len(b)) => attribute(b),
+        (7, WireValue::Varint(v)) => r.dropped_attributes_count = v as u32,
+        (8, WireValue::Fixed32(v)) => r.flags = v,
+        (9, WireValue::Len(b)) => r.trace_id = b,
+        (10, WireValue::Len(b)) => r.span_id = b,
+        (11, WireValue::Fixed64(v)) => r.observed_time_unix_nano = v,
+        (12, WireValue::Len(b)) => r.event_name = as_str(b),
+        _ => {}
+    }
+}
+
+/// [`log_record_with`] through the general field iterator only: the
+/// reference its byte-matching loop is tested against.
+#[cfg(test)]
+pub(crate) fn log_record_generic<'a>(
     bytes: &'a [u8],
     mut attribute: impl FnMut(&'a [u8]),
 ) -> LogRecordRef<'a> {
@@ -491,20 +606,7 @@ pub fn log_record_with<'a>(
         ..LogRecordRef::default()
     };
     for (tag, value) in fields(bytes) {
-        match (tag, value) {
-            (1, WireValue::Fixed64(v)) => r.time_unix_nano = v,
-            (2, WireValue::Varint(v)) => r.severity_number = v as i32,
-            (3, WireValue::Len(b)) => r.severity_text = as_str(b),
-            (5, WireValue::Len(b)) => r.body = Some(b),
-            (6, WireValue::Len(b)) => attribute(b),
-            (7, WireValue::Varint(v)) => r.dropped_attributes_count = v as u32,
-            (8, WireValue::Fixed32(v)) => r.flags = v,
-            (9, WireValue::Len(b)) => r.trace_id = b,
-            (10, WireValue::Len(b)) => r.span_id = b,
-            (11, WireValue::Fixed64(v)) => r.observed_time_unix_nano = v,
-            (12, WireValue::Len(b)) => r.event_name = as_str(b),
-            _ => {}
-        }
+        log_record_field(&mut r, tag, value, &mut attribute);
     }
     r
 }

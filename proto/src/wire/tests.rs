@@ -257,6 +257,37 @@ fn assert_record_eq(r: LogRecordRef, expected: &LogRecord) {
     assert_eq!(attributes, expected_attributes);
 }
 
+/// The byte-matching record reader gives what the general field iterator
+/// gives, on records of every shape and on corrupted bytes (fields of
+/// another wire type, unknown fields, groups, truncation).
+#[test]
+fn record_reader_equals_the_general_iterator() {
+    let mut rng = Rng(11);
+    for i in 0..3000 {
+        let mut bytes = log_record_value(&mut rng).encode_to_vec();
+        if i % 3 == 1 && !bytes.is_empty() {
+            let at = rng.below(bytes.len() as u64) as usize;
+            bytes[at] = rng.next() as u8;
+        }
+        if i % 3 == 2 {
+            // An unknown field, a group and a known field of another wire type.
+            let extra: &[&[u8]] = &[
+                &[0x78, 0x01],
+                &[0x6b, 0x08, 0x01, 0x6c],
+                &[0x08, 0x05],
+                &[0x11],
+            ];
+            bytes.extend_from_slice(extra[rng.below(extra.len() as u64) as usize]);
+            bytes.extend_from_slice(&log_record_value(&mut rng).encode_to_vec());
+        }
+        let (mut fast, mut general) = (Vec::new(), Vec::new());
+        let a = reader::log_record_with(&bytes, |kv| fast.push(kv));
+        let b = reader::log_record_generic(&bytes, |kv| general.push(kv));
+        assert_eq!(a, b, "{bytes:02x?}");
+        assert_eq!(fast, general, "{bytes:02x?}");
+    }
+}
+
 #[test]
 fn repeated_scalars_take_the_last_value_as_in_prost() {
     let mut rng = Rng(7);
