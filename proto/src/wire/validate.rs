@@ -216,6 +216,12 @@ fn validate(
                 if inner == Msg::LogRecord || inner == Msg::Span {
                     *items += 1;
                 }
+                // Records are most of a request: the usual ones are checked
+                // by their one-byte keys; the others (and every error, with
+                // its position) by the general walk.
+                if inner == Msg::LogRecord && log_record_is_valid(body, budget - 1, items) {
+                    continue;
+                }
                 // Attributes are most of a request: their common shape is
                 // checked without the general walk. `budget - 1` is the
                 // KeyValue's, and its value needs it non-zero.
@@ -228,6 +234,68 @@ fn validate(
         }
     }
     Ok(())
+}
+
+/// True when `record`, a `LogRecord` whose fields have the recursion count
+/// `budget`, is valid and holds only `LogRecord` fields of their declared
+/// wire types (one-byte keys, matched as bytes); false when it is invalid
+/// or has any other field, which [`validate`] then accepts or reports.
+/// Same rules as [`validate`]: the body and unusual attributes go through it.
+#[inline]
+fn log_record_is_valid(record: &[u8], budget: u32, items: &mut usize) -> bool {
+    // Keys: (field number << 3) | wire type.
+    const TIME: u8 = 1 << 3 | FIXED64 as u8;
+    const SEVERITY_NUMBER: u8 = 2 << 3 | VARINT as u8;
+    const SEVERITY_TEXT: u8 = 3 << 3 | LEN as u8;
+    const BODY: u8 = 5 << 3 | LEN as u8;
+    const ATTRIBUTES: u8 = 6 << 3 | LEN as u8;
+    const DROPPED: u8 = 7 << 3 | VARINT as u8;
+    const FLAGS: u8 = 8 << 3 | FIXED32 as u8;
+    const TRACE_ID: u8 = 9 << 3 | LEN as u8;
+    const SPAN_ID: u8 = 10 << 3 | LEN as u8;
+    const OBSERVED_TIME: u8 = 11 << 3 | FIXED64 as u8;
+    const EVENT_NAME: u8 = 12 << 3 | LEN as u8;
+    let mut pos = 0;
+    while let Some(&key) = record.get(pos) {
+        pos += 1;
+        let ok = match key {
+            TIME | OBSERVED_TIME => skip_fixed(record, &mut pos, 8),
+            FLAGS => skip_fixed(record, &mut pos, 4),
+            SEVERITY_NUMBER | DROPPED => read_varint(record, &mut pos).is_some(),
+            TRACE_ID | SPAN_ID => read_len(record, &mut pos).is_some(),
+            SEVERITY_TEXT | EVENT_NAME => read_len(record, &mut pos).is_some_and(super::is_utf8),
+            // Message fields need a non-zero count; a plain attribute's
+            // value needs one more (see `validate`).
+            ATTRIBUTES => {
+                budget > 0
+                    && read_len(record, &mut pos).is_some_and(|kv| {
+                        (budget >= 2 && is_plain_key_value(kv))
+                            || validate(kv, 0, Msg::KeyValue, budget - 1, items).is_ok()
+                    })
+            }
+            BODY => {
+                budget > 0
+                    && read_len(record, &mut pos).is_some_and(|body| {
+                        validate(body, 0, Msg::AnyValue, budget - 1, items).is_ok()
+                    })
+            }
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// Skips `n` bytes of a fixed-width value; false if fewer are left.
+#[inline]
+fn skip_fixed(buf: &[u8], pos: &mut usize, n: usize) -> bool {
+    if buf.len() - *pos < n {
+        return false;
+    }
+    *pos += n;
+    true
 }
 
 /// True for a valid `KeyValue` of the usual shape: a key (field 1), then a
