@@ -974,7 +974,9 @@ impl Matcher {
                 }
             }
         }
-        if !self.attributes.iter().all(|a| a.matches(ev, possible)) {
+        // Most matchers have no attribute conditions; the emptiness test
+        // keeps them from a call to the (out-of-line) `all`.
+        if !self.attributes.is_empty() && !self.attributes.iter().all(|a| a.matches(ev, possible)) {
             return false;
         }
         if let Some(re) = &self.span_name {
