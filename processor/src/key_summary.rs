@@ -25,14 +25,12 @@ impl KeySummary {
             return KeySummary(1);
         };
         let middle = key[n / 2];
-        // The four facts packed into one word and mixed by one multiply;
-        // the bits are taken from the top, where a multiply mixes best.
-        let packed = (n as u32 & 0xff)
-            | u32::from(first) << 8
-            | u32::from(middle) << 16
-            | u32::from(last) << 24;
-        let h = (u64::from(packed) ^ (n as u64) << 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        KeySummary(1 << (h >> 57) | 1 << ((h >> 50) & 127))
+        let h = (n as u32).wrapping_mul(0x9E37_79B1)
+            ^ u32::from(first).wrapping_mul(0x27D4_EB2F)
+            ^ u32::from(middle).wrapping_mul(0xC2B2_AE3D)
+            ^ u32::from(last).wrapping_mul(0x85EB_CA77);
+        let h = h ^ (h >> 15);
+        KeySummary(1 << (h & 127) | 1 << ((h >> 7) & 127))
     }
 
     /// Adds a key.
