@@ -478,6 +478,24 @@ pub fn log_record(bytes: &[u8]) -> LogRecordRef<'_> {
     log_record_with(bytes, |_| {})
 }
 
+/// The keys of `LogRecord`'s fields, each one byte: (field number << 3) |
+/// wire type.
+pub(crate) mod log_record_keys {
+    use super::{FIXED32, FIXED64, LEN, VARINT};
+
+    pub const TIME: u8 = 1 << 3 | FIXED64 as u8;
+    pub const SEVERITY_NUMBER: u8 = 2 << 3 | VARINT as u8;
+    pub const SEVERITY_TEXT: u8 = 3 << 3 | LEN as u8;
+    pub const BODY: u8 = 5 << 3 | LEN as u8;
+    pub const ATTRIBUTES: u8 = 6 << 3 | LEN as u8;
+    pub const DROPPED: u8 = 7 << 3 | VARINT as u8;
+    pub const FLAGS: u8 = 8 << 3 | FIXED32 as u8;
+    pub const TRACE_ID: u8 = 9 << 3 | LEN as u8;
+    pub const SPAN_ID: u8 = 10 << 3 | LEN as u8;
+    pub const OBSERVED_TIME: u8 = 11 << 3 | FIXED64 as u8;
+    pub const EVENT_NAME: u8 = 12 << 3 | LEN as u8;
+}
+
 /// [`log_record`], also handing each attribute (field 6, an encoded
 /// `KeyValue`) to `attribute` in wire order: the processor reads a record's
 /// fields and splits its attributes in one pass.
@@ -491,22 +509,8 @@ pub fn log_record_with<'a>(
     bytes: &'a [u8],
     mut attribute: impl FnMut(&'a [u8]),
 ) -> LogRecordRef<'a> {
-    // Keys: (field number << 3) | wire type.
-    const TIME: u8 = 1 << 3 | FIXED64 as u8;
-    const SEVERITY_NUMBER: u8 = 2 << 3 | VARINT as u8;
-    const SEVERITY_TEXT: u8 = 3 << 3 | LEN as u8;
-    const BODY: u8 = 5 << 3 | LEN as u8;
-    const ATTRIBUTES: u8 = 6 << 3 | LEN as u8;
-    const DROPPED: u8 = 7 << 3 | VARINT as u8;
-    const FLAGS: u8 = 8 << 3 | FIXED32 as u8;
-    const TRACE_ID: u8 = 9 << 3 | LEN as u8;
-    const SPAN_ID: u8 = 10 << 3 | LEN as u8;
-    const OBSERVED_TIME: u8 = 11 << 3 | FIXED64 as u8;
-    const EVENT_NAME: u8 = 12 << 3 | LEN as u8;
-    let mut r = LogRecordRef {
-        bytes,
-        ..LogRecordRef::default()
-    };
+    use log_record_keys::*;
+    let mut r = LogRecordRef::unread(bytes);
     let mut pos = 0;
     while let Some(&key) = bytes.get(pos) {
         let mut p = pos + 1;
@@ -601,10 +605,7 @@ pub(crate) fn log_record_generic<'a>(
     bytes: &'a [u8],
     mut attribute: impl FnMut(&'a [u8]),
 ) -> LogRecordRef<'a> {
-    let mut r = LogRecordRef {
-        bytes,
-        ..LogRecordRef::default()
-    };
+    let mut r = LogRecordRef::unread(bytes);
     for (tag, value) in fields(bytes) {
         log_record_field(&mut r, tag, value, &mut attribute);
     }
@@ -612,6 +613,14 @@ pub(crate) fn log_record_generic<'a>(
 }
 
 impl<'a> LogRecordRef<'a> {
+    /// A record of `bytes` with no field read yet (all defaults).
+    fn unread(bytes: &'a [u8]) -> Self {
+        LogRecordRef {
+            bytes,
+            ..LogRecordRef::default()
+        }
+    }
+
     /// The record's attributes (field 6), in wire order.
     pub fn attributes(&self) -> impl Iterator<Item = KeyValueRef<'a>> + 'a {
         fields(self.bytes).filter_map(|f| match f {

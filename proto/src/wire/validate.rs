@@ -243,18 +243,7 @@ fn validate(
 /// Same rules as [`validate`]: the body and unusual attributes go through it.
 #[inline]
 fn log_record_is_valid(record: &[u8], budget: u32, items: &mut usize) -> bool {
-    // Keys: (field number << 3) | wire type.
-    const TIME: u8 = 1 << 3 | FIXED64 as u8;
-    const SEVERITY_NUMBER: u8 = 2 << 3 | VARINT as u8;
-    const SEVERITY_TEXT: u8 = 3 << 3 | LEN as u8;
-    const BODY: u8 = 5 << 3 | LEN as u8;
-    const ATTRIBUTES: u8 = 6 << 3 | LEN as u8;
-    const DROPPED: u8 = 7 << 3 | VARINT as u8;
-    const FLAGS: u8 = 8 << 3 | FIXED32 as u8;
-    const TRACE_ID: u8 = 9 << 3 | LEN as u8;
-    const SPAN_ID: u8 = 10 << 3 | LEN as u8;
-    const OBSERVED_TIME: u8 = 11 << 3 | FIXED64 as u8;
-    const EVENT_NAME: u8 = 12 << 3 | LEN as u8;
+    use super::reader::log_record_keys::*;
     let mut pos = 0;
     while let Some(&key) = record.get(pos) {
         pos += 1;
