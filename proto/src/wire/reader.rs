@@ -399,34 +399,36 @@ impl<'a> Iterator for ScopeLogsIter<'a> {
     }
 }
 
-/// A borrowed `ScopeLogs`. `scope` is the last occurrence (see
-/// [`ResourceLogsRef`] on repeated singular messages).
+/// A borrowed `ScopeLogs`. Its `scope` and `schema_url` are read when asked
+/// for: finding them walks every record of the scope, and the hot paths
+/// only want the records.
 #[derive(Clone, Copy, Debug)]
 pub struct ScopeLogsRef<'a> {
     /// The whole `ScopeLogs` message.
     pub bytes: &'a [u8],
-    /// The `scope` message (field 1, InstrumentationScope), last
-    /// occurrence; `None` if absent.
-    pub scope: Option<&'a [u8]>,
-    /// `schema_url` (field 3), last occurrence.
-    pub schema_url: &'a str,
 }
 
 impl<'a> ScopeLogsRef<'a> {
     fn new(bytes: &'a [u8]) -> Self {
-        let mut s = ScopeLogsRef {
-            bytes,
-            scope: None,
-            schema_url: "",
-        };
-        for (tag, value) in fields(bytes) {
-            match (tag, value) {
-                (1, WireValue::Len(b)) => s.scope = Some(b),
-                (3, WireValue::Len(b)) => s.schema_url = as_str(b),
-                _ => {}
-            }
-        }
-        s
+        ScopeLogsRef { bytes }
+    }
+
+    /// The `scope` message (field 1, InstrumentationScope), last occurrence
+    /// (see [`ResourceLogsRef`] on repeated singular messages); `None` if
+    /// absent.
+    pub fn scope(&self) -> Option<&'a [u8]> {
+        self.scope_parts().last()
+    }
+
+    /// `schema_url` (field 3), last occurrence.
+    pub fn schema_url(&self) -> &'a str {
+        fields(self.bytes)
+            .filter_map(|f| match f {
+                (3, WireValue::Len(b)) => Some(as_str(b)),
+                _ => None,
+            })
+            .last()
+            .unwrap_or("")
     }
 
     /// Every occurrence of `scope`, in wire order (prost merges them).

@@ -199,9 +199,9 @@ fn random_requests_are_accepted_and_read_as_prost_reads_them() {
             let scopes: Vec<_> = r.scopes().collect();
             assert_eq!(scopes.len(), rl.scope_logs.len());
             for (s, sl) in scopes.iter().zip(&rl.scope_logs) {
-                assert_eq!(s.schema_url, sl.schema_url);
+                assert_eq!(s.schema_url(), sl.schema_url);
                 assert_eq!(
-                    s.scope.map(|b| InstrumentationScope::decode(b).unwrap()),
+                    s.scope().map(|b| InstrumentationScope::decode(b).unwrap()),
                     sl.scope
                 );
                 let records: Vec<_> = s.records().collect();
