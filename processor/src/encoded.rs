@@ -42,9 +42,9 @@ pub struct Edits {
 ///
 /// Bounded: cleared when it holds [`MAX_SIGNATURES`] signatures or
 /// [`MAX_BYTES`] of encoded attributes. An entry is used only when the
-/// signature is the one it was encoded from (fingerprint, template,
-/// category and priority compared), so the bytes are always what
-/// [`LogEnrichment::encode`] would write.
+/// signature is the one it was encoded from (the whole signature is
+/// compared), so the bytes are always what
+/// [`put_signature`] writes.
 #[derive(Default)]
 struct EncodedSignatures {
     bytes: Vec<u8>,
@@ -108,7 +108,7 @@ impl Processor {
                 if let Some(context) = context {
                     let record = LogRef::wire_split(record, &mut record_entries);
                     self.process_log(context, record, tally)
-                        .encode_with(&mut edits.signatures, &mut edits.extras);
+                        .encode(&mut edits.signatures, &mut edits.extras);
                 }
                 edits.ends.push(edits.extras.len() as u32);
             }
@@ -123,17 +123,10 @@ impl Processor {
 
 impl LogEnrichment {
     /// Appends the enrichment to an encoded record: the same fields, in the
-    /// same order, as [`apply`](Self::apply) writes into a decoded one.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        self.put_trace(out);
-        if let Some(signature) = &self.signature {
-            put_signature(signature, out);
-        }
-    }
-
-    /// [`encode`](Self::encode), with the signature's attributes copied
-    /// from `signatures` when it encoded them before.
-    fn encode_with(&self, signatures: &mut EncodedSignatures, out: &mut Vec<u8>) {
+    /// same order, as [`apply`](Self::apply) writes into a decoded one; the
+    /// signature's attributes are copied from `signatures` when it encoded
+    /// them before.
+    fn encode(&self, signatures: &mut EncodedSignatures, out: &mut Vec<u8>) {
         self.put_trace(out);
         if let Some(signature) = &self.signature {
             signatures.put(signature, out);

@@ -133,6 +133,7 @@ const MAX_BEGINNINGS: usize = 8;
 /// same bit set, are these: both cases of a letter are found, and so is a
 /// non-letter that differs from the literal's only in that bit, which the
 /// automaton then rules out. A beginning is never missed.
+///
 /// Each byte is kept repeated 16 times, ready to be loaded as a vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Beginning([[u8; 16]; 2]);
@@ -1186,6 +1187,13 @@ mod tests {
         }
     }
 
+    /// The prefilter of `patterns` and each pattern's slot.
+    fn prefilter(patterns: &[&str]) -> (Prefilter, Vec<Option<u8>>) {
+        let mut slots = vec![None; patterns.len()];
+        let p = Prefilter::build(patterns, &mut slots).expect("a prefilter");
+        (p, slots)
+    }
+
     /// The DFA walk reports exactly the slots whose literals occur
     /// (ASCII case-insensitively), overlapping and nested occurrences
     /// included, checked against a naive substring search.
@@ -1199,8 +1207,7 @@ mod tests {
             "(?i)agents?",
             "^/ws",
         ];
-        let mut slots = vec![None; patterns.len()];
-        let p = Prefilter::build(&patterns, &mut slots).unwrap();
+        let (p, slots) = prefilter(&patterns);
         assert!(slots.iter().all(Option::is_some));
         let prefixes: Vec<Vec<Vec<u8>>> = patterns
             .iter()
@@ -1252,8 +1259,7 @@ mod tests {
             "(?i)ba",
             "@x",
         ];
-        let mut slots = vec![None; patterns.len()];
-        let p = Prefilter::build(&patterns, &mut slots).unwrap();
+        let (p, _) = prefilter(&patterns);
         assert!(p.beginnings.is_some());
         let pieces = [
             "a",
@@ -1306,8 +1312,7 @@ mod tests {
                 .map(|i| ["ab", "ac", "ad", "ae", "af", "ag", "ah", "ai", "aj"][i])
                 .collect(),
         ] {
-            let mut slots = vec![None; patterns.len()];
-            let p = Prefilter::build(&patterns, &mut slots).unwrap();
+            let (p, _) = prefilter(&patterns);
             assert!(p.beginnings.is_none(), "{patterns:?}");
         }
     }
