@@ -225,6 +225,15 @@ impl Prefilter {
     /// A prefilter for `patterns` (slot = index); `None` if none qualifies.
     /// `slots[i]` is set for the patterns that got one.
     fn build(patterns: &[&str], slots: &mut [Option<u8>]) -> Option<Prefilter> {
+        let prefilter = Self::build_literals(patterns, slots);
+        if prefilter.is_none() {
+            // No literal, or too many for a DFA: every regex simply runs.
+            slots.iter_mut().for_each(|s| *s = None);
+        }
+        prefilter
+    }
+
+    fn build_literals(patterns: &[&str], slots: &mut [Option<u8>]) -> Option<Prefilter> {
         let mut literals: Vec<(Vec<u8>, u64)> = Vec::new();
         for (i, pattern) in patterns.iter().enumerate().take(PREFILTER_SLOTS) {
             let Some(prefixes) = literal_prefixes(pattern) else {
@@ -238,6 +247,12 @@ impl Prefilter {
                 }
             }
         }
+        Self::of_literals(literals)
+    }
+
+    /// A prefilter for `literals`, each with the slots it stands for (a
+    /// bit each); `None` if there are none or too many for a DFA.
+    fn of_literals(literals: Vec<(Vec<u8>, u64)>) -> Option<Prefilter> {
         if literals.is_empty() {
             return None;
         }
@@ -251,11 +266,7 @@ impl Prefilter {
             .build(literals.iter().map(|(l, _)| l))
             .ok()
             .and_then(|dfa| Some((dfa.start_state(Anchored::No).ok()?, dfa)));
-        let Some((start, dfa)) = built else {
-            // Too many literals for a DFA: every regex simply runs.
-            slots.iter_mut().for_each(|s| *s = None);
-            return None;
-        };
+        let (start, dfa) = built?;
         let mut starts = [false; 256];
         for (literal, _) in &literals {
             let first = literal[0];
@@ -352,7 +363,29 @@ impl Prefilter {
 /// finite set of non-empty literals (the regex then always runs). Parsed
 /// with the same defaults as `regex::Regex::new`.
 fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    literals(pattern, regex_syntax::hir::literal::ExtractKind::Prefix)
+}
+
+/// Literal suffixes, as [`literal_prefixes`], such that every match of
+/// `pattern` *in an ASCII haystack* ends with one of them, matched ASCII
+/// case-insensitively.
+///
+/// A leading `(?i)` is dropped before extracting: case-insensitive
+/// literals expand into every case variant (`started` alone has 192, with
+/// the Unicode `ſ`), which cost most of start-up to extract and dedupe.
+/// Without it the literals are the pattern's own, ASCII-lowercased; on an
+/// ASCII haystack `(?i)` adds nothing but other ASCII cases, which the
+/// case-insensitive search covers. Its other effects (`ſ`, the Kelvin
+/// sign, non-ASCII letters) need a non-ASCII haystack, for which the
+/// suffix filter is not used.
+fn literal_suffixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    let pattern = pattern.strip_prefix("(?i)").unwrap_or(pattern);
+    literals(pattern, regex_syntax::hir::literal::ExtractKind::Suffix)
+}
+
+/// The literals of `kind` (prefix or suffix) of `pattern`.
+fn literals(pattern: &str, kind: regex_syntax::hir::literal::ExtractKind) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::Extractor;
     let hir = regex_syntax::ParserBuilder::new()
         .build()
         .parse(pattern)
@@ -360,21 +393,18 @@ fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
     // Above the default of 250 literals: `(?i)close|code` has more than
     // 250 case variants, and past the limit the extractor shortens them
     // all to `c`, a prefilter that passes nearly every message.
-    let seq = Extractor::new()
-        .kind(ExtractKind::Prefix)
-        .limit_total(1000)
-        .extract(&hir);
+    let seq = Extractor::new().kind(kind).limit_total(1000).extract(&hir);
     let literals = seq.literals()?;
-    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(literals.len());
     for literal in literals {
         let bytes = literal.as_bytes().to_ascii_lowercase();
         if bytes.is_empty() {
             return None;
         }
-        if !out.contains(&bytes) {
-            out.push(bytes);
-        }
+        out.push(bytes);
     }
+    out.sort_unstable();
+    out.dedup();
     (!out.is_empty()).then_some(out)
 }
 
@@ -729,20 +759,53 @@ fn build_prefilter(
     prefilter
 }
 
-/// A regex and its slot in the engine's prefilter (`None`: always run it).
+/// A regex, its slot in the engine's prefilter (`None`: always run it)
+/// and its own filter of literal suffixes.
 #[derive(Debug)]
 struct PrefilteredRegex {
     regex: Regex,
     slot: Option<u8>,
+    /// Every match ends with one of the regex's literal suffixes, so a
+    /// haystack with none of them cannot match. Checked only after the
+    /// engine's prefix prefilter passed the haystack: a word the regex
+    /// starts with is often there without the rest of the match (`agent`
+    /// in `/api/agents`, `WebSocket connection` in a message about a
+    /// connection id), and a scan for the suffixes costs a fraction of the
+    /// regex search it saves. `None` when the suffixes are unknown, not
+    /// selective (shorter than [`MIN_SUFFIX_LEN`] bytes, more than
+    /// [`MAX_SUFFIXES`]) or all among the prefixes (`agents?`).
+    suffixes: Option<Box<Prefilter>>,
 }
+
+/// Shortest literal suffix worth a scan.
+const MIN_SUFFIX_LEN: usize = 3;
+/// Most literal suffixes scanned for per regex.
+const MAX_SUFFIXES: usize = 64;
 
 impl PrefilteredRegex {
     fn new(regex: Regex) -> Self {
-        PrefilteredRegex { regex, slot: None }
+        let suffixes = literal_suffixes(regex.as_str())
+            .filter(|s| s.len() <= MAX_SUFFIXES && s.iter().all(|l| l.len() >= MIN_SUFFIX_LEN))
+            .filter(|s| {
+                let prefixes = literal_prefixes(regex.as_str()).unwrap_or_default();
+                !s.iter().all(|l| prefixes.contains(l))
+            })
+            .and_then(|s| Prefilter::of_literals(s.into_iter().map(|l| (l, 1)).collect()))
+            .map(Box::new);
+        PrefilteredRegex {
+            regex,
+            slot: None,
+            suffixes,
+        }
     }
 
     fn is_match(&self, haystack: &str, possible: &Possible<'_>) -> bool {
-        possible.may_match(self.slot, haystack) && self.regex.is_match(haystack)
+        possible.may_match(self.slot, haystack)
+            && self
+                .suffixes
+                .as_ref()
+                .is_none_or(|s| !haystack.is_ascii() || s.scan(haystack) != 0)
+            && self.regex.is_match(haystack)
     }
 }
 
@@ -1092,6 +1155,103 @@ mod tests {
     use super::*;
     use gardener_proto::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
     use gardener_proto::view::MapRef;
+
+    /// The suffix filter of the built-in regexes that start with a common
+    /// word: it exists, it turns away messages that have the word without
+    /// the rest of a match, and with the prefix prefilter it never turns
+    /// away a match (random haystacks made of the literals' pieces, in
+    /// both cases and with the Unicode case variants).
+    #[test]
+    fn suffix_filters_never_hide_a_match() {
+        let e = SliEngine::builtin();
+        let regexes = prefiltered(&e, |m| &m.message);
+        let with_suffixes: Vec<&str> = regexes
+            .iter()
+            .filter(|r| r.suffixes.is_some())
+            .map(|r| r.regex.as_str())
+            .collect();
+        assert!(
+            with_suffixes.iter().any(|r| r.contains("started"))
+                && with_suffixes
+                    .iter()
+                    .any(|r| r.contains("websocket connection")),
+            "{with_suffixes:?}"
+        );
+        for r in &regexes {
+            if let Some(s) = &r.suffixes {
+                for h in [
+                    "GET /api/agents 200 12ms",
+                    "Error in WebSocket connection ws_1: WebSocket is not connected",
+                ] {
+                    assert_eq!(s.scan(h), 0, "{} on {h:?}", r.regex);
+                }
+            }
+        }
+        let pieces = [
+            "agent",
+            "AGENT",
+            "agents",
+            " ",
+            "x",
+            "/api/",
+            "started",
+            "\u{17F}tarted",
+            "Starting",
+            "completed",
+            "FINISHED",
+            "fini\u{17F}hed",
+            "succeeded",
+            "WebSocket",
+            "websocket connection ",
+            "accepted",
+            "ACCEPTED",
+            "established",
+            "e\u{17F}tabli\u{17F}hed",
+            "opened",
+            "failed",
+            "rejected",
+            "refused",
+            "closed abnormally",
+            "CLOSED ABNORMALLY",
+            "close",
+            "code",
+            "1006",
+            "1011",
+            "\"WebSocket /ws\" ",
+            "[accepted]",
+            "403",
+            "\"",
+            ":",
+            "0",
+        ];
+        let mut state = 0x9e3779b97f4a7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut matched = 0;
+        for _ in 0..20_000 {
+            let n = (next() % 12) as usize;
+            let h: String = (0..n)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
+            let possible = Possible {
+                prefilter: e.message_prefilter.as_ref(),
+                bits: Cell::new(None),
+            };
+            for r in &regexes {
+                let want = r.regex.is_match(&h);
+                matched += usize::from(want);
+                assert_eq!(r.is_match(&h, &possible), want, "{} on {h:?}", r.regex);
+            }
+        }
+        assert!(
+            matched > 1000,
+            "the haystacks exercise the regexes ({matched})"
+        );
+    }
 
     #[test]
     fn builtins_compile() {
