@@ -167,7 +167,16 @@ fn next_beginning(beginnings: &[Beginning], haystack: &[u8], mut at: usize) -> u
             at += 16;
         }
         let rest = haystack.len().saturating_sub(at);
-        if rest > 0 {
+        if rest > 0 && haystack.len() >= 17 {
+            // The last 17 bytes, overlapping what was searched: the
+            // positions before `at` are masked off (a beginning needs two
+            // bytes, so none starts at the very last one).
+            let start = haystack.len() - 17;
+            let mask = block_beginnings(beginnings, &haystack[start..]) >> (at - start);
+            if mask != 0 {
+                return at + mask.trailing_zeros() as usize;
+            }
+        } else if rest > 0 {
             let mut block = [0u8; 17];
             block[..rest].copy_from_slice(&haystack[at..]);
             let mask = block_beginnings(beginnings, &block) & ((1u32 << rest) - 1);
