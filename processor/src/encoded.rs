@@ -18,6 +18,7 @@ use gardener_proto::wire;
 
 use crate::attributes;
 use crate::enrich::{fingerprint_hex, LogEnrichment, Processor, Tally};
+use crate::event::AttrIndex;
 use crate::signature::Signature;
 use crate::trace_context::TraceContextState;
 
@@ -106,8 +107,11 @@ impl Processor {
             let context = self.intern_resource(resource, tally);
             for record in resource_logs.records() {
                 if let Some(context) = context {
-                    let record = LogRef::wire_split(record, &mut record_entries);
-                    self.process_log(context, record, tally)
+                    // The view's index is made while the attributes are split.
+                    let mut index = AttrIndex::empty();
+                    let record =
+                        LogRef::wire_split_with(record, &mut record_entries, |e| index.offer(e));
+                    self.process_log_indexed(context, record, &index, tally)
                         .encode(&mut edits.signatures, &mut edits.extras);
                 }
                 edits.ends.push(edits.extras.len() as u32);

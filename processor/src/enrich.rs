@@ -18,7 +18,7 @@ use gardener_proto::view::{LogRef, MapRef, ValueRef};
 
 use crate::attributes;
 use crate::config::ProcessorConfig;
-use crate::event::{service_name_of, EventView, Signal};
+use crate::event::{service_name_of, AttrIndex, EventView, Signal};
 use crate::key_summary::KeySummary;
 use crate::signature::{Signature, Signer};
 use crate::sli::{SliEngine, SliEvent, SliSignal};
@@ -296,6 +296,18 @@ impl Processor {
         record: LogRef<'_>,
         tally: &mut Tally,
     ) -> LogEnrichment {
+        self.process_log_indexed(resource, record, &AttrIndex::new(record.attributes), tally)
+    }
+
+    /// [`process_log`](Self::process_log) with the record's attributes
+    /// indexed beforehand (`attrs`, the [`AttrIndex`] of `record.attributes`).
+    pub fn process_log_indexed<'a>(
+        &self,
+        resource: ResourceContext<'a>,
+        record: LogRef<'a>,
+        attrs: &AttrIndex<'a>,
+        tally: &mut Tally,
+    ) -> LogEnrichment {
         let service = resource.service;
         let trace = self.trace_checks.then(|| check(record));
         // The rest sees the record as it will be: with the recovered ids
@@ -321,7 +333,7 @@ impl Processor {
                     .or_default() += 1;
             }
         }
-        let view = EventView::from_log_parts(resource.service_name, record, |view| {
+        let view = EventView::from_log_indexed(resource.service_name, record, attrs, |view| {
             self.signer.should_sign(view)
         });
         let signature = self.signature_of(&view, service, tally);

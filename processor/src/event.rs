@@ -162,7 +162,7 @@ fn as_status(v: ValueRef<'_>) -> Option<u16> {
 /// first attribute whose key is [`ATTR_KEYS`]`[i]`. Lookups then follow each
 /// field's key order, exactly as a scan per key would (the first key that is
 /// present with a value that has text wins; an empty text is no value).
-struct AttrIndex<'a> {
+pub struct AttrIndex<'a> {
     slots: [Option<Entry<'a>>; ATTR_KEYS.len()],
     keys: KeySummary,
 }
@@ -236,18 +236,33 @@ fn attr_slot(key: &[u8]) -> Option<usize> {
 }
 
 impl<'a> AttrIndex<'a> {
-    fn new(attrs: MapRef<'a>) -> Self {
-        let mut slots = [None; ATTR_KEYS.len()];
-        let mut keys = KeySummary::default();
+    /// The index of a list of attributes.
+    pub fn new(attrs: MapRef<'a>) -> Self {
+        let mut index = Self::empty();
         for entry in attrs.entries() {
-            keys.add(entry.key_bytes());
-            if let Some(i) = attr_slot(entry.key_bytes()) {
-                if slots[i].is_none() {
-                    slots[i] = Some(entry);
-                }
+            index.offer(entry);
+        }
+        index
+    }
+
+    /// The index of no attributes, to [`offer`](Self::offer) them to one
+    /// by one.
+    pub fn empty() -> Self {
+        AttrIndex {
+            slots: [None; ATTR_KEYS.len()],
+            keys: KeySummary::default(),
+        }
+    }
+
+    /// Indexes the next attribute of the list.
+    #[inline]
+    pub fn offer(&mut self, entry: Entry<'a>) {
+        self.keys.add(entry.key_bytes());
+        if let Some(i) = attr_slot(entry.key_bytes()) {
+            if self.slots[i].is_none() {
+                self.slots[i] = Some(entry);
             }
         }
-        AttrIndex { slots, keys }
     }
 
     /// The first of `keys` whose value has text; `None` when that text is empty.
@@ -298,7 +313,17 @@ impl<'a> EventView<'a> {
         record: LogRef<'a>,
         signed: impl FnOnce(&EventView<'a>) -> bool,
     ) -> Self {
-        let attrs = AttrIndex::new(record.attributes);
+        Self::from_log_indexed(service, record, &AttrIndex::new(record.attributes), signed)
+    }
+
+    /// [`from_log_parts`](Self::from_log_parts) with `record.attributes`
+    /// indexed beforehand (`attrs`), e.g. while they were split.
+    pub fn from_log_indexed(
+        service: &'a str,
+        record: LogRef<'a>,
+        attrs: &AttrIndex<'a>,
+        signed: impl FnOnce(&EventView<'a>) -> bool,
+    ) -> Self {
         let mut severity_number = record.severity_number;
         if severity_number == 0 {
             severity_number = severity_from_text(record.severity_text);

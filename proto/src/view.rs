@@ -348,8 +348,23 @@ impl<'a> LogRef<'a> {
     /// up many times per record.
     /// The record's fields and attributes are read in one pass.
     pub fn wire_split<'m: 'a>(message: &'m [u8], entries: &'a mut Vec<Entry<'m>>) -> Self {
+        Self::wire_split_with(message, entries, |_| {})
+    }
+
+    /// [`wire_split`](Self::wire_split), handing each attribute to `each`
+    /// as it is split, for a caller that indexes them: one pass instead of
+    /// a second one over `entries`.
+    pub fn wire_split_with<'m: 'a>(
+        message: &'m [u8],
+        entries: &'a mut Vec<Entry<'m>>,
+        mut each: impl FnMut(Entry<'m>),
+    ) -> Self {
         entries.clear();
-        let r = wire::log_record_with(message, |kv| entries.push(wire_entry(kv)));
+        let r = wire::log_record_with(message, |kv| {
+            let entry = wire_entry(kv);
+            each(entry);
+            entries.push(entry);
+        });
         LogRef::from_wire(r, MapRef::split(entries))
     }
 
