@@ -37,7 +37,7 @@ pub use reader::{
     WireValue,
 };
 pub use splice::splice_logs_request;
-pub use text::{is_utf8, utf8};
+pub use text::{is_ascii, is_utf8, utf8};
 pub use validate::{validate_logs_request, validate_trace_request};
 
 /// Why bytes are not a valid message: what was wrong and at which byte
