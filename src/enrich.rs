@@ -3,7 +3,7 @@
 //! short lock, and turns the result into metric increments.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,7 +42,9 @@ pub struct Enricher {
 /// is bounded by the same signature budget and SLI series.
 #[derive(Default)]
 struct CounterCache {
-    counters: HashMap<u64, Vec<CachedCounter>>,
+    /// By a hash of the name and label values (foldhash: the std default,
+    /// SipHash, cost more than the rest of an increment).
+    counters: HashMap<u64, Vec<CachedCounter>, foldhash::fast::RandomState>,
 }
 
 /// Metric name, label values, handle.
@@ -58,10 +60,8 @@ impl CounterCache {
         by: u64,
         register: impl FnOnce() -> metrics::Counter,
     ) {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        name.hash(&mut hasher);
-        values.hash(&mut hasher);
-        let entries = self.counters.entry(hasher.finish()).or_default();
+        let key = foldhash::fast::FixedState::default().hash_one((name, values));
+        let entries = self.counters.entry(key).or_default();
         let same = |(n, v, _): &&CachedCounter| {
             *n == name && v.len() == values.len() && v.iter().zip(values).all(|(a, b)| **a == **b)
         };

@@ -211,6 +211,7 @@ const ATTR_KEYS: [&str; 18] = [
 /// The slot of `key`. A match on byte strings compiles to a switch on the
 /// length and comparisons of constant size, inlined: the attributes the
 /// view does not read cost a comparison of lengths, or a few loads.
+#[inline]
 fn attr_slot(key: &[u8]) -> Option<usize> {
     Some(match key {
         b"exception.type" => EXCEPTION_TYPE,
