@@ -233,8 +233,10 @@ fn block_beginnings(beginnings: &[Beginning], block: &[u8]) -> u32 {
 impl Prefilter {
     /// A prefilter for `patterns` (slot = index); `None` if none qualifies.
     /// `slots[i]` is set for the patterns that got one.
-    fn build(patterns: &[&str], slots: &mut [Option<u8>]) -> Option<Prefilter> {
-        let prefilter = Self::build_literals(patterns, slots);
+    /// `prefixes[i]`: the literal prefixes of pattern `i`
+    /// ([`literal_prefixes`]; `None`: it gets no slot).
+    fn build(prefixes: &[Option<&[Vec<u8>]>], slots: &mut [Option<u8>]) -> Option<Prefilter> {
+        let prefilter = Self::build_literals(prefixes, slots);
         if prefilter.is_none() {
             // No literal, or too many for a DFA: every regex simply runs.
             slots.iter_mut().for_each(|s| *s = None);
@@ -242,17 +244,20 @@ impl Prefilter {
         prefilter
     }
 
-    fn build_literals(patterns: &[&str], slots: &mut [Option<u8>]) -> Option<Prefilter> {
+    fn build_literals(
+        prefixes: &[Option<&[Vec<u8>]>],
+        slots: &mut [Option<u8>],
+    ) -> Option<Prefilter> {
         let mut literals: Vec<(Vec<u8>, u64)> = Vec::new();
-        for (i, pattern) in patterns.iter().enumerate().take(PREFILTER_SLOTS) {
-            let Some(prefixes) = literal_prefixes(pattern) else {
+        for (i, set) in prefixes.iter().enumerate().take(PREFILTER_SLOTS) {
+            let Some(set) = set else {
                 continue;
             };
             slots[i] = Some(i as u8);
-            for literal in prefixes {
-                match literals.iter_mut().find(|(l, _)| *l == literal) {
+            for literal in set.iter() {
+                match literals.iter_mut().find(|(l, _)| l == literal) {
                     Some((_, owners)) => *owners |= 1 << i,
-                    None => literals.push((literal, 1 << i)),
+                    None => literals.push((literal.clone(), 1 << i)),
                 }
             }
         }
@@ -752,13 +757,13 @@ fn build_prefilter(
         .iter_mut()
         .flat_map(|d| d.events.iter_mut().chain(d.bad.iter_mut()))
         .collect();
-    let patterns: Vec<String> = matchers
+    let prefixes: Vec<Option<Vec<Vec<u8>>>> = matchers
         .iter_mut()
-        .filter_map(|m| field(m).as_ref().map(|r| r.regex.as_str().to_string()))
+        .filter_map(|m| field(m).as_ref().map(|r| r.prefixes.clone()))
         .collect();
-    let pattern_refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
-    let mut slots = vec![None; patterns.len()];
-    let prefilter = Prefilter::build(&pattern_refs, &mut slots);
+    let prefix_refs: Vec<Option<&[Vec<u8>]>> = prefixes.iter().map(Option::as_deref).collect();
+    let mut slots = vec![None; prefixes.len()];
+    let prefilter = Prefilter::build(&prefix_refs, &mut slots);
     let mut next = slots.into_iter();
     for m in matchers.iter_mut() {
         if let Some(r) = field(m).as_mut() {
@@ -784,6 +789,8 @@ struct PrefilteredRegex {
     /// selective (shorter than [`MIN_SUFFIX_LEN`] bytes, more than
     /// [`MAX_SUFFIXES`]) or all among the prefixes (`agents?`).
     suffixes: Option<Box<Prefilter>>,
+    /// Its [`literal_prefixes`], for the engine's prefilter.
+    prefixes: Option<Vec<Vec<u8>>>,
 }
 
 /// Shortest literal suffix worth a scan.
@@ -793,10 +800,11 @@ const MAX_SUFFIXES: usize = 64;
 
 impl PrefilteredRegex {
     fn new(regex: Regex) -> Self {
+        let prefixes = literal_prefixes(regex.as_str());
         let suffixes = literal_suffixes(regex.as_str())
             .filter(|s| s.len() <= MAX_SUFFIXES && s.iter().all(|l| l.len() >= MIN_SUFFIX_LEN))
             .filter(|s| {
-                let prefixes = literal_prefixes(regex.as_str()).unwrap_or_default();
+                let prefixes = prefixes.as_deref().unwrap_or_default();
                 !s.iter().all(|l| prefixes.contains(l))
             })
             .and_then(|s| Prefilter::of_literals(s.into_iter().map(|l| (l, 1)).collect()))
@@ -805,6 +813,7 @@ impl PrefilteredRegex {
             regex,
             slot: None,
             suffixes,
+            prefixes,
         }
     }
 
@@ -1380,7 +1389,9 @@ mod tests {
     /// The prefilter of `patterns` and each pattern's slot.
     fn prefilter(patterns: &[&str]) -> (Prefilter, Vec<Option<u8>>) {
         let mut slots = vec![None; patterns.len()];
-        let p = Prefilter::build(patterns, &mut slots).expect("a prefilter");
+        let prefixes: Vec<_> = patterns.iter().map(|p| literal_prefixes(p)).collect();
+        let refs: Vec<_> = prefixes.iter().map(Option::as_deref).collect();
+        let p = Prefilter::build(&refs, &mut slots).expect("a prefilter");
         (p, slots)
     }
 
