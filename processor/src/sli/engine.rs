@@ -1263,19 +1263,8 @@ mod tests {
             ":",
             "0",
         ];
-        let mut state = 0x9e3779b97f4a7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
         let mut matched = 0;
-        for _ in 0..20_000 {
-            let n = (next() % 12) as usize;
-            let h: String = (0..n)
-                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
-                .collect();
+        for h in random_haystacks(&pieces, 20_000, 12, 0x9e3779b97f4a7c15) {
             let possible = Possible {
                 prefilter: e.message_prefilter.as_ref(),
                 bits: Cell::new(None),
@@ -1489,20 +1478,29 @@ mod tests {
             "@X",
             "xxxxxxxxxxxxxxx",
         ];
-        let mut state = 0x2545f4914f6cdd1du64;
+        for h in random_haystacks(&pieces, 30_000, 30, 0x2545f4914f6cdd1d) {
+            assert_eq!(p.scan(&h), p.scan_every_byte(h.as_bytes()), "{h:?}");
+        }
+    }
+
+    /// `count` haystacks of fewer than `max_pieces` of `pieces` each,
+    /// drawn by a xorshift generator from `seed` (the same every run).
+    fn random_haystacks(pieces: &[&str], count: usize, max_pieces: u64, seed: u64) -> Vec<String> {
+        let mut state = seed;
         let mut next = move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
         };
-        for _ in 0..30_000 {
-            let n = (next() % 30) as usize;
-            let h: String = (0..n)
-                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
-                .collect();
-            assert_eq!(p.scan(&h), p.scan_every_byte(h.as_bytes()), "{h:?}");
-        }
+        (0..count)
+            .map(|_| {
+                let n = next() % max_pieces;
+                (0..n)
+                    .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                    .collect()
+            })
+            .collect()
     }
 
     #[test]
