@@ -338,11 +338,15 @@ impl Processor {
         });
         let signature = self.signature_of(&view, service, tally);
         let added = trace.map(|t| (attributes::TRACE_CONTEXT, t.state.as_str()));
+        // The summary of the added key, made at compile time.
+        const TRACE_CONTEXT_KEY: KeySummary =
+            KeySummary::of_key(attributes::TRACE_CONTEXT.as_bytes());
+        let added_keys = added.map_or_else(KeySummary::default, |_| TRACE_CONTEXT_KEY);
         self.classify(
             &view,
             signature.as_ref(),
             record.attributes,
-            added.as_slice(),
+            (added.as_slice(), added_keys),
             resource,
             tally,
         );
@@ -374,7 +378,7 @@ impl Processor {
                         &view,
                         signature.as_ref(),
                         MapRef::owned(&span.attributes),
-                        &[],
+                        (&[], KeySummary::default()),
                         context,
                         tally,
                     );
@@ -429,7 +433,7 @@ impl Processor {
         view: &EventView<'_>,
         signature: Option<&Signature>,
         attributes: MapRef<'_>,
-        added: &[(&str, &str)],
+        (added, added_keys): (&[(&str, &str)], KeySummary),
         resource: ResourceContext<'_>,
         tally: &mut Tally,
     ) {
@@ -437,14 +441,11 @@ impl Processor {
             return;
         }
         // The summary of every list the matchers read, when the parts are
-        // at hand (the view's own, the resource's, the additions).
-        let attribute_keys = view.attribute_keys.map(|record| {
-            let mut keys = record.union(resource.attribute_keys);
-            for (key, _) in added {
-                keys.add(key.as_bytes());
-            }
-            keys
-        });
+        // at hand (the view's own, the resource's, the additions: `added`
+        // with the summary of its keys, `added_keys`).
+        let attribute_keys = view
+            .attribute_keys
+            .map(|record| record.union(resource.attribute_keys).union(added_keys));
         let event = SliEvent {
             signal: match view.signal {
                 Signal::Log => SliSignal::Log,
