@@ -231,10 +231,10 @@ fn block_beginnings(beginnings: &[Beginning], block: &[u8]) -> u32 {
 }
 
 impl Prefilter {
-    /// A prefilter for `patterns` (slot = index); `None` if none qualifies.
-    /// `slots[i]` is set for the patterns that got one.
-    /// `prefixes[i]`: the literal prefixes of pattern `i`
-    /// ([`literal_prefixes`]; `None`: it gets no slot).
+    /// A prefilter for patterns given by their literal prefixes
+    /// (`prefixes[i]`, from [`literal_prefixes`]; slot = index); `None` if
+    /// none qualifies. `slots[i]` is set for the patterns that got one (a
+    /// pattern without prefixes gets none).
     fn build(prefixes: &[Option<&[Vec<u8>]>], slots: &mut [Option<u8>]) -> Option<Prefilter> {
         let prefilter = Self::build_literals(prefixes, slots);
         if prefilter.is_none() {

@@ -3,8 +3,8 @@
 //! Why not just `std::str::from_utf8`: almost every string in telemetry is
 //! short ASCII at an arbitrary offset of the request, where the standard
 //! check walks byte by byte (its word-at-a-time path needs an aligned
-//! start). `<[u8]>::is_ascii` reads unaligned words, so for ASCII the check
-//! costs a few instructions per 8 bytes; anything else takes the full check.
+//! start). [`is_ascii`] reads unaligned words, so for ASCII the check costs
+//! a few instructions per 8 bytes; anything else takes the full check.
 //! Every string of a request is checked once by the validator and read
 //! again by the views, so this is on the hot path twice.
 
