@@ -759,7 +759,7 @@ fn build_prefilter(
         .collect();
     let prefixes: Vec<Option<Vec<Vec<u8>>>> = matchers
         .iter_mut()
-        .filter_map(|m| field(m).as_ref().map(|r| r.prefixes.clone()))
+        .filter_map(|m| field(m).as_mut().map(|r| r.prefixes.take()))
         .collect();
     let prefix_refs: Vec<Option<&[Vec<u8>]>> = prefixes.iter().map(Option::as_deref).collect();
     let mut slots = vec![None; prefixes.len()];
@@ -789,7 +789,8 @@ struct PrefilteredRegex {
     /// selective (shorter than [`MIN_SUFFIX_LEN`] bytes, more than
     /// [`MAX_SUFFIXES`]) or all among the prefixes (`agents?`).
     suffixes: Option<Box<Prefilter>>,
-    /// Its [`literal_prefixes`], for the engine's prefilter.
+    /// Its [`literal_prefixes`], until the engine's prefilter is built
+    /// from them (taken then: nothing reads them after start-up).
     prefixes: Option<Vec<Vec<u8>>>,
 }
 
