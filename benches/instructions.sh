@@ -4,6 +4,7 @@
 #
 #   benches/instructions.sh                       # enabled: true and false
 #   CASES=true BATCH=1000 REQUESTS="20 120" benches/instructions.sh
+#   CALLGRIND_ARGS=--branch-sim=yes benches/instructions.sh   # + mispredicted branches
 #
 # Wall-clock throughput on a shared machine is noisy; instruction counts are
 # not. For each case the collector runs under callgrind twice, once receiving
@@ -44,7 +45,8 @@ config() { bench_config "$1" 64; } # $1 = enabled (true|false) -> path
 # Total instructions (Ir) of one collector run receiving $2 requests.
 run_one() { # $1 enabled, $2 requests -> prints Ir
   local out=$OUT_DIR/callgrind.$1.$2 pid i
-  LOG_GARDENER_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" \
+  # shellcheck disable=SC2086 # CALLGRIND_ARGS is a list of flags
+  LOG_GARDENER_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" ${CALLGRIND_ARGS:-} \
     "$BIN" run --config "$(config "$1")" >"$OUT_DIR/collector.$1.$2.log" 2>&1 &
   pid=$!
   for ((i = 0; i < READY_TIMEOUT_S * 10; i++)); do
@@ -71,18 +73,27 @@ run_one() { # $1 enabled, $2 requests -> prints Ir
   total=$(awk '/^summary:|^totals:/ { print $2; exit }' "$out")
   calibration=$(callgrind_annotate --inclusive=yes "$out" 2>/dev/null |
     awk '/quanta::Calibration::calibrate \[/ && !seen { gsub(",", "", $1); print $1; seen = 1 }')
-  echo "$((total - ${calibration:-0})) $records"
+  # With --branch-sim=yes: mispredicted branches (conditional + indirect),
+  # which cost ~15 cycles each and which instruction counts do not show.
+  local mispredicted
+  mispredicted=$(awk '/^events:/ { for (i = 2; i <= NF; i++) ev[i] = $i }
+    /^summary:|^totals:/ { for (i = 2; i <= NF; i++) if (ev[i] == "Bcm" || ev[i] == "Bim") m += $i; print m + 0; exit }' "$out")
+  echo "$((total - ${calibration:-0})) $records $mispredicted"
 }
 
 echo "instructions: results in $OUT_DIR ($BIN)" >&2
 for enabled in $CASES; do
-  read -r lo rlo < <(run_one "$enabled" "$LO")
-  read -r hi rhi < <(run_one "$enabled" "$HI")
-  python3 - "$enabled" "$lo" "$hi" "$rlo" "$rhi" <<'PY'
+  read -r lo rlo mlo < <(run_one "$enabled" "$LO")
+  read -r hi rhi mhi < <(run_one "$enabled" "$HI")
+  python3 - "$enabled" "$lo" "$hi" "$rlo" "$rhi" "$mlo" "$mhi" <<'PY'
 import sys
-enabled, lo, hi, rlo, rhi = sys.argv[1:]
-per = (int(hi) - int(lo)) / (int(rhi) - int(rlo))
-print(f"enabled={enabled}: {per:,.0f} instructions/record "
-      f"(Ir {int(lo):,} at {int(rlo):,} records, {int(hi):,} at {int(rhi):,})")
+enabled, lo, hi, rlo, rhi, mlo, mhi = sys.argv[1:]
+records = int(rhi) - int(rlo)
+per = (int(hi) - int(lo)) / records
+line = (f"enabled={enabled}: {per:,.0f} instructions/record "
+        f"(Ir {int(lo):,} at {int(rlo):,} records, {int(hi):,} at {int(rhi):,})")
+if int(mhi) > 0:
+    line += f"; {(int(mhi) - int(mlo)) / records:,.1f} mispredicted branches/record"
+print(line)
 PY
 done

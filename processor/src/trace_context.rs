@@ -368,26 +368,43 @@ fn is_lower_hex(b: u8) -> bool {
     b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
 }
 
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
+/// The value of each byte as a hex digit (either case), or [`NOT_HEX`].
+static HEX_VALUE: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            c @ b'0'..=b'9' => c - b'0',
+            c @ b'a'..=b'f' => c - b'a' + 10,
+            c @ b'A'..=b'F' => c - b'A' + 10,
+            _ => NOT_HEX,
+        };
+        b += 1;
     }
-}
+    t
+};
+const NOT_HEX: u8 = 0x80;
 
 /// Decodes exactly `2 * N` hex digits (either case) into a non-zero id.
+///
+/// Without a branch per digit: ids are random, so a digit-or-letter test
+/// per character is a coin toss for the branch predictor (the trace check
+/// took 7% of the collector's time mostly in those mispredictions). Every
+/// digit is looked up, the lookups are or-ed, and one test at the end
+/// tells whether any byte was not a hex digit.
 fn hex_id<const N: usize>(s: &str) -> Option<[u8; N]> {
     let b = s.as_bytes();
     if b.len() != 2 * N {
         return None;
     }
     let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = (hex_val(b[2 * i])? << 4) | hex_val(b[2 * i + 1])?;
+    let mut seen = 0u8;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+        seen |= hi | lo;
+        *o = (hi << 4) | lo;
     }
-    (out != [0; N]).then_some(out)
+    (seen & NOT_HEX == 0 && out != [0; N]).then_some(out)
 }
 
 fn hex16(s: &str) -> Option<[u8; 16]> {
@@ -675,6 +692,33 @@ mod tests {
             ("projects/p", "projects/p"),
         ] {
             assert_eq!(after_last_traces_segment(s), after, "{s}");
+        }
+    }
+
+    /// The table-driven decoding against the standard library's, for every
+    /// ASCII byte at every position of an id (and a multi-byte character).
+    #[test]
+    fn hex_ids_decode_as_the_standard_library_does() {
+        fn reference(s: &str) -> Option<[u8; 8]> {
+            if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            let mut out = [0u8; 8];
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+            }
+            (out != [0; 8]).then_some(out)
+        }
+        for base in ["00f067aa0ba902b7", "0000000000000000", "FfEeDdCcBbAa9988"] {
+            for pos in 0..16 {
+                let replacements = (0u8..128).map(char::from).chain(['é', 'ſ', '\u{212A}']);
+                for c in replacements {
+                    let mut s: String = base[..pos].into();
+                    s.push(c);
+                    s.push_str(&base[pos + 1..]);
+                    assert_eq!(hex8(&s), reference(&s), "{s:?}");
+                }
+            }
         }
     }
 
