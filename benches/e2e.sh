@@ -3,6 +3,7 @@
 #
 #   benches/e2e.sh                      # defaults below; see benches/README.md
 #   DURATION=30s CONCURRENCY=8 BATCH=200 ROTEL=1 benches/e2e.sh
+#   BIN=/tmp/old/log-gardener LOADGEN_BIN=target/release/log-gardener SKIP_BUILD=1 benches/e2e.sh  # A/B
 #
 # For each case it: starts the collector pinned to core $COLLECTOR_CPU, polls
 # readiness (start-to-ready), waits 1 s and reads the idle RSS, runs
@@ -37,7 +38,8 @@ mkdir -p "$OUT_DIR"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET/release/log-gardener
+BIN=${BIN:-$TARGET/release/log-gardener}   # the collector measured
+LOADGEN_BIN=${LOADGEN_BIN:-$BIN}           # the load generator (keep one for A/B runs)
 
 GRPC_PORT=$PORT_BASE
 HTTP_PORT=$((PORT_BASE + 1))
@@ -144,7 +146,7 @@ run_case() { # $1 = case name
   idle_kb=$(status_kb "$mpid" VmRSS)
   local cpu0 rss_max=0 rss
   cpu0=$(cpu_ticks "$mpid")
-  local lg=("$BIN" loadgen --protocol "$PROTOCOL" --signal "$SIGNAL"
+  local lg=("$LOADGEN_BIN" loadgen --protocol "$PROTOCOL" --signal "$SIGNAL"
     --duration "$DURATION" --concurrency "$CONCURRENCY" --batch "$BATCH" --seed "$SEED")
   if [[ $PROTOCOL == grpc ]]; then lg+=(--endpoint "http://127.0.0.1:$GRPC_PORT"); else lg+=(--endpoint "http://127.0.0.1:$HTTP_PORT"); fi
   [[ -n $RATE ]] && lg+=(--rate "$RATE")
