@@ -25,6 +25,18 @@ use crate::receiver::http::{self, HttpReceiver};
 use crate::receiver::tls;
 use crate::telemetry;
 
+/// The largest HTTP/2 frame the OTLP/gRPC receiver accepts (its
+/// SETTINGS_MAX_FRAME_SIZE; HTTP/2's default is 16 KiB).
+///
+/// Why larger: the HTTP/2 reader reads from the socket about one frame at a
+/// time, so a 190 KB export of 512 records arrived in ~23 `recvfrom` calls
+/// of 8–16 KB; with frames up to 1 MiB a client sends the message in one or
+/// a few frames and it arrives in ~3 reads. On loopback that cut the
+/// collector's CPU time per record by 1–8% (6 of 6 alternating runs of
+/// 3,000 requests). Memory stays bounded by `max_recv_msg_size_mib` (a frame
+/// is part of a message) and by the HTTP/2 flow-control windows.
+const GRPC_MAX_FRAME_BYTES: u32 = 1 << 20;
+
 /// Runs the collector until SIGTERM/SIGINT, then drains within the grace period.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
@@ -149,6 +161,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(endpoint = %grpc_config.endpoint, "OTLP/gRPC receiver listening");
         receiver_tasks.push(tokio::spawn(async move {
             let server = tonic::transport::Server::builder()
+                .max_frame_size(Some(GRPC_MAX_FRAME_BYTES))
                 .layer(tower::util::MapResponseLayer::new(
                     grpc::oversized_is_resource_exhausted,
                 ))
