@@ -333,9 +333,8 @@ impl Processor {
                     .or_default() += 1;
             }
         }
-        let view = EventView::from_log_indexed(resource.service_name, record, attrs, |view| {
-            self.signer.should_sign(view)
-        });
+        let mut view = EventView::log_fields(resource.service_name, record, attrs);
+        view.complete_log(record, attrs, |view| self.signer.should_sign(view));
         let signature = self.signature_of(&view, service, tally);
         let added = trace.map(|t| (attributes::TRACE_CONTEXT, t.state.as_str()));
         // The summary of the added key, made at compile time.

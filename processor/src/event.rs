@@ -325,11 +325,23 @@ impl<'a> EventView<'a> {
         attrs: &AttrIndex<'a>,
         signed: impl FnOnce(&EventView<'a>) -> bool,
     ) -> Self {
+        let mut v = Self::log_fields(service, record, attrs);
+        v.complete_log(record, attrs, signed);
+        v
+    }
+
+    /// The first step of [`from_log_indexed`](Self::from_log_indexed): the
+    /// fields read straight off the record. A hot caller writes
+    /// `let mut view = EventView::log_fields(…); view.complete_log(…);`:
+    /// the view is then built where it stays, where returning a finished
+    /// view from one function copied its 328 bytes (a `memcpy` per record).
+    #[inline]
+    pub fn log_fields(service: &'a str, record: LogRef<'a>, attrs: &AttrIndex<'a>) -> Self {
         let mut severity_number = record.severity_number;
         if severity_number == 0 {
             severity_number = severity_from_text(record.severity_text);
         }
-        let mut v = EventView {
+        EventView {
             signal: Signal::Log,
             service,
             severity_number,
@@ -354,23 +366,34 @@ impl<'a> EventView<'a> {
             trace_id: record.trace_id,
             span_id: record.span_id,
             attribute_keys: Some(attrs.keys),
-        };
+        }
+    }
+
+    /// The second step of [`from_log_indexed`](Self::from_log_indexed), on
+    /// a view made by [`log_fields`](Self::log_fields) from the same
+    /// record: the message, and the facts of signed records.
+    pub fn complete_log(
+        &mut self,
+        record: LogRef<'a>,
+        attrs: &AttrIndex<'a>,
+        signed: impl FnOnce(&EventView<'a>) -> bool,
+    ) {
         if let Some(body) = record.body {
             match body.as_map() {
-                Some(map) => v.fill_from_map(map),
+                Some(map) => self.fill_from_map(map),
                 None => {
                     if let Some(t) = as_text(body) {
-                        v.message = t;
+                        self.message = t;
                     }
                 }
             }
         }
-        if v.message.is_empty() {
+        if self.message.is_empty() {
             if let Some(m) = attrs.text(&[MESSAGE, MSG, TEXT_PAYLOAD]) {
-                v.message = m;
+                self.message = m;
             }
         }
-        if signed(&v) {
+        if signed(self) {
             // Attributes win over what a map body said (which only filled
             // what was still unset).
             let prefer = |field: &mut Option<Cow<'a, str>>, keys: &[usize]| {
@@ -378,25 +401,27 @@ impl<'a> EventView<'a> {
                     *field = Some(t);
                 }
             };
-            prefer(&mut v.exception_type, &[EXCEPTION_TYPE]);
-            prefer(&mut v.exception_message, &[EXCEPTION_MESSAGE]);
-            prefer(&mut v.stacktrace, &[EXCEPTION_STACKTRACE]);
-            prefer(&mut v.http_method, &[HTTP_REQUEST_METHOD, HTTP_METHOD]);
-            prefer(&mut v.http_route, &[HTTP_ROUTE, URL_PATH, HTTP_TARGET]);
-            prefer(&mut v.code_function, &[CODE_FUNCTION_NAME, CODE_FUNCTION]);
-            prefer(&mut v.code_file, &[CODE_FILE_PATH, CODE_FILEPATH]);
+            prefer(&mut self.exception_type, &[EXCEPTION_TYPE]);
+            prefer(&mut self.exception_message, &[EXCEPTION_MESSAGE]);
+            prefer(&mut self.stacktrace, &[EXCEPTION_STACKTRACE]);
+            prefer(&mut self.http_method, &[HTTP_REQUEST_METHOD, HTTP_METHOD]);
+            prefer(&mut self.http_route, &[HTTP_ROUTE, URL_PATH, HTTP_TARGET]);
+            prefer(
+                &mut self.code_function,
+                &[CODE_FUNCTION_NAME, CODE_FUNCTION],
+            );
+            prefer(&mut self.code_file, &[CODE_FILE_PATH, CODE_FILEPATH]);
         } else {
             // What a map body said is dropped too: a view has all of these
             // facts or none.
-            v.exception_type = None;
-            v.exception_message = None;
-            v.stacktrace = None;
-            v.http_method = None;
-            v.http_route = None;
-            v.code_function = None;
-            v.code_file = None;
+            self.exception_type = None;
+            self.exception_message = None;
+            self.stacktrace = None;
+            self.http_method = None;
+            self.http_route = None;
+            self.code_function = None;
+            self.code_file = None;
         }
-        v
     }
 
     /// Facts from a map body: a structured log or a Cloud Logging entry
