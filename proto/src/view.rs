@@ -52,10 +52,24 @@ impl<'a> ValueRef<'a> {
     }
 
     /// The view of an encoded `AnyValue` message.
+    ///
+    /// Always inlined (the usual one-field value; others take
+    /// [`wire_fields`](Self::wire_fields)): returned from a call, the value
+    /// went through memory in narrow stores that the caller read back 16
+    /// bytes at a time, which store forwarding cannot serve (a stall of
+    /// about a dozen cycles on every body and attribute value read).
+    #[inline(always)]
     pub fn wire(message: &'a [u8]) -> Self {
-        if let Some(field) = wire::single_field(message) {
-            return Self::wire_field(field).unwrap_or(ValueRef::Empty);
+        match wire::single_field(message) {
+            Some(field) => Self::wire_field(field).unwrap_or(ValueRef::Empty),
+            None => Self::wire_fields(message),
         }
+    }
+
+    /// [`wire`](Self::wire) for a value of several fields (or none, or an
+    /// unusual key): the last field that sets a value wins, as in prost.
+    #[inline(never)]
+    fn wire_fields(message: &'a [u8]) -> Self {
         let mut out = ValueRef::Empty;
         for field in wire::fields(message) {
             out = match Self::wire_field(field) {
@@ -68,7 +82,7 @@ impl<'a> ValueRef<'a> {
 
     /// The value one field of an `AnyValue` sets, `None` for a field it
     /// does not know (ignored, as prost ignores unknown fields).
-    #[inline]
+    #[inline(always)]
     fn wire_field((field, value): (u32, WireValue<'a>)) -> Option<Self> {
         Some(match (field, value) {
             (1, WireValue::Len(b)) => ValueRef::Str(utf8(b)),
