@@ -609,8 +609,12 @@ struct Haystacks<'p, 'a> {
     attr_keys: &'p [Box<str>],
     attr_key_summaries: &'p [KeySummary],
     /// The summary of the event's attribute keys ([`key_summary`]), given
-    /// with the event or made once asked for.
-    keys_present: Cell<Option<KeySummary>>,
+    /// with the event or made once asked for; meaningful when `keys_known`.
+    /// (Two cells, not one `Option`: copying an `Option<KeySummary>` read
+    /// its tag and first word with one 16-byte load across two narrower
+    /// stores, which stalls store forwarding on every record.)
+    keys_present: Cell<KeySummary>,
+    keys_known: Cell<bool>,
 }
 
 impl<'p, 'a> Haystacks<'p, 'a> {
@@ -634,7 +638,8 @@ impl<'p, 'a> Haystacks<'p, 'a> {
             attrs: OnceCell::new(),
             attr_keys,
             attr_key_summaries,
-            keys_present: Cell::new(keys_present),
+            keys_known: Cell::new(keys_present.is_some()),
+            keys_present: Cell::new(keys_present.unwrap_or_default()),
         }
     }
 
@@ -659,13 +664,13 @@ impl<'p, 'a> Haystacks<'p, 'a> {
         // Most matchers ask for keys the record does not have (WebSocket
         // close codes, GenAI operations on a request log): a summary of
         // its keys rules them out without the index.
-        let present = match self.keys_present.get() {
-            Some(summary) => summary,
-            None => {
-                let summary = key_summary(ev);
-                self.keys_present.set(Some(summary));
-                summary
-            }
+        let present = if self.keys_known.get() {
+            self.keys_present.get()
+        } else {
+            let summary = key_summary(ev);
+            self.keys_present.set(summary);
+            self.keys_known.set(true);
+            summary
         };
         if !present.may_contain(self.attr_key_summaries[slot]) {
             // A summary given with the event must cover every list read.
