@@ -326,11 +326,15 @@ impl Processor {
                     tally.log_traces.push((service, id));
                 }
             }
-            for rule in self.id_consistency.violations_in_record(record) {
-                *tally
-                    .id_violations
-                    .entry((service, rule.to_string()))
-                    .or_default() += 1;
+            // Skipped without rules (the default): the iterator takes a
+            // copy of the record view, which cost a store-forwarding stall.
+            if !self.id_consistency.is_empty() {
+                for rule in self.id_consistency.violations_in_record(record) {
+                    *tally
+                        .id_violations
+                        .entry((service, rule.to_string()))
+                        .or_default() += 1;
+                }
             }
         }
         let mut view = EventView::log_fields(resource.service_name, record, attrs);
