@@ -329,24 +329,16 @@ impl<'a> EventView<'a> {
         record: LogRef<'a>,
         signed: impl FnOnce(&EventView<'a>) -> bool,
     ) -> Self {
-        Self::from_log_indexed(service, record, &AttrIndex::new(record.attributes), signed)
+        let attrs = AttrIndex::new(record.attributes);
+        let mut view = Self::log_fields(service, record, &attrs);
+        view.complete_log(record, &attrs, signed);
+        view
     }
 
-    /// [`from_log_parts`](Self::from_log_parts) with `record.attributes`
-    /// indexed beforehand (`attrs`), e.g. while they were split.
-    pub fn from_log_indexed(
-        service: &'a str,
-        record: LogRef<'a>,
-        attrs: &AttrIndex<'a>,
-        signed: impl FnOnce(&EventView<'a>) -> bool,
-    ) -> Self {
-        let mut v = Self::log_fields(service, record, attrs);
-        v.complete_log(record, attrs, signed);
-        v
-    }
-
-    /// The first step of [`from_log_indexed`](Self::from_log_indexed): the
-    /// fields read straight off the record. A hot caller writes
+    /// The first step of [`from_log_parts`](Self::from_log_parts), for a
+    /// caller that indexed the record's attributes (`attrs`) beforehand,
+    /// e.g. while they were split: the fields read straight off the
+    /// record. Such a caller writes
     /// `let mut view = EventView::log_fields(…); view.complete_log(…);`:
     /// the view is then built where it stays, where returning a finished
     /// view from one function copied its 328 bytes (a `memcpy` per record).
@@ -384,7 +376,7 @@ impl<'a> EventView<'a> {
         }
     }
 
-    /// The second step of [`from_log_indexed`](Self::from_log_indexed), on
+    /// The second step of [`from_log_parts`](Self::from_log_parts), on
     /// a view made by [`log_fields`](Self::log_fields) from the same
     /// record: the message, and the facts of signed records.
     pub fn complete_log(

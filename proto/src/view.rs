@@ -359,15 +359,9 @@ impl<'a> LogRef<'a> {
 
     /// [`LogRef::wire`] with the attributes split into `entries` once
     /// ([`MapRef::split_into`]), for the processor, which looks attributes
-    /// up many times per record.
-    /// The record's fields and attributes are read in one pass.
-    pub fn wire_split<'m: 'a>(message: &'m [u8], entries: &'a mut Vec<Entry<'m>>) -> Self {
-        Self::wire_split_with(message, entries, |_| {})
-    }
-
-    /// [`wire_split`](Self::wire_split), handing each attribute to `each`
-    /// as it is split, for a caller that indexes them: one pass instead of
-    /// a second one over `entries`.
+    /// up many times per record; each attribute is also handed to `each`
+    /// as it is split, for a caller that indexes them. The record's fields
+    /// and attributes are read in one pass.
     pub fn wire_split_with<'m: 'a>(
         message: &'m [u8],
         entries: &'a mut Vec<Entry<'m>>,
