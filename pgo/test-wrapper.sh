@@ -31,6 +31,13 @@ expect "fuzzing build untouched" "" -- --cfg fuzzing -C opt-level=3 src/lib.rs
 expect "explicit profile flag kept alone" "" -- -Cprofile-use=/p -C opt-level=3 src/lib.rs
 expect "LOG_GARDENER_PGO=off" "" LOG_GARDENER_PGO=off -- -C opt-level=3 src/lib.rs
 expect "LOG_GARDENER_PGO=generate:DIR" "-Cprofile-generate=/tmp/raw" LOG_GARDENER_PGO=generate:/tmp/raw -- -C opt-level=3 src/lib.rs
+# Cargo's environment for the tests reaches rustc, hyphenated names too.
+if env 'CARGO_BIN_EXE_log-gardener=/bin/x' ./rustc-wrapper env | grep -qx 'CARGO_BIN_EXE_log-gardener=/bin/x'; then
+  echo "ok   CARGO_BIN_EXE_log-gardener reaches rustc"
+else
+  echo "FAIL CARGO_BIN_EXE_log-gardener is lost on the way to rustc"
+  fail=1
+fi
 magic=$(head -c 8 log-gardener.profdata | od -An -tx1 | tr -d ' \n')
 if [[ $magic == ff6c70726f666981 ]]; then
   echo "ok   log-gardener.profdata is an indexed profile"
