@@ -29,9 +29,6 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${BIN:-$TARGET/release/log-gardener}
 LOADGEN_BIN=${LOADGEN_BIN:-$BIN}
 [[ -x $BIN ]] || { echo "no binary at $BIN (cargo build --release)" >&2; exit 1; }
-GRPC_PORT=$PORT_BASE
-HTTP_PORT=$((PORT_BASE + 1))
-ADMIN_PORT=$((PORT_BASE + 2))
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
 

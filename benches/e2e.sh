@@ -41,10 +41,6 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${BIN:-$TARGET/release/log-gardener}   # the collector measured
 LOADGEN_BIN=${LOADGEN_BIN:-$BIN}           # the load generator (keep one for A/B runs)
 
-GRPC_PORT=$PORT_BASE
-HTTP_PORT=$((PORT_BASE + 1))
-ADMIN_PORT=$((PORT_BASE + 2))
-
 log() { echo "e2e: $*" >&2; }
 
 if [[ $SKIP_BUILD != 1 ]]; then

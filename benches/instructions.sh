@@ -34,10 +34,6 @@ LOADGEN_BIN=${LOADGEN_BIN:-$BIN}                # needs `loadgen --requests`
 command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
 read -r LO HI <<<"$REQUESTS"
 
-GRPC_PORT=$PORT_BASE
-HTTP_PORT=$((PORT_BASE + 1))
-ADMIN_PORT=$((PORT_BASE + 2))
-
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
 config() { bench_config "$1" 64; } # $1 = enabled (true|false) -> path

@@ -1,4 +1,10 @@
-# Shared by the bench scripts (sourced, not run).
+# Shared by the bench scripts (sourced, not run, after they set PORT_BASE).
+
+# The collector's ports in a bench run: gRPC at PORT_BASE, HTTP and admin
+# just above it.
+GRPC_PORT=$PORT_BASE
+HTTP_PORT=$((PORT_BASE + 1))
+ADMIN_PORT=$((PORT_BASE + 2))
 
 # bench_config ENABLED MAX_RECV_MIB: writes the collector configuration of a
 # bench run to $OUT_DIR (ports $GRPC_PORT, $HTTP_PORT, $ADMIN_PORT, all on
