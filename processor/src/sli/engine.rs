@@ -22,8 +22,10 @@ use super::config::{
     AttributeMatcherConfig, MatcherConfig, SliConfig, SliConfigError, SliDefinitionConfig,
     SpanStatusName,
 };
+use super::quiet::{self, Outcome, QuietKey};
 use super::{SliEvent, SliSignal};
 use crate::key_summary::KeySummary;
+use crate::memo;
 
 /// Most labels an SLI may have (label values live in a stack array).
 pub const MAX_LABELS: usize = 4;
@@ -54,6 +56,22 @@ pub struct SliEngine {
     attr_keys: Vec<Box<str>>,
     /// The summary of each of `attr_keys` alone.
     attr_key_summaries: Vec<KeySummary>,
+    /// Per kind of event ([`kind_index`]), what makes an event of that
+    /// kind quiet ([`super::quiet`]); `None` when the kind's events are
+    /// always classified in full.
+    quiet: [Option<QuietKind>; 4],
+    /// This engine's id in the per-thread table of quiet outcomes.
+    id: u64,
+}
+
+/// What an event of one kind must lack to be quiet: every attribute the
+/// kind's matchers read (their keys' summaries), and, when they have
+/// regexes on it, any literal of the message or span-name prefilter.
+#[derive(Debug)]
+struct QuietKind {
+    attributes: Box<[KeySummary]>,
+    message: bool,
+    span_name: bool,
 }
 
 /// The attributes the HTTP status falls back to, in order.
@@ -73,18 +91,22 @@ struct Possible<'p> {
 impl Possible<'_> {
     /// False only when the regex in prefilter slot `slot` cannot match `haystack`.
     fn may_match(&self, slot: Option<u8>, haystack: &str) -> bool {
-        let (Some(slot), Some(prefilter)) = (slot, self.prefilter) else {
+        let (Some(slot), Some(_)) = (slot, self.prefilter) else {
             return true;
         };
-        let bits = match self.bits.get() {
+        self.bits(haystack) & (1 << slot) != 0
+    }
+
+    /// The slots whose regex may match `haystack` (none without a prefilter).
+    fn bits(&self, haystack: &str) -> u64 {
+        match self.bits.get() {
             Some(bits) => bits,
             None => {
-                let bits = prefilter.scan(haystack);
+                let bits = self.prefilter.map_or(0, |p| p.scan(haystack));
                 self.bits.set(Some(bits));
                 bits
             }
-        };
-        bits & (1 << slot) != 0
+        }
     }
 }
 
@@ -475,16 +497,19 @@ impl SliEngine {
                 };
             }
         }
-        let attr_key_summaries = attr_keys
+        let attr_key_summaries: Vec<KeySummary> = attr_keys
             .iter()
             .map(|k| KeySummary::of_key(k.as_bytes()))
             .collect();
+        let quiet = std::array::from_fn(|kind| quiet_kind(&defs, kind, &attr_key_summaries));
         Ok(SliEngine {
             defs,
             message_prefilter,
             span_name_prefilter,
             attr_keys,
             attr_key_summaries,
+            quiet,
+            id: memo::next_owner_id(),
         })
     }
 
@@ -540,7 +565,8 @@ impl SliEngine {
         &self.defs[sli].label_names
     }
 
-    /// Calls `out` once for every SLI the event counts toward.
+    /// Calls `out` once for every SLI the event counts toward, in the
+    /// order of the definitions.
     pub fn classify<F>(&self, ev: &SliEvent<'_>, out: &mut F)
     where
         F: FnMut(SliMatch<'_>),
@@ -555,11 +581,90 @@ impl SliEngine {
             ev.attribute_keys,
         );
         let kind = kind_index(ev.signal, ev.category.is_some());
+        let quiet = self.quiet_key(ev, &possible, kind);
+        if let Some(key) = quiet {
+            if let Some(outcome) = quiet::remembered(self.id, key) {
+                self.replay(outcome, ev.service, out);
+                return;
+            }
+        }
+        let outcome = self.classify_in_full(ev, &possible, kind, out);
+        if let Some(key) = quiet {
+            quiet::remember(self.id, key, outcome);
+        }
+    }
+
+    /// The key of a quiet event ([`super::quiet`]), `None` for any other.
+    fn quiet_key<'a>(
+        &self,
+        ev: &SliEvent<'a>,
+        possible: &Haystacks<'_, 'a>,
+        kind: usize,
+    ) -> Option<QuietKey> {
+        let plan = self.quiet[kind].as_ref()?;
+        if !plan.attributes.is_empty() {
+            let present = possible.keys_present(ev);
+            if plan.attributes.iter().any(|&key| present.may_contain(key)) {
+                return None;
+            }
+        }
+        if plan.message && possible.message.bits(ev.message) != 0 {
+            return None;
+        }
+        if plan.span_name
+            && ev
+                .span_name
+                .is_some_and(|n| possible.span_name.bits(n) != 0)
+        {
+            return None;
+        }
+        QuietKey::new(
+            ev.signal,
+            ev.severity_number,
+            possible.http_status(ev),
+            ev.span_kind,
+            ev.span_status_error,
+        )
+    }
+
+    /// Calls `out` for the SLIs of a remembered outcome, as
+    /// [`classify_in_full`](Self::classify_in_full) did (quiet events are
+    /// labelled by their service alone).
+    fn replay<F>(&self, outcome: Outcome, service: &str, out: &mut F)
+    where
+        F: FnMut(SliMatch<'_>),
+    {
+        let labels: [Cow<'_, str>; MAX_LABELS] = std::array::from_fn(|_| Cow::Borrowed(service));
+        let mut events = outcome.events;
+        while events != 0 {
+            let sli = events.trailing_zeros() as usize;
+            events &= events - 1;
+            out(SliMatch {
+                sli,
+                labels: &labels[..self.defs[sli].label_sources.len()],
+                bad: outcome.bad & (1 << sli) != 0,
+            });
+        }
+    }
+
+    /// Asks the matchers; returns what they decided (SLIs past the 64th
+    /// are counted but not in the outcome: such engines have no quiet kinds).
+    fn classify_in_full<'a, F>(
+        &self,
+        ev: &SliEvent<'a>,
+        possible: &Haystacks<'_, 'a>,
+        kind: usize,
+        out: &mut F,
+    ) -> Outcome
+    where
+        F: FnMut(SliMatch<'_>),
+    {
+        let mut outcome = Outcome::default();
         for (i, def) in self.defs.iter().enumerate() {
             let any = |matchers: &[Matcher], which: &[u32]| {
                 which
                     .iter()
-                    .any(|&k| matchers[k as usize].matches(ev, &possible))
+                    .any(|&k| matchers[k as usize].matches(ev, possible))
             };
             if !any(&def.events, &def.events_for[kind]) {
                 continue;
@@ -577,7 +682,11 @@ impl SliEngine {
                 labels: &labels[..def.label_sources.len()],
                 bad,
             });
+            if i < 64 {
+                outcome.count(i, bad);
+            }
         }
+        outcome
     }
 
     /// [`classify`](Self::classify) collected into owned
@@ -664,14 +773,7 @@ impl<'p, 'a> Haystacks<'p, 'a> {
         // Most matchers ask for keys the record does not have (WebSocket
         // close codes, GenAI operations on a request log): a summary of
         // its keys rules them out without the index.
-        let present = if self.keys_known.get() {
-            self.keys_present.get()
-        } else {
-            let summary = key_summary(ev);
-            self.keys_present.set(summary);
-            self.keys_known.set(true);
-            summary
-        };
+        let present = self.keys_present(ev);
         if !present.may_contain(self.attr_key_summaries[slot]) {
             // A summary given with the event must cover every list read.
             debug_assert!(
@@ -689,6 +791,64 @@ impl<'p, 'a> Haystacks<'p, 'a> {
             .get_or_init(|| index_attributes(ev, self.attr_keys));
         values[slot].filter(|v| v.is_set())
     }
+}
+
+impl<'a> Haystacks<'_, 'a> {
+    /// The summary of every key [`find_attr`] looks at for `ev`.
+    fn keys_present(&self, ev: &SliEvent<'a>) -> KeySummary {
+        if self.keys_known.get() {
+            return self.keys_present.get();
+        }
+        let summary = key_summary(ev);
+        self.keys_present.set(summary);
+        self.keys_known.set(true);
+        summary
+    }
+}
+
+/// What makes an event of kind `kind` ([`kind_index`]) quiet, or `None`
+/// when its events are always classified in full: events with a category
+/// (the category is a string, not part of a [`QuietKey`]), more than 64
+/// SLIs (an [`Outcome`] has a bit each), labels from attributes (they
+/// differ between quiet events), or a regex the prefilter cannot rule out.
+fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<QuietKind> {
+    let has_category = kind % 2 == 1;
+    if has_category
+        || defs.len() > 64
+        || defs
+            .iter()
+            .any(|d| d.label_sources.iter().any(Option::is_some))
+    {
+        return None;
+    }
+    let matchers = defs.iter().flat_map(|d| {
+        let events = d.events_for[kind].iter().map(|&k| &d.events[k as usize]);
+        events.chain(d.bad_for[kind].iter().map(|&k| &d.bad[k as usize]))
+    });
+    let mut plan = QuietKind {
+        attributes: Box::new([]),
+        message: false,
+        span_name: false,
+    };
+    let mut attributes = Vec::new();
+    for m in matchers {
+        for a in &m.attributes {
+            if !attributes.contains(&summaries[a.slot]) {
+                attributes.push(summaries[a.slot]);
+            }
+        }
+        for (regex, uses) in [
+            (&m.message, &mut plan.message),
+            (&m.span_name, &mut plan.span_name),
+        ] {
+            if let Some(regex) = regex {
+                regex.slot?;
+                *uses = true;
+            }
+        }
+    }
+    plan.attributes = attributes.into_boxed_slice();
+    Some(plan)
 }
 
 /// The summary of every key [`find_attr`] looks at.
@@ -1614,8 +1774,7 @@ mod tests {
             "checkout failed",
             "",
         ];
-        let mut checked = 0;
-        let mut matched = 0;
+        let mut events = Vec::new();
         for signal in [SliSignal::Log, SliSignal::Span] {
             for (kind, name) in [
                 (None, None),
@@ -1630,6 +1789,8 @@ mod tests {
                             (17, Some(500), true, Some("websocket_state")),
                             (13, Some(101), false, Some("agent_failure")),
                             (17, None, true, Some("database_connection")),
+                            (17, Some(503), false, None),
+                            (13, Some(101), true, None),
                         ] {
                             let ev = SliEvent {
                                 span_kind: kind,
@@ -1641,23 +1802,88 @@ mod tests {
                                 attributes: MapRef::owned(attributes),
                                 ..SliEvent::new(signal, "svc", message)
                             };
-                            let got: Vec<_> = e
-                                .classify_owned(&ev)
-                                .into_iter()
-                                .map(|(i, _, bad)| (i, bad))
-                                .collect();
-                            assert_eq!(got, reference(&ev), "{ev:?}");
-                            checked += 1;
-                            matched += got.len();
+                            events.push(ev);
                         }
                     }
                 }
             }
         }
+        // Twice, the second time backwards: quiet events are classified in
+        // full the first time their key is seen and replayed after that,
+        // with other events in between.
+        let mut matched = 0;
+        for ev in events.iter().chain(events.iter().rev()) {
+            let got: Vec<_> = e
+                .classify_owned(ev)
+                .into_iter()
+                .map(|(i, _, bad)| (i, bad))
+                .collect();
+            assert_eq!(got, reference(ev), "{ev:?}");
+            matched += got.len();
+        }
         assert!(
-            matched > checked,
+            matched > 2 * events.len(),
             "the events exercise the SLIs ({matched})"
         );
+        let quiet = events
+            .iter()
+            .filter(|ev| {
+                let possible = Haystacks::new(
+                    [e.message_prefilter.as_ref(), e.span_name_prefilter.as_ref()],
+                    &e.attr_keys,
+                    &e.attr_key_summaries,
+                    None,
+                );
+                let kind = kind_index(ev.signal, ev.category.is_some());
+                e.quiet_key(ev, &possible, kind).is_some()
+            })
+            .count();
+        assert!(
+            quiet > 50 && quiet < events.len() / 2,
+            "{quiet} of {} events are quiet",
+            events.len()
+        );
+    }
+
+    /// Events are not quiet when labels come from attributes, and each
+    /// engine keeps its own remembered outcomes.
+    #[test]
+    fn quiet_outcomes_belong_to_their_engine() {
+        let labelled = SliConfig::from_yaml(
+            "definitions:\n  \
+               by_route:\n    \
+                 threshold: 0.5\n    \
+                 labels: [service, http.route]\n    \
+                 events: [ { http_status: { min: 100, max: 599 } } ]\n    \
+                 bad: [ { http_status: { min: 500, max: 599 } } ]\n",
+        )
+        .unwrap();
+        let labelled = SliEngine::new(&labelled).unwrap();
+        assert!(labelled.quiet.iter().all(Option::is_none));
+        let none_bad = SliConfig::from_yaml(
+            "definitions:\n  \
+               http_5xx:\n    \
+                 bad: [ { http_status: { min: 600, max: 600 } } ]\n",
+        )
+        .unwrap();
+        let none_bad = SliEngine::new(&none_bad).unwrap();
+        let builtin = SliEngine::builtin();
+        assert!(builtin.quiet[0].is_some() && builtin.quiet[1].is_none());
+        let ev = SliEvent {
+            severity_number: 17,
+            http_status: Some(503),
+            ..SliEvent::new(SliSignal::Log, "svc", "GET /x 503")
+        };
+        let http = builtin.index_of("http_5xx").unwrap();
+        for _ in 0..3 {
+            for (engine, bad) in [(&builtin, true), (&none_bad, false)] {
+                let got = engine.classify_owned(&ev);
+                assert!(
+                    got.contains(&(http, vec!["svc".to_string()], bad)),
+                    "{got:?}"
+                );
+            }
+        }
     }
 
     #[test]

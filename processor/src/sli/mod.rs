@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod engine;
+mod quiet;
 pub mod windows;
 
 use gardener_proto::view::MapRef;

@@ -1,0 +1,168 @@
+//! Remembered classifications of *quiet* events.
+//!
+//! Why: most records are request logs that count toward the HTTP SLI and
+//! nothing else, and finding that out means asking ten matchers, each a
+//! few dozen instructions, on every record. An event is quiet when none of
+//! the things that make events differ can play a part: it has no category,
+//! no attribute that a matcher of its kind reads (its key summary rules
+//! them all out), no message or span name that a regex could match (the
+//! literal prefilter rules them all out), and every SLI is labelled by the
+//! service alone. What the engine decides for a quiet event is then a
+//! function of its signal, severity, HTTP status, span kind and span status
+//! alone ([`QuietKey`]): this per-thread table remembers the decision by
+//! that key.
+//!
+//! The table is a cache of exact answers: an entry is used only for the
+//! same key and the same engine (entries carry the engine's id, never
+//! reused), it is filled by the full classification, and a miss costs the
+//! full classification, never a different answer. Bounded: 256 entries per
+//! thread, a new entry evicts the one in its slot.
+
+use std::cell::Cell;
+
+use super::SliSignal;
+
+/// Everything a quiet event's classification depends on, packed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct QuietKey(u64);
+
+impl QuietKey {
+    /// The key of a quiet event; `None` for a severity or span kind out of
+    /// the ranges the key holds (such events are classified in full).
+    pub(super) fn new(
+        signal: SliSignal,
+        severity_number: i32,
+        http_status: Option<u16>,
+        span_kind: Option<i32>,
+        span_status_error: bool,
+    ) -> Option<Self> {
+        let severity = u8::try_from(severity_number).ok()?;
+        let kind = match span_kind {
+            None => 0,
+            Some(k @ 0..=7) => 8 | k as u64,
+            Some(_) => return None,
+        };
+        let status = http_status.map_or(0, |s| 1 << 16 | u64::from(s));
+        Some(QuietKey(
+            u64::from(severity)
+                | status << 8
+                | kind << 25
+                | u64::from(span_status_error) << 29
+                | u64::from(signal == SliSignal::Span) << 30,
+        ))
+    }
+
+    fn slot(self) -> usize {
+        (self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
+    }
+}
+
+/// A classification: bit `i` of `events` set when the event counts toward
+/// SLI `i`, of `bad` when it is also bad.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Outcome {
+    pub events: u64,
+    pub bad: u64,
+}
+
+impl Outcome {
+    /// Records that the event counts toward SLI `sli` (< 64).
+    pub(super) fn count(&mut self, sli: usize, bad: bool) {
+        self.events |= 1 << sli;
+        self.bad |= u64::from(bad) << sli;
+    }
+}
+
+/// Entries per thread (a power of two).
+const SLOTS: usize = 256;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    /// The engine's id; 0 = empty (ids start at 1).
+    engine: u64,
+    key: QuietKey,
+    outcome: Outcome,
+}
+
+const EMPTY: Entry = Entry {
+    engine: 0,
+    key: QuietKey(0),
+    outcome: Outcome { events: 0, bad: 0 },
+};
+
+thread_local! {
+    static TABLE: [Cell<Entry>; SLOTS] = const { [const { Cell::new(EMPTY) }; SLOTS] };
+}
+
+/// The outcome engine `engine` gave for `key` on this thread, if remembered.
+pub(super) fn remembered(engine: u64, key: QuietKey) -> Option<Outcome> {
+    TABLE.with(|table| {
+        let entry = table[key.slot()].get();
+        (entry.engine == engine && entry.key == key).then_some(entry.outcome)
+    })
+}
+
+/// Remembers the outcome engine `engine` gave for `key` on this thread.
+pub(super) fn remember(engine: u64, key: QuietKey, outcome: Outcome) {
+    TABLE.with(|table| {
+        table[key.slot()].set(Entry {
+            engine,
+            key,
+            outcome,
+        })
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_tell_every_input_apart() {
+        let mut keys = Vec::new();
+        for signal in [SliSignal::Log, SliSignal::Span] {
+            for severity in [0, 9, 17, 255] {
+                for status in [None, Some(0), Some(101), Some(500), Some(u16::MAX)] {
+                    for kind in [None, Some(0), Some(2), Some(7)] {
+                        for error in [false, true] {
+                            keys.push(
+                                QuietKey::new(signal, severity, status, kind, error).unwrap(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let n = keys.len();
+        keys.sort_unstable_by_key(|k| k.0);
+        keys.dedup();
+        assert_eq!(keys.len(), n);
+        assert_eq!(QuietKey::new(SliSignal::Log, 256, None, None, false), None);
+        assert_eq!(QuietKey::new(SliSignal::Log, -1, None, None, false), None);
+        assert_eq!(
+            QuietKey::new(SliSignal::Span, 0, None, Some(8), false),
+            None
+        );
+    }
+
+    #[test]
+    fn answers_only_for_the_same_engine_and_key() {
+        let a = QuietKey::new(SliSignal::Log, 9, Some(200), None, false).unwrap();
+        let b = QuietKey::new(SliSignal::Log, 9, Some(500), None, false).unwrap();
+        let mut outcome = Outcome::default();
+        outcome.count(0, false);
+        outcome.count(3, true);
+        assert_eq!(remembered(u64::MAX, a), None);
+        remember(u64::MAX, a, outcome);
+        assert_eq!(remembered(u64::MAX, a), Some(outcome));
+        assert_eq!(remembered(u64::MAX - 1, a), None);
+        assert_eq!(remembered(u64::MAX, b), None);
+        assert_eq!(
+            outcome,
+            Outcome {
+                events: 0b1001,
+                bad: 0b1000
+            }
+        );
+    }
+}
