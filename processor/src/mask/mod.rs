@@ -565,7 +565,7 @@ impl<'a> Masker<'a, '_> {
             }
         }
         if let Some(p) = (seen & C_COLON != 0)
-            .then(|| find(&s[i..j], b"://"))
+            .then(|| scheme_separator(&s[i..j]))
             .flatten()
         {
             if p > 0
@@ -880,8 +880,20 @@ impl<'a> Masker<'a, '_> {
     }
 }
 
-fn find(h: &[u8], n: &[u8]) -> Option<usize> {
-    h.windows(n.len()).position(|w| w == n)
+/// Where the first `://` in `h` starts. Atoms with a colon are common in
+/// error messages (`failed:`, `ws_1a2b:`), URLs are not: a search for the
+/// colons, each then tested for `//`, costs a few instructions per byte less
+/// than comparing three bytes at every position.
+fn scheme_separator(h: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(p) = h[from..].iter().position(|&b| b == b':') {
+        let colon = from + p;
+        if h[colon + 1..].starts_with(b"//") {
+            return Some(colon);
+        }
+        from = colon + 1;
+    }
+    None
 }
 
 /// `key:value` inside one atom (not `::`, not a trailing colon): the byte
@@ -922,6 +934,27 @@ mod tests {
 
     fn m(s: &str) -> String {
         mask(s)
+    }
+
+    #[test]
+    fn scheme_separator_is_the_first_colon_slash_slash() {
+        for h in [
+            "",
+            ":",
+            "://",
+            "a:",
+            "a:/",
+            "a:/b://c",
+            "http://x",
+            "a::b://c",
+            "x:y:z",
+            ":a//",
+            "a://b://c",
+        ] {
+            let h = h.as_bytes();
+            let reference = h.windows(3).position(|w| w == b"://");
+            assert_eq!(scheme_separator(h), reference, "{h:?}");
+        }
     }
 
     #[test]
