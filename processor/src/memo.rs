@@ -8,6 +8,12 @@
 //! just its hash, and entries carry the id of the owner that computed them
 //! (a rule pack, a signer), so the result stays a pure function of the
 //! input and the owner's configuration: memoizing never changes an answer.
+//!
+//! An input is stored the second time it is seen, not the first: a slot
+//! remembers the hash of the last input that missed it. Messages with ids
+//! in them never repeat, and storing each (a copy of the input, a clone of
+//! the value, the old value freed) cost more than the lookup, and evicted
+//! inputs that do repeat.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +87,9 @@ pub struct Memo<V> {
     /// Scratch: the encoded input of the current lookup.
     key: Vec<u8>,
     slots: Vec<Slot<V>>,
+    /// Per slot, the hash of the last input that missed it and was not
+    /// stored: the next miss with that hash stores its input.
+    seen: Vec<u64>,
     /// Number of slots (a power of two) and longest key memoized.
     slot_count: usize,
     max_key: usize,
@@ -100,6 +109,7 @@ impl<V> Memo<V> {
         Self {
             key: Vec::new(),
             slots: Vec::new(),
+            seen: Vec::new(),
             slot_count: slots.next_power_of_two(),
             max_key,
         }
@@ -122,15 +132,22 @@ impl<V: Clone> Memo<V> {
         }
         if self.slots.is_empty() {
             self.slots.resize_with(self.slot_count, Slot::default);
+            self.seen.resize(self.slot_count, 0);
         }
         let h = xxh3_64_with_seed(&self.key, owner);
-        let slot = &mut self.slots[(h as usize) & (self.slot_count - 1)];
+        let index = (h as usize) & (self.slot_count - 1);
+        let slot = &mut self.slots[index];
         if slot.owner == owner && slot.key == self.key {
             if let Some(value) = &slot.value {
                 return value.clone();
             }
         }
         let value = compute();
+        if self.seen[index] != h {
+            // Seen for the first time (as far as this slot knows).
+            self.seen[index] = h;
+            return value;
+        }
         slot.owner = owner;
         slot.key.clear();
         slot.key.extend_from_slice(&self.key);
@@ -175,15 +192,17 @@ mod tests {
             )
         };
         assert_eq!(get(a, "x", None, 1), 1);
-        assert_eq!(get(a, "x", None, 2), 1, "a hit returns the memoized value");
-        assert_eq!(get(b, "x", None, 3), 3, "another owner computes its own");
+        assert_eq!(get(a, "x", None, 2), 2, "stored the second time it is seen");
+        assert_eq!(get(a, "x", None, 3), 2, "a hit returns the memoized value");
+        assert_eq!(get(b, "x", None, 4), 4, "another owner computes its own");
+        assert_eq!(get(b, "x", None, 5), 5);
         assert_eq!(
-            get(a, "x", Some(500), 4),
-            4,
+            get(a, "x", Some(500), 7),
+            7,
             "the status is part of the input"
         );
-        assert_eq!(get(a, "y", None, 5), 5);
-        assert_eq!(calls.get(), 4);
+        assert_eq!(get(a, "y", None, 8), 8);
+        assert_eq!(calls.get(), 6);
     }
 
     #[test]
