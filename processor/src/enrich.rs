@@ -22,7 +22,7 @@ use crate::event::{service_name_of, AttrIndex, EventView, Signal};
 use crate::key_summary::KeySummary;
 use crate::signature::{Signature, Signer};
 use crate::sli::{SliEngine, SliEvent, SliSignal};
-use crate::trace_context::{check, IdConsistency, TraceCheck, TraceContextState};
+use crate::trace_context::{check_indexed, IdConsistency, TraceCheck, TraceContextState};
 
 /// Why a configuration could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -309,7 +309,9 @@ impl Processor {
         tally: &mut Tally,
     ) -> LogEnrichment {
         let service = resource.service;
-        let trace = self.trace_checks.then(|| check(record));
+        let trace = self
+            .trace_checks
+            .then(|| check_indexed(record, attrs.has_id_keys()));
         // The rest sees the record as it will be: with the recovered ids
         // (a copy that borrows them for this call).
         let mut record = record;

@@ -180,6 +180,9 @@ fn as_status(v: ValueRef<'_>) -> Option<u16> {
 pub struct AttrIndex<'a> {
     slots: [Option<Entry<'a>>; ATTR_KEYS.len()],
     keys: KeySummary,
+    /// Some key is one the trace check reads ([`crate::trace_context`]'s
+    /// trace and span id keys): without one, it need not scan them again.
+    id_keys: bool,
 }
 
 const EXCEPTION_TYPE: usize = 0;
@@ -223,9 +226,14 @@ const ATTR_KEYS: [&str; 18] = [
     "textPayload",
 ];
 
-/// The slot of `key`. A match on byte strings compiles to a switch on the
-/// length and comparisons of constant size, inlined: the attributes the
-/// view does not read cost a comparison of lengths, or a few loads.
+/// What [`attr_slot`] says of a trace or span id key of the trace check
+/// (not a slot: the view does not read them).
+const ID_KEY: usize = ATTR_KEYS.len();
+
+/// The slot of `key`, or [`ID_KEY`]. A match on byte strings compiles to a
+/// switch on the length and comparisons of constant size, inlined: the
+/// attributes the view does not read cost a comparison of lengths, or a
+/// few loads.
 #[inline]
 fn attr_slot(key: &[u8]) -> Option<usize> {
     Some(match key {
@@ -247,6 +255,21 @@ fn attr_slot(key: &[u8]) -> Option<usize> {
         b"message" => MESSAGE,
         b"msg" => MSG,
         b"textPayload" => TEXT_PAYLOAD,
+        // trace_context::TRACE_KEYS and SPAN_KEYS (a test keeps them equal).
+        b"logging.googleapis.com/trace"
+        | b"trace"
+        | b"trace_id"
+        | b"traceId"
+        | b"trace.id"
+        | b"traceparent"
+        | b"otelTraceID"
+        | b"x-cloud-trace-context"
+        | b"X-Cloud-Trace-Context"
+        | b"logging.googleapis.com/spanId"
+        | b"spanId"
+        | b"span_id"
+        | b"span.id"
+        | b"otelSpanID" => ID_KEY,
         _ => return None,
     })
 }
@@ -267,6 +290,7 @@ impl<'a> AttrIndex<'a> {
         AttrIndex {
             slots: [None; ATTR_KEYS.len()],
             keys: KeySummary::default(),
+            id_keys: false,
         }
     }
 
@@ -275,10 +299,18 @@ impl<'a> AttrIndex<'a> {
     pub fn offer(&mut self, entry: Entry<'a>) {
         self.keys.add(entry.key_bytes());
         if let Some(i) = attr_slot(entry.key_bytes()) {
-            if self.slots[i].is_none() {
-                self.slots[i] = Some(entry);
+            match self.slots.get_mut(i) {
+                Some(slot @ None) => *slot = Some(entry),
+                Some(Some(_)) => {}
+                None => self.id_keys = true,
             }
         }
+    }
+
+    /// False when no attribute has a trace or span id key of the trace
+    /// check (`trace_context::check_indexed`).
+    pub fn has_id_keys(&self) -> bool {
+        self.id_keys
     }
 
     /// The first of `keys` whose value has text; `None` when that text is empty.
@@ -774,6 +806,29 @@ mod tests {
         assert_eq!(attr_slot(b"http.routes"), None);
         assert_eq!(attr_slot(b"service.name"), None);
         assert_eq!(attr_slot(b""), None);
+    }
+
+    /// The index flags every id key of the trace check: one it missed would
+    /// make the trace check skip a record's trace id.
+    #[test]
+    fn the_id_keys_are_the_trace_checks() {
+        use crate::trace_context::{SPAN_KEYS, TRACE_KEYS};
+        for key in TRACE_KEYS.iter().chain(SPAN_KEYS) {
+            assert_eq!(attr_slot(key.as_bytes()), Some(ID_KEY), "{key}");
+        }
+        let kv = |k: &str| KeyValue {
+            key: k.into(),
+            value: Some(gardener_proto::otlp::common::v1::AnyValue {
+                value: Some(
+                    gardener_proto::otlp::common::v1::any_value::Value::StringValue("v".into()),
+                ),
+            }),
+            ..Default::default()
+        };
+        let plain = [kv("url.path"), kv("logger"), kv("http.route")];
+        assert!(!AttrIndex::new(MapRef::owned(&plain)).has_id_keys());
+        let with_span = [kv("url.path"), kv("span_id")];
+        assert!(AttrIndex::new(MapRef::owned(&with_span)).has_id_keys());
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl std::fmt::Display for TraceContextState {
 /// `otelTraceID`/`otelSpanID` are what the OpenTelemetry Python logging
 /// instrumentation injects into every log record, which is how ids reach
 /// Cloud Logging JSON payloads of Python services like the seeds' backend.
-const TRACE_KEYS: &[&str] = &[
+pub(crate) const TRACE_KEYS: &[&str] = &[
     "logging.googleapis.com/trace",
     "trace",
     "trace_id",
@@ -107,7 +107,7 @@ const ID_KEY_LENGTHS: u64 = {
 };
 
 /// Keys whose value is a span id (16 hex digits or 8 bytes).
-const SPAN_KEYS: &[&str] = &[
+pub(crate) const SPAN_KEYS: &[&str] = &[
     "logging.googleapis.com/spanId",
     "spanId",
     "span_id",
@@ -159,6 +159,14 @@ pub struct TraceCheck {
 
 /// [`check_and_recover`] without the writing, for a record of either form.
 pub fn check(record: LogRef<'_>) -> TraceCheck {
+    check_indexed(record, true)
+}
+
+/// [`check`], told whether the record's attributes may hold an id key
+/// ([`TRACE_KEYS`], [`SPAN_KEYS`]): the processor knows from its index of
+/// the attributes, and most records have none, so their attributes are not
+/// scanned a second time.
+pub fn check_indexed(record: LogRef<'_>, attributes_have_id_keys: bool) -> TraceCheck {
     let state_only = |state| TraceCheck {
         state,
         trace_id: None,
@@ -174,7 +182,9 @@ pub fn check(record: LogRef<'_>) -> TraceCheck {
         );
     }
     let mut scan = Scan::default();
-    scan.keys(record.attributes);
+    if attributes_have_id_keys {
+        scan.keys(record.attributes);
+    }
     if scan.trace.is_none() {
         if let Some(body) = body_kvlist(record.body) {
             scan.keys(body);
