@@ -163,7 +163,7 @@ pub fn check(record: LogRef<'_>) -> TraceCheck {
 }
 
 /// [`check`], told whether the record's attributes may hold an id key
-/// ([`TRACE_KEYS`], [`SPAN_KEYS`]): the processor knows from its index of
+/// (`TRACE_KEYS`, `SPAN_KEYS`): the processor knows from its index of
 /// the attributes, and most records have none, so their attributes are not
 /// scanned a second time.
 pub fn check_indexed(record: LogRef<'_>, attributes_have_id_keys: bool) -> TraceCheck {

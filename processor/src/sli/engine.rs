@@ -5,7 +5,10 @@
 //! conditions (signal, span kind, status, severity, HTTP status, category)
 //! before attributes and regexes, regexes are compiled once, and nothing is
 //! allocated unless a label value has to be rendered from a non-string
-//! attribute.
+//! attribute. Most records are *quiet* (no category, no attribute or
+//! message literal a matcher could use: a request log): what the matchers
+//! decided for one is remembered per thread by the few facts it depends on
+//! (module `quiet`) and replayed for the next.
 
 use std::borrow::Cow;
 use std::io::Write as _;
@@ -767,6 +770,17 @@ impl<'p, 'a> Haystacks<'p, 'a> {
         status
     }
 
+    /// The summary of every key [`find_attr`] looks at for `ev`.
+    fn keys_present(&self, ev: &SliEvent<'a>) -> KeySummary {
+        if self.keys_known.get() {
+            return self.keys_present.get();
+        }
+        let summary = key_summary(ev);
+        self.keys_present.set(summary);
+        self.keys_known.set(true);
+        summary
+    }
+
     /// The value of the engine's attribute key `slot`, as [`find_attr`]
     /// finds it.
     fn attr(&self, ev: &SliEvent<'a>, slot: usize) -> Option<ValueRef<'a>> {
@@ -790,19 +804,6 @@ impl<'p, 'a> Haystacks<'p, 'a> {
             .attrs
             .get_or_init(|| index_attributes(ev, self.attr_keys));
         values[slot].filter(|v| v.is_set())
-    }
-}
-
-impl<'a> Haystacks<'_, 'a> {
-    /// The summary of every key [`find_attr`] looks at for `ev`.
-    fn keys_present(&self, ev: &SliEvent<'a>) -> KeySummary {
-        if self.keys_known.get() {
-            return self.keys_present.get();
-        }
-        let summary = key_summary(ev);
-        self.keys_present.set(summary);
-        self.keys_known.set(true);
-        summary
     }
 }
 

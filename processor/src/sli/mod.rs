@@ -12,7 +12,8 @@
 //!   any database connection error);
 //! * [`engine`]: [`SliEngine`], the compiled matchers that classify one
 //!   [`SliEvent`] per record, cheaply and without allocating when nothing
-//!   matches;
+//!   matches, with the per-thread table of remembered outcomes of quiet
+//!   events in `quiet`;
 //! * [`windows`]: [`SliWindows`], bounded sliding windows with a
 //!   minimum-events guard and hysteresis.
 
