@@ -302,6 +302,7 @@ impl<'a> AttrIndex<'a> {
             match self.slots.get_mut(i) {
                 Some(slot @ None) => *slot = Some(entry),
                 Some(Some(_)) => {}
+                // ID_KEY, one past the last slot.
                 None => self.id_keys = true,
             }
         }

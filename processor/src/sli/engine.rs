@@ -848,6 +848,24 @@ fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<
             }
         }
     }
+    // The quiet test scans the message (span name) of every event of the
+    // kind. That costs nothing only when the matchers scan it anyway: an
+    // `events` list (asked for every event) has a matcher whose only
+    // condition is that regex, as the built-ins do. A regex only behind a
+    // cheaper condition (`severity_min: ERROR`) is never reached for most
+    // events; those are left to the full classification.
+    let scanned_anyway = |check: fn(&Check) -> bool| {
+        defs.iter().any(|d| {
+            d.events_for[kind]
+                .iter()
+                .any(|&k| matches!(&*d.events[k as usize].checks, [only] if check(only)))
+        })
+    };
+    if (plan.message && !scanned_anyway(|c| matches!(c, Check::Message)))
+        || (plan.span_name && !scanned_anyway(|c| matches!(c, Check::SpanName)))
+    {
+        return None;
+    }
     plan.attributes = attributes.into_boxed_slice();
     Some(plan)
 }
@@ -1870,6 +1888,26 @@ mod tests {
         let none_bad = SliEngine::new(&none_bad).unwrap();
         let builtin = SliEngine::builtin();
         assert!(builtin.quiet[0].is_some() && builtin.quiet[1].is_none());
+        // A message regex reached only past a severity: the quiet test's
+        // scan of every message would cost more than it saves.
+        let behind_severity = SliConfig::from_yaml(
+            "builtins: false\ndefinitions:\n  \
+               errors:\n    \
+                 threshold: 0.5\n    \
+                 events: [ { signal: log, severity_min: ERROR, message: 'boom' } ]\n    \
+                 bad: [ { signal: log, severity_min: ERROR } ]\n",
+        )
+        .unwrap();
+        assert!(SliEngine::new(&behind_severity).unwrap().quiet[0].is_none());
+        let scanned = SliConfig::from_yaml(
+            "builtins: false\ndefinitions:\n  \
+               errors:\n    \
+                 threshold: 0.5\n    \
+                 events: [ { signal: log, message: 'boom' } ]\n    \
+                 bad: [ { signal: log, severity_min: ERROR, message: 'boom' } ]\n",
+        )
+        .unwrap();
+        assert!(SliEngine::new(&scanned).unwrap().quiet[0].is_some());
         let ev = SliEvent {
             severity_number: 17,
             http_status: Some(503),
