@@ -12,10 +12,10 @@
 # memcpy, whose count callgrind inflates (each byte of a `rep movsb` is an
 # instruction, and whether a buffer moves when it grows depends on the
 # allocator's state: ±150 instructions a record between identical runs).
-# This one builds in under a minute and varies by a few instructions, so it
-# suits comparing steps of work on the processor. The bench is built
-# without the PGO profile (LOG_GARDENER_PGO=off) in its own target
-# directory (the first build takes a few minutes): in `target/` it would
+# This one rebuilds in under a minute (after a first build of a few
+# minutes) and varies by a few instructions, so it suits comparing steps of
+# work on the processor. The bench is built without the PGO profile
+# (LOG_GARDENER_PGO=off) in its own target directory: in `target/` it would
 # reuse dependencies compiled by an earlier release build, with or without
 # the profile, and two measurements would not compare like with like.
 set -euo pipefail

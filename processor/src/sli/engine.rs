@@ -811,7 +811,8 @@ impl<'p, 'a> Haystacks<'p, 'a> {
 /// when its events are always classified in full: events with a category
 /// (the category is a string, not part of a [`QuietKey`]), more than 64
 /// SLIs (an [`Outcome`] has a bit each), labels from attributes (they
-/// differ between quiet events), or a regex the prefilter cannot rule out.
+/// differ between quiet events), a regex the prefilter cannot rule out, or
+/// a regex the matchers do not scan every event with anyway (see below).
 fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<QuietKind> {
     let has_category = kind % 2 == 1;
     if has_category
