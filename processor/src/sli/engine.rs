@@ -1083,7 +1083,14 @@ fn kind_index(signal: SliSignal, has_category: bool) -> usize {
 
 /// Per kind of event ([`kind_index`]), the indexes of the matchers that do
 /// not exclude it: of its signal or of any, and, for an event without a
-/// category, not asking for one.
+/// category, not asking for one; cheapest first.
+///
+/// Why the order: a list is asked whether *any* of its matchers holds, and
+/// matchers have no side effects, so the answer does not depend on the
+/// order, but the cost does. An error about a WebSocket is a
+/// `websocket_failure` event by `category_prefix: websocket`, a comparison;
+/// in the order written it first went through two message regexes (and
+/// their literal scans) that come before it in the built-ins.
 fn for_each_kind(matchers: &[Matcher]) -> [Box<[u32]>; 4] {
     std::array::from_fn(|kind| {
         let signal = if kind / 2 == 0 {
@@ -1092,13 +1099,15 @@ fn for_each_kind(matchers: &[Matcher]) -> [Box<[u32]>; 4] {
             SliSignal::Span
         };
         let has_category = kind % 2 == 1;
-        (0..matchers.len() as u32)
+        let mut which: Vec<u32> = (0..matchers.len() as u32)
             .filter(|&k| {
                 let m = &matchers[k as usize];
                 m.signal.is_none_or(|s| s == signal)
                     && (has_category || (m.category.is_none() && m.category_prefix.is_none()))
             })
-            .collect()
+            .collect();
+        which.sort_by_key(|&k| matchers[k as usize].cost());
+        which.into_boxed_slice()
     })
 }
 
@@ -1237,6 +1246,23 @@ impl Matcher {
                 .map(|p| regex(sli, p).map(PrefilteredRegex::new))
                 .transpose()?,
             checks,
+        })
+    }
+
+    /// How much asking this matcher may cost, as the class of its dearest
+    /// check (the last: [`Matcher::checks`] are in this order too): fields
+    /// of the event, then the HTTP status (which may look through the
+    /// attributes), then an attribute, then a regex.
+    fn cost(&self) -> u8 {
+        self.checks.last().map_or(0, |check| match check {
+            Check::SpanKinds
+            | Check::SpanStatus
+            | Check::Severity
+            | Check::Category
+            | Check::CategoryPrefix => 0,
+            Check::Http => 1,
+            Check::Attribute(_) => 2,
+            Check::SpanName | Check::Message => 3,
         })
     }
 
@@ -1475,6 +1501,37 @@ mod tests {
         assert_eq!(e.threshold(0), 0.01);
         assert_eq!(e.threshold(3), 0.0);
         assert_eq!(e.min_events(3), 1);
+    }
+
+    /// Each kind's matchers are asked cheapest first; the built-ins list a
+    /// `category_prefix` after regexes, so a category-bearing log record
+    /// reaches it first only because of the order (it holds for every
+    /// WebSocket error: no regex or literal scan is needed for it).
+    #[test]
+    fn matchers_are_asked_cheapest_first() {
+        let e = SliEngine::builtin();
+        for d in &e.defs {
+            for (matchers, lists) in [(&d.events, &d.events_for), (&d.bad, &d.bad_for)] {
+                for list in lists {
+                    let costs: Vec<u8> =
+                        list.iter().map(|&k| matchers[k as usize].cost()).collect();
+                    assert!(costs.is_sorted(), "{}: {costs:?}", d.name);
+                    let mut seen = list.to_vec();
+                    seen.sort_unstable();
+                    seen.dedup();
+                    assert_eq!(seen.len(), list.len(), "{}: {list:?}", d.name);
+                }
+            }
+        }
+        let ws = e
+            .defs
+            .iter()
+            .find(|d| d.name == "websocket_failure")
+            .unwrap();
+        let log_with_category = kind_index(SliSignal::Log, true);
+        let first = &ws.events[ws.events_for[log_with_category][0] as usize];
+        assert!(first.category_prefix.is_some(), "{first:?}");
+        assert!(ws.events.last().unwrap().category_prefix.is_some());
     }
 
     fn prefiltered(
