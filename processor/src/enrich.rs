@@ -75,10 +75,18 @@ pub struct Tally {
     /// Log records per service by trace-context state (index = `TraceContextState::ALL`).
     trace_context: Vec<(u32, [u64; 4])>,
     sli: Vec<SliCount>,
+    /// Per SLI (index modulo [`SLI_HINTS`]), where in `sli` it was last
+    /// counted: records come grouped by resource, so the next count of an
+    /// SLI is nearly always for the same labels (the service), and one
+    /// comparison finds it instead of a scan comparing the labels of every
+    /// (SLI, service) pair of the batch.
+    sli_hints: [u32; SLI_HINTS],
     id_violations: HashMap<(u32, String), u64>,
     span_traces: Vec<(u32, [u8; 16])>,
     log_traces: Vec<(u32, [u8; 16])>,
 }
+
+const SLI_HINTS: usize = 8;
 
 #[derive(Debug)]
 struct SliCount {
@@ -133,22 +141,32 @@ impl Tally {
     }
 
     fn count_sli(&mut self, sli: usize, labels: &[std::borrow::Cow<'_, str>], bad: bool) {
-        let found = self.sli.iter_mut().find(|c| {
+        let is_it = |c: &SliCount| {
             c.sli == sli
                 && c.labels.len() == labels.len()
                 && c.labels.iter().zip(labels).all(|(a, b)| a == b)
-        });
-        match found {
-            Some(count) => {
+        };
+        let hint = &mut self.sli_hints[sli % SLI_HINTS];
+        let at = match self.sli.get(*hint as usize) {
+            Some(c) if is_it(c) => Some(*hint as usize),
+            _ => self.sli.iter().position(is_it),
+        };
+        match at {
+            Some(i) => {
+                *hint = i as u32;
+                let count = &mut self.sli[i];
                 count.events += 1;
                 count.bad += bad as u64;
             }
-            None => self.sli.push(SliCount {
-                sli,
-                labels: labels.iter().map(|l| l.to_string()).collect(),
-                events: 1,
-                bad: bad as u64,
-            }),
+            None => {
+                *hint = self.sli.len() as u32;
+                self.sli.push(SliCount {
+                    sli,
+                    labels: labels.iter().map(|l| l.to_string()).collect(),
+                    events: 1,
+                    bad: bad as u64,
+                })
+            }
         }
     }
 
@@ -666,6 +684,42 @@ mod tests {
             tally.signatures[0].signature.fingerprint, tally.signatures[1].signature.fingerprint,
             "the revision never enters the fingerprint"
         );
+    }
+
+    /// SLI counts are kept per (SLI, label values) whatever the order the
+    /// records come in (the last position of each SLI is tried first).
+    #[test]
+    fn sli_counts_add_up_per_sli_and_labels() {
+        use std::borrow::Cow;
+        let mut tally = Tally::default();
+        let mut want: HashMap<(usize, Vec<String>), (u64, u64)> = HashMap::new();
+        let services = ["api", "auth", "worker"];
+        // SLIs 1 and 9 share a hint slot; runs of one service, then mixed.
+        for i in 0..300u64 {
+            let sli = [0, 1, 9, 2][(i % 4) as usize];
+            let service = if i < 100 {
+                services[(i / 40) as usize % 3]
+            } else {
+                services[(i * 7 % 3) as usize]
+            };
+            let bad = i % 5 == 0;
+            let labels: Vec<Cow<'_, str>> = if sli == 2 {
+                vec![Cow::Borrowed(service), Cow::Owned(format!("{}", i % 2))]
+            } else {
+                vec![Cow::Borrowed(service)]
+            };
+            tally.count_sli(sli, &labels, bad);
+            let key = (sli, labels.iter().map(|l| l.to_string()).collect());
+            let entry = want.entry(key).or_default();
+            entry.0 += 1;
+            entry.1 += u64::from(bad);
+        }
+        let got: HashMap<(usize, Vec<String>), (u64, u64)> = tally
+            .sli_counts()
+            .map(|(sli, labels, events, bad)| ((sli, labels.to_vec()), (events, bad)))
+            .collect();
+        assert_eq!(got.len(), tally.sli_counts().count(), "one entry per key");
+        assert_eq!(got, want);
     }
 
     #[test]
