@@ -6,12 +6,22 @@ GRPC_PORT=$PORT_BASE
 HTTP_PORT=$((PORT_BASE + 1))
 ADMIN_PORT=$((PORT_BASE + 2))
 
-# bench_config ENABLED MAX_RECV_MIB: writes the collector configuration of a
-# bench run to $OUT_DIR (ports $GRPC_PORT, $HTTP_PORT, $ADMIN_PORT, all on
-# 127.0.0.1; no exporter, so only receive, enrichment and counters are
-# measured) and prints its path.
+# bench_config ENABLED MAX_RECV_MIB [FORWARD_PORT COMPRESSION]: writes the
+# collector configuration of a bench run to $OUT_DIR (ports $GRPC_PORT,
+# $HTTP_PORT, $ADMIN_PORT, all on 127.0.0.1) and prints its path. Without
+# FORWARD_PORT there is no exporter, so only receive, enrichment and
+# counters are measured; with it the records are also forwarded over
+# OTLP/gRPC to 127.0.0.1:FORWARD_PORT with COMPRESSION (gzip, the
+# exporter's default; zstd; none), the exporter's other settings default.
 bench_config() {
-  local f=$OUT_DIR/config-$1.yaml
+  local f=$OUT_DIR/config-$1${3:+-forward-$4}.yaml
+  local exporter="  debug:
+    enabled: false"
+  if [[ -n ${3:-} ]]; then
+    exporter="  otlp:
+    endpoint: http://127.0.0.1:$3
+    compression: $4"
+  fi
   cat >"$f" <<YAML
 receivers:
   otlp:
@@ -25,8 +35,7 @@ processors:
   gardener:
     enabled: $1
 exporters:
-  debug:
-    enabled: false
+$exporter
 service:
   admin:
     endpoint: 127.0.0.1:$ADMIN_PORT
