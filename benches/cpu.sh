@@ -48,17 +48,6 @@ source "$ROOT/benches/lib.sh"
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-# wait_ready PID ADMIN_PORT LOG
-wait_ready() {
-  for _ in $(seq 300); do
-    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$2/readyz" && return 0
-    kill -0 "$1" 2>/dev/null || { echo "collector died; see $3" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "not ready in 30 s; see $3" >&2
-  exit 1
-}
-
 pids=()
 trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done' EXIT
 forward=()
@@ -69,14 +58,14 @@ if [[ -n $FORWARD ]]; then
   LOG_GARDENER_LOG=warn taskset -c "$LOADGEN_CPU" "$BIN" run --config "$sink_config" \
     >"$OUT_DIR/sink.log" 2>&1 &
   pids+=($!)
-  wait_ready "$!" $((PORT_BASE + 12)) "$OUT_DIR/sink.log"
+  wait_admin_ready "$!" $((PORT_BASE + 12)) "$OUT_DIR/sink.log" || exit 1
   forward=($((PORT_BASE + 10)) "$FORWARD")
 fi
 LOG_GARDENER_LOG=warn taskset -c "$COLLECTOR_CPU" "$BIN" run \
   --config "$(bench_config "$ENABLED" 64 "${forward[@]}")" >"$OUT_DIR/collector.log" 2>&1 &
 pid=$!
 pids+=("$pid")
-wait_ready "$pid" "$ADMIN_PORT" "$OUT_DIR/collector.log"
+wait_admin_ready "$pid" "$ADMIN_PORT" "$OUT_DIR/collector.log" || exit 1
 t0=$(ticks "$pid")
 taskset -c "$LOADGEN_CPU" "$LOADGEN_BIN" loadgen --endpoint "http://127.0.0.1:$GRPC_PORT" \
   --requests "$REQUESTS" --duration 600s --concurrency "$CONCURRENCY" --batch "$BATCH" \

@@ -40,16 +40,12 @@ config() { bench_config "$1" 64; } # $1 = enabled (true|false) -> path
 
 # Total instructions (Ir) of one collector run receiving $2 requests.
 run_one() { # $1 enabled, $2 requests -> prints Ir
-  local out=$OUT_DIR/callgrind.$1.$2 pid i
+  local out=$OUT_DIR/callgrind.$1.$2 pid
   # shellcheck disable=SC2086 # CALLGRIND_ARGS is a list of flags
   LOG_GARDENER_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" ${CALLGRIND_ARGS:-} \
     "$BIN" run --config "$(config "$1")" >"$OUT_DIR/collector.$1.$2.log" 2>&1 &
   pid=$!
-  for ((i = 0; i < READY_TIMEOUT_S * 10; i++)); do
-    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$ADMIN_PORT/readyz" && break
-    kill -0 "$pid" 2>/dev/null || { echo "collector died; see $OUT_DIR/collector.$1.$2.log" >&2; return 1; }
-    sleep 0.1
-  done
+  wait_admin_ready "$pid" "$ADMIN_PORT" "$OUT_DIR/collector.$1.$2.log" || return 1
   local bound=(--requests "$2" --duration 600s)
   # A generator without `--requests` (an older binary): send for $2 seconds instead.
   [[ ${BOUND:-requests} == seconds ]] && bound=(--duration "${2}s")

@@ -42,3 +42,17 @@ service:
 YAML
   echo "$f"
 }
+
+# wait_admin_ready PID ADMIN_PORT LOG: polls the collector's /readyz every 0.1 s
+# for up to READY_TIMEOUT_S (default 30) seconds; fails, naming LOG, if
+# the process dies or the time runs out.
+wait_admin_ready() {
+  local i
+  for ((i = 0; i < ${READY_TIMEOUT_S:-30} * 10; i++)); do
+    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$2/readyz" && return 0
+    kill -0 "$1" 2>/dev/null || { echo "collector died; see $3" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "not ready in ${READY_TIMEOUT_S:-30} s; see $3" >&2
+  return 1
+}
