@@ -2,10 +2,12 @@
 # Instructions per record of the enrichment alone: the `pipeline` criterion
 # bench's `process_logs_encoded_1000` (the worker's whole path on batches of
 # 1000 encoded loadgen records) under callgrind, counting only what runs
-# inside `Processor::process_logs_encoded`.
+# inside `Processor::process_logs_encoded` (or, with FN=tally_logs_encoded,
+# inside the path for logs that no exporter reads).
 #
 #   benches/processor-instructions.sh          # builds the bench, prints one line
 #   KEEP=/tmp/cg.out benches/processor-instructions.sh   # keep the callgrind file
+#   FN=tally_logs_encoded benches/processor-instructions.sh  # logs no exporter reads
 #
 # Why next to benches/instructions.sh: the end-to-end count needs a release
 # build of the collector (minutes) and includes the receiver, the queue and
@@ -32,21 +34,22 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "pipeline":
         print(m["executable"])')
 [[ -x $BENCH ]] || { echo "could not build the pipeline bench" >&2; exit 1; }
+FN=${FN:-process_logs_encoded}
 OUT=${KEEP:-$(mktemp /tmp/lg-proc-instr.XXXXXX)}
 
 valgrind --tool=callgrind --callgrind-out-file="$OUT" \
-  --toggle-collect='*process_logs_encoded*' \
-  "$BENCH" --bench process_logs_encoded_1000 \
+  --toggle-collect="*${FN}_batch*" \
+  "$BENCH" --bench "${FN}_1000" \
   --warm-up-time 0.5 --measurement-time 1 --sample-size 10 >/dev/null 2>&1
 
-# Instructions collected / (calls of process_logs_encoded x 1000 records).
-python3 - "$OUT" <<'PY'
+# Instructions collected / (calls of $FN x 1000 records).
+python3 - "$OUT" "$FN" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 total = int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
-ids = set(re.findall(r"c?fn=\((\d+)\) [^\n]*process_logs_encoded", text))
+ids = set(re.findall(r"c?fn=\((\d+)\) [^\n]*" + sys.argv[2] + "_batch", text))
 calls = sum(int(m.group(2)) for m in re.finditer(r"cfn=\((\d+)\)[^\n]*\ncalls=(\d+)", text)
             if m.group(1) in ids)
-print(f"process_logs_encoded: {total / calls / 1000:,.0f} instructions/record ({calls} batches of 1000)")
+print(f"{sys.argv[2]}: {total / calls / 1000:,.0f} instructions/record ({calls} batches of 1000)")
 PY
 [[ -n ${KEEP:-} ]] || rm -f "$OUT"

@@ -7,7 +7,9 @@
 #      traces and a mix, from `log-gardener loadgen` with a seed the
 #      benchmarks do not use, forwarded by the OTLP exporter to a blackhole
 #      (`loadgen --sink`), so that receive, enrichment, counters and export
-#      are all profiled;
+#      are all profiled; then the same collector without an exporter (it
+#      only counts what it receives: `Enricher`'s path for records no
+#      exporter reads);
 #   3. merges the raw profiles with llvm-profdata (sparse: functions never
 #      run are left out) into pgo/log-gardener.profdata;
 #   4. `cargo clean --release`: cargo does not see the profile change, so
@@ -48,7 +50,9 @@ BIN=$WORK/target/release/log-gardener
 rm -rf "$WORK/raw" && mkdir -p "$WORK/raw"
 export LLVM_PROFILE_FILE=$WORK/raw/log-gardener-%p-%m.profraw
 
-cat >"$WORK/config.yaml" <<YAML
+# The collector's config; with an argument, forwarding to that endpoint.
+config() {
+  cat <<YAML
 receivers:
   otlp:
     protocols:
@@ -63,12 +67,20 @@ processors:
 exporters:
   debug:
     enabled: false
-  otlp:
-    endpoint: http://$SINK
-service:
-  admin:
-    endpoint: $ADMIN
 YAML
+  [[ -z ${1:-} ]] || printf '  otlp:\n    endpoint: http://%s\n' "$1"
+  printf 'service:\n  admin:\n    endpoint: %s\n' "$ADMIN"
+}
+config "$SINK" >"$WORK/config.yaml"
+config >"$WORK/config-no-exporter.yaml"
+
+wait_ready() {
+  for _ in $(seq 300); do
+    curl -sf -o /dev/null --max-time 1 "http://$ADMIN/readyz" && return
+    sleep 0.1
+  done
+}
+load() { "$BIN" loadgen --seed "$SEED" "$@" 2>/dev/null | tail -1; }
 
 echo "== training run"
 "$BIN" loadgen --sink "$SINK" --duration 120s >"$WORK/sink.log" 2>&1 &
@@ -76,11 +88,7 @@ sink=$!
 LOG_GARDENER_LOG=warn "$BIN" run --config "$WORK/config.yaml" >"$WORK/collector.log" 2>&1 &
 collector=$!
 trap 'kill $collector $sink 2>/dev/null || true' EXIT
-for _ in $(seq 300); do
-  curl -sf -o /dev/null --max-time 1 "http://$ADMIN/readyz" && break
-  sleep 0.1
-done
-load() { "$BIN" loadgen --seed "$SEED" "$@" 2>/dev/null | tail -1; }
+wait_ready
 load --endpoint "http://$GRPC" --duration 8s --batch 512 --concurrency 4
 load --endpoint "http://$HTTP" --protocol http --duration 3s --batch 512
 load --endpoint "http://$GRPC" --signal traces --duration 3s --batch 512
@@ -91,6 +99,17 @@ kill -TERM "$collector" "$sink"
 wait "$collector" "$sink" 2>/dev/null || true
 trap - EXIT
 
+echo "== training run without an exporter"
+LOG_GARDENER_LOG=warn "$BIN" run --config "$WORK/config-no-exporter.yaml" >>"$WORK/collector.log" 2>&1 &
+collector=$!
+trap 'kill $collector 2>/dev/null || true' EXIT
+wait_ready
+load --endpoint "http://$GRPC" --duration 6s --batch 512 --concurrency 4
+load --endpoint "http://$GRPC" --signal traces --duration 2s --batch 512
+curl -sf -o /dev/null "http://$ADMIN/metrics"
+kill -TERM "$collector"
+wait "$collector" 2>/dev/null || true
+trap - EXIT
 echo "== merging $(ls "$WORK"/raw | wc -l) raw profiles with $PROFDATA"
 "$PROFDATA" merge --sparse -o "$ROOT/pgo/log-gardener.profdata" "$WORK"/raw/*.profraw
 ls -l "$ROOT/pgo/log-gardener.profdata"

@@ -28,6 +28,9 @@ thread_local! {
 /// The processor stage's per-batch work, shared by all workers.
 pub struct Enricher {
     processor: Processor,
+    /// Whether an exporter reads the enriched records; when none does, they
+    /// are counted but not rewritten.
+    records_read: bool,
     state: Mutex<State>,
     counters: Mutex<CounterCache>,
 }
@@ -87,12 +90,15 @@ fn now_unix_nano() -> u64 {
 }
 
 impl Enricher {
-    pub fn new(config: &ProcessorConfig) -> anyhow::Result<Self> {
+    /// `records_read`: whether any exporter reads the logs and spans (false
+    /// for a collector that only derives metrics from them).
+    pub fn new(config: &ProcessorConfig, records_read: bool) -> anyhow::Result<Self> {
         let processor =
             Processor::new(config).map_err(|e| anyhow::anyhow!("processors.gardener: {e}"))?;
         let state = Mutex::new(State::new(config, &processor));
         Ok(Self {
             processor,
+            records_read,
             state,
             counters: Mutex::default(),
         })
@@ -106,6 +112,9 @@ impl Enricher {
         let mut tally = Tally::default();
         match &mut batch.payload {
             Payload::Logs(request) => self.processor.process_logs(request, &mut tally),
+            Payload::LogsEncoded { bytes, .. } if !self.records_read => {
+                self.processor.tally_logs_encoded(bytes, &mut tally)
+            }
             Payload::LogsEncoded { bytes, .. } => {
                 let mut out = Vec::new();
                 let changed = EDITS.with_borrow_mut(|edits| {
@@ -115,6 +124,9 @@ impl Enricher {
                 if changed {
                     *bytes = out.into();
                 }
+            }
+            Payload::Traces(request) if !self.records_read => {
+                self.processor.tally_traces(request, &mut tally)
             }
             Payload::Traces(request) => self.processor.process_traces(request, &mut tally),
             Payload::Metrics(_) => return,

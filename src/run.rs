@@ -88,7 +88,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let exporter_handles = Arc::new(exporter_handles);
-    let enricher = Arc::new(Enricher::new(&config.processors.gardener)?);
+    let enricher = Arc::new(Enricher::new(
+        &config.processors.gardener,
+        !exporter_handles.is_empty(),
+    )?);
     let workers = match config.service.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

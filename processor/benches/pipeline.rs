@@ -1,6 +1,7 @@
 //! Per-batch cost of the whole enrichment (`Processor::process_logs`,
 //! `process_logs_encoded` — the path the collector takes for OTLP/gRPC logs —
-//! and `process_traces`) on realistic batches of 1000 records, the same
+//! `tally_logs_encoded` — the same when no exporter reads the logs — and
+//! `process_traces`) on realistic batches of 1000 records, the same
 //! records `log-gardener loadgen` sends (src/loadgen/workload.rs, included
 //! below).
 //!
@@ -23,6 +24,27 @@ mod workload;
 
 const BATCH: usize = 1000;
 const DISTINCT: usize = 8;
+
+// Never inlined, so that benches/processor-instructions.sh can count what
+// runs inside them (`--toggle-collect`) whatever the compiler inlines.
+#[inline(never)]
+fn process_logs_encoded_batch(
+    processor: &Processor,
+    request: &[u8],
+    edits: &mut Edits,
+    out: &mut Vec<u8>,
+) -> Tally {
+    let mut tally = Tally::default();
+    processor.process_logs_encoded(request, &mut tally, edits, out);
+    tally
+}
+
+#[inline(never)]
+fn tally_logs_encoded_batch(processor: &Processor, request: &[u8]) -> Tally {
+    let mut tally = Tally::default();
+    processor.tally_logs_encoded(request, &mut tally);
+    tally
+}
 
 fn bench_pipeline(c: &mut Criterion) {
     let processor = Processor::new(&ProcessorConfig::default()).expect("default config builds");
@@ -64,15 +86,23 @@ fn bench_pipeline(c: &mut Criterion) {
         b.iter(|| {
             let i = next.get();
             next.set(i + 1);
-            let mut tally = Tally::default();
             out.clear();
-            processor.process_logs_encoded(
+            process_logs_encoded_batch(
+                &processor,
                 black_box(&encoded[i % DISTINCT]),
-                &mut tally,
                 &mut edits,
                 &mut out,
-            );
-            tally
+            )
+        })
+    });
+
+    // The same records when no exporter reads them: counted, not rewritten.
+    let next = Cell::new(0usize);
+    g.bench_function("tally_logs_encoded_1000", |b| {
+        b.iter(|| {
+            let i = next.get();
+            next.set(i + 1);
+            tally_logs_encoded_batch(&processor, black_box(&encoded[i % DISTINCT]))
         })
     });
 

@@ -98,6 +98,46 @@ impl Processor {
         }
         edits.extras.clear();
         edits.ends.clear();
+        let Edits {
+            extras,
+            ends,
+            signatures,
+        } = edits;
+        self.each_encoded_log(request, tally, |found| {
+            if let Some(found) = found {
+                found.encode(signatures, extras);
+            }
+            ends.push(extras.len() as u32);
+        });
+        if edits.extras.is_empty() {
+            return false;
+        }
+        wire::splice_logs_request(request, &edits.extras, &edits.ends, out);
+        true
+    }
+
+    /// Tallies an encoded `ExportLogsServiceRequest` exactly as
+    /// [`process_logs_encoded`](Self::process_logs_encoded) does, without
+    /// writing the enrichment into it.
+    ///
+    /// Why: a collector whose logs go to no exporter (a sidecar that only
+    /// derives metrics) drops the request once it is counted; encoding the
+    /// signature attributes and splicing them into a copy of the request
+    /// would be a tenth of the work for bytes nobody reads.
+    pub fn tally_logs_encoded(&self, request: &[u8], tally: &mut Tally) {
+        if self.enabled() {
+            self.each_encoded_log(request, tally, drop);
+        }
+    }
+
+    /// Processes every record of the request, in order, and hands `found`
+    /// what enrichment adds to it (`None` for the collector's own records).
+    fn each_encoded_log(
+        &self,
+        request: &[u8],
+        tally: &mut Tally,
+        mut found: impl FnMut(Option<LogEnrichment>),
+    ) {
         // Attribute lists are split once, then looked up many times.
         let mut resource_entries = Vec::new();
         let mut record_entries = Vec::new();
@@ -106,22 +146,15 @@ impl Processor {
             let resource = MapRef::split(&resource_entries);
             let context = self.intern_resource(resource, tally);
             for record in resource_logs.records() {
-                if let Some(context) = context {
+                found(context.map(|context| {
                     // The view's index is made while the attributes are split.
                     let mut index = AttrIndex::empty();
                     let record =
                         LogRef::wire_split_with(record, &mut record_entries, |e| index.offer(e));
                     self.process_log_indexed(context, record, &index, tally)
-                        .encode(&mut edits.signatures, &mut edits.extras);
-                }
-                edits.ends.push(edits.extras.len() as u32);
+                }));
             }
         }
-        if edits.extras.is_empty() {
-            return false;
-        }
-        wire::splice_logs_request(request, &edits.extras, &edits.ends, out);
-        true
     }
 }
 

@@ -378,18 +378,41 @@ impl Processor {
 
     /// Enriches every span in place and tallies it.
     pub fn process_traces(&self, request: &mut ExportTraceServiceRequest, tally: &mut Tally) {
+        let mut signed = Vec::new();
+        self.each_span(request, tally, |at, signature| signed.push((at, signature)));
+        for ((r, s, i), signature) in signed {
+            let span = &mut request.resource_spans[r].scope_spans[s].spans[i];
+            annotate(&mut span.attributes, signature);
+        }
+    }
+
+    /// Tallies the spans exactly as [`process_traces`](Self::process_traces)
+    /// does, without writing signatures into them: for a collector whose
+    /// traces go to no exporter (see [`tally_logs_encoded`](Self::tally_logs_encoded)).
+    pub fn tally_traces(&self, request: &ExportTraceServiceRequest, tally: &mut Tally) {
+        self.each_span(request, tally, |_, _| {});
+    }
+
+    /// Processes every span, in order, and hands `signed` the position
+    /// (resource, scope, span) and signature of each one that was signed.
+    fn each_span(
+        &self,
+        request: &ExportTraceServiceRequest,
+        tally: &mut Tally,
+        mut signed: impl FnMut((usize, usize, usize), Signature),
+    ) {
         if !self.enabled {
             return;
         }
-        for resource_spans in &mut request.resource_spans {
+        for (r, resource_spans) in request.resource_spans.iter().enumerate() {
             let resource_ref = MapRef::resource(resource_spans.resource.as_ref());
             let Some(context) = self.intern_resource(resource_ref, tally) else {
                 continue;
             };
             let resource = resource_spans.resource.as_ref();
             let service = context.service;
-            for scope_spans in &mut resource_spans.scope_spans {
-                for span in &mut scope_spans.spans {
+            for (s, scope_spans) in resource_spans.scope_spans.iter().enumerate() {
+                for (i, span) in scope_spans.spans.iter().enumerate() {
                     if self.orphan_detection {
                         if let Ok(id) = <[u8; 16]>::try_from(span.trace_id.as_slice()) {
                             tally.span_traces.push((service, id));
@@ -405,9 +428,8 @@ impl Processor {
                         context,
                         tally,
                     );
-                    drop(view);
                     if let Some(signature) = signature {
-                        annotate(&mut span.attributes, signature);
+                        signed((r, s, i), signature);
                     }
                 }
             }
@@ -738,5 +760,74 @@ mod tests {
         assert_eq!(tally.trace_context().count(), 0);
         let record = &request.resource_logs[0].scope_logs[0].log_records[0];
         assert!(record.attributes.is_empty());
+    }
+
+    /// Signatures are written into the spans they were made from, across
+    /// resources and scopes; `tally_traces` counts the same and writes none.
+    #[test]
+    fn signatures_land_on_their_own_spans() {
+        use gardener_proto::otlp::trace::v1::{status::StatusCode, ResourceSpans, ScopeSpans};
+        use gardener_proto::otlp::trace::v1::{Span, Status};
+        let span = |name: &str, error: bool| Span {
+            name: name.to_string(),
+            kind: 2,
+            status: error.then(|| Status {
+                code: StatusCode::Error as i32,
+                message: format!("{name} failed: connection refused"),
+            }),
+            ..Default::default()
+        };
+        let scope = |spans| ScopeSpans {
+            spans,
+            ..Default::default()
+        };
+        let resource = |service: &str, scope_spans| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![text("service.name", service)],
+                ..Default::default()
+            }),
+            scope_spans,
+            ..Default::default()
+        };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![
+                resource("api", vec![scope(vec![span("a", false), span("b", true)])]),
+                resource(
+                    "worker",
+                    vec![
+                        scope(vec![span("c", false)]),
+                        scope(vec![span("d", true), span("e", false), span("f", true)]),
+                    ],
+                ),
+            ],
+        };
+        let processor = Processor::new(&ProcessorConfig::default()).unwrap();
+        let mut enriched = request.clone();
+        let mut tally = Tally::default();
+        processor.process_traces(&mut enriched, &mut tally);
+        let signed: Vec<&str> = enriched
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .filter(|s| s.attributes.iter().any(|kv| kv.key == "gardener.signature"))
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(signed, ["b", "d", "f"]);
+
+        let mut counted = Tally::default();
+        processor.tally_traces(&request, &mut counted);
+        assert_eq!(
+            format!("{:?}", counted.signatures),
+            format!("{:?}", tally.signatures)
+        );
+        assert_eq!(
+            counted.sli_counts().collect::<Vec<_>>(),
+            tally.sli_counts().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            counted.span_traces().collect::<Vec<_>>(),
+            tally.span_traces().collect::<Vec<_>>()
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The encoded path (`Processor::process_logs_encoded`, which reads the
 //! request bytes through borrowed views and appends to them) must give
 //! exactly what the decoded path (`process_logs`) gives: the same enriched
-//! request once decoded, and the same tally.
+//! request once decoded, and the same tally. `tally_logs_encoded` (the same
+//! path for logs that no exporter reads) must give the same tally too.
 
 use gardener_processor::encoded::Edits;
 use gardener_processor::{Processor, ProcessorConfig, Tally};
@@ -48,6 +49,10 @@ fn check(processor: &Processor, request: &ExportLogsServiceRequest, edits: &mut 
     };
     assert_eq!(enriched, decoded);
     assert_eq!(summary(&encoded_tally), summary(&decoded_tally));
+
+    let mut tally_only = Tally::default();
+    processor.tally_logs_encoded(&bytes, &mut tally_only);
+    assert_eq!(summary(&tally_only), summary(&decoded_tally));
 }
 
 fn record(body: AnyValue, severity: i32, attributes: Vec<(&str, &str)>) -> LogRecord {
