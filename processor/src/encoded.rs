@@ -126,7 +126,7 @@ impl Processor {
     /// would be a tenth of the work for bytes nobody reads.
     pub fn tally_logs_encoded(&self, request: &[u8], tally: &mut Tally) {
         if self.enabled() {
-            self.each_encoded_log(request, tally, drop);
+            self.each_encoded_log(request, tally, |_| {});
         }
     }
 
@@ -136,7 +136,7 @@ impl Processor {
         &self,
         request: &[u8],
         tally: &mut Tally,
-        mut found: impl FnMut(Option<LogEnrichment>),
+        mut found: impl FnMut(Option<&LogEnrichment>),
     ) {
         // Attribute lists are split once, then looked up many times.
         let mut resource_entries = Vec::new();
@@ -146,13 +146,17 @@ impl Processor {
             let resource = MapRef::split(&resource_entries);
             let context = self.intern_resource(resource, tally);
             for record in resource_logs.records() {
-                found(context.map(|context| {
-                    // The view's index is made while the attributes are split.
-                    let mut index = AttrIndex::empty();
-                    let record =
-                        LogRef::wire_split_with(record, &mut record_entries, |e| index.offer(e));
-                    self.process_log_indexed(context, record, &index, tally)
-                }));
+                let Some(context) = context else {
+                    found(None);
+                    continue;
+                };
+                // The view's index is made while the attributes are split.
+                let mut index = AttrIndex::empty();
+                let record =
+                    LogRef::wire_split_with(record, &mut record_entries, |e| index.offer(e));
+                found(Some(
+                    &self.process_log_indexed(context, record, &index, tally),
+                ));
             }
         }
     }
