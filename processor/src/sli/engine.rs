@@ -5,8 +5,8 @@
 //! conditions (signal, span kind, status, severity, HTTP status, category)
 //! before attributes and regexes, regexes are compiled once, and nothing is
 //! allocated unless a label value has to be rendered from a non-string
-//! attribute. Most records are *quiet* (no category, no attribute or
-//! message literal a matcher could use: a request log): what the matchers
+//! attribute. Most records are *quiet* (no attribute or message literal a
+//! matcher could use: a request log, most errors): what the matchers
 //! decided for one is remembered per thread by the few facts it depends on
 //! (module `quiet`) and replayed for the next.
 
@@ -69,13 +69,36 @@ pub struct SliEngine {
 
 /// What an event of one kind must lack to be quiet: every attribute the
 /// kind's matchers read (their keys' summaries), and, when they have
-/// regexes on it, any literal of the message or span-name prefilter.
+/// regexes on it, any literal of the message or span-name prefilter. And
+/// the category conditions of the kind's matchers, whose answers are part
+/// of a quiet event's key (at most 32; none for kinds without a category).
 #[derive(Debug)]
 struct QuietKind {
     attributes: Box<[KeySummary]>,
     message: bool,
     span_name: bool,
+    categories: Box<[CategoryCondition]>,
 }
+
+/// A matcher's `category` (`prefix: false`) or `category_prefix`.
+#[derive(Debug, PartialEq)]
+struct CategoryCondition {
+    text: Box<str>,
+    prefix: bool,
+}
+
+impl CategoryCondition {
+    fn holds(&self, category: &str) -> bool {
+        if self.prefix {
+            category.starts_with(&*self.text)
+        } else {
+            category == &*self.text
+        }
+    }
+}
+
+/// Most category conditions a quiet key holds the answers to.
+const MAX_QUIET_CATEGORIES: usize = 32;
 
 /// The attributes the HTTP status falls back to, in order.
 const HTTP_STATUS_KEYS: [&str; 2] = ["http.response.status_code", "http.status_code"];
@@ -621,12 +644,17 @@ impl SliEngine {
         {
             return None;
         }
+        let category = ev.category.map(|category| {
+            (plan.categories.iter().enumerate())
+                .fold(0, |bits, (i, c)| bits | u32::from(c.holds(category)) << i)
+        });
         QuietKey::new(
             ev.signal,
             ev.severity_number,
             possible.http_status(ev),
             ev.span_kind,
             ev.span_status_error,
+            category,
         )
     }
 
@@ -808,15 +836,13 @@ impl<'p, 'a> Haystacks<'p, 'a> {
 }
 
 /// What makes an event of kind `kind` ([`kind_index`]) quiet, or `None`
-/// when its events are always classified in full: events with a category
-/// (the category is a string, not part of a [`QuietKey`]), more than 64
-/// SLIs (an [`Outcome`] has a bit each), labels from attributes (they
-/// differ between quiet events), a regex the prefilter cannot rule out, or
-/// a regex the matchers do not scan every event with anyway (see below).
+/// when its events are always classified in full: more than 64 SLIs (an
+/// [`Outcome`] has a bit each), labels from attributes (they differ
+/// between quiet events), a regex the prefilter cannot rule out, a regex
+/// the matchers do not scan every event with anyway (see below), or more
+/// than [`MAX_QUIET_CATEGORIES`] category conditions.
 fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<QuietKind> {
-    let has_category = kind % 2 == 1;
-    if has_category
-        || defs.len() > 64
+    if defs.len() > 64
         || defs
             .iter()
             .any(|d| d.label_sources.iter().any(Option::is_some))
@@ -831,12 +857,26 @@ fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<
         attributes: Box::new([]),
         message: false,
         span_name: false,
+        categories: Box::new([]),
     };
     let mut attributes = Vec::new();
+    let mut categories = Vec::new();
     for m in matchers {
         for a in &m.attributes {
             if !attributes.contains(&summaries[a.slot]) {
                 attributes.push(summaries[a.slot]);
+            }
+        }
+        let conditions = [(&m.category, false), (&m.category_prefix, true)];
+        for (text, prefix) in conditions {
+            if let Some(text) = text {
+                let condition = CategoryCondition {
+                    text: text.clone(),
+                    prefix,
+                };
+                if !categories.contains(&condition) {
+                    categories.push(condition);
+                }
             }
         }
         for (regex, uses) in [
@@ -867,7 +907,11 @@ fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<
     {
         return None;
     }
+    if categories.len() > MAX_QUIET_CATEGORIES {
+        return None;
+    }
     plan.attributes = attributes.into_boxed_slice();
+    plan.categories = categories.into_boxed_slice();
     Some(plan)
 }
 
@@ -1868,6 +1912,14 @@ mod tests {
                             (17, None, true, Some("database_connection")),
                             (17, Some(503), false, None),
                             (13, Some(101), true, None),
+                            // Events that differ only in their category (the
+                            // database row above too): a category no
+                            // condition names, a prefix condition's text
+                            // exactly, another prefix, none.
+                            (17, None, true, Some("payment_timeout")),
+                            (17, None, true, Some("websocket")),
+                            (17, None, true, Some("agent_failure")),
+                            (17, None, true, None),
                         ] {
                             let ev = SliEvent {
                                 span_kind: kind,
@@ -1945,7 +1997,18 @@ mod tests {
         .unwrap();
         let none_bad = SliEngine::new(&none_bad).unwrap();
         let builtin = SliEngine::builtin();
-        assert!(builtin.quiet[0].is_some() && builtin.quiet[1].is_none());
+        // Errors (a category) too: their category's answers are in the key.
+        assert!(builtin.quiet[0].is_some() && builtin.quiet[1].is_some());
+        // Not with more category conditions than a key holds the answers to.
+        let mut many = String::from("builtins: false\ndefinitions:\n");
+        for i in 0..=MAX_QUIET_CATEGORIES {
+            many += &format!(
+                "  s{i}:\n    threshold: 0.5\n    events: [ {{ signal: log }} ]\n    \
+                 bad: [ {{ category: c{i} }} ]\n"
+            );
+        }
+        let many = SliEngine::new(&SliConfig::from_yaml(&many).unwrap()).unwrap();
+        assert!(many.quiet[0].is_some() && many.quiet[1].is_none());
         // A message regex reached only past a severity: the quiet test's
         // scan of every message would cost more than it saves.
         let behind_severity = SliConfig::from_yaml(

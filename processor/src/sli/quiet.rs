@@ -2,15 +2,18 @@
 //!
 //! Why: most records are request logs that count toward the HTTP SLI and
 //! nothing else, and finding that out means asking ten matchers, each a
-//! few dozen instructions, on every record. An event is quiet when none of
-//! the things that make events differ can play a part: it has no category,
-//! no attribute that a matcher of its kind reads (its key summary rules
-//! them all out), no message or span name that a regex could match (the
-//! literal prefilter rules them all out), and every SLI is labelled by the
-//! service alone. What the engine decides for a quiet event is then a
-//! function of its signal, severity, HTTP status, span kind and span status
-//! alone ([`QuietKey`]): this per-thread table remembers the decision by
-//! that key.
+//! few dozen instructions, on every record; errors, which have a category,
+//! ask more. An event is quiet when none of the things that make events
+//! differ can play a part: no attribute that a matcher of its kind reads
+//! (its key summary rules them all out), no message or span name that a
+//! regex could match (the literal prefilter rules them all out), and every
+//! SLI is labelled by the service alone. What the engine decides for a
+//! quiet event is then a function of its signal, severity, HTTP status,
+//! span kind and span status, and of its category's answers to the
+//! matchers' category conditions (`category: database_connection`,
+//! `category_prefix: websocket`), never of the category's other letters
+//! ([`QuietKey`]): this per-thread table remembers the decision by that
+//! key.
 //!
 //! The table is a cache of exact answers: an entry is used only for the
 //! same key and the same engine (entries carry the engine's id, never
@@ -29,12 +32,15 @@ pub(super) struct QuietKey(u64);
 impl QuietKey {
     /// The key of a quiet event; `None` for a severity or span kind out of
     /// the ranges the key holds (such events are classified in full).
+    /// `category`: `None` for an event without one, else bit `i` set when
+    /// it meets the `i`th category condition of the event's kind.
     pub(super) fn new(
         signal: SliSignal,
         severity_number: i32,
         http_status: Option<u16>,
         span_kind: Option<i32>,
         span_status_error: bool,
+        category: Option<u32>,
     ) -> Option<Self> {
         let severity = u8::try_from(severity_number).ok()?;
         let kind = match span_kind {
@@ -48,7 +54,9 @@ impl QuietKey {
                 | status << 8
                 | kind << 25
                 | u64::from(span_status_error) << 29
-                | u64::from(signal == SliSignal::Span) << 30,
+                | u64::from(signal == SliSignal::Span) << 30
+                | u64::from(category.is_some()) << 31
+                | u64::from(category.unwrap_or(0)) << 32,
         ))
     }
 
@@ -125,9 +133,12 @@ mod tests {
                 for status in [None, Some(0), Some(101), Some(500), Some(u16::MAX)] {
                     for kind in [None, Some(0), Some(2), Some(7)] {
                         for error in [false, true] {
-                            keys.push(
-                                QuietKey::new(signal, severity, status, kind, error).unwrap(),
-                            );
+                            for category in [None, Some(0), Some(1), Some(0x8000_0000)] {
+                                keys.push(
+                                    QuietKey::new(signal, severity, status, kind, error, category)
+                                        .unwrap(),
+                                );
+                            }
                         }
                     }
                 }
@@ -137,18 +148,24 @@ mod tests {
         keys.sort_unstable_by_key(|k| k.0);
         keys.dedup();
         assert_eq!(keys.len(), n);
-        assert_eq!(QuietKey::new(SliSignal::Log, 256, None, None, false), None);
-        assert_eq!(QuietKey::new(SliSignal::Log, -1, None, None, false), None);
         assert_eq!(
-            QuietKey::new(SliSignal::Span, 0, None, Some(8), false),
+            QuietKey::new(SliSignal::Log, 256, None, None, false, None),
+            None
+        );
+        assert_eq!(
+            QuietKey::new(SliSignal::Log, -1, None, None, false, None),
+            None
+        );
+        assert_eq!(
+            QuietKey::new(SliSignal::Span, 0, None, Some(8), false, None),
             None
         );
     }
 
     #[test]
     fn answers_only_for_the_same_engine_and_key() {
-        let a = QuietKey::new(SliSignal::Log, 9, Some(200), None, false).unwrap();
-        let b = QuietKey::new(SliSignal::Log, 9, Some(500), None, false).unwrap();
+        let a = QuietKey::new(SliSignal::Log, 9, Some(200), None, false, None).unwrap();
+        let b = QuietKey::new(SliSignal::Log, 9, Some(500), None, false, None).unwrap();
         let mut outcome = Outcome::default();
         outcome.count(0, false);
         outcome.count(3, true);
