@@ -88,6 +88,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let exporter_handles = Arc::new(exporter_handles);
+    if exporter_handles.is_empty() {
+        tracing::info!("no log or trace exporter: records are counted into metrics, then dropped");
+    }
     let enricher = Arc::new(Enricher::new(
         &config.processors.gardener,
         !exporter_handles.is_empty(),
