@@ -111,6 +111,9 @@ impl Enricher {
         }
         let mut tally = Tally::default();
         match &mut batch.payload {
+            Payload::Logs(request) if !self.records_read => {
+                self.processor.tally_logs(request, &mut tally)
+            }
             Payload::Logs(request) => self.processor.process_logs(request, &mut tally),
             Payload::LogsEncoded { bytes, .. } if !self.records_read => {
                 self.processor.tally_logs_encoded(bytes, &mut tally)

@@ -270,18 +270,45 @@ impl Processor {
 
     /// Enriches every log record in place and tallies it.
     pub fn process_logs(&self, request: &mut ExportLogsServiceRequest, tally: &mut Tally) {
+        let mut found = Vec::new();
+        self.each_log(request, tally, |at, enrichment| {
+            found.push((at, enrichment))
+        });
+        for ((r, s, i), enrichment) in found {
+            enrichment.apply(&mut request.resource_logs[r].scope_logs[s].log_records[i]);
+        }
+    }
+
+    /// Tallies the records exactly as [`process_logs`](Self::process_logs)
+    /// does, without writing into them: for a collector whose logs go to no
+    /// exporter (see [`tally_logs_encoded`](Self::tally_logs_encoded)).
+    pub fn tally_logs(&self, request: &ExportLogsServiceRequest, tally: &mut Tally) {
+        self.each_log(request, tally, |_, _| {});
+    }
+
+    /// Processes every record, in order, and hands `found` the position
+    /// (resource, scope, record) of each one enriched and what enrichment
+    /// adds to it (the collector's own records are skipped).
+    fn each_log(
+        &self,
+        request: &ExportLogsServiceRequest,
+        tally: &mut Tally,
+        mut found: impl FnMut((usize, usize, usize), LogEnrichment),
+    ) {
         if !self.enabled {
             return;
         }
-        for resource_logs in &mut request.resource_logs {
+        for (r, resource_logs) in request.resource_logs.iter().enumerate() {
             let resource = MapRef::resource(resource_logs.resource.as_ref());
             let Some(resource) = self.intern_resource(resource, tally) else {
                 continue;
             };
-            for scope_logs in &mut resource_logs.scope_logs {
-                for record in &mut scope_logs.log_records {
-                    let found = self.process_log(resource, LogRef::owned(record), tally);
-                    found.apply(record);
+            for (s, scope_logs) in resource_logs.scope_logs.iter().enumerate() {
+                for (i, record) in scope_logs.log_records.iter().enumerate() {
+                    found(
+                        (r, s, i),
+                        self.process_log(resource, LogRef::owned(record), tally),
+                    );
                 }
             }
         }

@@ -1,8 +1,9 @@
 //! The encoded path (`Processor::process_logs_encoded`, which reads the
 //! request bytes through borrowed views and appends to them) must give
 //! exactly what the decoded path (`process_logs`) gives: the same enriched
-//! request once decoded, and the same tally. `tally_logs_encoded` (the same
-//! path for logs that no exporter reads) must give the same tally too.
+//! request once decoded, and the same tally. `tally_logs_encoded` and
+//! `tally_logs` (the paths for logs that no exporter reads) must give the
+//! same tally too.
 
 use gardener_processor::encoded::Edits;
 use gardener_processor::{Processor, ProcessorConfig, Tally};
@@ -50,9 +51,13 @@ fn check(processor: &Processor, request: &ExportLogsServiceRequest, edits: &mut 
     assert_eq!(enriched, decoded);
     assert_eq!(summary(&encoded_tally), summary(&decoded_tally));
 
-    let mut tally_only = Tally::default();
-    processor.tally_logs_encoded(&bytes, &mut tally_only);
-    assert_eq!(summary(&tally_only), summary(&decoded_tally));
+    let mut from_bytes = Tally::default();
+    processor.tally_logs_encoded(&bytes, &mut from_bytes);
+    let mut from_structs = Tally::default();
+    processor.tally_logs(request, &mut from_structs);
+    for tally in [from_bytes, from_structs] {
+        assert_eq!(summary(&tally), summary(&decoded_tally));
+    }
 }
 
 fn record(body: AnyValue, severity: i32, attributes: Vec<(&str, &str)>) -> LogRecord {
