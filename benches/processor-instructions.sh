@@ -2,8 +2,9 @@
 # Instructions per record of the enrichment alone: the `pipeline` criterion
 # bench's `process_logs_encoded_1000` (the worker's whole path on batches of
 # 1000 encoded loadgen records) under callgrind, counting only what runs
-# inside `Processor::process_logs_encoded` (or, with FN=tally_logs_encoded,
-# inside the path for logs that no exporter reads).
+# inside the bench's never-inlined wrapper of `Processor::process_logs_encoded`
+# (or, with FN=tally_logs_encoded, of the path for logs that no exporter
+# reads).
 #
 #   benches/processor-instructions.sh          # builds the bench, prints one line
 #   KEEP=/tmp/cg.out benches/processor-instructions.sh   # keep the callgrind file
