@@ -47,6 +47,8 @@ LOADGEN_BIN=${LOADGEN_BIN:-$BIN}
 source "$ROOT/benches/lib.sh"
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# Minor page faults: memory the kernel had to map (and zero) afresh.
+faults() { awk '{ print $10 }' "/proc/$1/stat"; }
 
 pids=()
 trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done' EXIT
@@ -67,6 +69,7 @@ pid=$!
 pids+=("$pid")
 wait_admin_ready "$pid" "$ADMIN_PORT" "$OUT_DIR/collector.log" || exit 1
 t0=$(ticks "$pid")
+f0=$(faults "$pid")
 taskset -c "$LOADGEN_CPU" "$LOADGEN_BIN" loadgen --endpoint "http://127.0.0.1:$GRPC_PORT" \
   --requests "$REQUESTS" --duration 600s --concurrency "$CONCURRENCY" --batch "$BATCH" \
   --seed "$SEED" >"$OUT_DIR/loadgen.json" 2>"$OUT_DIR/loadgen.err"
@@ -88,12 +91,15 @@ if [[ -n $FORWARD ]]; then
       END { printf "exporter sent %d failed %d", s["gardener_exporter_sent_records_total"],
         s["gardener_exporter_failed_records_total"] }')
 fi
-python3 - "$OUT_DIR/loadgen.json" "$((t1 - t0))" "$(getconf CLK_TCK)" "$exported" <<'PY'
+f1=$(faults "$pid")
+python3 - "$OUT_DIR/loadgen.json" "$((t1 - t0))" "$(getconf CLK_TCK)" "$exported" "$((f1 - f0))" <<'PY'
 import json, sys
 path, ticks, hz, exported = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+faults = int(sys.argv[5])
 lg = json.loads(open(path).read().strip().splitlines()[-1])
 cpu = ticks / hz
 records = lg["accepted_records"]
 print(f"cpu {cpu:.2f} s, {records:,} records, {cpu * 1e9 / records:,.0f} ns/record, "
-      f"{lg['records_per_sec']:,.0f} records/s" + (f", {exported}" if exported else ""))
+      f"{lg['records_per_sec']:,.0f} records/s, {faults * 1000 / records:,.1f} page faults/1000 records"
+      + (f", {exported}" if exported else ""))
 PY

@@ -115,17 +115,21 @@ impl Enricher {
                 self.processor.tally_logs(request, &mut tally)
             }
             Payload::Logs(request) => self.processor.process_logs(request, &mut tally),
-            Payload::LogsEncoded { bytes, .. } if !self.records_read => {
-                self.processor.tally_logs_encoded(bytes, &mut tally)
+            Payload::LogsEncoded { parts, .. } if !self.records_read => {
+                for part in parts.parts() {
+                    self.processor.tally_logs_encoded(part, &mut tally)
+                }
             }
-            Payload::LogsEncoded { bytes, .. } => {
-                let mut out = Vec::new();
-                let changed = EDITS.with_borrow_mut(|edits| {
-                    self.processor
-                        .process_logs_encoded(bytes, &mut tally, edits, &mut out)
-                });
-                if changed {
-                    *bytes = out.into();
+            Payload::LogsEncoded { parts, .. } => {
+                for part in parts.parts_mut() {
+                    let mut out = Vec::new();
+                    let changed = EDITS.with_borrow_mut(|edits| {
+                        self.processor
+                            .process_logs_encoded(part, &mut tally, edits, &mut out)
+                    });
+                    if changed {
+                        *part = out.into();
+                    }
                 }
             }
             Payload::Traces(request) if !self.records_read => {

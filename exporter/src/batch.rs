@@ -5,7 +5,6 @@
 //! than flattening to records) preserves resources and scopes exactly, so that
 //! forwarding is lossless.
 
-use bytes::Bytes;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
@@ -15,6 +14,8 @@ use prost::Message;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+pub use crate::encoded_parts::EncodedParts;
 
 /// Which OTLP signal a batch carries; `as_str` is the `signal` label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,12 +42,13 @@ impl SignalKind {
 pub enum Payload {
     Logs(ExportLogsServiceRequest),
     /// A logs request still in its wire encoding, as the OTLP protobuf
-    /// receivers get it: `bytes` passed `wire::validate_logs_request`, which
-    /// counted `records`. The processor reads and extends it without
-    /// decoding; consumers that need owned records call
-    /// [`Payload::decoded`].
+    /// receivers get it: each of `parts` passed
+    /// `wire::validate_logs_request`, which counted `records`, and the
+    /// batcher joins requests by appending their parts. The processor reads
+    /// and extends each part without decoding; consumers that need owned
+    /// records call [`Payload::decoded`].
     LogsEncoded {
-        bytes: Bytes,
+        parts: EncodedParts,
         records: usize,
     },
     Traces(ExportTraceServiceRequest),
@@ -157,7 +159,16 @@ impl Payload {
     /// they are), for consumers that need owned records.
     pub fn decoded(&self) -> Cow<'_, Payload> {
         match self {
-            Payload::LogsEncoded { bytes, .. } => Cow::Owned(Payload::Logs(decode_logs(bytes))),
+            Payload::LogsEncoded { parts, .. } => {
+                let mut parts = parts.parts().iter();
+                let mut request = parts.next().map(|p| decode_logs(p)).unwrap_or_default();
+                for part in parts {
+                    request
+                        .resource_logs
+                        .extend(decode_logs(part).resource_logs);
+                }
+                Cow::Owned(Payload::Logs(request))
+            }
             other => Cow::Borrowed(other),
         }
     }
@@ -222,46 +233,33 @@ pub fn data_points(metric: &Metric) -> usize {
 /// Parts of another signal than the first are skipped; callers group by
 /// [`Batch::signal`] first.
 pub fn merge_payloads(parts: impl IntoIterator<Item = Payload>) -> Option<Payload> {
-    let mut parts = parts.into_iter().peekable();
+    let mut parts = parts.into_iter();
     let mut merged = parts.next()?;
-    while let Some(part) = parts.next() {
+    for part in parts {
         match (&mut merged, part) {
             (Payload::Logs(into), Payload::Logs(from)) => {
                 into.resource_logs.extend(from.resource_logs)
             }
             // A request is one repeated field, so two encodings one after
-            // the other are the encoding of the joined request.
+            // the other are the encoding of the joined request: the parts
+            // are kept, not copied (see `EncodedParts`).
             (
-                Payload::LogsEncoded { bytes, records },
                 Payload::LogsEncoded {
-                    bytes: more,
+                    parts: into,
+                    records,
+                },
+                Payload::LogsEncoded {
+                    parts: more,
                     records: more_records,
                 },
             ) => {
-                // The whole run of encoded parts that starts here is copied
-                // once: joined two at a time, the bytes gathered so far were
-                // copied again for every part (16 parts of 512 records, the
-                // batcher's default, copied each byte 8 times on average).
-                let mut run = vec![more];
+                into.append(more);
                 *records += more_records;
-                while let Some(Payload::LogsEncoded {
-                    bytes: more,
-                    records: more_records,
-                }) = parts.next_if(|p| matches!(p, Payload::LogsEncoded { .. }))
-                {
-                    run.push(more);
-                    *records += more_records;
-                }
-                let len = bytes.len() + run.iter().map(Bytes::len).sum::<usize>();
-                let mut joined = Vec::with_capacity(len);
-                joined.extend_from_slice(bytes);
-                for more in &run {
-                    joined.extend_from_slice(more);
-                }
-                *bytes = joined.into();
             }
-            (Payload::Logs(into), Payload::LogsEncoded { bytes, .. }) => {
-                into.resource_logs.extend(decode_logs(&bytes).resource_logs)
+            (Payload::Logs(into), more @ Payload::LogsEncoded { .. }) => {
+                if let Payload::Logs(more) = more.decoded().into_owned() {
+                    into.resource_logs.extend(more.resource_logs)
+                }
             }
             (into @ Payload::LogsEncoded { .. }, Payload::Logs(from)) => {
                 let Payload::Logs(mut owned) = into.decoded().into_owned() else {
@@ -340,14 +338,14 @@ mod tests {
             unreachable!()
         };
         Payload::LogsEncoded {
-            bytes: request.encode_to_vec().into(),
+            parts: request.encode_to_vec().into(),
             records: n,
         }
     }
 
-    /// Runs of encoded parts are concatenated (once per run), and the result
-    /// decodes to the parts' resources in order, whatever mix of encoded
-    /// and decoded parts came in.
+    /// Encoded requests are joined by keeping their parts (no copy), and
+    /// the result decodes to the parts' resources in order, whatever mix
+    /// of encoded and decoded parts came in.
     #[test]
     fn merging_encoded_parts_concatenates_them_in_order() {
         let services = |p: &Payload| -> Vec<String> {
@@ -364,16 +362,17 @@ mod tests {
             .collect();
         let (mut part_bytes, mut part_records) = (0, 0);
         for part in &parts {
-            if let Payload::LogsEncoded { bytes, records } = part {
-                part_bytes += bytes.len();
+            if let Payload::LogsEncoded { parts, records } = part {
+                part_bytes += parts.len();
                 part_records += records;
             }
         }
         let all_encoded = merge_payloads(parts).unwrap();
-        let Payload::LogsEncoded { bytes, records } = &all_encoded else {
+        let Payload::LogsEncoded { parts, records } = &all_encoded else {
             panic!("encoded parts stay encoded")
         };
-        assert_eq!((bytes.len(), *records), (part_bytes, part_records));
+        assert_eq!((parts.len(), *records), (part_bytes, part_records));
+        assert_eq!(parts.parts().len(), 20);
         assert_eq!(count_records(&all_encoded), part_records);
         let names = services(&all_encoded);
         assert_eq!(names.len(), 20);

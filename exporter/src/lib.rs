@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod debug;
+pub mod encoded_parts;
 pub mod exporter;
 pub mod googlecloud;
 pub mod metric_source;

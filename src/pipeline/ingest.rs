@@ -129,8 +129,8 @@ fn records_per_service(payload: &Payload) -> Vec<(String, usize)> {
                 );
             }
         }
-        Payload::LogsEncoded { bytes, .. } => {
-            for rl in encoded_resource_logs(bytes) {
+        Payload::LogsEncoded { parts, .. } => {
+            for rl in parts.parts().iter().flat_map(|p| encoded_resource_logs(p)) {
                 add(rl.resource, rl.records().count());
             }
         }

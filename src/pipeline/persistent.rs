@@ -78,7 +78,7 @@ pub struct PersistentQueue {
 fn encode(payload: &Payload) -> (u8, Vec<u8>) {
     match payload {
         Payload::Logs(req) => (TAG_LOGS, req.encode_to_vec()),
-        Payload::LogsEncoded { bytes, .. } => (TAG_LOGS, bytes.to_vec()),
+        Payload::LogsEncoded { parts, .. } => (TAG_LOGS, parts.to_bytes().to_vec()),
         Payload::Traces(req) => (TAG_TRACES, req.encode_to_vec()),
         Payload::Metrics(req) => (TAG_METRICS, req.encode_to_vec()),
     }
@@ -89,7 +89,7 @@ fn decode(tag: u8, data: &[u8]) -> Result<Payload, String> {
         // Logs stay encoded, as the receivers hand them over.
         TAG_LOGS => Payload::LogsEncoded {
             records: wire::validate_logs_request(data).map_err(|e| e.to_string())?,
-            bytes: bytes::Bytes::copy_from_slice(data),
+            parts: bytes::Bytes::copy_from_slice(data).into(),
         },
         TAG_TRACES => {
             Payload::Traces(ExportTraceServiceRequest::decode(data).map_err(|e| e.to_string())?)

@@ -105,7 +105,13 @@ impl tonic::server::UnaryService<EncodedLogs> for Export {
             let EncodedLogs { bytes, records } = request.into_inner();
             let size = bytes.len();
             receiver
-                .submit(Payload::LogsEncoded { bytes, records }, size)
+                .submit(
+                    Payload::LogsEncoded {
+                        parts: bytes.into(),
+                        records,
+                    },
+                    size,
+                )
                 .await?;
             Ok(Response::new(ExportLogsServiceResponse::default()))
         })

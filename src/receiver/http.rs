@@ -94,7 +94,7 @@ fn logs_payload(data: Bytes, format: Format) -> Result<Payload, String> {
     match format {
         Format::Protobuf => match wire::validate_logs_request(&data) {
             Ok(records) => Ok(Payload::LogsEncoded {
-                bytes: data,
+                parts: data.into(),
                 records,
             }),
             Err(e) => Err(format!("invalid OTLP protobuf body: {e}")),

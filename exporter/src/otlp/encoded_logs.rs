@@ -1,14 +1,18 @@
 //! An OTLP/gRPC `LogsService` client that sends a request's bytes as they
 //! are: the pipeline carries logs requests encoded (`Payload::LogsEncoded`),
 //! and decoding them only for tonic's prost codec to encode them again would
-//! cost more than everything else the collector does with a record.
+//! cost more than everything else the collector does with a record. A
+//! request joined by the batcher is written part after part
+//! ([`EncodedParts`]): its bytes are copied once, into tonic's send buffer.
 
-use bytes::{BufMut, Bytes};
+use bytes::BufMut;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
 use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstDecoder;
+
+use crate::encoded_parts::EncodedParts;
 
 /// `LogsService/Export` over a channel, with encoded requests.
 #[derive(Clone)]
@@ -31,7 +35,7 @@ impl EncodedLogsClient {
     /// Sends one encoded `ExportLogsServiceRequest`.
     pub async fn export(
         &mut self,
-        request: Request<Bytes>,
+        request: Request<EncodedParts>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         self.grpc
             .ready()
@@ -50,7 +54,7 @@ impl EncodedLogsClient {
 struct BytesCodec;
 
 impl Codec for BytesCodec {
-    type Encode = Bytes;
+    type Encode = EncodedParts;
     type Decode = ExportLogsServiceResponse;
     type Encoder = BytesEncoder;
     type Decoder = ProstDecoder<ExportLogsServiceResponse>;
@@ -67,11 +71,13 @@ impl Codec for BytesCodec {
 struct BytesEncoder;
 
 impl Encoder for BytesEncoder {
-    type Item = Bytes;
+    type Item = EncodedParts;
     type Error = Status;
 
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
+    fn encode(&mut self, item: EncodedParts, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        for part in item.parts() {
+            dst.put_slice(part);
+        }
         Ok(())
     }
 }

@@ -91,9 +91,9 @@ impl GrpcTransport {
         let timeout = self.timeout;
         let attempt = async {
             match payload {
-                Payload::LogsEncoded { bytes, .. } => self
+                Payload::LogsEncoded { parts, .. } => self
                     .encoded_logs
-                    .export(self.request(bytes.clone()))
+                    .export(self.request(parts.clone()))
                     .await
                     .map(|r| {
                         r.into_inner().partial_success.map(|p| PartialSuccess {
