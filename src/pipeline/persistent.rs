@@ -78,7 +78,7 @@ pub struct PersistentQueue {
 fn encode(payload: &Payload) -> (u8, Vec<u8>) {
     match payload {
         Payload::Logs(req) => (TAG_LOGS, req.encode_to_vec()),
-        Payload::LogsEncoded { parts, .. } => (TAG_LOGS, parts.to_bytes().to_vec()),
+        Payload::LogsEncoded { parts, .. } => (TAG_LOGS, parts.to_vec()),
         Payload::Traces(req) => (TAG_TRACES, req.encode_to_vec()),
         Payload::Metrics(req) => (TAG_METRICS, req.encode_to_vec()),
     }

@@ -71,7 +71,7 @@ impl HttpTransport {
     fn encode(payload: &Payload) -> (Vec<u8>, &'static str) {
         match payload {
             Payload::Logs(req) => (req.encode_to_vec(), "/v1/logs"),
-            Payload::LogsEncoded { parts, .. } => (parts.to_bytes().to_vec(), "/v1/logs"),
+            Payload::LogsEncoded { parts, .. } => (parts.to_vec(), "/v1/logs"),
             Payload::Traces(req) => (req.encode_to_vec(), "/v1/traces"),
             Payload::Metrics(req) => (req.encode_to_vec(), "/v1/metrics"),
         }
