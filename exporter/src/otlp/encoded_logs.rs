@@ -75,6 +75,12 @@ impl Encoder for BytesEncoder {
     type Error = Status;
 
     fn encode(&mut self, item: EncodedParts, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        // One allocation of the whole size: grown part by part, tonic's
+        // buffer (8 KiB to start) was reallocated a dozen times into
+        // memory not touched before (`benches/cpu.sh FORWARD=none`: about
+        // 100 page faults per 1,000 records against 50, and 14% more CPU
+        // per record).
+        dst.reserve(item.len());
         for part in item.parts() {
             dst.put_slice(part);
         }
