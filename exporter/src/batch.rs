@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-pub use crate::encoded_parts::EncodedParts;
+use crate::encoded_parts::EncodedParts;
 
 /// Which OTLP signal a batch carries; `as_str` is the `signal` label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,19 +159,21 @@ impl Payload {
     /// they are), for consumers that need owned records.
     pub fn decoded(&self) -> Cow<'_, Payload> {
         match self {
-            Payload::LogsEncoded { parts, .. } => {
-                let mut parts = parts.parts().iter();
-                let mut request = parts.next().map(|p| decode_logs(p)).unwrap_or_default();
-                for part in parts {
-                    request
-                        .resource_logs
-                        .extend(decode_logs(part).resource_logs);
-                }
-                Cow::Owned(Payload::Logs(request))
-            }
+            Payload::LogsEncoded { parts, .. } => Cow::Owned(Payload::Logs(decode_parts(parts))),
             other => Cow::Borrowed(other),
         }
     }
+}
+
+/// Decodes the joined request of `parts`, part by part (no joined copy).
+fn decode_parts(parts: &EncodedParts) -> ExportLogsServiceRequest {
+    let mut request = ExportLogsServiceRequest::default();
+    for part in parts.parts() {
+        request
+            .resource_logs
+            .extend(decode_logs(part).resource_logs);
+    }
+    request
 }
 
 /// Decodes a request that `wire::validate_logs_request` accepted. The check
@@ -256,10 +258,8 @@ pub fn merge_payloads(parts: impl IntoIterator<Item = Payload>) -> Option<Payloa
                 into.append(more);
                 *records += more_records;
             }
-            (Payload::Logs(into), more @ Payload::LogsEncoded { .. }) => {
-                if let Payload::Logs(more) = more.decoded().into_owned() {
-                    into.resource_logs.extend(more.resource_logs)
-                }
+            (Payload::Logs(into), Payload::LogsEncoded { parts: more, .. }) => {
+                into.resource_logs.extend(decode_parts(&more).resource_logs)
             }
             (into @ Payload::LogsEncoded { .. }, Payload::Logs(from)) => {
                 let Payload::Logs(mut owned) = into.decoded().into_owned() else {
