@@ -1,4 +1,4 @@
-//! Enrichment of a logs request in its wire encoding.
+//! Enrichment of a logs or trace request in its wire encoding.
 //!
 //! Why: the OTLP protobuf receivers hand the pipeline the request bytes, and
 //! decoding them into owned structs would cost more than the enrichment.
@@ -8,12 +8,19 @@
 //! last value of a singular field (a recovered `trace_id`) and concatenates
 //! repeated ones (attributes), so appending is enough. The enclosing length
 //! prefixes are then rewritten in one splice over the request.
+//!
+//! Spans take the same way ([`Processor::process_traces_encoded`]): a trace
+//! request is framed as a logs request is, each span is read through a
+//! [`SpanRef`] and processed by the code that processes decoded spans, and
+//! a signed span gets the signature's attributes appended.
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::LazyLock;
 
-use gardener_proto::view::{encoded_resource_logs, LogRef, MapRef};
+use gardener_proto::view::{
+    encoded_resource_logs, encoded_resource_spans, LogRef, MapRef, SpanRef,
+};
 use gardener_proto::wire;
 
 use crate::attributes;
@@ -26,15 +33,30 @@ use crate::trace_context::TraceContextState;
 const ATTRIBUTES: u32 = 6;
 const TRACE_ID: u32 = 9;
 const SPAN_ID: u32 = 10;
+/// `Span.attributes`.
+const SPAN_ATTRIBUTES: u32 = 9;
 
-/// Reusable buffers for [`Processor::process_logs_encoded`]: the bytes to
-/// append to each record, all in one buffer, and where each record's end;
-/// and the encoded attributes of recent signatures.
-#[derive(Default)]
+/// Reusable buffers for [`Processor::process_logs_encoded`] and
+/// [`Processor::process_traces_encoded`]: the bytes to append to each record
+/// or span, all in one buffer, and where each one's end; and the encoded
+/// attributes of recent signatures, for records and for spans (the field
+/// number of `attributes` is part of the encoding).
 pub struct Edits {
     extras: Vec<u8>,
     ends: Vec<u32>,
     signatures: EncodedSignatures,
+    span_signatures: EncodedSignatures,
+}
+
+impl Default for Edits {
+    fn default() -> Self {
+        Edits {
+            extras: Vec::new(),
+            ends: Vec::new(),
+            signatures: EncodedSignatures::new(ATTRIBUTES),
+            span_signatures: EncodedSignatures::new(SPAN_ATTRIBUTES),
+        }
+    }
 }
 
 /// The five attributes of a signature, encoded once and copied into every
@@ -46,8 +68,9 @@ pub struct Edits {
 /// signature is the one it was encoded from (the whole signature is
 /// compared), so the bytes are always what
 /// [`put_signature`] writes.
-#[derive(Default)]
 struct EncodedSignatures {
+    /// The field number of the `attributes` they are encoded as.
+    field: u32,
     bytes: Vec<u8>,
     /// By fingerprint: the signature (for the comparison) and its bytes.
     entries: HashMap<u64, (Signature, Range<usize>), foldhash::fast::RandomState>,
@@ -57,6 +80,14 @@ const MAX_SIGNATURES: usize = 1024;
 const MAX_BYTES: usize = 256 * 1024;
 
 impl EncodedSignatures {
+    fn new(field: u32) -> Self {
+        EncodedSignatures {
+            field,
+            bytes: Vec::new(),
+            entries: HashMap::default(),
+        }
+    }
+
     /// Appends the attributes of `signature` to `out`.
     fn put(&mut self, signature: &Signature, out: &mut Vec<u8>) {
         if let Some((seen, range)) = self.entries.get(&signature.fingerprint) {
@@ -66,7 +97,7 @@ impl EncodedSignatures {
             }
         }
         let start = out.len();
-        put_signature(signature, out);
+        put_signature(signature, self.field, out);
         if self.entries.len() >= MAX_SIGNATURES || self.bytes.len() >= MAX_BYTES {
             self.entries.clear();
             self.bytes.clear();
@@ -102,6 +133,7 @@ impl Processor {
             extras,
             ends,
             signatures,
+            ..
         } = edits;
         self.each_encoded_log(request, tally, |found| {
             if let Some(found) = found {
@@ -162,6 +194,84 @@ impl Processor {
     }
 }
 
+impl Processor {
+    /// Enriches an encoded `ExportTraceServiceRequest` (one that
+    /// `wire::validate_trace_request` accepted) and tallies it, as
+    /// [`process_traces`](Self::process_traces) does a decoded one: writes
+    /// the request with the signature attributes appended to each signed
+    /// span to `out` and returns true, or returns false when no span was
+    /// signed, leaving `out` untouched.
+    pub fn process_traces_encoded(
+        &self,
+        request: &[u8],
+        tally: &mut Tally,
+        edits: &mut Edits,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        edits.extras.clear();
+        edits.ends.clear();
+        let Edits {
+            extras,
+            ends,
+            span_signatures,
+            ..
+        } = edits;
+        self.each_encoded_span(request, tally, |signature| {
+            if let Some(signature) = signature {
+                span_signatures.put(signature, extras);
+            }
+            ends.push(extras.len() as u32);
+        });
+        if edits.extras.is_empty() {
+            return false;
+        }
+        wire::splice_trace_request(request, &edits.extras, &edits.ends, out);
+        true
+    }
+
+    /// Tallies an encoded `ExportTraceServiceRequest` exactly as
+    /// [`process_traces_encoded`](Self::process_traces_encoded) does,
+    /// without writing into it (see
+    /// [`tally_logs_encoded`](Self::tally_logs_encoded)).
+    pub fn tally_traces_encoded(&self, request: &[u8], tally: &mut Tally) {
+        if self.enabled() {
+            self.each_encoded_span(request, tally, |_| {});
+        }
+    }
+
+    /// Processes every span of the request, in order, and hands `signed`
+    /// its signature (`None` for a span not signed or the collector's own).
+    fn each_encoded_span(
+        &self,
+        request: &[u8],
+        tally: &mut Tally,
+        mut signed: impl FnMut(Option<&Signature>),
+    ) {
+        let mut resource_entries = Vec::new();
+        let mut span_entries = Vec::new();
+        for resource_spans in encoded_resource_spans(request) {
+            resource_spans.resource.split_into(&mut resource_entries);
+            let resource = MapRef::split(&resource_entries);
+            let context = self.intern_resource(resource, tally);
+            for span in resource_spans.records() {
+                let Some(context) = context else {
+                    signed(None);
+                    continue;
+                };
+                let mut index = AttrIndex::empty();
+                let span = SpanRef::wire_split_with(span, &mut span_entries, |e| index.offer(e));
+                signed(
+                    self.process_span_indexed(context, span, &index, tally)
+                        .as_ref(),
+                );
+            }
+        }
+    }
+}
+
 impl LogEnrichment {
     /// Appends the enrichment to an encoded record: the same fields, in the
     /// same order, as [`apply`](Self::apply) writes into a decoded one; the
@@ -206,11 +316,11 @@ fn trace_context_attribute(state: TraceContextState) -> &'static [u8] {
     &ENCODED[i.unwrap_or(0)]
 }
 
-/// The signature's attributes, in the order [`LogEnrichment::apply`] adds them.
-fn put_signature(signature: &Signature, out: &mut Vec<u8>) {
-    let put = |out: &mut Vec<u8>, key, value: &str| {
-        wire::put_string_attribute(out, ATTRIBUTES, key, value)
-    };
+/// The signature's attributes as fields `field` (`attributes`), in the
+/// order [`LogEnrichment::apply`] and the decoded spans' path add them.
+fn put_signature(signature: &Signature, field: u32, out: &mut Vec<u8>) {
+    let put =
+        |out: &mut Vec<u8>, key, value: &str| wire::put_string_attribute(out, field, key, value);
     put(
         out,
         attributes::SIGNATURE,
@@ -240,7 +350,7 @@ mod tests {
 
     fn encoded(signature: &Signature) -> Vec<u8> {
         let mut out = Vec::new();
-        put_signature(signature, &mut out);
+        put_signature(signature, ATTRIBUTES, &mut out);
         out
     }
 
@@ -249,7 +359,7 @@ mod tests {
     /// afresh.
     #[test]
     fn remembered_attributes_are_those_of_the_signature() {
-        let mut cache = EncodedSignatures::default();
+        let mut cache = EncodedSignatures::new(ATTRIBUTES);
         let a = signature(7, "connection to <ip> failed", Priority::P0);
         let collision = signature(7, "another template", Priority::P0);
         let demoted = signature(7, "connection to <ip> failed", Priority::P1);
@@ -276,7 +386,7 @@ mod tests {
 
     #[test]
     fn the_cache_is_bounded() {
-        let mut cache = EncodedSignatures::default();
+        let mut cache = EncodedSignatures::new(ATTRIBUTES);
         for fingerprint in 0..(3 * MAX_SIGNATURES as u64) {
             let s = signature(fingerprint, "t", Priority::P2);
             let mut out = Vec::new();

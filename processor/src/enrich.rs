@@ -14,7 +14,7 @@ use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use gardener_proto::otlp::common::v1::{any_value::Value, KeyValue};
 use gardener_proto::otlp::logs::v1::LogRecord;
-use gardener_proto::view::{LogRef, MapRef, ValueRef};
+use gardener_proto::view::{LogRef, MapRef, SpanRef, ValueRef};
 
 use crate::attributes;
 use crate::config::ProcessorConfig;
@@ -432,35 +432,50 @@ impl Processor {
             return;
         }
         for (r, resource_spans) in request.resource_spans.iter().enumerate() {
-            let resource_ref = MapRef::resource(resource_spans.resource.as_ref());
-            let Some(context) = self.intern_resource(resource_ref, tally) else {
+            let resource = MapRef::resource(resource_spans.resource.as_ref());
+            let Some(context) = self.intern_resource(resource, tally) else {
                 continue;
             };
-            let resource = resource_spans.resource.as_ref();
-            let service = context.service;
             for (s, scope_spans) in resource_spans.scope_spans.iter().enumerate() {
                 for (i, span) in scope_spans.spans.iter().enumerate() {
-                    if self.orphan_detection {
-                        if let Ok(id) = <[u8; 16]>::try_from(span.trace_id.as_slice()) {
-                            tally.span_traces.push((service, id));
-                        }
-                    }
-                    let view = EventView::from_span(resource, span);
-                    let signature = self.signature_of(&view, service, tally);
-                    self.classify(
-                        &view,
-                        signature.as_ref(),
-                        MapRef::owned(&span.attributes),
-                        (&[], KeySummary::default()),
-                        context,
-                        tally,
-                    );
-                    if let Some(signature) = signature {
+                    let span = SpanRef::owned(span);
+                    let attrs = AttrIndex::new(span.attributes);
+                    if let Some(signature) = self.process_span_indexed(context, span, &attrs, tally)
+                    {
                         signed((r, s, i), signature);
                     }
                 }
             }
         }
+    }
+
+    /// Signs and classifies one span, decoded or encoded, and tallies it;
+    /// returns its signature, if it is signed. `resource` comes from
+    /// [`intern_resource`](Self::intern_resource), `attrs` is the
+    /// [`AttrIndex`] of `span.attributes`.
+    pub fn process_span_indexed<'a>(
+        &self,
+        resource: ResourceContext<'a>,
+        span: SpanRef<'a>,
+        attrs: &AttrIndex<'a>,
+        tally: &mut Tally,
+    ) -> Option<Signature> {
+        if self.orphan_detection {
+            if let Ok(id) = <[u8; 16]>::try_from(span.trace_id) {
+                tally.span_traces.push((resource.service, id));
+            }
+        }
+        let view = EventView::span_fields(resource.service_name, span, attrs);
+        let signature = self.signature_of(&view, resource.service, tally);
+        self.classify(
+            &view,
+            signature.as_ref(),
+            span.attributes,
+            (&[], KeySummary::default()),
+            resource,
+            tally,
+        );
+        signature
     }
 
     fn signature_of(

@@ -11,7 +11,7 @@ use gardener_proto::otlp::common::v1::KeyValue;
 use gardener_proto::otlp::logs::v1::LogRecord;
 use gardener_proto::otlp::resource::v1::Resource;
 use gardener_proto::otlp::trace::v1::{status::StatusCode, Span};
-use gardener_proto::view::{Entry, LogRef, MapRef, ValueRef};
+use gardener_proto::view::{Entry, LogRef, MapRef, SpanRef, ValueRef};
 use std::borrow::Cow;
 
 use crate::key_summary::KeySummary;
@@ -330,9 +330,9 @@ impl<'a> AttrIndex<'a> {
 
 /// The same lookup as [`AttrIndex::text`] for a list scanned once (span
 /// events): a scan per key.
-fn text_attr<'a>(attrs: &'a [KeyValue], keys: &[&str]) -> Option<Cow<'a, str>> {
+fn text_attr<'a>(attrs: MapRef<'a>, keys: &[&str]) -> Option<Cow<'a, str>> {
     keys.iter()
-        .find_map(|k| find(attrs, k).and_then(as_text))
+        .find_map(|k| attrs.get(k).and_then(as_text))
         .filter(|s| !s.is_empty())
 }
 
@@ -550,29 +550,32 @@ impl<'a> EventView<'a> {
     /// The view of a span: its status message (or name) is the message, an
     /// `exception` event supplies exception facts.
     pub fn from_span(resource: Option<&'a Resource>, span: &'a Span) -> Self {
-        let attrs = AttrIndex::new(MapRef::owned(&span.attributes));
-        let status_error = span
-            .status
-            .as_ref()
-            .is_some_and(|s| s.code == StatusCode::Error as i32);
-        let status_message = span
-            .status
-            .as_ref()
-            .map(|s| s.message.as_str())
-            .unwrap_or("");
+        let span = SpanRef::owned(span);
+        EventView::span_fields(
+            service_name(resource),
+            span,
+            &AttrIndex::new(span.attributes),
+        )
+    }
+
+    /// The view of a span, decoded or encoded, of the service `service`,
+    /// with its attributes indexed beforehand (`attrs`, the [`AttrIndex`]
+    /// of `span.attributes`).
+    pub fn span_fields(service: &'a str, span: SpanRef<'a>, attrs: &AttrIndex<'a>) -> Self {
+        let status_error = span.status_code == StatusCode::Error as i32;
         let mut v = EventView {
             signal: Signal::Span,
-            service: service_name(resource),
+            service,
             severity_number: if status_error {
                 severity::ERROR
             } else {
                 severity::INFO
             },
             severity_text: if status_error { "ERROR" } else { "" },
-            message: Cow::Borrowed(if status_message.is_empty() {
-                span.name.as_str()
+            message: Cow::Borrowed(if span.status_message.is_empty() {
+                span.name
             } else {
-                status_message
+                span.status_message
             }),
             exception_type: attrs.text(&[EXCEPTION_TYPE, ERROR_TYPE]),
             exception_message: attrs.text(&[EXCEPTION_MESSAGE]),
@@ -583,23 +586,22 @@ impl<'a> EventView<'a> {
             code_function: attrs.text(&[CODE_FUNCTION_NAME, CODE_FUNCTION]),
             code_file: attrs.text(&[CODE_FILE_PATH, CODE_FILEPATH]),
             span_kind: Some(span.kind),
-            span_name: Some(span.name.as_str()),
+            span_name: Some(span.name),
             span_status_error: status_error,
             time_unix_nano: span.start_time_unix_nano,
-            trace_id: &span.trace_id,
-            span_id: &span.span_id,
+            trace_id: span.trace_id,
+            span_id: span.span_id,
             attribute_keys: Some(attrs.keys),
         };
-        if let Some(ev) = span.events.iter().find(|e| e.name == "exception") {
-            let ea = &ev.attributes[..];
+        if let Some(event) = span.exception {
             if v.exception_type.is_none() {
-                v.exception_type = text_attr(ea, &["exception.type"]);
+                v.exception_type = text_attr(event, &["exception.type"]);
             }
             if v.exception_message.is_none() {
-                v.exception_message = text_attr(ea, &["exception.message"]);
+                v.exception_message = text_attr(event, &["exception.message"]);
             }
             if v.stacktrace.is_none() {
-                v.stacktrace = text_attr(ea, &["exception.stacktrace"]);
+                v.stacktrace = text_attr(event, &["exception.stacktrace"]);
             }
         }
         v

@@ -3,12 +3,14 @@
 //! exactly what the decoded path (`process_logs`) gives: the same enriched
 //! request once decoded, and the same tally. `tally_logs_encoded` and
 //! `tally_logs` (the paths for logs that no exporter reads) must give the
-//! same tally too.
+//! same tally too. The same holds for spans (`process_traces_encoded`
+//! against `process_traces`, `tally_traces_encoded` against `tally_traces`).
 
 use gardener_processor::encoded::Edits;
 use gardener_processor::{Processor, ProcessorConfig, Tally};
 use gardener_proto::build::{key_value as kv, kvlist, string as s};
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
+use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use gardener_proto::otlp::common::v1::AnyValue;
 use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use gardener_proto::otlp::resource::v1::Resource;
@@ -23,11 +25,12 @@ fn summary(t: &Tally) -> String {
     let mut violations: Vec<_> = t.id_violations().collect();
     violations.sort();
     format!(
-        "signatures {:?}\ntrace {:?}\nsli {:?}\nviolations {violations:?}\nlog traces {:?}",
+        "signatures {:?}\ntrace {:?}\nsli {:?}\nviolations {violations:?}\nlog traces {:?}\nspan traces {:?}",
         t.signatures,
         t.trace_context().collect::<Vec<_>>(),
         t.sli_counts().collect::<Vec<_>>(),
         t.log_traces().collect::<Vec<_>>(),
+        t.span_traces().collect::<Vec<_>>(),
     )
 }
 
@@ -55,6 +58,33 @@ fn check(processor: &Processor, request: &ExportLogsServiceRequest, edits: &mut 
     processor.tally_logs_encoded(&bytes, &mut from_bytes);
     let mut from_structs = Tally::default();
     processor.tally_logs(request, &mut from_structs);
+    for tally in [from_bytes, from_structs] {
+        assert_eq!(summary(&tally), summary(&decoded_tally));
+    }
+}
+
+/// [`check`] for a trace request.
+fn check_traces(processor: &Processor, request: &ExportTraceServiceRequest, edits: &mut Edits) {
+    let mut decoded = request.clone();
+    let mut decoded_tally = Tally::default();
+    processor.process_traces(&mut decoded, &mut decoded_tally);
+
+    let bytes = request.encode_to_vec();
+    let mut encoded_tally = Tally::default();
+    let mut out = Vec::new();
+    let changed = processor.process_traces_encoded(&bytes, &mut encoded_tally, edits, &mut out);
+    let enriched = if changed {
+        ExportTraceServiceRequest::decode(out.as_slice()).expect("the splice decodes")
+    } else {
+        request.clone()
+    };
+    assert_eq!(enriched, decoded);
+    assert_eq!(summary(&encoded_tally), summary(&decoded_tally));
+
+    let mut from_bytes = Tally::default();
+    processor.tally_traces_encoded(&bytes, &mut from_bytes);
+    let mut from_structs = Tally::default();
+    processor.tally_traces(request, &mut from_structs);
     for tally in [from_bytes, from_structs] {
         assert_eq!(summary(&tally), summary(&decoded_tally));
     }
@@ -151,6 +181,112 @@ fn odd_shapes() -> ExportLogsServiceRequest {
     }
 }
 
+/// Spans the load generator does not make: exception events, error
+/// statuses with and without a message, the collector's own spans, a
+/// resource without attributes, several scopes.
+fn odd_spans() -> ExportTraceServiceRequest {
+    use gardener_proto::otlp::trace::v1::span::Event;
+    use gardener_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+    let resource = |attributes| {
+        Some(Resource {
+            attributes,
+            ..Default::default()
+        })
+    };
+    let span = |name: &str, code: i32, message: &str, attributes: Vec<(&str, &str)>| Span {
+        trace_id: vec![7; 16],
+        span_id: vec![8; 8],
+        name: name.into(),
+        kind: 2,
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        attributes: attributes.into_iter().map(|(k, v)| kv(k, s(v))).collect(),
+        status: (code >= 0).then(|| Status {
+            code,
+            message: message.into(),
+        }),
+        ..Default::default()
+    };
+    let mut with_exception = span(
+        "POST /v1/runs",
+        2,
+        "",
+        vec![("http.request.method", "POST")],
+    );
+    with_exception.events = vec![
+        Event {
+            name: "log".into(),
+            ..Default::default()
+        },
+        Event {
+            name: "exception".into(),
+            attributes: vec![
+                kv("exception.type", s("psycopg2.OperationalError")),
+                kv(
+                    "exception.message",
+                    s("could not connect to server: Connection refused"),
+                ),
+            ],
+            ..Default::default()
+        },
+    ];
+    let scope = |spans| ScopeSpans {
+        spans,
+        ..Default::default()
+    };
+    ExportTraceServiceRequest {
+        resource_spans: vec![
+            ResourceSpans {
+                resource: resource(vec![kv("service.name", s("api"))]),
+                scope_spans: vec![
+                    scope(vec![
+                        with_exception,
+                        span(
+                            "invoke_agent triage",
+                            2,
+                            "agent timed out after 30s",
+                            vec![],
+                        ),
+                        span(
+                            "GET /healthz",
+                            -1,
+                            "",
+                            vec![("http.response.status_code", "200")],
+                        ),
+                    ]),
+                    scope(vec![
+                        span(
+                            "websocket.connect",
+                            2,
+                            "",
+                            vec![("network.protocol.name", "websocket")],
+                        ),
+                        Span::default(),
+                    ]),
+                ],
+                ..Default::default()
+            },
+            ResourceSpans {
+                resource: resource(vec![
+                    kv("service.name", s("log-gardener")),
+                    kv("gardener.internal", gardener_proto::build::bool(true)),
+                ]),
+                scope_spans: vec![scope(vec![span("export", 2, "downstream down", vec![])])],
+                ..Default::default()
+            },
+            ResourceSpans {
+                resource: None,
+                scope_spans: vec![scope(vec![span(
+                    "GET /",
+                    2,
+                    "",
+                    vec![("http.status_code", "503")],
+                )])],
+                ..Default::default()
+            },
+        ],
+    }
+}
+
 fn configs() -> Vec<ProcessorConfig> {
     let mut with_missing_sli = ProcessorConfig::default();
     // An SLI that matches on the gardener.trace_context attribute the
@@ -181,6 +317,9 @@ fn encoded_equals_decoded_on_the_load_generator_workload() {
             let request = workload::logs_request(&mut rng, 500, now);
             check(&processor, &request, &mut edits);
             check(&processor, &request, &mut Edits::default());
+            let request = workload::traces_request(&mut rng, 500, now);
+            check_traces(&processor, &request, &mut edits);
+            check_traces(&processor, &request, &mut Edits::default());
         }
     }
 }
@@ -192,5 +331,11 @@ fn encoded_equals_decoded_on_other_shapes() {
         let processor = Processor::new(&config).unwrap();
         check(&processor, &odd_shapes(), &mut edits);
         check(&processor, &ExportLogsServiceRequest::default(), &mut edits);
+        check_traces(&processor, &odd_spans(), &mut edits);
+        check_traces(
+            &processor,
+            &ExportTraceServiceRequest::default(),
+            &mut edits,
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Borrowed views of OTLP values, attribute lists and log records, over
+//! Borrowed views of OTLP values, attribute lists, log records and spans, over
 //! either decoded prost structs or the encoded bytes of a request.
 //!
 //! Why: decoding a request into owned prost structs allocates every key and
@@ -9,7 +9,8 @@
 //! OTLP/HTTP protobuf path), and both give the same results.
 //!
 //! On the wire side the views assume a request that
-//! [`wire::validate_logs_request`](crate::wire) accepted: they never panic
+//! [`wire::validate_logs_request`](crate::wire) (or `validate_trace_request`)
+//! accepted: they never panic
 //! on other bytes, but what they read from them is unspecified. Where a
 //! singular field occurs twice the last occurrence wins (prost merges
 //! repeated message fields; valid encoders never write them twice).
@@ -17,6 +18,7 @@
 use crate::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
 use crate::otlp::logs::v1::LogRecord;
 use crate::otlp::resource::v1::Resource;
+use crate::otlp::trace::v1::Span;
 use crate::wire::{self, WireValue};
 
 /// One value (an `AnyValue`), borrowed.
@@ -395,6 +397,106 @@ impl<'a> LogRef<'a> {
     }
 }
 
+/// A span, borrowed: the fields the processor reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpanRef<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub name: &'a str,
+    pub kind: i32,
+    pub start_time_unix_nano: u64,
+    pub attributes: MapRef<'a>,
+    /// `status.code` (0, unset, without a status).
+    pub status_code: i32,
+    /// `status.message` ("" without a status).
+    pub status_message: &'a str,
+    /// The attributes of the first event named `exception`, if any.
+    pub exception: Option<MapRef<'a>>,
+}
+
+impl<'a> SpanRef<'a> {
+    /// The view of a decoded span.
+    pub fn owned(span: &'a Span) -> Self {
+        let status = span.status.as_ref();
+        SpanRef {
+            trace_id: &span.trace_id,
+            span_id: &span.span_id,
+            name: &span.name,
+            kind: span.kind,
+            start_time_unix_nano: span.start_time_unix_nano,
+            attributes: MapRef::owned(&span.attributes),
+            status_code: status.map_or(0, |s| s.code),
+            status_message: status.map_or("", |s| s.message.as_str()),
+            exception: (span.events.iter())
+                .find(|e| e.name == "exception")
+                .map(|e| MapRef::owned(&e.attributes)),
+        }
+    }
+
+    /// The view of an encoded `Span` message, its attributes split into
+    /// `entries` (cleared first) and each handed to `each` as it is split,
+    /// as [`LogRef::wire_split_with`] does for a record.
+    ///
+    /// prost semantics: the last occurrence of a singular field wins, a
+    /// `status` that occurs twice is merged field by field, and an event's
+    /// name is the last of its `name` fields.
+    pub fn wire_split_with<'m: 'a>(
+        message: &'m [u8],
+        entries: &'a mut Vec<Entry<'m>>,
+        mut each: impl FnMut(Entry<'m>),
+    ) -> Self {
+        entries.clear();
+        let mut span = SpanRef {
+            trace_id: &[],
+            span_id: &[],
+            name: "",
+            kind: 0,
+            start_time_unix_nano: 0,
+            attributes: MapRef::empty(),
+            status_code: 0,
+            status_message: "",
+            exception: None,
+        };
+        for field in wire::fields(message) {
+            match field {
+                (1, WireValue::Len(b)) => span.trace_id = b,
+                (2, WireValue::Len(b)) => span.span_id = b,
+                (5, WireValue::Len(b)) => span.name = utf8(b),
+                (6, WireValue::Varint(v)) => span.kind = v as i32,
+                (7, WireValue::Fixed64(v)) => span.start_time_unix_nano = v,
+                (9, WireValue::Len(b)) => {
+                    let entry = wire_entry(b);
+                    each(entry);
+                    entries.push(entry);
+                }
+                // Event: name = 2, attributes = 3.
+                (11, WireValue::Len(event)) if span.exception.is_none() => {
+                    let name = wire::fields(event).fold(&[][..], |name, f| match f {
+                        (2, WireValue::Len(b)) => b,
+                        _ => name,
+                    });
+                    if name == b"exception" {
+                        span.exception = Some(MapRef::wire(event, 3));
+                    }
+                }
+                // Status: message = 2, code = 3.
+                (15, WireValue::Len(status)) => {
+                    for f in wire::fields(status) {
+                        match f {
+                            (2, WireValue::Len(b)) => span.status_message = utf8(b),
+                            (3, WireValue::Varint(v)) => span.status_code = v as i32,
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        span.attributes = MapRef::split(entries);
+        span
+    }
+}
+
 /// The `ResourceLogs` of an encoded `ExportLogsServiceRequest`, in wire
 /// order, each with its resource's attributes.
 pub fn encoded_resource_logs(request: &[u8]) -> impl Iterator<Item = EncodedResourceLogs<'_>> {
@@ -407,6 +509,15 @@ pub fn encoded_resource_logs(request: &[u8]) -> impl Iterator<Item = EncodedReso
                 .map_or_else(MapRef::empty, |r| MapRef::wire(r, 1)),
             logs,
         })
+}
+
+/// The `ResourceSpans` of an encoded `ExportTraceServiceRequest`, in wire
+/// order. A trace request is framed as a logs request is (`resource` = 1,
+/// `scope_spans` = 2 and `spans` = 2 where logs have `resource` = 1,
+/// `scope_logs` = 2 and `log_records` = 2), so one reader serves both:
+/// here [`EncodedResourceLogs::records`] yields the encoded `Span`s.
+pub fn encoded_resource_spans(request: &[u8]) -> impl Iterator<Item = EncodedResourceLogs<'_>> {
+    encoded_resource_logs(request)
 }
 
 /// One encoded `ResourceLogs`: its resource's attributes and its records.
@@ -524,6 +635,118 @@ mod tests {
         assert!(render_log(&wire).contains("none:Empty"));
     }
 
+    fn render_span(s: &SpanRef<'_>) -> String {
+        format!(
+            "{:?} {:?} {} {} {} {} {} {} {}",
+            s.trace_id,
+            s.span_id,
+            s.name,
+            s.kind,
+            s.start_time_unix_nano,
+            render(ValueRef::Map(s.attributes)),
+            s.status_code,
+            s.status_message,
+            s.exception
+                .map(|m| render(ValueRef::Map(m)))
+                .unwrap_or_default(),
+        )
+    }
+
+    fn sample_span() -> Span {
+        use crate::otlp::trace::v1::{span::Event, Status};
+        let event = |name: &str, message: &str| Event {
+            name: name.into(),
+            attributes: vec![build::key_value(
+                "exception.message",
+                build::string(message),
+            )],
+            ..Default::default()
+        };
+        Span {
+            trace_id: vec![3; 16],
+            span_id: vec![4; 8],
+            parent_span_id: vec![5; 8],
+            name: "GET /api/runs/{id}".into(),
+            kind: 2,
+            start_time_unix_nano: 11,
+            end_time_unix_nano: 12,
+            attributes: sample_record().attributes,
+            events: vec![
+                event("log", "not this one"),
+                event("exception", "boom"),
+                event("exception", "nor this one"),
+            ],
+            status: Some(Status {
+                message: "failed".into(),
+                code: 2,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn wire_and_owned_span_views_read_the_same() {
+        let mut bare = sample_span();
+        bare.events.clear();
+        bare.status = None;
+        bare.attributes.clear();
+        for span in [sample_span(), bare, Span::default()] {
+            let bytes = span.encode_to_vec();
+            let mut entries = Vec::new();
+            let mut each = Vec::new();
+            let wire = SpanRef::wire_split_with(&bytes, &mut entries, |e| each.push(e.key()));
+            assert_eq!(render_span(&SpanRef::owned(&span)), render_span(&wire));
+            let keys: Vec<_> = span.attributes.iter().map(|kv| kv.key.as_str()).collect();
+            assert_eq!(each, keys);
+        }
+        let span = sample_span();
+        let bytes = span.encode_to_vec();
+        let mut entries = Vec::new();
+        let wire = SpanRef::wire_split_with(&bytes, &mut entries, |_| {});
+        let exception = wire.exception.expect("the first exception event");
+        assert_eq!(
+            exception.get("exception.message"),
+            Some(ValueRef::Str("boom"))
+        );
+        assert_eq!((wire.status_code, wire.status_message), (2, "failed"));
+    }
+
+    /// What prost does with fields that occur twice: the last value of a
+    /// singular field, a message field merged field by field.
+    #[test]
+    fn span_fields_that_occur_twice_read_as_prost_decodes_them() {
+        use crate::otlp::trace::v1::span::Event;
+        let span = sample_span();
+        let mut bytes = span.encode_to_vec();
+        // name (5) again; status (15) again with only its code (3) = 1; an
+        // event (11) whose name (2) is first "exception", then "log".
+        bytes.extend_from_slice(&[5 << 3 | 2, 1, b'x', 15 << 3 | 2, 2, 3 << 3, 1]);
+        let event = [2 << 3 | 2, 9]
+            .into_iter()
+            .chain(*b"exception")
+            .chain([2 << 3 | 2, 3])
+            .chain(*b"log")
+            .collect::<Vec<u8>>();
+        bytes.extend_from_slice(&[11 << 3 | 2, event.len() as u8]);
+        bytes.extend_from_slice(&event);
+        let decoded = Span::decode(&bytes[..]).unwrap();
+        assert_eq!(decoded.name, "x");
+        assert_eq!(
+            decoded
+                .status
+                .as_ref()
+                .map(|s| (s.code, s.message.as_str())),
+            Some((1, "failed"))
+        );
+        assert_eq!(
+            decoded.events.last().map(|e: &Event| e.name.as_str()),
+            Some("log")
+        );
+        let mut entries = Vec::new();
+        let wire = SpanRef::wire_split_with(&bytes, &mut entries, |_| {});
+        assert_eq!(render_span(&SpanRef::owned(&decoded)), render_span(&wire));
+    }
+
     #[test]
     fn get_finds_the_first_duplicate() {
         let record = sample_record();
@@ -555,6 +778,8 @@ mod tests {
         for bytes in [&[0xff_u8; 12][..], &[0x2a, 0x05, 0x0a], &[0x32, 0x80]] {
             let r = LogRef::wire(bytes);
             let _ = render_log(&r);
+            let mut entries = Vec::new();
+            let _ = render_span(&SpanRef::wire_split_with(bytes, &mut entries, |_| {}));
         }
     }
 

@@ -36,7 +36,7 @@ pub use reader::{
     LogRecordRef, LogsRequestRef, ResourceLogsIter, ResourceLogsRef, ScopeLogsIter, ScopeLogsRef,
     WireValue,
 };
-pub use splice::splice_logs_request;
+pub use splice::{splice_logs_request, splice_trace_request};
 pub use text::{is_ascii, is_utf8, utf8};
 pub use validate::{validate_logs_request, validate_trace_request};
 

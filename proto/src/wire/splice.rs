@@ -94,6 +94,14 @@ pub fn splice_logs_request(buf: &[u8], extras: &[u8], ends: &[u32], out: &mut Ve
     debug_assert_eq!(out.len() - start, total);
 }
 
+/// [`splice_logs_request`] for an `ExportTraceServiceRequest`: a trace
+/// request is framed as a logs request is (field numbers 1, 2 and 2 at the
+/// three levels), so the same splice appends bytes inside its spans, counted
+/// in wire order across all resources and scopes.
+pub fn splice_trace_request(buf: &[u8], extras: &[u8], ends: &[u32], out: &mut Vec<u8>) {
+    splice_logs_request(buf, extras, ends, out)
+}
+
 /// Size of the length prefix of a child whose payload goes from `old` to
 /// `new` bytes: the original prefix (`old_prefix` bytes) if unchanged.
 #[inline]

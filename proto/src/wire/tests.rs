@@ -1237,3 +1237,62 @@ fn attribute_shapes_agree_with_prost() {
     // The depths straddle the recursion limit.
     assert!(accepted > 100 && rejected > 100, "{accepted} {rejected}");
 }
+
+/// A trace request is framed as a logs request is, so the logs splice
+/// appends inside its spans: here attributes (`Span.attributes` = 9),
+/// checked by decoding the result.
+#[test]
+fn splice_appends_inside_the_spans_of_a_trace_request() {
+    use crate::otlp::collector::trace::v1::ExportTraceServiceRequest;
+    use crate::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let span = |i: usize| Span {
+        name: format!("span {i}"),
+        span_id: vec![i as u8; 8],
+        ..Default::default()
+    };
+    let scope = |from: usize, n: usize| ScopeSpans {
+        spans: (from..from + n).map(span).collect(),
+        schema_url: "scope".into(),
+        ..Default::default()
+    };
+    let mut request = ExportTraceServiceRequest {
+        resource_spans: vec![
+            ResourceSpans {
+                resource: Some(crate::build::service_resource("a")),
+                scope_spans: vec![scope(0, 2), scope(2, 1)],
+                ..Default::default()
+            },
+            ResourceSpans {
+                scope_spans: vec![scope(3, 130)],
+                ..Default::default()
+            },
+        ],
+    };
+    let buf = request.encode_to_vec();
+    assert_eq!(validate_trace_request(&buf), Ok(133));
+    let pick = |i: usize| i.is_multiple_of(2) || i > 100;
+    let (mut extras, mut ends) = (Vec::new(), Vec::new());
+    for i in 0..133 {
+        if pick(i) {
+            put_string_attribute(&mut extras, 9, "sig", &"x".repeat(i));
+        }
+        ends.push(extras.len() as u32);
+    }
+    let mut out = Vec::new();
+    splice_trace_request(&buf, &extras, &ends, &mut out);
+    let spans = request
+        .resource_spans
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans);
+    for (i, span) in spans.enumerate() {
+        if pick(i) {
+            let value = crate::build::string(&"x".repeat(i));
+            span.attributes.push(crate::build::key_value("sig", value));
+        }
+    }
+    assert_eq!(
+        ExportTraceServiceRequest::decode(&out[..]).unwrap(),
+        request
+    );
+}
