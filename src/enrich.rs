@@ -132,6 +132,23 @@ impl Enricher {
                     }
                 }
             }
+            Payload::TracesEncoded { parts, .. } if !self.records_read => {
+                for part in parts.parts() {
+                    self.processor.tally_traces_encoded(part, &mut tally)
+                }
+            }
+            Payload::TracesEncoded { parts, .. } => {
+                for part in parts.parts_mut() {
+                    let mut out = Vec::new();
+                    let changed = EDITS.with_borrow_mut(|edits| {
+                        self.processor
+                            .process_traces_encoded(part, &mut tally, edits, &mut out)
+                    });
+                    if changed {
+                        *part = out.into();
+                    }
+                }
+            }
             Payload::Traces(request) if !self.records_read => {
                 self.processor.tally_traces(request, &mut tally)
             }

@@ -1,8 +1,9 @@
-//! What the next hop receives: logs sent over OTLP/gRPC (gzip) travel
-//! through the collector as request bytes (never decoded), are enriched by
-//! splicing, and are forwarded over OTLP/gRPC as bytes. The downstream must
-//! see every record with the attributes the contract promises, the trace id
-//! recovered from a Cloud Logging attribute, and everything else intact.
+//! What the next hop receives: logs and spans sent over OTLP/gRPC (gzip)
+//! or OTLP/HTTP protobuf travel through the collector as request bytes
+//! (never decoded), are enriched by splicing, and are forwarded over
+//! OTLP/gRPC as bytes. The downstream must see every record and span with
+//! the attributes the contract promises, the trace id recovered from a Cloud
+//! Logging attribute, and everything else intact.
 
 mod support;
 
@@ -14,6 +15,7 @@ use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::common::v1::{any_value::Value, KeyValue};
 use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use gardener_proto::otlp::resource::v1::Resource;
+use gardener_proto::otlp::trace::v1::Span;
 use support::downstream::Downstream;
 use support::{Collector, RECEIVERS};
 use tonic::codec::CompressionEncoding;
@@ -134,4 +136,160 @@ fn text(record: &LogRecord) -> String {
         Some(Value::StringValue(v)) => v.clone(),
         _ => String::new(),
     }
+}
+
+fn span_attr<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| {
+        match a.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(v) => Some(v.as_str()),
+            _ => None,
+        }
+    })
+}
+
+/// Spans take the same way as logs: received over OTLP/gRPC (gzip) and
+/// OTLP/HTTP protobuf as request bytes, signed by splicing, forwarded as
+/// bytes. The downstream must see every span, in order, each error span with
+/// its signature attributes after its own, the others untouched.
+#[test]
+fn spans_are_forwarded_enriched_without_losing_anything() {
+    use gardener_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+    use gardener_proto::otlp::trace::v1::span::Event;
+    use gardener_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Status};
+    use gardener_proto::prost::Message;
+
+    let downstream = Downstream::start();
+    let mut collector = Collector::start_with(&format!(
+        "{RECEIVERS}exporters:
+  otlp:
+    endpoint: \"{}\"
+    compression: zstd
+    sending_queue:
+      batch:
+        flush_timeout: 50ms
+service:
+  admin:
+    endpoint: \"127.0.0.1:{{admin}}\"
+",
+        downstream.url()
+    ));
+    let span = |name: &str, error: bool, message: &str| Span {
+        trace_id: vec![0x4b; 16],
+        span_id: name.bytes().chain([0; 8]).take(8).collect(),
+        name: name.into(),
+        kind: 2,
+        start_time_unix_nano: 1_763_900_000_000_000_000,
+        end_time_unix_nano: 1_763_900_000_100_000_000,
+        attributes: vec![
+            kv("http.request.method", s("POST")),
+            kv("user.keep", s("me")),
+        ],
+        status: Some(Status {
+            code: if error { 2 } else { 1 },
+            message: message.into(),
+        }),
+        ..Default::default()
+    };
+    let mut failed = span(
+        "POST /v1/agents/run",
+        true,
+        "could not connect to server: Connection refused",
+    );
+    failed.events.push(Event {
+        name: "exception".into(),
+        attributes: vec![
+            kv(
+                "exception.type",
+                s("asyncpg.exceptions.ConnectionDoesNotExistError"),
+            ),
+            kv(
+                "exception.message",
+                s("connection was closed in the middle of operation"),
+            ),
+        ],
+        ..Default::default()
+    });
+    let request = |spans: Vec<Span>| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("api"))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let timeout = span(
+        "invoke_agent triage",
+        true,
+        "agent 7f3a timed out after 30s",
+    );
+    let ok = span("GET /health", false, "");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = TraceServiceClient::connect(collector.grpc_url())
+            .await
+            .expect("connect")
+            .send_compressed(CompressionEncoding::Gzip);
+        client
+            .export(request(vec![failed.clone(), ok.clone()]))
+            .await
+            .expect("accepted");
+    });
+    let response = support::http_client()
+        .post(collector.http_url("/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(request(vec![timeout.clone()]).encode_to_vec())
+        .send()
+        .expect("HTTP export");
+    assert_eq!(response.status(), 200);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while downstream.spans().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    collector.assert_alive();
+    let spans = downstream.spans();
+    let names: Vec<_> = spans.iter().map(|(_, s)| s.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "{names:?}\n{}", collector.stderr());
+    assert!(spans.iter().all(|(service, _)| service == "api"));
+    let got = |name: &str| {
+        spans
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| s.name == name)
+            .unwrap()
+    };
+
+    for (sent, want_category) in [(&failed, "database_connection"), (&timeout, "llm_agent")] {
+        let got = got(&sent.name);
+        // The span's own fields and attributes come through unchanged, first.
+        assert_eq!(got.attributes[..2], sent.attributes[..]);
+        assert_eq!((&got.events, &got.status), (&sent.events, &sent.status));
+        assert_eq!(
+            (&got.trace_id, &got.span_id),
+            (&sent.trace_id, &sent.span_id)
+        );
+        let signature = span_attr(got, "gardener.signature").expect("signed");
+        assert_eq!(signature.len(), 16);
+        let template = span_attr(got, "gardener.template").expect("template");
+        assert_eq!(span_attr(got, "log.record.template"), Some(template));
+        let category = span_attr(got, "gardener.category").expect("category");
+        assert_eq!(category, want_category);
+        assert!(span_attr(got, "gardener.priority").is_some_and(|p| p.starts_with('P')));
+    }
+    let timeout_template = span_attr(got(&timeout.name), "gardener.template").unwrap();
+    assert!(
+        !timeout_template.contains("7f3a"),
+        "ids are masked: {timeout_template}"
+    );
+    assert_eq!(
+        got(&ok.name),
+        &ok,
+        "a span without error is forwarded as it came"
+    );
 }

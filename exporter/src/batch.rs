@@ -52,6 +52,13 @@ pub enum Payload {
         records: usize,
     },
     Traces(ExportTraceServiceRequest),
+    /// A trace request still in its wire encoding, as [`Payload::LogsEncoded`]
+    /// is for logs: each part passed `wire::validate_trace_request`, which
+    /// counted `spans`.
+    TracesEncoded {
+        parts: EncodedParts,
+        spans: usize,
+    },
     Metrics(ExportMetricsServiceRequest),
 }
 
@@ -148,43 +155,53 @@ impl Batch {
     pub fn signal(&self) -> SignalKind {
         match self.payload {
             Payload::Logs(_) | Payload::LogsEncoded { .. } => SignalKind::Logs,
-            Payload::Traces(_) => SignalKind::Traces,
+            Payload::Traces(_) | Payload::TracesEncoded { .. } => SignalKind::Traces,
             Payload::Metrics(_) => SignalKind::Metrics,
         }
     }
 }
 
 impl Payload {
-    /// The payload with an encoded logs request decoded (the others as
-    /// they are), for consumers that need owned records.
+    /// The payload with an encoded request decoded (the others as they
+    /// are), for consumers that need owned records.
     pub fn decoded(&self) -> Cow<'_, Payload> {
         match self {
-            Payload::LogsEncoded { parts, .. } => Cow::Owned(Payload::Logs(decode_parts(parts))),
+            Payload::LogsEncoded { parts, .. } => Cow::Owned(Payload::Logs(decode_logs(parts))),
+            Payload::TracesEncoded { parts, .. } => {
+                Cow::Owned(Payload::Traces(decode_traces(parts)))
+            }
             other => Cow::Borrowed(other),
         }
     }
 }
 
-/// Decodes the joined request of `parts`, part by part (no joined copy).
-fn decode_parts(parts: &EncodedParts) -> ExportLogsServiceRequest {
-    let mut request = ExportLogsServiceRequest::default();
-    for part in parts.parts() {
-        request
-            .resource_logs
-            .extend(decode_logs(part).resource_logs);
-    }
-    request
+/// Decodes the joined logs request of `parts`, part by part (no joined copy).
+fn decode_logs(parts: &EncodedParts) -> ExportLogsServiceRequest {
+    decode_parts(parts, |into: &mut ExportLogsServiceRequest, part| {
+        into.resource_logs.extend(part.resource_logs)
+    })
 }
 
-/// Decodes a request that `wire::validate_logs_request` accepted. The check
-/// accepts exactly what prost decodes, so this does not fail; if it ever
-/// did, the records are counted as dropped and the error logged, not
-/// passed on half-decoded.
-fn decode_logs(bytes: &[u8]) -> ExportLogsServiceRequest {
-    ExportLogsServiceRequest::decode(bytes).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "a checked logs request did not decode; dropped");
-        ExportLogsServiceRequest::default()
+/// Decodes the joined trace request of `parts`, part by part.
+fn decode_traces(parts: &EncodedParts) -> ExportTraceServiceRequest {
+    decode_parts(parts, |into: &mut ExportTraceServiceRequest, part| {
+        into.resource_spans.extend(part.resource_spans)
     })
+}
+
+/// Decodes each part, which the receiver's check accepted, and `join`s it
+/// to the request. The check accepts exactly what prost decodes, so this
+/// does not fail; if it ever did, the part's records are counted as dropped
+/// and the error logged, not passed on half-decoded.
+fn decode_parts<M: Message + Default>(parts: &EncodedParts, join: impl Fn(&mut M, M)) -> M {
+    let mut request = M::default();
+    for part in parts.parts() {
+        match M::decode(part.as_ref()) {
+            Ok(decoded) => join(&mut request, decoded),
+            Err(e) => tracing::error!(error = %e, "a checked request did not decode; dropped"),
+        }
+    }
+    request
 }
 
 /// Log records in a logs request.
@@ -201,6 +218,7 @@ pub fn count_records(payload: &Payload) -> usize {
     match payload {
         Payload::Logs(req) => log_records(req),
         Payload::LogsEncoded { records, .. } => *records,
+        Payload::TracesEncoded { spans, .. } => *spans,
         Payload::Traces(req) => req
             .resource_spans
             .iter()
@@ -259,7 +277,7 @@ pub fn merge_payloads(parts: impl IntoIterator<Item = Payload>) -> Option<Payloa
                 *records += more_records;
             }
             (Payload::Logs(into), Payload::LogsEncoded { parts: more, .. }) => {
-                into.resource_logs.extend(decode_parts(&more).resource_logs)
+                into.resource_logs.extend(decode_logs(&more).resource_logs)
             }
             (into @ Payload::LogsEncoded { .. }, Payload::Logs(from)) => {
                 let Payload::Logs(mut owned) = into.decoded().into_owned() else {
@@ -270,6 +288,26 @@ pub fn merge_payloads(parts: impl IntoIterator<Item = Payload>) -> Option<Payloa
             }
             (Payload::Traces(into), Payload::Traces(from)) => {
                 into.resource_spans.extend(from.resource_spans)
+            }
+            (
+                Payload::TracesEncoded { parts: into, spans },
+                Payload::TracesEncoded {
+                    parts: more,
+                    spans: more_spans,
+                },
+            ) => {
+                into.append(more);
+                *spans += more_spans;
+            }
+            (Payload::Traces(into), Payload::TracesEncoded { parts: more, .. }) => into
+                .resource_spans
+                .extend(decode_traces(&more).resource_spans),
+            (into @ Payload::TracesEncoded { .. }, Payload::Traces(from)) => {
+                let Payload::Traces(mut owned) = into.decoded().into_owned() else {
+                    unreachable!("decoded traces are traces")
+                };
+                owned.resource_spans.extend(from.resource_spans);
+                *into = Payload::Traces(owned);
             }
             (Payload::Metrics(into), Payload::Metrics(from)) => {
                 into.resource_metrics.extend(from.resource_metrics)
@@ -393,6 +431,77 @@ mod tests {
         let names = services(&mixed);
         for (name, want) in names.iter().zip(["a", "b", "c", "d", "e"]) {
             assert!(name.contains(&format!("\"{want}\"")), "{names:?}");
+        }
+    }
+
+    fn traces(service: &str, n: usize) -> Payload {
+        use gardener_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        Payload::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(build::service_resource(service)),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span::default(); n],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    }
+
+    fn encoded_traces(service: &str, n: usize) -> Payload {
+        let Payload::Traces(request) = traces(service, n) else {
+            unreachable!()
+        };
+        Payload::TracesEncoded {
+            parts: request.encode_to_vec().into(),
+            spans: n,
+        }
+    }
+
+    /// The same for trace requests.
+    #[test]
+    fn merging_encoded_trace_parts_concatenates_them_in_order() {
+        let services = |p: &Payload| -> Vec<String> {
+            let Payload::Traces(req) = p.decoded().into_owned() else {
+                panic!("not traces")
+            };
+            (req.resource_spans.iter())
+                .map(|r| format!("{:?}", r.resource.as_ref().unwrap().attributes[0].value))
+                .collect()
+        };
+        let parts: Vec<Payload> = (0..20)
+            .map(|i| encoded_traces(&format!("s{i}"), i % 3 + 1))
+            .collect();
+        let spans: usize = parts.iter().map(count_records).sum();
+        let all_encoded = merge_payloads(parts).unwrap();
+        let Payload::TracesEncoded { parts, .. } = &all_encoded else {
+            panic!("encoded parts stay encoded")
+        };
+        assert_eq!(parts.parts().len(), 20);
+        assert_eq!(count_records(&all_encoded), spans);
+        let names = services(&all_encoded);
+        assert_eq!(names.len(), 20);
+        assert!(names[0].contains("\"s0\"") && names[19].contains("\"s19\""));
+
+        for mixed in [
+            [
+                encoded_traces("a", 1),
+                traces("b", 2),
+                encoded_traces("c", 1),
+            ],
+            [
+                traces("a", 1),
+                encoded_traces("b", 2),
+                encoded_traces("c", 1),
+            ],
+        ] {
+            let mixed = merge_payloads(mixed).unwrap();
+            assert_eq!(count_records(&mixed), 4);
+            let names = services(&mixed);
+            for (name, want) in names.iter().zip(["a", "b", "c"]) {
+                assert!(name.contains(&format!("\"{want}\"")), "{names:?}");
+            }
+            assert_eq!(names.len(), 3);
         }
     }
 

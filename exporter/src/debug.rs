@@ -25,7 +25,7 @@ impl<W: Write + Send + 'static> DebugExporter<W> {
     /// Renders a batch as JSON lines (one per log record or span; metrics as one line per request).
     pub fn render(batch: &Batch, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match &*batch.payload.decoded() {
-            Payload::LogsEncoded { .. } => unreachable!("decoded"),
+            Payload::LogsEncoded { .. } | Payload::TracesEncoded { .. } => unreachable!("decoded"),
             Payload::Logs(req) => {
                 for rl in &req.resource_logs {
                     let resource = rl.resource.as_ref().map(|r| &r.attributes);

@@ -38,7 +38,7 @@ pub fn split(payload: &Payload, bounds: Bounds) -> Vec<Payload> {
         max_bytes: bounds.max_bytes.max(1),
     };
     match &*payload.decoded() {
-        Payload::LogsEncoded { .. } => unreachable!("decoded"),
+        Payload::LogsEncoded { .. } | Payload::TracesEncoded { .. } => unreachable!("decoded"),
         Payload::Logs(req) => split_logs(req, bounds)
             .into_iter()
             .map(Payload::Logs)

@@ -8,11 +8,12 @@
 //! The processor (rules, regexes) is compiled once; every input gets a
 //! fresh state, so a crash reproduces from its input alone.
 //!
-//! A protobuf logs body also goes through the encoded path
-//! (`process_logs_encoded`, as the receivers hand it over). When the body is
-//! the canonical encoding of its request (prost re-encodes it byte for
-//! byte: no repeated singular fields, which prost merges and the views read
-//! last-wins), the spliced result must decode to what the decoded path made.
+//! A protobuf body also goes through the encoded path
+//! (`process_logs_encoded` or `process_traces_encoded`, as the receivers
+//! hand it over). When the body is the canonical encoding of its request
+//! (prost re-encodes it byte for byte: no repeated singular fields, which
+//! prost merges and the views read last-wins), the spliced result must
+//! decode to what the decoded path made.
 
 #![no_main]
 
@@ -101,6 +102,29 @@ fuzz_target!(|data: &[u8]| {
         let Some(mut request) = decode::<ExportTraceServiceRequest>(body) else {
             return;
         };
+        let canonical = body.first() != Some(&b'{') && request.encode_to_vec() == body;
+        if body.first() != Some(&b'{') && wire::validate_trace_request(body).is_ok() {
+            let mut out = Vec::new();
+            let changed = processor.process_traces_encoded(
+                body,
+                &mut Tally::default(),
+                &mut Edits::default(),
+                &mut out,
+            );
+            if canonical {
+                let mut decoded = request.clone();
+                processor.process_traces(&mut decoded, &mut Tally::default());
+                let encoded = if changed {
+                    ExportTraceServiceRequest::decode(out.as_slice()).expect("the splice decodes")
+                } else {
+                    request.clone()
+                };
+                assert!(
+                    encoded.encode_to_vec() == decoded.encode_to_vec(),
+                    "encoded and decoded paths differ:\n{encoded:?}\n{decoded:?}"
+                );
+            }
+        }
         processor.process_traces(&mut request, &mut tally);
         let _ = request.encode_to_vec();
         let _ = serde_json::to_vec(&request);

@@ -1,16 +1,25 @@
 //! Differential fuzzing of `gardener_proto::wire` against prost: the
 //! zero-copy path must accept exactly the logs requests the decoding path
 //! accepts, count the same records, and splice records into what prost
-//! would produce by pushing the same attribute.
+//! would produce by pushing the same attribute. The same bytes are then
+//! taken as a trace request: the same checks for spans (whose framing the
+//! logs readers and splice share).
 
 #![no_main]
 
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
+use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use gardener_proto::view::SpanRef;
 use gardener_proto::wire;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 fuzz_target!(|data: &[u8]| {
+    logs(data);
+    traces(data);
+});
+
+fn logs(data: &[u8]) {
     let decoded = ExportLogsServiceRequest::decode(data);
     let validated = wire::validate_logs_request(data);
     assert_eq!(
@@ -67,4 +76,56 @@ fuzz_target!(|data: &[u8]| {
         "splice differs:\n{spliced:?}\n{request:?}"
     );
     assert_eq!(wire::validate_logs_request(&out), Ok(records));
-});
+}
+
+fn traces(data: &[u8]) {
+    let decoded = ExportTraceServiceRequest::decode(data);
+    let validated = wire::validate_trace_request(data);
+    assert_eq!(
+        validated.is_ok(),
+        decoded.is_ok(),
+        "validate {validated:?} vs prost {decoded:?}"
+    );
+    // The span view never panics, valid or not.
+    let mut entries = Vec::new();
+    let walked = wire::logs_request(data)
+        .records()
+        .map(|span| SpanRef::wire_split_with(span, &mut entries, |_| {}).kind)
+        .count();
+    let Ok(mut request) = decoded else {
+        return;
+    };
+    let spans: usize = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    assert_eq!(validated.unwrap(), spans);
+    assert_eq!(walked, spans);
+
+    // One attribute (`Span.attributes` = 9) on every span.
+    let mut extra = Vec::new();
+    wire::put_string_attribute(&mut extra, 9, "fuzz.sig", "0123456789abcdef");
+    let ends: Vec<u32> = (1..=spans as u32).map(|i| i * extra.len() as u32).collect();
+    let extras = extra.repeat(spans);
+    let mut out = Vec::new();
+    wire::splice_trace_request(data, &extras, &ends, &mut out);
+    for span in request
+        .resource_spans
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans)
+    {
+        span.attributes.push(gardener_proto::build::key_value(
+            "fuzz.sig",
+            gardener_proto::build::string("0123456789abcdef"),
+        ));
+    }
+    let spliced = ExportTraceServiceRequest::decode(&out[..]).expect("spliced request decodes");
+    assert!(
+        spliced.encode_to_vec() == request.encode_to_vec(),
+        "splice differs:\n{spliced:?}\n{request:?}"
+    );
+    assert_eq!(wire::validate_trace_request(&out), Ok(spans));
+}

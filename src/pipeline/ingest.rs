@@ -2,7 +2,7 @@
 //! and count either way.
 
 use gardener_exporter::batch::{count_records, Batch, Payload};
-use gardener_proto::view::{encoded_resource_logs, MapRef};
+use gardener_proto::view::{encoded_resource_logs, encoded_resource_spans, MapRef};
 
 use std::sync::Arc;
 
@@ -78,7 +78,7 @@ impl Ingest {
 fn signal_of(payload: &Payload) -> &'static str {
     match payload {
         Payload::Logs(_) | Payload::LogsEncoded { .. } => "logs",
-        Payload::Traces(_) => "traces",
+        Payload::Traces(_) | Payload::TracesEncoded { .. } => "traces",
         Payload::Metrics(_) => "metrics",
     }
 }
@@ -132,6 +132,11 @@ fn records_per_service(payload: &Payload) -> Vec<(String, usize)> {
         Payload::LogsEncoded { parts, .. } => {
             for rl in parts.parts().iter().flat_map(|p| encoded_resource_logs(p)) {
                 add(rl.resource, rl.records().count());
+            }
+        }
+        Payload::TracesEncoded { parts, .. } => {
+            for rs in parts.parts().iter().flat_map(|p| encoded_resource_spans(p)) {
+                add(rs.resource, rs.records().count());
             }
         }
         Payload::Traces(req) => {

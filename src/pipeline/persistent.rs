@@ -22,7 +22,6 @@ use anyhow::Context;
 use gardener_disk_queue::{AppendError, Entry, Options, Wal};
 use gardener_exporter::batch::{AckSink, Batch, Completion, Payload};
 use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
-use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use gardener_proto::wire;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -80,20 +79,22 @@ fn encode(payload: &Payload) -> (u8, Vec<u8>) {
         Payload::Logs(req) => (TAG_LOGS, req.encode_to_vec()),
         Payload::LogsEncoded { parts, .. } => (TAG_LOGS, parts.to_vec()),
         Payload::Traces(req) => (TAG_TRACES, req.encode_to_vec()),
+        Payload::TracesEncoded { parts, .. } => (TAG_TRACES, parts.to_vec()),
         Payload::Metrics(req) => (TAG_METRICS, req.encode_to_vec()),
     }
 }
 
 fn decode(tag: u8, data: &[u8]) -> Result<Payload, String> {
     let payload = match tag {
-        // Logs stay encoded, as the receivers hand them over.
+        // Logs and traces stay encoded, as the receivers hand them over.
         TAG_LOGS => Payload::LogsEncoded {
             records: wire::validate_logs_request(data).map_err(|e| e.to_string())?,
             parts: bytes::Bytes::copy_from_slice(data).into(),
         },
-        TAG_TRACES => {
-            Payload::Traces(ExportTraceServiceRequest::decode(data).map_err(|e| e.to_string())?)
-        }
+        TAG_TRACES => Payload::TracesEncoded {
+            spans: wire::validate_trace_request(data).map_err(|e| e.to_string())?,
+            parts: bytes::Bytes::copy_from_slice(data).into(),
+        },
         TAG_METRICS => {
             Payload::Metrics(ExportMetricsServiceRequest::decode(data).map_err(|e| e.to_string())?)
         }

@@ -1,11 +1,11 @@
-//! OTLP/gRPC receiver: `LogsService` (served on the request bytes, see
-//! `grpc_logs`), `TraceService` and `MetricsService`.
+//! OTLP/gRPC receiver: `LogsService` and `TraceService` (served on the
+//! request bytes, see `grpc_encoded`) and `MetricsService`.
 //!
 //! | condition | gRPC status | retryable |
 //! |---|---|---|
 //! | accepted | OK | — |
 //! | message larger than `max_recv_msg_size_mib` | RESOURCE_EXHAUSTED, no RetryInfo | no |
-//! | undecodable message (checked by `wire::validate_logs_request` for logs, prost for the others) | INTERNAL, as tonic's generated servers answer | no |
+//! | undecodable message (checked by `wire::validate_logs_request` and `validate_trace_request` for logs and traces, prost for metrics) | INTERNAL, as tonic's generated servers answer | no |
 //! | missing or wrong bearer token (when configured) | UNAUTHENTICATED | no |
 //! | queue full, shutting down | UNAVAILABLE with `RetryInfo` | yes |
 //!
@@ -20,19 +20,13 @@ use gardener_proto::otlp::collector::metrics::v1::metrics_service_server::{
 use gardener_proto::otlp::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use gardener_proto::otlp::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use gardener_proto::otlp::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use gardener_proto::rpc;
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use super::grpc_logs::EncodedLogsServer;
+use super::grpc_encoded::{self, EncodedServer};
 use super::RETRY_AFTER;
 use crate::pipeline::ingest::Ingest;
 use crate::pipeline::queue::Refusal;
@@ -76,19 +70,6 @@ fn unavailable(refusal: Refusal) -> Status {
         message,
         details.encode_to_vec().into(),
     )
-}
-
-#[tonic::async_trait]
-impl TraceService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let request = request.into_inner();
-        let size = request.encoded_len();
-        self.submit(Payload::Traces(request), size).await?;
-        Ok(Response::new(ExportTraceServiceResponse::default()))
-    }
 }
 
 #[tonic::async_trait]
@@ -138,11 +119,8 @@ pub fn routes(
     token: Option<Arc<str>>,
 ) -> tonic::service::Routes {
     let auth = BearerAuth { token };
-    let logs = EncodedLogsServer::new(receiver.clone(), max_message_bytes);
-    let traces = TraceServiceServer::new(receiver.clone())
-        .max_decoding_message_size(max_message_bytes)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd);
+    let logs = EncodedServer::<grpc_encoded::Logs>::new(receiver.clone(), max_message_bytes);
+    let traces = EncodedServer::<grpc_encoded::Traces>::new(receiver.clone(), max_message_bytes);
     let metrics = MetricsServiceServer::new(receiver)
         .max_decoding_message_size(max_message_bytes)
         .accept_compressed(CompressionEncoding::Gzip)

@@ -27,7 +27,9 @@ use gardener_proto::otlp::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
-use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
+use gardener_proto::otlp::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use gardener_proto::rpc;
 use gardener_proto::wire;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -89,7 +91,7 @@ async fn logs(State(r): State<HttpReceiver>, headers: HeaderMap, body: Body) -> 
 }
 
 /// A protobuf logs body stays encoded (checked, not decoded: see
-/// `grpc_logs`); a JSON one is decoded.
+/// `grpc_encoded`); a JSON one is decoded.
 fn logs_payload(data: Bytes, format: Format) -> Result<Payload, String> {
     match format {
         Format::Protobuf => match wire::validate_logs_request(&data) {
@@ -104,10 +106,21 @@ fn logs_payload(data: Bytes, format: Format) -> Result<Payload, String> {
 }
 
 async fn traces(State(r): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
-    handle::<ExportTraceServiceResponse>(r, headers, body, |data, format| {
-        decoded(data, format).map(Payload::Traces)
-    })
-    .await
+    handle::<ExportTraceServiceResponse>(r, headers, body, traces_payload).await
+}
+
+/// A protobuf trace body stays encoded, as a logs body does.
+fn traces_payload(data: Bytes, format: Format) -> Result<Payload, String> {
+    match format {
+        Format::Protobuf => match wire::validate_trace_request(&data) {
+            Ok(spans) => Ok(Payload::TracesEncoded {
+                parts: data.into(),
+                spans,
+            }),
+            Err(e) => Err(format!("invalid OTLP protobuf body: {e}")),
+        },
+        Format::Json => decoded::<ExportTraceServiceRequest>(data, format).map(Payload::Traces),
+    }
 }
 
 async fn metrics_handler(

@@ -3,7 +3,7 @@
 
 pub mod decompress;
 pub mod grpc;
-pub mod grpc_logs;
+pub mod grpc_encoded;
 pub mod http;
 pub mod otlp_json;
 pub mod tls;

@@ -1,6 +1,7 @@
 //! The next hop for the forwarding tests: an OTLP/gRPC logs receiver that
 //! counts every record it receives by its body (each test record carries a
-//! unique body), so a test can tell lost records from duplicated ones.
+//! unique body), so a test can tell lost records from duplicated ones; and
+//! an OTLP/gRPC trace receiver that keeps the spans it receives.
 //!
 //! It runs on its own tokio runtime, can be slowed down, stopped ("down") and
 //! started again on the same port ("back").
@@ -17,8 +18,15 @@ use gardener_proto::otlp::collector::logs::v1::logs_service_server::{
 use gardener_proto::otlp::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use gardener_proto::otlp::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use gardener_proto::otlp::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use gardener_proto::otlp::common::v1::any_value::Value;
 use gardener_proto::otlp::logs::v1::LogRecord;
+use gardener_proto::otlp::trace::v1::Span;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 
@@ -35,6 +43,9 @@ struct Seen {
     /// The first [`KEPT_RECORDS`] records received, whole, for tests that
     /// look at what the collector added to them.
     kept: Mutex<Vec<LogRecord>>,
+    /// The first [`KEPT_RECORDS`] spans received, whole, with the
+    /// `service.name` of their resource.
+    spans: Mutex<Vec<(String, Span)>>,
 }
 
 /// How many whole records the downstream keeps.
@@ -81,6 +92,32 @@ impl LogsService for Service {
             }
         }
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Service {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.calls.fetch_add(1, Ordering::Relaxed);
+        let mut kept = self.0.spans.lock().unwrap();
+        for resource_spans in request.into_inner().resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+                .map_or_else(String::new, |v| text(Some(v)));
+            for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+                if kept.len() < KEPT_RECORDS {
+                    kept.push((service.clone(), span));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
 
@@ -158,11 +195,15 @@ impl Downstream {
         let service = LogsServiceServer::new(Service(self.seen.clone()))
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd);
+        let traces = TraceServiceServer::new(Service(self.seen.clone()))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
         let join = self.runtime.spawn({
             let stop = stop.clone();
             async move {
                 let _ = tonic::transport::Server::builder()
                     .add_service(service)
+                    .add_service(traces)
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(listener),
                         stop.cancelled_owned(),
@@ -202,6 +243,12 @@ impl Downstream {
         kept.iter()
             .find(|r| text(r.body.as_ref().and_then(|b| b.value.as_ref())) == body)
             .cloned()
+    }
+
+    /// The spans received so far, in order, each with its service.
+    #[allow(dead_code)]
+    pub fn spans(&self) -> Vec<(String, Span)> {
+        self.seen.spans.lock().unwrap().clone()
     }
 
     /// Export calls answered or in progress so far.

@@ -14,7 +14,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Code, Status};
 
 use super::config::{Compression, OtlpExporterConfig};
-use super::encoded_logs::EncodedLogsClient;
+use super::encoded_client::EncodedClient;
 use super::retry::Failure;
 use super::PartialSuccess;
 use crate::batch::Payload;
@@ -25,7 +25,7 @@ const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 #[derive(Clone)]
 pub struct GrpcTransport {
     logs: LogsServiceClient<Channel>,
-    encoded_logs: EncodedLogsClient,
+    encoded: EncodedClient,
     traces: TraceServiceClient<Channel>,
     metrics: MetricsServiceClient<Channel>,
     metadata: MetadataMap,
@@ -53,7 +53,7 @@ impl GrpcTransport {
             Compression::Zstd => Some(CompressionEncoding::Zstd),
             Compression::None => None,
         };
-        let encoded_logs = EncodedLogsClient::new(channel.clone(), encoding);
+        let encoded = EncodedClient::new(channel.clone(), encoding);
         let mut logs = LogsServiceClient::new(channel.clone())
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd);
@@ -78,7 +78,7 @@ impl GrpcTransport {
         }
         Ok(Self {
             logs,
-            encoded_logs,
+            encoded,
             traces,
             metrics,
             metadata,
@@ -92,8 +92,8 @@ impl GrpcTransport {
         let attempt = async {
             match payload {
                 Payload::LogsEncoded { parts, .. } => self
-                    .encoded_logs
-                    .export(self.request(parts.clone()))
+                    .encoded
+                    .export_logs(self.request(parts.clone()))
                     .await
                     .map(|r| {
                         r.into_inner().partial_success.map(|p| PartialSuccess {
@@ -107,6 +107,16 @@ impl GrpcTransport {
                         error_message: p.error_message,
                     })
                 }),
+                Payload::TracesEncoded { parts, .. } => self
+                    .encoded
+                    .export_traces(self.request(parts.clone()))
+                    .await
+                    .map(|r| {
+                        r.into_inner().partial_success.map(|p| PartialSuccess {
+                            rejected: p.rejected_spans,
+                            error_message: p.error_message,
+                        })
+                    }),
                 Payload::Traces(req) => {
                     self.traces
                         .export(self.request(req.clone()))

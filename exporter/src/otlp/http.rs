@@ -73,6 +73,7 @@ impl HttpTransport {
             Payload::Logs(req) => (req.encode_to_vec(), "/v1/logs"),
             Payload::LogsEncoded { parts, .. } => (parts.to_vec(), "/v1/logs"),
             Payload::Traces(req) => (req.encode_to_vec(), "/v1/traces"),
+            Payload::TracesEncoded { parts, .. } => (parts.to_vec(), "/v1/traces"),
             Payload::Metrics(req) => (req.encode_to_vec(), "/v1/metrics"),
         }
     }
@@ -224,13 +225,15 @@ fn partial_success(payload: &Payload, body: &[u8]) -> Option<PartialSuccess> {
                 rejected: p.rejected_log_records,
                 error_message: p.error_message,
             }),
-        Payload::Traces(_) => ExportTraceServiceResponse::decode(body)
-            .ok()?
-            .partial_success
-            .map(|p| PartialSuccess {
-                rejected: p.rejected_spans,
-                error_message: p.error_message,
-            }),
+        Payload::Traces(_) | Payload::TracesEncoded { .. } => {
+            ExportTraceServiceResponse::decode(body)
+                .ok()?
+                .partial_success
+                .map(|p| PartialSuccess {
+                    rejected: p.rejected_spans,
+                    error_message: p.error_message,
+                })
+        }
         Payload::Metrics(_) => ExportMetricsServiceResponse::decode(body)
             .ok()?
             .partial_success

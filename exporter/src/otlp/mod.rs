@@ -16,7 +16,7 @@
 //! duplicate it.
 
 pub mod config;
-pub mod encoded_logs;
+pub mod encoded_client;
 pub mod grpc;
 pub mod http;
 pub mod retry;

@@ -1,12 +1,16 @@
-//! An OTLP/gRPC `LogsService` client that sends a request's bytes as they
-//! are: the pipeline carries logs requests encoded (`Payload::LogsEncoded`),
-//! and decoding them only for tonic's prost codec to encode them again would
-//! cost more than everything else the collector does with a record. A
-//! request joined by the batcher is written part after part
-//! ([`EncodedParts`]): its bytes are copied once, into tonic's send buffer.
+//! OTLP/gRPC `LogsService` and `TraceService` clients that send a request's
+//! bytes as they are: the pipeline carries logs and trace requests encoded
+//! (`Payload::LogsEncoded`, `Payload::TracesEncoded`), and decoding them only
+//! for tonic's prost codec to encode them again would cost more than
+//! everything else the collector does with a record. A request joined by the
+//! batcher is written part after part ([`EncodedParts`]): its bytes are
+//! copied once, into tonic's send buffer.
+
+use std::marker::PhantomData;
 
 use bytes::BufMut;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
+use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -14,13 +18,17 @@ use tonic_prost::ProstDecoder;
 
 use crate::encoded_parts::EncodedParts;
 
-/// `LogsService/Export` over a channel, with encoded requests.
+const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// `LogsService/Export` and `TraceService/Export` over a channel, with
+/// encoded requests.
 #[derive(Clone)]
-pub struct EncodedLogsClient {
+pub struct EncodedClient {
     grpc: tonic::client::Grpc<Channel>,
 }
 
-impl EncodedLogsClient {
+impl EncodedClient {
     /// Accepts gzip and zstd responses; compresses requests with `send`.
     pub fn new(channel: Channel, send: Option<CompressionEncoding>) -> Self {
         let mut grpc = tonic::client::Grpc::new(channel)
@@ -33,31 +41,46 @@ impl EncodedLogsClient {
     }
 
     /// Sends one encoded `ExportLogsServiceRequest`.
-    pub async fn export(
+    pub async fn export_logs(
         &mut self,
         request: Request<EncodedParts>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        self.export(request, LOGS_PATH).await
+    }
+
+    /// Sends one encoded `ExportTraceServiceRequest`.
+    pub async fn export_traces(
+        &mut self,
+        request: Request<EncodedParts>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.export(request, TRACES_PATH).await
+    }
+
+    async fn export<R: prost::Message + Default + Send + 'static>(
+        &mut self,
+        request: Request<EncodedParts>,
+        path: &'static str,
+    ) -> Result<Response<R>, Status> {
         self.grpc
             .ready()
             .await
             .map_err(|e| Status::unavailable(format!("service was not ready: {e}")))?;
-        let path = http::uri::PathAndQuery::from_static(
-            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-        );
-        self.grpc.unary(request, path, BytesCodec).await
+        let path = http::uri::PathAndQuery::from_static(path);
+        self.grpc
+            .unary(request, path, BytesCodec::<R>(PhantomData))
+            .await
     }
 }
 
-/// Writes the request bytes as they are; reads the response with tonic's
-/// prost decoder.
-#[derive(Clone, Copy, Default)]
-struct BytesCodec;
+/// Writes the request bytes as they are; reads the response (`R`) with
+/// tonic's prost decoder.
+struct BytesCodec<R>(PhantomData<fn() -> R>);
 
-impl Codec for BytesCodec {
+impl<R: prost::Message + Default + Send + 'static> Codec for BytesCodec<R> {
     type Encode = EncodedParts;
-    type Decode = ExportLogsServiceResponse;
+    type Decode = R;
     type Encoder = BytesEncoder;
-    type Decoder = ProstDecoder<ExportLogsServiceResponse>;
+    type Decoder = ProstDecoder<R>;
 
     fn encoder(&mut self) -> Self::Encoder {
         BytesEncoder

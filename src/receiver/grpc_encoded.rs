@@ -1,0 +1,213 @@
+//! The OTLP/gRPC `LogsService` and `TraceService`, served without decoding
+//! the request.
+//!
+//! Why: the generated servers decode every request into owned prost
+//! structs, one allocation per key and string value, which costs more than
+//! all the enrichment that follows. These services hand the request bytes to
+//! the pipeline as they came (decompressed), after checking that they are a
+//! well-formed request (`wire::validate_logs_request` and
+//! `validate_trace_request` accept exactly what prost's decoder accepts), so
+//! a malformed request is refused here, with the same status the generated
+//! server gives.
+//!
+//! Everything else is what the generated `LogsServiceServer` and
+//! `TraceServiceServer` do: the same paths, compression and size limits
+//! (tonic's `Grpc`), the same responses.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use gardener_exporter::batch::Payload;
+use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
+use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
+use gardener_proto::wire::{self, WireError};
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings};
+use tonic::{Request, Response, Status};
+use tonic_prost::ProstEncoder;
+
+use super::grpc::GrpcReceiver;
+
+/// What differs between the encoded services: the names, the check, the
+/// response and the payload.
+pub trait EncodedSignal: Send + Sync + 'static {
+    /// The gRPC service name.
+    const NAME: &'static str;
+    /// The `Export` method's path.
+    const PATH: &'static str;
+    type Response: prost::Message + Default + Send + 'static;
+    /// Checks the request; returns its records (or spans).
+    fn validate(bytes: &[u8]) -> Result<usize, WireError>;
+    fn payload(bytes: Bytes, records: usize) -> Payload;
+}
+
+/// `opentelemetry.proto.collector.logs.v1.LogsService`.
+pub struct Logs;
+
+impl EncodedSignal for Logs {
+    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    type Response = ExportLogsServiceResponse;
+
+    fn validate(bytes: &[u8]) -> Result<usize, WireError> {
+        wire::validate_logs_request(bytes)
+    }
+
+    fn payload(bytes: Bytes, records: usize) -> Payload {
+        Payload::LogsEncoded {
+            parts: bytes.into(),
+            records,
+        }
+    }
+}
+
+/// `opentelemetry.proto.collector.trace.v1.TraceService`.
+pub struct Traces;
+
+impl EncodedSignal for Traces {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    type Response = ExportTraceServiceResponse;
+
+    fn validate(bytes: &[u8]) -> Result<usize, WireError> {
+        wire::validate_trace_request(bytes)
+    }
+
+    fn payload(bytes: Bytes, spans: usize) -> Payload {
+        Payload::TracesEncoded {
+            parts: bytes.into(),
+            spans,
+        }
+    }
+}
+
+/// A request as received: its (decompressed) bytes and record count.
+pub struct Encoded {
+    pub bytes: Bytes,
+    pub records: usize,
+}
+
+/// Reads a request as bytes (checked, not decoded); writes the response
+/// with tonic's prost encoder.
+struct EncodedCodec<S>(PhantomData<fn() -> S>);
+
+impl<S: EncodedSignal> Codec for EncodedCodec<S> {
+    type Encode = S::Response;
+    type Decode = Encoded;
+    type Encoder = ProstEncoder<S::Response>;
+    type Decoder = RequestDecoder<S>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RequestDecoder(PhantomData)
+    }
+}
+
+struct RequestDecoder<S>(PhantomData<fn() -> S>);
+
+impl<S: EncodedSignal> Decoder for RequestDecoder<S> {
+    type Item = Encoded;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Encoded>, Status> {
+        let bytes = src.copy_to_bytes(src.remaining());
+        // prost's decode errors become INTERNAL in tonic's generated server;
+        // the same answer here keeps the receiver's contract.
+        let records = S::validate(&bytes)
+            .map_err(|e| Status::internal(format!("failed to decode Protobuf message: {e}")))?;
+        Ok(Some(Encoded { bytes, records }))
+    }
+}
+
+/// The service of signal `S` over [`Encoded`] requests; a tower service for
+/// tonic's router.
+pub struct EncodedServer<S> {
+    receiver: GrpcReceiver,
+    accept: EnabledCompressionEncodings,
+    max_message_bytes: usize,
+    signal: PhantomData<fn() -> S>,
+}
+
+// Not derived: a derive would require `S: Clone`.
+impl<S> Clone for EncodedServer<S> {
+    fn clone(&self) -> Self {
+        Self {
+            receiver: self.receiver.clone(),
+            accept: self.accept,
+            max_message_bytes: self.max_message_bytes,
+            signal: PhantomData,
+        }
+    }
+}
+
+impl<S: EncodedSignal> EncodedServer<S> {
+    pub fn new(receiver: GrpcReceiver, max_message_bytes: usize) -> Self {
+        let mut accept = EnabledCompressionEncodings::default();
+        accept.enable(CompressionEncoding::Gzip);
+        accept.enable(CompressionEncoding::Zstd);
+        Self {
+            receiver,
+            accept,
+            max_message_bytes,
+            signal: PhantomData,
+        }
+    }
+}
+
+/// The unary handler: hands the bytes to the pipeline.
+struct Export<S>(GrpcReceiver, PhantomData<fn() -> S>);
+
+impl<S: EncodedSignal> tonic::server::UnaryService<Encoded> for Export<S> {
+    type Response = S::Response;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Self::Response>, Status>> + Send>>;
+
+    fn call(&mut self, request: Request<Encoded>) -> Self::Future {
+        let receiver = self.0.clone();
+        Box::pin(async move {
+            let Encoded { bytes, records } = request.into_inner();
+            let size = bytes.len();
+            receiver.submit(S::payload(bytes, records), size).await?;
+            Ok(Response::new(S::Response::default()))
+        })
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for EncodedServer<S>
+where
+    S: EncodedSignal,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != S::PATH {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        let this = self.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(EncodedCodec::<S>(PhantomData))
+                .apply_compression_config(this.accept, EnabledCompressionEncodings::default())
+                .apply_max_message_size_config(Some(this.max_message_bytes), None);
+            Ok(grpc
+                .unary(Export::<S>(this.receiver, PhantomData), request)
+                .await)
+        })
+    }
+}
+
+impl<S: EncodedSignal> tonic::server::NamedService for EncodedServer<S> {
+    const NAME: &'static str = S::NAME;
+}
