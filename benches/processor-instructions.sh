@@ -9,6 +9,7 @@
 #   benches/processor-instructions.sh          # builds the bench, prints one line
 #   KEEP=/tmp/cg.out benches/processor-instructions.sh   # keep the callgrind file
 #   FN=tally_logs_encoded benches/processor-instructions.sh  # logs no exporter reads
+#   FN=process_traces_encoded (or tally_traces_encoded)       # spans, per span
 #
 # Why next to benches/instructions.sh: the end-to-end count needs a release
 # build of the collector (minutes) and includes the receiver, the queue and

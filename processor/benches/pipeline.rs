@@ -1,7 +1,9 @@
 //! Per-batch cost of the whole enrichment (`Processor::process_logs`,
 //! `process_logs_encoded` — the path the collector takes for OTLP/gRPC logs —
 //! `tally_logs_encoded` — the same when no exporter reads the logs — and
-//! `process_traces`) on realistic batches of 1000 records, the same
+//! their counterparts for spans, `process_traces_encoded` and
+//! `tally_traces_encoded`, with `process_traces` for decoded spans) on
+//! realistic batches of 1000 records or spans, the same
 //! records `log-gardener loadgen` sends (src/loadgen/workload.rs, included
 //! below).
 //!
@@ -43,6 +45,25 @@ fn process_logs_encoded_batch(
 fn tally_logs_encoded_batch(processor: &Processor, request: &[u8]) -> Tally {
     let mut tally = Tally::default();
     processor.tally_logs_encoded(request, &mut tally);
+    tally
+}
+
+#[inline(never)]
+fn process_traces_encoded_batch(
+    processor: &Processor,
+    request: &[u8],
+    edits: &mut Edits,
+    out: &mut Vec<u8>,
+) -> Tally {
+    let mut tally = Tally::default();
+    processor.process_traces_encoded(request, &mut tally, edits, out);
+    tally
+}
+
+#[inline(never)]
+fn tally_traces_encoded_batch(processor: &Processor, request: &[u8]) -> Tally {
+    let mut tally = Tally::default();
+    processor.tally_traces_encoded(request, &mut tally);
     tally
 }
 
@@ -120,6 +141,32 @@ fn bench_pipeline(c: &mut Criterion) {
             },
             BatchSize::LargeInput,
         )
+    });
+
+    // Spans as the OTLP protobuf receivers hand them over.
+    let encoded: Vec<Vec<u8>> = traces.iter().map(|r| r.encode_to_vec()).collect();
+    let next = Cell::new(0usize);
+    g.bench_function("process_traces_encoded_1000", |b| {
+        b.iter(|| {
+            let i = next.get();
+            next.set(i + 1);
+            out.clear();
+            process_traces_encoded_batch(
+                &processor,
+                black_box(&encoded[i % DISTINCT]),
+                &mut edits,
+                &mut out,
+            )
+        })
+    });
+
+    let next = Cell::new(0usize);
+    g.bench_function("tally_traces_encoded_1000", |b| {
+        b.iter(|| {
+            let i = next.get();
+            next.set(i + 1);
+            tally_traces_encoded_batch(&processor, black_box(&encoded[i % DISTINCT]))
+        })
     });
     g.finish();
 }
