@@ -7,6 +7,7 @@
 #   REQUESTS=3000 BATCH=512 CONCURRENCY=4 benches/cpu.sh
 #   ENABLED=false benches/cpu.sh                     # enrichment off
 #   FORWARD=gzip benches/cpu.sh                      # and forward (gzip|zstd|none)
+#   SIGNAL=traces benches/cpu.sh                     # spans instead of log records
 #
 # Starts the collector pinned to core $COLLECTOR_CPU (enrichment on unless
 # ENABLED=false; no exporter unless FORWARD is set), sends $REQUESTS
@@ -38,6 +39,7 @@ mkdir -p "$OUT_DIR"
 
 ENABLED=${ENABLED:-true}
 FORWARD=${FORWARD:-}
+SIGNAL=${SIGNAL:-logs}              # logs | traces | mixed
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${BIN:-$TARGET/release/log-gardener}
@@ -72,7 +74,7 @@ t0=$(ticks "$pid")
 f0=$(faults "$pid")
 taskset -c "$LOADGEN_CPU" "$LOADGEN_BIN" loadgen --endpoint "http://127.0.0.1:$GRPC_PORT" \
   --requests "$REQUESTS" --duration 600s --concurrency "$CONCURRENCY" --batch "$BATCH" \
-  --seed "$SEED" >"$OUT_DIR/loadgen.json" 2>"$OUT_DIR/loadgen.err"
+  --signal "$SIGNAL" --seed "$SEED" >"$OUT_DIR/loadgen.json" 2>"$OUT_DIR/loadgen.err"
 t1=$(ticks "$pid")
 exported=""
 if [[ -n $FORWARD ]]; then
