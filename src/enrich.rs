@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gardener_exporter::batch::{Batch, Payload};
+use gardener_exporter::encoded_parts::EncodedParts;
 use gardener_processor::encoded::Edits;
 use gardener_processor::{Processor, ProcessorConfig, State, Tally};
 use gardener_proto::build;
@@ -104,6 +105,25 @@ impl Enricher {
         })
     }
 
+    /// Enriches each part of an encoded request with `process`
+    /// (`Processor::process_logs_encoded` or `process_traces_encoded`),
+    /// replacing the parts it adds to.
+    fn rewrite(
+        &self,
+        parts: &mut EncodedParts,
+        tally: &mut Tally,
+        process: fn(&Processor, &[u8], &mut Tally, &mut Edits, &mut Vec<u8>) -> bool,
+    ) {
+        for part in parts.parts_mut() {
+            let mut out = Vec::new();
+            let changed = EDITS
+                .with_borrow_mut(|edits| process(&self.processor, part, tally, edits, &mut out));
+            if changed {
+                *part = out.into();
+            }
+        }
+    }
+
     /// Enriches the batch in place (when enabled) and counts what it found.
     pub fn process(&self, batch: &mut Batch) {
         if !self.processor.enabled() {
@@ -121,16 +141,7 @@ impl Enricher {
                 }
             }
             Payload::LogsEncoded { parts, .. } => {
-                for part in parts.parts_mut() {
-                    let mut out = Vec::new();
-                    let changed = EDITS.with_borrow_mut(|edits| {
-                        self.processor
-                            .process_logs_encoded(part, &mut tally, edits, &mut out)
-                    });
-                    if changed {
-                        *part = out.into();
-                    }
-                }
+                self.rewrite(parts, &mut tally, Processor::process_logs_encoded)
             }
             Payload::TracesEncoded { parts, .. } if !self.records_read => {
                 for part in parts.parts() {
@@ -138,16 +149,7 @@ impl Enricher {
                 }
             }
             Payload::TracesEncoded { parts, .. } => {
-                for part in parts.parts_mut() {
-                    let mut out = Vec::new();
-                    let changed = EDITS.with_borrow_mut(|edits| {
-                        self.processor
-                            .process_traces_encoded(part, &mut tally, edits, &mut out)
-                    });
-                    if changed {
-                        *part = out.into();
-                    }
-                }
+                self.rewrite(parts, &mut tally, Processor::process_traces_encoded)
             }
             Payload::Traces(request) if !self.records_read => {
                 self.processor.tally_traces(request, &mut tally)

@@ -21,9 +21,9 @@ use std::sync::OnceLock;
 
 use gardener_processor::encoded::Edits;
 use gardener_processor::{Processor, ProcessorConfig, State, Tally};
-use gardener_proto::wire;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use gardener_proto::wire;
 use libfuzzer_sys::fuzz_target;
 use log_gardener::receiver::otlp_json;
 use prost::Message;
@@ -60,6 +60,39 @@ fn decode<M: Message + Default + DeserializeOwned>(body: &[u8]) -> Option<M> {
     }
 }
 
+/// Runs the encoded path on a protobuf `body` that the validator accepted
+/// (`encoded` writes the enriched request to its second argument, true when
+/// it changed anything); when `body` is the canonical encoding of
+/// `request`, its result must decode to what the decoded path
+/// (`decoded`) makes of `request`.
+fn encoded_equals_decoded<M: Message + Default + Clone + std::fmt::Debug>(
+    body: &[u8],
+    request: &M,
+    encoded: impl FnOnce(&[u8], &mut Vec<u8>) -> bool,
+    decoded: impl FnOnce(&mut M),
+) {
+    if body.first() == Some(&b'{') {
+        return;
+    }
+    let mut out = Vec::new();
+    let changed = encoded(body, &mut out);
+    if request.encode_to_vec() != body {
+        return;
+    }
+    let mut expected = request.clone();
+    decoded(&mut expected);
+    let got = if changed {
+        M::decode(out.as_slice()).expect("the splice decodes")
+    } else {
+        request.clone()
+    };
+    // Compared encoded: a NaN double is not equal to itself.
+    assert!(
+        got.encode_to_vec() == expected.encode_to_vec(),
+        "encoded and decoded paths differ:\n{got:?}\n{expected:?}"
+    );
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
@@ -71,29 +104,20 @@ fuzz_target!(|data: &[u8]| {
         let Some(mut request) = decode::<ExportLogsServiceRequest>(body) else {
             return;
         };
-        let canonical = body.first() != Some(&b'{') && request.encode_to_vec() == body;
-        if body.first() != Some(&b'{') && wire::validate_logs_request(body).is_ok() {
-            let mut out = Vec::new();
-            let changed = processor.process_logs_encoded(
+        if wire::validate_logs_request(body).is_ok() {
+            encoded_equals_decoded(
                 body,
-                &mut Tally::default(),
-                &mut Edits::default(),
-                &mut out,
+                &request,
+                |body, out| {
+                    processor.process_logs_encoded(
+                        body,
+                        &mut Tally::default(),
+                        &mut Edits::default(),
+                        out,
+                    )
+                },
+                |decoded| processor.process_logs(decoded, &mut Tally::default()),
             );
-            if canonical {
-                let mut decoded = request.clone();
-                processor.process_logs(&mut decoded, &mut Tally::default());
-                let encoded = if changed {
-                    ExportLogsServiceRequest::decode(out.as_slice()).expect("the splice decodes")
-                } else {
-                    request.clone()
-                };
-                // Compared encoded: a NaN double is not equal to itself.
-                assert!(
-                    encoded.encode_to_vec() == decoded.encode_to_vec(),
-                    "encoded and decoded paths differ:\n{encoded:?}\n{decoded:?}"
-                );
-            }
         }
         processor.process_logs(&mut request, &mut tally);
         let _ = request.encode_to_vec();
@@ -102,28 +126,20 @@ fuzz_target!(|data: &[u8]| {
         let Some(mut request) = decode::<ExportTraceServiceRequest>(body) else {
             return;
         };
-        let canonical = body.first() != Some(&b'{') && request.encode_to_vec() == body;
-        if body.first() != Some(&b'{') && wire::validate_trace_request(body).is_ok() {
-            let mut out = Vec::new();
-            let changed = processor.process_traces_encoded(
+        if wire::validate_trace_request(body).is_ok() {
+            encoded_equals_decoded(
                 body,
-                &mut Tally::default(),
-                &mut Edits::default(),
-                &mut out,
+                &request,
+                |body, out| {
+                    processor.process_traces_encoded(
+                        body,
+                        &mut Tally::default(),
+                        &mut Edits::default(),
+                        out,
+                    )
+                },
+                |decoded| processor.process_traces(decoded, &mut Tally::default()),
             );
-            if canonical {
-                let mut decoded = request.clone();
-                processor.process_traces(&mut decoded, &mut Tally::default());
-                let encoded = if changed {
-                    ExportTraceServiceRequest::decode(out.as_slice()).expect("the splice decodes")
-                } else {
-                    request.clone()
-                };
-                assert!(
-                    encoded.encode_to_vec() == decoded.encode_to_vec(),
-                    "encoded and decoded paths differ:\n{encoded:?}\n{decoded:?}"
-                );
-            }
         }
         processor.process_traces(&mut request, &mut tally);
         let _ = request.encode_to_vec();

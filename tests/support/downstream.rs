@@ -26,6 +26,7 @@ use gardener_proto::otlp::collector::trace::v1::{
 };
 use gardener_proto::otlp::common::v1::any_value::Value;
 use gardener_proto::otlp::logs::v1::LogRecord;
+use gardener_proto::otlp::resource::v1::Resource;
 use gardener_proto::otlp::trace::v1::Span;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
@@ -74,13 +75,7 @@ impl LogsService for Service {
         }
         let mut bodies = self.0.bodies.lock().unwrap();
         for resource_logs in &request.get_ref().resource_logs {
-            let service = resource_logs
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-                .map_or_else(String::new, |v| text(Some(v)));
+            let service = service_name(resource_logs.resource.as_ref());
             let records = resource_logs.scope_logs.iter().flat_map(|s| &s.log_records);
             let mut kept = self.0.kept.lock().unwrap();
             for record in records {
@@ -104,13 +99,7 @@ impl TraceService for Service {
         self.0.calls.fetch_add(1, Ordering::Relaxed);
         let mut kept = self.0.spans.lock().unwrap();
         for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-                .map_or_else(String::new, |v| text(Some(v)));
+            let service = service_name(resource_spans.resource.as_ref());
             for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
                 if kept.len() < KEPT_RECORDS {
                     kept.push((service.clone(), span));
@@ -119,6 +108,16 @@ impl TraceService for Service {
         }
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
+}
+
+/// The resource's `service.name`, "" without one.
+fn service_name(resource: Option<&Resource>) -> String {
+    resource
+        .iter()
+        .flat_map(|r| &r.attributes)
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+        .map_or_else(String::new, |v| text(Some(v)))
 }
 
 fn text(value: Option<&Value>) -> String {
