@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gardener_exporter::batch::{Batch, Payload};
-use gardener_exporter::encoded_parts::EncodedParts;
 use gardener_processor::encoded::Edits;
 use gardener_processor::{Processor, ProcessorConfig, State, Tally};
 use gardener_proto::build;
@@ -105,25 +104,6 @@ impl Enricher {
         })
     }
 
-    /// Enriches each part of an encoded request with `process`
-    /// (`Processor::process_logs_encoded` or `process_traces_encoded`),
-    /// replacing the parts it adds to.
-    fn rewrite(
-        &self,
-        parts: &mut EncodedParts,
-        tally: &mut Tally,
-        process: fn(&Processor, &[u8], &mut Tally, &mut Edits, &mut Vec<u8>) -> bool,
-    ) {
-        for part in parts.parts_mut() {
-            let mut out = Vec::new();
-            let changed = EDITS
-                .with_borrow_mut(|edits| process(&self.processor, part, tally, edits, &mut out));
-            if changed {
-                *part = out.into();
-            }
-        }
-    }
-
     /// Enriches the batch in place (when enabled) and counts what it found.
     pub fn process(&self, batch: &mut Batch) {
         if !self.processor.enabled() {
@@ -141,7 +121,16 @@ impl Enricher {
                 }
             }
             Payload::LogsEncoded { parts, .. } => {
-                self.rewrite(parts, &mut tally, Processor::process_logs_encoded)
+                for part in parts.parts_mut() {
+                    let mut out = Vec::new();
+                    let changed = EDITS.with_borrow_mut(|edits| {
+                        self.processor
+                            .process_logs_encoded(part, &mut tally, edits, &mut out)
+                    });
+                    if changed {
+                        *part = out.into();
+                    }
+                }
             }
             Payload::TracesEncoded { parts, .. } if !self.records_read => {
                 for part in parts.parts() {
@@ -149,7 +138,16 @@ impl Enricher {
                 }
             }
             Payload::TracesEncoded { parts, .. } => {
-                self.rewrite(parts, &mut tally, Processor::process_traces_encoded)
+                for part in parts.parts_mut() {
+                    let mut out = Vec::new();
+                    let changed = EDITS.with_borrow_mut(|edits| {
+                        self.processor
+                            .process_traces_encoded(part, &mut tally, edits, &mut out)
+                    });
+                    if changed {
+                        *part = out.into();
+                    }
+                }
             }
             Payload::Traces(request) if !self.records_read => {
                 self.processor.tally_traces(request, &mut tally)

@@ -18,11 +18,13 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::LazyLock;
 
-use gardener_proto::view::{encoded_resource_logs, LogRef, MapRef, SpanRef};
+use gardener_proto::view::{
+    encoded_resource_logs, encoded_resource_spans, LogRef, MapRef, SpanRef,
+};
 use gardener_proto::wire;
 
 use crate::attributes;
-use crate::enrich::{fingerprint_hex, LogEnrichment, Processor, ResourceContext, Tally};
+use crate::enrich::{fingerprint_hex, LogEnrichment, Processor, Tally};
 use crate::event::AttrIndex;
 use crate::signature::Signature;
 use crate::trace_context::TraceContextState;
@@ -44,55 +46,6 @@ pub struct Edits {
     ends: Vec<u32>,
     signatures: EncodedSignatures,
     span_signatures: EncodedSignatures,
-}
-
-impl Edits {
-    /// Clears the buffers for a new request, and hands out where its
-    /// records' (`spans` false) or spans' additions go.
-    fn appends(&mut self, spans: bool) -> Appends<'_> {
-        self.extras.clear();
-        self.ends.clear();
-        Appends {
-            extras: &mut self.extras,
-            ends: &mut self.ends,
-            signatures: if spans {
-                &mut self.span_signatures
-            } else {
-                &mut self.signatures
-            },
-        }
-    }
-
-    /// Splices what was appended into a copy of `request` in `out` with
-    /// `splice` (`wire::splice_logs_request` or `splice_trace_request`);
-    /// false, `out` untouched, when nothing was.
-    fn splice(&self, request: &[u8], out: &mut Vec<u8>, splice: Splice) -> bool {
-        if self.extras.is_empty() {
-            return false;
-        }
-        splice(request, &self.extras, &self.ends, out);
-        true
-    }
-}
-
-/// `wire::splice_logs_request` or `wire::splice_trace_request`: (request,
-/// extras, ends, out).
-type Splice = fn(&[u8], &[u8], &[u32], &mut Vec<u8>);
-
-/// Where one request's additions go, record by record (or span by span):
-/// the bytes appended to each, in one buffer, where each one's end, and
-/// the encoded signatures of its kind.
-struct Appends<'e> {
-    extras: &'e mut Vec<u8>,
-    ends: &'e mut Vec<u32>,
-    signatures: &'e mut EncodedSignatures,
-}
-
-impl Appends<'_> {
-    /// Ends the current record or span (after what it gets, if anything).
-    fn end(&mut self) {
-        self.ends.push(self.extras.len() as u32);
-    }
 }
 
 impl Default for Edits {
@@ -174,14 +127,25 @@ impl Processor {
         if !self.enabled() {
             return false;
         }
-        let mut appends = edits.appends(false);
+        edits.extras.clear();
+        edits.ends.clear();
+        let Edits {
+            extras,
+            ends,
+            signatures,
+            ..
+        } = edits;
         self.each_encoded_log(request, tally, |found| {
             if let Some(found) = found {
-                found.encode(appends.signatures, appends.extras);
+                found.encode(signatures, extras);
             }
-            appends.end();
+            ends.push(extras.len() as u32);
         });
-        edits.splice(request, out, wire::splice_logs_request)
+        if edits.extras.is_empty() {
+            return false;
+        }
+        wire::splice_logs_request(request, &edits.extras, &edits.ends, out);
+        true
     }
 
     /// Tallies an encoded `ExportLogsServiceRequest` exactly as
@@ -206,37 +170,25 @@ impl Processor {
         tally: &mut Tally,
         mut found: impl FnMut(Option<&LogEnrichment>),
     ) {
-        let mut entries = Vec::new();
-        self.each_encoded(request, tally, |context, record, tally| {
-            let Some(context) = context else {
-                return found(None);
-            };
-            // The view's index is made while the attributes are split.
-            let mut index = AttrIndex::empty();
-            let record = LogRef::wire_split_with(record, &mut entries, |e| index.offer(e));
-            found(Some(
-                &self.process_log_indexed(context, record, &index, tally),
-            ));
-        });
-    }
-
-    /// Walks the records (or spans: the framing is the same) of an encoded
-    /// request in wire order, handing `each` every one with its resource's
-    /// context, `None` for the collector's own.
-    #[inline(always)]
-    fn each_encoded<'r>(
-        &self,
-        request: &'r [u8],
-        tally: &mut Tally,
-        mut each: impl FnMut(Option<ResourceContext<'_>>, &'r [u8], &mut Tally),
-    ) {
         // Attribute lists are split once, then looked up many times.
         let mut resource_entries = Vec::new();
-        for resource in encoded_resource_logs(request) {
-            resource.resource.split_into(&mut resource_entries);
-            let context = self.intern_resource(MapRef::split(&resource_entries), tally);
-            for record in resource.records() {
-                each(context, record, tally);
+        let mut record_entries = Vec::new();
+        for resource_logs in encoded_resource_logs(request) {
+            resource_logs.resource.split_into(&mut resource_entries);
+            let resource = MapRef::split(&resource_entries);
+            let context = self.intern_resource(resource, tally);
+            for record in resource_logs.records() {
+                let Some(context) = context else {
+                    found(None);
+                    continue;
+                };
+                // The view's index is made while the attributes are split.
+                let mut index = AttrIndex::empty();
+                let record =
+                    LogRef::wire_split_with(record, &mut record_entries, |e| index.offer(e));
+                found(Some(
+                    &self.process_log_indexed(context, record, &index, tally),
+                ));
             }
         }
     }
@@ -259,14 +211,25 @@ impl Processor {
         if !self.enabled() {
             return false;
         }
-        let mut appends = edits.appends(true);
+        edits.extras.clear();
+        edits.ends.clear();
+        let Edits {
+            extras,
+            ends,
+            span_signatures,
+            ..
+        } = edits;
         self.each_encoded_span(request, tally, |signature| {
             if let Some(signature) = signature {
-                appends.signatures.put(signature, appends.extras);
+                span_signatures.put(signature, extras);
             }
-            appends.end();
+            ends.push(extras.len() as u32);
         });
-        edits.splice(request, out, wire::splice_trace_request)
+        if edits.extras.is_empty() {
+            return false;
+        }
+        wire::splice_trace_request(request, &edits.extras, &edits.ends, out);
+        true
     }
 
     /// Tallies an encoded `ExportTraceServiceRequest` exactly as
@@ -287,18 +250,25 @@ impl Processor {
         tally: &mut Tally,
         mut signed: impl FnMut(Option<&Signature>),
     ) {
-        let mut entries = Vec::new();
-        self.each_encoded(request, tally, |context, span, tally| {
-            let Some(context) = context else {
-                return signed(None);
-            };
-            let mut index = AttrIndex::empty();
-            let span = SpanRef::wire_split_with(span, &mut entries, |e| index.offer(e));
-            signed(
-                self.process_span_indexed(context, span, &index, tally)
-                    .as_ref(),
-            );
-        });
+        let mut resource_entries = Vec::new();
+        let mut span_entries = Vec::new();
+        for resource_spans in encoded_resource_spans(request) {
+            resource_spans.resource.split_into(&mut resource_entries);
+            let resource = MapRef::split(&resource_entries);
+            let context = self.intern_resource(resource, tally);
+            for span in resource_spans.records() {
+                let Some(context) = context else {
+                    signed(None);
+                    continue;
+                };
+                let mut index = AttrIndex::empty();
+                let span = SpanRef::wire_split_with(span, &mut span_entries, |e| index.offer(e));
+                signed(
+                    self.process_span_indexed(context, span, &index, tally)
+                        .as_ref(),
+                );
+            }
+        }
     }
 }
 
