@@ -994,3 +994,123 @@ fn huge_attribute_counts_and_values_are_processed_and_bounded() {
     }
     c.assert_alive();
 }
+
+/// A trace request of `spans` spans for `service`, each named `name`,
+/// encoded by hand (field numbers of the OTLP protos), so that a test can
+/// put bytes in it that no encoder would write.
+fn trace_request_bytes(service: &str, spans: usize, name: &[u8]) -> Vec<u8> {
+    let resource = field(
+        1,
+        &field(
+            1,
+            &[
+                field(1, b"service.name"),
+                field(2, &field(1, service.as_bytes())),
+            ]
+            .concat(),
+        ),
+    );
+    let span = field(2, &field(5, name)); // ScopeSpans.spans: Span.name
+    let scope_spans = field(2, &span.repeat(spans)); // ResourceSpans.scope_spans
+    field(1, &[resource, scope_spans].concat()) // ExportTraceServiceRequest.resource_spans
+}
+
+/// Trace requests are checked, not decoded, since session 14: malformed
+/// ones (garbage, invalid UTF-8 in a string, a 5000-level attribute value)
+/// get the same answers as malformed logs, over gRPC (a non-OK status,
+/// INTERNAL as tonic's generated servers answer) and HTTP (400 with a
+/// `google.rpc.Status`), and only the valid spans are counted.
+#[test]
+fn malformed_trace_requests_are_refused_on_grpc_and_http() {
+    let mut c = Collector::start();
+    let span_with_attribute = |value: &[u8]| {
+        let attribute = [field(1, b"k"), field(2, value)].concat(); // KeyValue
+        let span = [field(5, b"deep"), field(9, &attribute)].concat(); // Span{name, attributes}
+        field(1, &field(2, &field(2, &span)))
+    };
+    let bad: [(&str, Vec<u8>); 3] = [
+        (
+            "garbage",
+            b"\xff\xff\xff\xff\xff\x0fnot a protobuf message".to_vec(),
+        ),
+        (
+            "invalid UTF-8",
+            trace_request_bytes("utf8", 2, b"GET /\xff\xfe"),
+        ),
+        ("deeply nested", span_with_attribute(&nested_kvlist(5000))),
+    ];
+    let url = c.grpc_url();
+    let grpc_bodies: Vec<Vec<u8>> = bad
+        .iter()
+        .map(|(_, body)| body.clone())
+        .chain([trace_request_bytes("fine-grpc", 3, b"GET /health")])
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let codes: Vec<tonic::Code> = runtime.block_on(async move {
+        let channel = tokio::time::timeout(
+            Duration::from_secs(10),
+            tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .connect(),
+        )
+        .await
+        .expect("connect within 10 s")
+        .unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        let mut codes = Vec::new();
+        for body in grpc_bodies {
+            grpc.ready().await.unwrap();
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            );
+            let mut request = tonic::Request::new(bytes::Bytes::from(body));
+            request.set_timeout(Duration::from_secs(10));
+            codes.push(
+                match grpc
+                    .unary::<_, bytes::Bytes, _>(request, path, RawCodec)
+                    .await
+                {
+                    Ok(_) => tonic::Code::Ok,
+                    Err(status) => status.code(),
+                },
+            );
+        }
+        codes
+    });
+    for ((what, _), code) in bad.iter().zip(&codes) {
+        assert_eq!(*code, tonic::Code::Internal, "{what} over gRPC");
+    }
+    assert_eq!(codes[3], tonic::Code::Ok, "a valid trace request over gRPC");
+
+    for (what, body) in &bad {
+        let reply = post(
+            &c,
+            "/v1/traces",
+            &[("content-type", PROTOBUF)],
+            body.clone(),
+        );
+        assert_eq!(reply.status, 400, "{what} over HTTP: {}", reply.text());
+        let status = reply.protobuf_status();
+        assert_eq!(status.code, tonic::Code::InvalidArgument as i32, "{what}");
+    }
+    let reply = post(
+        &c,
+        "/v1/traces",
+        &[("content-type", PROTOBUF)],
+        trace_request_bytes("fine-http", 2, b"GET /health"),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    c.assert_alive();
+    for (service, spans) in [("fine-grpc", 3.0), ("fine-http", 2.0)] {
+        c.expect_counter(
+            RECORDS,
+            &[("signal", "traces"), ("service", service)],
+            spans,
+        );
+    }
+    c.expect_counter(RECORDS, &[("signal", "traces"), ("service", "utf8")], 0.0);
+}
