@@ -603,32 +603,7 @@ fn grpc_oversized_and_malformed_messages_are_refused() {
     // Deeply nested and invalid-UTF-8 protobuf over gRPC: a non-OK status,
     // sent as raw bytes through a pass-through codec.
     let deep = logs_request_with_body(&nested_kvlist(5000));
-    let url = c.grpc_url();
-    let code = runtime.block_on(async move {
-        let channel = tokio::time::timeout(
-            Duration::from_secs(10),
-            tonic::transport::Endpoint::from_shared(url)
-                .unwrap()
-                .connect(),
-        )
-        .await
-        .expect("connect within 10 s")
-        .unwrap();
-        let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready().await.unwrap();
-        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-        );
-        let mut request = tonic::Request::new(bytes::Bytes::from(deep));
-        request.set_timeout(Duration::from_secs(10));
-        match grpc
-            .unary::<_, bytes::Bytes, _>(request, path, RawCodec)
-            .await
-        {
-            Ok(_) => tonic::Code::Ok,
-            Err(status) => status.code(),
-        }
-    });
+    let code = export_raw(&c.grpc_url(), LOGS_EXPORT, vec![deep])[0];
     assert_ne!(code, tonic::Code::Ok, "a 5000-level kvlist over gRPC");
     c.assert_alive();
     let reply = post(
@@ -663,6 +638,44 @@ fn grpc_oversized_message_is_not_retryable() {
         client.export(request).await.expect_err("refused")
     });
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+}
+
+const LOGS_EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+const TRACES_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// Sends each body as it is (no encoder checks it) to the gRPC method
+/// `path` of the receiver at `url`, one after the other on one channel;
+/// returns each answer's status code.
+fn export_raw(url: &str, path: &'static str, bodies: Vec<Vec<u8>>) -> Vec<tonic::Code> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).unwrap();
+        let channel = tokio::time::timeout(Duration::from_secs(10), endpoint.connect())
+            .await
+            .expect("connect within 10 s")
+            .unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        let mut codes = Vec::new();
+        for body in bodies {
+            grpc.ready().await.unwrap();
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+            let mut request = tonic::Request::new(bytes::Bytes::from(body));
+            request.set_timeout(Duration::from_secs(10));
+            codes.push(
+                match grpc
+                    .unary::<_, bytes::Bytes, _>(request, path, RawCodec)
+                    .await
+                {
+                    Ok(_) => tonic::Code::Ok,
+                    Err(status) => status.code(),
+                },
+            );
+        }
+        codes
+    })
 }
 
 /// A tonic codec that sends and receives raw bytes.
@@ -1039,47 +1052,12 @@ fn malformed_trace_requests_are_refused_on_grpc_and_http() {
         ),
         ("deeply nested", span_with_attribute(&nested_kvlist(5000))),
     ];
-    let url = c.grpc_url();
     let grpc_bodies: Vec<Vec<u8>> = bad
         .iter()
         .map(|(_, body)| body.clone())
         .chain([trace_request_bytes("fine-grpc", 3, b"GET /health")])
         .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let codes: Vec<tonic::Code> = runtime.block_on(async move {
-        let channel = tokio::time::timeout(
-            Duration::from_secs(10),
-            tonic::transport::Endpoint::from_shared(url)
-                .unwrap()
-                .connect(),
-        )
-        .await
-        .expect("connect within 10 s")
-        .unwrap();
-        let mut grpc = tonic::client::Grpc::new(channel);
-        let mut codes = Vec::new();
-        for body in grpc_bodies {
-            grpc.ready().await.unwrap();
-            let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            );
-            let mut request = tonic::Request::new(bytes::Bytes::from(body));
-            request.set_timeout(Duration::from_secs(10));
-            codes.push(
-                match grpc
-                    .unary::<_, bytes::Bytes, _>(request, path, RawCodec)
-                    .await
-                {
-                    Ok(_) => tonic::Code::Ok,
-                    Err(status) => status.code(),
-                },
-            );
-        }
-        codes
-    });
+    let codes = export_raw(&c.grpc_url(), TRACES_EXPORT, grpc_bodies);
     for ((what, _), code) in bad.iter().zip(&codes) {
         assert_eq!(*code, tonic::Code::Internal, "{what} over gRPC");
     }

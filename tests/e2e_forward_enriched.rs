@@ -42,10 +42,10 @@ fn record(body: &str, severity: i32, attributes: Vec<KeyValue>) -> LogRecord {
     }
 }
 
-#[test]
-fn grpc_logs_are_forwarded_enriched_without_losing_anything() {
-    let downstream = Downstream::start();
-    let mut collector = Collector::start_with(&format!(
+/// A collector that forwards everything over OTLP/gRPC (zstd) to
+/// `downstream`, flushing joined requests after 50 ms.
+fn forwarding_to(downstream: &Downstream) -> Collector {
+    Collector::start_with(&format!(
         "{RECEIVERS}exporters:
   otlp:
     endpoint: \"{}\"
@@ -58,7 +58,13 @@ service:
     endpoint: \"127.0.0.1:{{admin}}\"
 ",
         downstream.url()
-    ));
+    ))
+}
+
+#[test]
+fn grpc_logs_are_forwarded_enriched_without_losing_anything() {
+    let downstream = Downstream::start();
+    let mut collector = forwarding_to(&downstream);
     let error = record(
         "WebSocket ws_10146348_1757373397_aca2f891 is not connected. Need to call \"accept\" first.",
         17,
@@ -160,20 +166,7 @@ fn spans_are_forwarded_enriched_without_losing_anything() {
     use gardener_proto::prost::Message;
 
     let downstream = Downstream::start();
-    let mut collector = Collector::start_with(&format!(
-        "{RECEIVERS}exporters:
-  otlp:
-    endpoint: \"{}\"
-    compression: zstd
-    sending_queue:
-      batch:
-        flush_timeout: 50ms
-service:
-  admin:
-    endpoint: \"127.0.0.1:{{admin}}\"
-",
-        downstream.url()
-    ));
+    let mut collector = forwarding_to(&downstream);
     let span = |name: &str, error: bool, message: &str| Span {
         trace_id: vec![0x4b; 16],
         span_id: name.bytes().chain([0; 8]).take(8).collect(),

@@ -34,20 +34,46 @@ fn summary(t: &Tally) -> String {
     )
 }
 
+/// One signal's four paths: rewriting decoded and encoded requests,
+/// counting decoded and encoded requests.
+struct Paths<M> {
+    process: fn(&Processor, &mut M, &mut Tally),
+    process_encoded: fn(&Processor, &[u8], &mut Tally, &mut Edits, &mut Vec<u8>) -> bool,
+    tally: fn(&Processor, &M, &mut Tally),
+    tally_encoded: fn(&Processor, &[u8], &mut Tally),
+}
+
+const LOGS: Paths<ExportLogsServiceRequest> = Paths {
+    process: Processor::process_logs,
+    process_encoded: Processor::process_logs_encoded,
+    tally: Processor::tally_logs,
+    tally_encoded: Processor::tally_logs_encoded,
+};
+
+const TRACES: Paths<ExportTraceServiceRequest> = Paths {
+    process: Processor::process_traces,
+    process_encoded: Processor::process_traces_encoded,
+    tally: Processor::tally_traces,
+    tally_encoded: Processor::tally_traces_encoded,
+};
+
 /// `edits` is shared by the calls of a test, as a worker shares its own
 /// across requests: what it remembers from one request (the encoded
 /// attributes of signatures) must not change the next one.
-fn check(processor: &Processor, request: &ExportLogsServiceRequest, edits: &mut Edits) {
+fn check_paths<M>(processor: &Processor, request: &M, edits: &mut Edits, paths: &Paths<M>)
+where
+    M: Message + Default + Clone + PartialEq + std::fmt::Debug,
+{
     let mut decoded = request.clone();
     let mut decoded_tally = Tally::default();
-    processor.process_logs(&mut decoded, &mut decoded_tally);
+    (paths.process)(processor, &mut decoded, &mut decoded_tally);
 
     let bytes = request.encode_to_vec();
     let mut encoded_tally = Tally::default();
     let mut out = Vec::new();
-    let changed = processor.process_logs_encoded(&bytes, &mut encoded_tally, edits, &mut out);
+    let changed = (paths.process_encoded)(processor, &bytes, &mut encoded_tally, edits, &mut out);
     let enriched = if changed {
-        ExportLogsServiceRequest::decode(out.as_slice()).expect("the splice decodes")
+        M::decode(out.as_slice()).expect("the splice decodes")
     } else {
         request.clone()
     };
@@ -55,39 +81,20 @@ fn check(processor: &Processor, request: &ExportLogsServiceRequest, edits: &mut 
     assert_eq!(summary(&encoded_tally), summary(&decoded_tally));
 
     let mut from_bytes = Tally::default();
-    processor.tally_logs_encoded(&bytes, &mut from_bytes);
+    (paths.tally_encoded)(processor, &bytes, &mut from_bytes);
     let mut from_structs = Tally::default();
-    processor.tally_logs(request, &mut from_structs);
+    (paths.tally)(processor, request, &mut from_structs);
     for tally in [from_bytes, from_structs] {
         assert_eq!(summary(&tally), summary(&decoded_tally));
     }
 }
 
-/// [`check`] for a trace request.
+fn check(processor: &Processor, request: &ExportLogsServiceRequest, edits: &mut Edits) {
+    check_paths(processor, request, edits, &LOGS)
+}
+
 fn check_traces(processor: &Processor, request: &ExportTraceServiceRequest, edits: &mut Edits) {
-    let mut decoded = request.clone();
-    let mut decoded_tally = Tally::default();
-    processor.process_traces(&mut decoded, &mut decoded_tally);
-
-    let bytes = request.encode_to_vec();
-    let mut encoded_tally = Tally::default();
-    let mut out = Vec::new();
-    let changed = processor.process_traces_encoded(&bytes, &mut encoded_tally, edits, &mut out);
-    let enriched = if changed {
-        ExportTraceServiceRequest::decode(out.as_slice()).expect("the splice decodes")
-    } else {
-        request.clone()
-    };
-    assert_eq!(enriched, decoded);
-    assert_eq!(summary(&encoded_tally), summary(&decoded_tally));
-
-    let mut from_bytes = Tally::default();
-    processor.tally_traces_encoded(&bytes, &mut from_bytes);
-    let mut from_structs = Tally::default();
-    processor.tally_traces(request, &mut from_structs);
-    for tally in [from_bytes, from_structs] {
-        assert_eq!(summary(&tally), summary(&decoded_tally));
-    }
+    check_paths(processor, request, edits, &TRACES)
 }
 
 fn record(body: AnyValue, severity: i32, attributes: Vec<(&str, &str)>) -> LogRecord {
