@@ -5,10 +5,10 @@
 //! conditions (signal, span kind, status, severity, HTTP status, category)
 //! before attributes and regexes, regexes are compiled once, and nothing is
 //! allocated unless a label value has to be rendered from a non-string
-//! attribute. Most records are *quiet* (no attribute or message literal a
-//! matcher could use: a request log, most errors): what the matchers
-//! decided for one is remembered per thread by the few facts it depends on
-//! (module `quiet`) and replayed for the next.
+//! attribute. Most records are *quiet* (no message or span-name literal a
+//! matcher could use: a request log, an HTTP server span, most errors):
+//! what the matchers decided for one is remembered per thread by the few
+//! facts it depends on (module `quiet`) and replayed for the next.
 
 use std::borrow::Cow;
 use std::io::Write as _;
@@ -67,14 +67,18 @@ pub struct SliEngine {
     id: u64,
 }
 
-/// What an event of one kind must lack to be quiet: every attribute the
-/// kind's matchers read (their keys' summaries), and, when they have
-/// regexes on it, any literal of the message or span-name prefilter. And
-/// the category conditions of the kind's matchers, whose answers are part
-/// of a quiet event's key (at most 32; none for kinds without a category).
+/// What makes an event of one kind quiet, and what its key holds. It must
+/// lack, when the kind's matchers have regexes on it, any literal of the
+/// message or span-name prefilter. Its key holds the answers to the kind's
+/// category conditions (at most 32; none for kinds without a category) and
+/// to its attribute conditions (at most 64).
 #[derive(Debug)]
 struct QuietKind {
-    attributes: Box<[KeySummary]>,
+    attributes: Box<[AttrMatcher]>,
+    /// The summary of each of `attributes`' keys: an event with none of
+    /// them has the answers in `absent` without asking.
+    attribute_keys: Box<[KeySummary]>,
+    absent: u64,
     message: bool,
     span_name: bool,
     categories: Box<[CategoryCondition]>,
@@ -99,6 +103,9 @@ impl CategoryCondition {
 
 /// Most category conditions a quiet key holds the answers to.
 const MAX_QUIET_CATEGORIES: usize = 32;
+
+/// Most attribute conditions a quiet key holds the answers to.
+const MAX_QUIET_ATTRIBUTES: usize = 64;
 
 /// The attributes the HTTP status falls back to, in order.
 const HTTP_STATUS_KEYS: [&str; 2] = ["http.response.status_code", "http.status_code"];
@@ -628,12 +635,6 @@ impl SliEngine {
         kind: usize,
     ) -> Option<QuietKey> {
         let plan = self.quiet[kind].as_ref()?;
-        if !plan.attributes.is_empty() {
-            let present = possible.keys_present(ev);
-            if plan.attributes.iter().any(|&key| present.may_contain(key)) {
-                return None;
-            }
-        }
         if plan.message && possible.message.bits(ev.message) != 0 {
             return None;
         }
@@ -643,6 +644,16 @@ impl SliEngine {
                 .is_some_and(|n| possible.span_name.bits(n) != 0)
         {
             return None;
+        }
+        // Most events have none of the attributes; those that have one
+        // have few, found by a scan each rather than by indexing them all.
+        let present = possible.keys_present(ev);
+        let mut attributes = plan.absent;
+        for (i, (a, &key)) in plan.attributes.iter().zip(&plan.attribute_keys).enumerate() {
+            if present.may_contain(key) {
+                let holds = a.test(possible.attr_unindexed(ev, a.slot));
+                attributes = attributes & !(1 << i) | u64::from(holds) << i;
+            }
         }
         let category = ev.category.map(|category| {
             (plan.categories.iter().enumerate())
@@ -655,6 +666,7 @@ impl SliEngine {
             ev.span_kind,
             ev.span_status_error,
             category,
+            attributes,
         )
     }
 
@@ -833,6 +845,16 @@ impl<'p, 'a> Haystacks<'p, 'a> {
             .get_or_init(|| index_attributes(ev, self.attr_keys));
         values[slot].filter(|v| v.is_set())
     }
+
+    /// What [`attr`](Self::attr) answers, by a scan for this key alone
+    /// unless the attributes are indexed already: the quiet test asks for
+    /// one or two keys a record has, where indexing all costs more.
+    fn attr_unindexed(&self, ev: &SliEvent<'a>, slot: usize) -> Option<ValueRef<'a>> {
+        match self.attrs.get() {
+            Some(values) if slot < MAX_ATTR_SLOTS => values[slot].filter(|v| v.is_set()),
+            _ => find_attr(ev, &self.attr_keys[slot]),
+        }
+    }
 }
 
 /// What makes an event of kind `kind` ([`kind_index`]) quiet, or `None`
@@ -840,7 +862,8 @@ impl<'p, 'a> Haystacks<'p, 'a> {
 /// [`Outcome`] has a bit each), labels from attributes (they differ
 /// between quiet events), a regex the prefilter cannot rule out, a regex
 /// the matchers do not scan every event with anyway (see below), or more
-/// than [`MAX_QUIET_CATEGORIES`] category conditions.
+/// than [`MAX_QUIET_CATEGORIES`] category or [`MAX_QUIET_ATTRIBUTES`]
+/// attribute conditions.
 fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<QuietKind> {
     if defs.len() > 64
         || defs
@@ -855,6 +878,8 @@ fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<
     });
     let mut plan = QuietKind {
         attributes: Box::new([]),
+        attribute_keys: Box::new([]),
+        absent: 0,
         message: false,
         span_name: false,
         categories: Box::new([]),
@@ -863,8 +888,8 @@ fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<
     let mut categories = Vec::new();
     for m in matchers {
         for a in &m.attributes {
-            if !attributes.contains(&summaries[a.slot]) {
-                attributes.push(summaries[a.slot]);
+            if !attributes.iter().any(|b: &AttrMatcher| b.same_condition(a)) {
+                attributes.push(a.clone());
             }
         }
         let conditions = [(&m.category, false), (&m.category_prefix, true)];
@@ -890,26 +915,33 @@ fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<
         }
     }
     // The quiet test scans the message (span name) of every event of the
-    // kind. That costs nothing only when the matchers scan it anyway: an
-    // `events` list (asked for every event) has a matcher whose only
-    // condition is that regex, as the built-ins do. A regex only behind a
-    // cheaper condition (`severity_min: ERROR`) is never reached for most
-    // events; those are left to the full classification.
+    // kind. For a log record that costs nothing only when the matchers scan
+    // it anyway: an `events` list (asked for every event) has a matcher
+    // whose only condition is that regex, as the built-ins do. A regex only
+    // behind a cheaper condition (`severity_min: ERROR`) is never reached
+    // for most records, whose messages may be long; those are left to the
+    // full classification. A span's message is its name or status message,
+    // a few dozen bytes: scanning it costs a fraction of asking the matchers.
     let scanned_anyway = |check: fn(&Check) -> bool| {
-        defs.iter().any(|d| {
-            d.events_for[kind]
-                .iter()
-                .any(|&k| matches!(&*d.events[k as usize].checks, [only] if check(only)))
-        })
+        kind_is_span(kind)
+            || defs.iter().any(|d| {
+                d.events_for[kind]
+                    .iter()
+                    .any(|&k| matches!(&*d.events[k as usize].checks, [only] if check(only)))
+            })
     };
     if (plan.message && !scanned_anyway(|c| matches!(c, Check::Message)))
         || (plan.span_name && !scanned_anyway(|c| matches!(c, Check::SpanName)))
     {
         return None;
     }
-    if categories.len() > MAX_QUIET_CATEGORIES {
+    if categories.len() > MAX_QUIET_CATEGORIES || attributes.len() > MAX_QUIET_ATTRIBUTES {
         return None;
     }
+    plan.absent = (attributes.iter().enumerate()).fold(0, |bits, (i, a)| {
+        bits | u64::from(a.holds_when_absent()) << i
+    });
+    plan.attribute_keys = attributes.iter().map(|a| summaries[a.slot]).collect();
     plan.attributes = attributes.into_boxed_slice();
     plan.categories = categories.into_boxed_slice();
     Some(plan)
@@ -1116,6 +1148,11 @@ impl SliDef {
     }
 }
 
+/// True for the kinds ([`kind_index`]) of spans.
+fn kind_is_span(kind: usize) -> bool {
+    kind >= 2
+}
+
 /// Index of a kind of event in [`SliDef::events_for`] and [`SliDef::bad_for`].
 fn kind_index(signal: SliSignal, has_category: bool) -> usize {
     let signal = match signal {
@@ -1193,7 +1230,7 @@ enum Check {
     Message,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct AttrMatcher {
     key: Box<str>,
     /// Its key's slot in [`SliEngine::attr_keys`].
@@ -1201,7 +1238,7 @@ struct AttrMatcher {
     test: AttrTest,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum AttrTest {
     Exists(bool),
     Equals(Box<str>),
@@ -1378,8 +1415,28 @@ impl AttrMatcher {
         })
     }
 
+    /// True when both test the same key the same way (their answers agree).
+    fn same_condition(&self, other: &AttrMatcher) -> bool {
+        self.slot == other.slot
+            && match (&self.test, &other.test) {
+                (AttrTest::Exists(a), AttrTest::Exists(b)) => a == b,
+                (AttrTest::Equals(a), AttrTest::Equals(b)) => a == b,
+                (AttrTest::Regex(a), AttrTest::Regex(b)) => a.as_str() == b.as_str(),
+                _ => false,
+            }
+    }
+
+    /// The answer for an event without the attribute.
+    fn holds_when_absent(&self) -> bool {
+        matches!(self.test, AttrTest::Exists(false))
+    }
+
     fn matches<'a>(&self, ev: &SliEvent<'a>, possible: &Haystacks<'_, 'a>) -> bool {
-        let value = possible.attr(ev, self.slot);
+        self.test(possible.attr(ev, self.slot))
+    }
+
+    /// The answer for the attribute's value (`None`: the event lacks it).
+    fn test(&self, value: Option<ValueRef<'_>>) -> bool {
         match &self.test {
             AttrTest::Exists(e) => value.is_some() == *e,
             AttrTest::Equals(want) => {
@@ -1884,7 +1941,31 @@ mod tests {
             "gen_ai.operation.name",
             Value::StringValue("invoke_agent".into()),
         )];
-        let attrs: [&[KeyValue]; 5] = [&[], &method, &status_attr, &close, &gen_ai];
+        // Attributes whose conditions fail: another close code, operation,
+        // scheme and protocol, and a method under a key no matcher reads.
+        let other_values = [
+            attr("websocket.close.code", Value::IntValue(1000)),
+            attr("gen_ai.operation.name", Value::StringValue("chat".into())),
+            attr("url.scheme", Value::StringValue("https".into())),
+            attr("network.protocol.name", Value::StringValue("http".into())),
+            attr("http.request.verb", Value::StringValue("GET".into())),
+        ];
+        let websocket = [
+            attr("url.scheme", Value::StringValue("wss".into())),
+            attr(
+                "network.protocol.name",
+                Value::StringValue("websocket".into()),
+            ),
+        ];
+        let attrs: [&[KeyValue]; 7] = [
+            &[],
+            &method,
+            &status_attr,
+            &close,
+            &gen_ai,
+            &other_values,
+            &websocket,
+        ];
         let messages = [
             "GET /api/threads 200",
             "\"WebSocket /ws\" 403",
@@ -1954,22 +2035,28 @@ mod tests {
             matched > 2 * events.len(),
             "the events exercise the SLIs ({matched})"
         );
-        let quiet = events
-            .iter()
-            .filter(|ev| {
-                let possible = Haystacks::new(
-                    [e.message_prefilter.as_ref(), e.span_name_prefilter.as_ref()],
-                    &e.attr_keys,
-                    &e.attr_key_summaries,
-                    None,
-                );
-                let kind = kind_index(ev.signal, ev.category.is_some());
-                e.quiet_key(ev, &possible, kind).is_some()
-            })
-            .count();
+        // Quiet events, and among them those with attributes that some
+        // condition of their kind reads (their key holds the answers).
+        let (mut quiet, mut with_attributes) = (0, 0);
+        for ev in &events {
+            let possible = Haystacks::new(
+                [e.message_prefilter.as_ref(), e.span_name_prefilter.as_ref()],
+                &e.attr_keys,
+                &e.attr_key_summaries,
+                None,
+            );
+            let kind = kind_index(ev.signal, ev.category.is_some());
+            if e.quiet_key(ev, &possible, kind).is_some() {
+                quiet += 1;
+                let plan = e.quiet[kind].as_ref().unwrap();
+                let present = possible.keys_present(ev);
+                with_attributes +=
+                    usize::from(plan.attribute_keys.iter().any(|&k| present.may_contain(k)));
+            }
+        }
         assert!(
-            quiet > 50 && quiet < events.len() / 2,
-            "{quiet} of {} events are quiet",
+            quiet > 500 && quiet < events.len() / 2 && with_attributes > quiet / 2,
+            "{quiet} of {} events are quiet, {with_attributes} with attributes",
             events.len()
         );
     }
@@ -1998,7 +2085,8 @@ mod tests {
         let none_bad = SliEngine::new(&none_bad).unwrap();
         let builtin = SliEngine::builtin();
         // Errors (a category) too: their category's answers are in the key.
-        assert!(builtin.quiet[0].is_some() && builtin.quiet[1].is_some());
+        // Spans too, though no `events` matcher scans a span's message.
+        assert!(builtin.quiet.iter().all(Option::is_some));
         // Not with more category conditions than a key holds the answers to.
         let mut many = String::from("builtins: false\ndefinitions:\n");
         for i in 0..=MAX_QUIET_CATEGORIES {

@@ -4,16 +4,17 @@
 //! nothing else, and finding that out means asking ten matchers, each a
 //! few dozen instructions, on every record; errors, which have a category,
 //! ask more. An event is quiet when none of the things that make events
-//! differ can play a part: no attribute that a matcher of its kind reads
-//! (its key summary rules them all out), no message or span name that a
+//! differ beyond a few bits can play a part: no message or span name that a
 //! regex could match (the literal prefilter rules them all out), and every
 //! SLI is labelled by the service alone. What the engine decides for a
 //! quiet event is then a function of its signal, severity, HTTP status,
-//! span kind and span status, and of its category's answers to the
-//! matchers' category conditions (`category: database_connection`,
-//! `category_prefix: websocket`), never of the category's other letters
-//! ([`QuietKey`]): this per-thread table remembers the decision by that
-//! key.
+//! span kind and span status, of its category's answers to the matchers'
+//! category conditions (`category: database_connection`,
+//! `category_prefix: websocket`), never of the category's other letters,
+//! and of its attributes' answers to the matchers' attribute conditions
+//! (`http.request.method` exists, `gen_ai.operation.name` equals
+//! `invoke_agent`), never of their other values ([`QuietKey`]): this
+//! per-thread table remembers the decision by that key.
 //!
 //! The table is a cache of exact answers: an entry is used only for the
 //! same key and the same engine (entries carry the engine's id, never
@@ -25,15 +26,20 @@ use std::cell::Cell;
 
 use super::SliSignal;
 
-/// Everything a quiet event's classification depends on, packed.
+/// Everything a quiet event's classification depends on, packed: the
+/// event's facts and category answers in the low half, its attribute
+/// answers in the high half.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct QuietKey(u64);
+pub(super) struct QuietKey(u128);
 
 impl QuietKey {
     /// The key of a quiet event; `None` for a severity or span kind out of
     /// the ranges the key holds (such events are classified in full).
     /// `category`: `None` for an event without one, else bit `i` set when
     /// it meets the `i`th category condition of the event's kind.
+    /// `attributes`: bit `i` set when the event meets the `i`th attribute
+    /// condition of its kind.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         signal: SliSignal,
         severity_number: i32,
@@ -41,6 +47,7 @@ impl QuietKey {
         span_kind: Option<i32>,
         span_status_error: bool,
         category: Option<u32>,
+        attributes: u64,
     ) -> Option<Self> {
         let severity = u8::try_from(severity_number).ok()?;
         let kind = match span_kind {
@@ -49,19 +56,19 @@ impl QuietKey {
             Some(_) => return None,
         };
         let status = http_status.map_or(0, |s| 1 << 16 | u64::from(s));
-        Some(QuietKey(
-            u64::from(severity)
-                | status << 8
-                | kind << 25
-                | u64::from(span_status_error) << 29
-                | u64::from(signal == SliSignal::Span) << 30
-                | u64::from(category.is_some()) << 31
-                | u64::from(category.unwrap_or(0)) << 32,
-        ))
+        let facts = u64::from(severity)
+            | status << 8
+            | kind << 25
+            | u64::from(span_status_error) << 29
+            | u64::from(signal == SliSignal::Span) << 30
+            | u64::from(category.is_some()) << 31
+            | u64::from(category.unwrap_or(0)) << 32;
+        Some(QuietKey(u128::from(attributes) << 64 | u128::from(facts)))
     }
 
     fn slot(self) -> usize {
-        (self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
+        let mixed = (self.0 as u64) ^ ((self.0 >> 64) as u64).rotate_left(29);
+        (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
     }
 }
 
@@ -134,10 +141,15 @@ mod tests {
                     for kind in [None, Some(0), Some(2), Some(7)] {
                         for error in [false, true] {
                             for category in [None, Some(0), Some(1), Some(0x8000_0000)] {
-                                keys.push(
-                                    QuietKey::new(signal, severity, status, kind, error, category)
+                                for attributes in [0, 1, 1 << 63] {
+                                    keys.push(
+                                        QuietKey::new(
+                                            signal, severity, status, kind, error, category,
+                                            attributes,
+                                        )
                                         .unwrap(),
-                                );
+                                    );
+                                }
                             }
                         }
                     }
@@ -149,23 +161,23 @@ mod tests {
         keys.dedup();
         assert_eq!(keys.len(), n);
         assert_eq!(
-            QuietKey::new(SliSignal::Log, 256, None, None, false, None),
+            QuietKey::new(SliSignal::Log, 256, None, None, false, None, 0),
             None
         );
         assert_eq!(
-            QuietKey::new(SliSignal::Log, -1, None, None, false, None),
+            QuietKey::new(SliSignal::Log, -1, None, None, false, None, 0),
             None
         );
         assert_eq!(
-            QuietKey::new(SliSignal::Span, 0, None, Some(8), false, None),
+            QuietKey::new(SliSignal::Span, 0, None, Some(8), false, None, 0),
             None
         );
     }
 
     #[test]
     fn answers_only_for_the_same_engine_and_key() {
-        let a = QuietKey::new(SliSignal::Log, 9, Some(200), None, false, None).unwrap();
-        let b = QuietKey::new(SliSignal::Log, 9, Some(500), None, false, None).unwrap();
+        let a = QuietKey::new(SliSignal::Log, 9, Some(200), None, false, None, 0).unwrap();
+        let b = QuietKey::new(SliSignal::Log, 9, Some(500), None, false, None, 0).unwrap();
         let mut outcome = Outcome::default();
         outcome.count(0, false);
         outcome.count(3, true);
