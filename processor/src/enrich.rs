@@ -465,7 +465,8 @@ impl Processor {
                 tally.span_traces.push((resource.service, id));
             }
         }
-        let view = EventView::span_fields(resource.service_name, span, attrs);
+        let mut view = EventView::span_fields(resource.service_name, span, attrs);
+        view.complete_span(attrs, |view| self.signer.should_sign(view));
         let signature = self.signature_of(&view, resource.service, tally);
         self.classify(
             &view,

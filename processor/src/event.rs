@@ -551,16 +551,18 @@ impl<'a> EventView<'a> {
     /// `exception` event supplies exception facts.
     pub fn from_span(resource: Option<&'a Resource>, span: &'a Span) -> Self {
         let span = SpanRef::owned(span);
-        EventView::span_fields(
-            service_name(resource),
-            span,
-            &AttrIndex::new(span.attributes),
-        )
+        let attrs = AttrIndex::new(span.attributes);
+        let mut view = EventView::span_fields(service_name(resource), span, &attrs);
+        view.complete_span(&attrs, |_| true);
+        view
     }
 
     /// The view of a span, decoded or encoded, of the service `service`,
     /// with its attributes indexed beforehand (`attrs`, the [`AttrIndex`]
-    /// of `span.attributes`).
+    /// of `span.attributes`), and with the facts only signing reads beyond
+    /// the exception (HTTP method and route, code location) left `None`:
+    /// [`complete_span`](Self::complete_span) adds them to a view that
+    /// will be signed, as [`complete_log`](Self::complete_log) does.
     pub fn span_fields(service: &'a str, span: SpanRef<'a>, attrs: &AttrIndex<'a>) -> Self {
         let status_error = span.status_code == StatusCode::Error as i32;
         let mut v = EventView {
@@ -581,10 +583,10 @@ impl<'a> EventView<'a> {
             exception_message: attrs.text(&[EXCEPTION_MESSAGE]),
             stacktrace: attrs.text(&[EXCEPTION_STACKTRACE]),
             http_status: attrs.status(),
-            http_method: attrs.text(&[HTTP_REQUEST_METHOD, HTTP_METHOD]),
-            http_route: attrs.text(&[HTTP_ROUTE, URL_PATH, HTTP_TARGET]),
-            code_function: attrs.text(&[CODE_FUNCTION_NAME, CODE_FUNCTION]),
-            code_file: attrs.text(&[CODE_FILE_PATH, CODE_FILEPATH]),
+            http_method: None,
+            http_route: None,
+            code_function: None,
+            code_file: None,
             span_kind: Some(span.kind),
             span_name: Some(span.name),
             span_status_error: status_error,
@@ -605,6 +607,24 @@ impl<'a> EventView<'a> {
             }
         }
         v
+    }
+
+    /// The second step for a span, on a view made by
+    /// [`span_fields`](Self::span_fields) from the span `attrs` indexes:
+    /// the HTTP method and route and the code location, when `signed` says
+    /// the view will be signed (it sees every other fact). Most spans are
+    /// not signed; reading these was a fifth of the view's cost.
+    pub fn complete_span(
+        &mut self,
+        attrs: &AttrIndex<'a>,
+        signed: impl FnOnce(&EventView<'a>) -> bool,
+    ) {
+        if signed(self) {
+            self.http_method = attrs.text(&[HTTP_REQUEST_METHOD, HTTP_METHOD]);
+            self.http_route = attrs.text(&[HTTP_ROUTE, URL_PATH, HTTP_TARGET]);
+            self.code_function = attrs.text(&[CODE_FUNCTION_NAME, CODE_FUNCTION]);
+            self.code_file = attrs.text(&[CODE_FILE_PATH, CODE_FILEPATH]);
+        }
     }
 
     /// True when the span has an `exception` event or exception attributes.
