@@ -805,6 +805,59 @@ mod tests {
         assert!(record.attributes.is_empty());
     }
 
+    /// A signed span's sample carries its code location and a span
+    /// without a name or message is templated from its HTTP method: facts
+    /// the view reads only for spans that will be signed.
+    #[test]
+    fn signed_spans_keep_the_facts_only_signing_reads() {
+        use gardener_proto::otlp::trace::v1::{status::StatusCode, ResourceSpans, ScopeSpans};
+        use gardener_proto::otlp::trace::v1::{Span, Status};
+        let span = |name: &str| Span {
+            name: name.to_string(),
+            kind: 2,
+            status: Some(Status {
+                code: StatusCode::Error as i32,
+                message: String::new(),
+            }),
+            attributes: vec![
+                text("http.request.method", "POST"),
+                text("http.route", "/api/runs"),
+                build::key_value("http.response.status_code", build::int(503)),
+                text("code.function.name", "create_run"),
+                text("code.file.path", "app/runs.py"),
+            ],
+            ..Default::default()
+        };
+        let mut request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![text("service.name", "api")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span("run failed"), span("")],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let processor = Processor::new(&ProcessorConfig::default()).unwrap();
+        let mut tally = Tally::default();
+        processor.process_traces(&mut request, &mut tally);
+        let hits: Vec<_> = tally
+            .signatures
+            .iter()
+            .map(|h| (h.signature.template.as_str(), h.code_location.as_deref()))
+            .collect();
+        assert_eq!(
+            hits,
+            [
+                ("run failed", Some("app/runs.py:create_run")),
+                ("HTTP 503 POST /api/runs", Some("app/runs.py:create_run")),
+            ]
+        );
+    }
+
     /// Signatures are written into the spans they were made from, across
     /// resources and scopes; `tally_traces` counts the same and writes none.
     #[test]
