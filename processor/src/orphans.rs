@@ -25,7 +25,11 @@
 //!
 //! * span trace ids go into a ring of `BUCKETS` Bloom filters, each covering
 //!   `window / 2` of time and sized for `capacity` distinct ids at a false
-//!   positive rate of about 0.1 % (14.4 bits and 10 probes per id). A lookup
+//!   positive rate of about 0.1 % (16 bits and 10 probes per id; 0.08 % in
+//!   theory). The filters are *blocked*: an id's probes all fall in one
+//!   64-byte block, a cache line, picked by a multiply-shift of its hash,
+//!   so that an id costs one cache miss and no division instead of ten of
+//!   each (a classic filter needs 14.4 bits for the same rate). A lookup
 //!   consults all buckets, so the combined rate is at most about 0.6 % at
 //!   full load. **A false positive means an orphan is missed, never that a
 //!   log is wrongly called an orphan.** Beyond `capacity` span trace ids per
@@ -53,9 +57,12 @@ pub use crate::event::MAX_SERVICE_NAME;
 /// span from `t - window` until the check at `t + window` even when the check
 /// happens up to one bucket late (see `advance`).
 const BUCKETS: usize = 6;
-/// Probes per id; with 14.4 bits per id this gives ~0.1 % per bucket.
+/// Probes per id; with 16 bits per id this gives ~0.1 % per bucket.
 const PROBES: u32 = 10;
-const BITS_PER_ID: f64 = 14.4;
+const BITS_PER_ID: f64 = 16.0;
+/// Words in a Bloom block: 512 bits, one 64-byte cache line (a bucket's
+/// words are one allocation of at least a page, so blocks are aligned).
+const BLOCK_WORDS: usize = 8;
 
 /// Counts for one service since the previous [`OrphanDetector::poll`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -234,7 +241,8 @@ pub struct OrphanDetector {
     bucket_ns: u64,
     capacity: usize,
     max_services: usize,
-    bits_per_bucket: u64,
+    /// Blocks of [`BLOCK_WORDS`] words in each bucket.
+    blocks: usize,
     buckets: Vec<Bucket>,
     current_epoch: u64,
     last_now: u64,
@@ -253,7 +261,7 @@ impl OrphanDetector {
     ///
     /// `capacity` bounds both the pending queue and the number of distinct
     /// span trace ids per half-window bucket before the Bloom false-positive
-    /// rate rises. About `capacity * 55` bytes are allocated up front.
+    /// rate rises. About `capacity * 57` bytes are allocated up front.
     pub fn new(window_ns: u64, capacity: usize) -> Self {
         Self::with_max_services(window_ns, capacity, 1000)
     }
@@ -263,7 +271,8 @@ impl OrphanDetector {
         let window_ns = window_ns.max(2);
         let capacity = capacity.max(1);
         let max_services = max_services.max(1);
-        let words = ((capacity as f64 * BITS_PER_ID / 64.0).ceil() as usize).max(1);
+        let blocks = ((capacity as f64 * BITS_PER_ID / 512.0).ceil() as usize).max(1);
+        let words = blocks * BLOCK_WORDS;
         let buckets = (0..BUCKETS)
             .map(|_| Bucket {
                 epoch: u64::MAX,
@@ -277,7 +286,7 @@ impl OrphanDetector {
             bucket_ns: window_ns / 2,
             capacity,
             max_services,
-            bits_per_bucket: words as u64 * 64,
+            blocks,
             buckets,
             current_epoch: u64::MAX,
             last_now: 0,
@@ -304,12 +313,13 @@ impl OrphanDetector {
         let Some(h) = id_hash(trace_id) else {
             return;
         };
-        let bits = self.bits_per_bucket;
+        let (block, masks) = probes(h, self.blocks);
         let slot = (self.current_epoch % BUCKETS as u64) as usize;
         let bucket = &mut self.buckets[slot];
         bucket.inserted += 1;
-        for (word, mask) in probes(h, bits) {
-            bucket.bits[word] |= mask;
+        let words = &mut bucket.bits[block * BLOCK_WORDS..][..BLOCK_WORDS];
+        for (word, mask) in words.iter_mut().zip(masks) {
+            *word |= mask;
         }
     }
 
@@ -504,9 +514,14 @@ impl OrphanDetector {
     }
 
     fn contains(&self, h: u64) -> bool {
-        let bits = self.bits_per_bucket;
+        let (block, masks) = probes(h, self.blocks);
         self.buckets.iter().any(|b| {
-            b.epoch != u64::MAX && probes(h, bits).all(|(word, mask)| b.bits[word] & mask != 0)
+            let words = &b.bits[block * BLOCK_WORDS..][..BLOCK_WORDS];
+            b.epoch != u64::MAX
+                && words
+                    .iter()
+                    .zip(masks)
+                    .all(|(word, mask)| word & mask == mask)
         })
     }
 }
@@ -520,14 +535,32 @@ fn id_hash(trace_id: &[u8]) -> Option<u64> {
     Some(xxhash_rust::xxh3::xxh3_64(trace_id))
 }
 
-/// Kirsch–Mitzenmacher double hashing: probe `i` is `h1 + i * h2`.
-fn probes(h: u64, bits: u64) -> impl Iterator<Item = (usize, u64)> {
-    let h1 = h;
-    let h2 = (h.rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15) | 1;
-    (0..PROBES).map(move |i| {
-        let bit = h1.wrapping_add(u64::from(i).wrapping_mul(h2)) % bits;
-        ((bit / 64) as usize, 1u64 << (bit % 64))
-    })
+/// Where the probes of the id with hash `h` fall: its block (of `blocks`),
+/// picked by the hash's high bits (a multiply-shift, no division), and the
+/// bits set in each word of the block: probe `i` is the `i`th 9-bit field
+/// of two further mixes of the hash. (Double hashing, `a + i * b` mod 512,
+/// costs fewer bits but doubled the false-positive rate in a block this
+/// small: ids whose progressions overlap share most of their bits.)
+fn probes(h: u64, blocks: usize) -> (usize, [u64; BLOCK_WORDS]) {
+    let block = ((u128::from(h) * blocks as u128) >> 64) as usize;
+    let mix = |x: u64| {
+        let x = (x ^ (x >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB)
+    };
+    let first = mix(h);
+    let second = mix(first ^ 0x9E37_79B9_7F4A_7C15);
+    let mut masks = [0u64; BLOCK_WORDS];
+    for i in 0..PROBES {
+        // Seven fields from the first mix (63 bits), the rest from the second.
+        let field = if i < 7 {
+            first >> (9 * i)
+        } else {
+            second >> (9 * (i - 7))
+        };
+        let bit = field % 512;
+        masks[(bit / 64) as usize] |= 1 << (bit % 64);
+    }
+    (block, masks)
 }
 
 #[cfg(test)]
@@ -591,6 +624,33 @@ mod tests {
         let back = t.remove(5).unwrap();
         assert_eq!((back.service, back.logs), (u32::MAX, u32::MAX));
         assert!(!t.add_log(5));
+    }
+
+    /// One bucket holding `capacity` ids answers "seen" for about 0.1 % of
+    /// other ids (0.08 % in theory for a blocked filter with 16 bits and
+    /// 10 probes per id), and always for the ids it holds.
+    #[test]
+    fn one_bucket_false_positive_rate() {
+        let capacity = 100_000;
+        let d = OrphanDetector::new(120 * SEC, capacity);
+        let mut bits = vec![0u64; d.blocks * BLOCK_WORDS];
+        let hash = |n: u64| id_hash(&id(n)).unwrap();
+        for n in 0..capacity as u64 {
+            let (block, masks) = probes(hash(n), d.blocks);
+            for (word, mask) in bits[block * BLOCK_WORDS..].iter_mut().zip(masks) {
+                *word |= mask;
+            }
+        }
+        let seen = |n: u64| {
+            let (block, masks) = probes(hash(n), d.blocks);
+            let words = &bits[block * BLOCK_WORDS..][..BLOCK_WORDS];
+            words.iter().zip(masks).all(|(w, m)| w & m == m)
+        };
+        assert!((0..capacity as u64).all(seen));
+        let trials = 1_000_000u64;
+        let false_positives = (0..trials).filter(|&i| seen(1 << 40 | i)).count();
+        let rate = false_positives as f64 / trials as f64;
+        assert!(rate < 0.0012, "false positive rate {rate}");
     }
 
     #[test]
