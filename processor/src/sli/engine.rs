@@ -615,35 +615,52 @@ impl SliEngine {
         );
         let kind = kind_index(ev.signal, ev.category.is_some());
         let quiet = self.quiet_key(ev, &possible, kind);
-        if let Some(key) = quiet {
-            if let Some(outcome) = quiet::remembered(self.id, key) {
-                self.replay(outcome, ev.service, out);
-                return;
-            }
+        let remembered = match quiet {
+            Some((key, None)) => quiet::remembered(self.id, key),
+            Some((key, Some(name))) => quiet::remembered_named(self.id, key, name),
+            None => None,
+        };
+        if let Some(outcome) = remembered {
+            self.replay(outcome, ev.service, out);
+            return;
         }
         let outcome = self.classify_in_full(ev, &possible, kind, out);
-        if let Some(key) = quiet {
-            quiet::remember(self.id, key, outcome);
+        match quiet {
+            Some((key, None)) => quiet::remember(self.id, key, outcome),
+            Some((key, Some(name))) => quiet::remember_named(self.id, key, name, outcome),
+            None => {}
         }
     }
 
-    /// The key of a quiet event ([`super::quiet`]), `None` for any other.
+    /// The key of a quiet event ([`super::quiet`]), `None` for any other;
+    /// with the span name when a regex may match it (or the message that
+    /// is the name), which the key then stands for together with it.
     fn quiet_key<'a>(
         &self,
         ev: &SliEvent<'a>,
         possible: &Haystacks<'_, 'a>,
         kind: usize,
-    ) -> Option<QuietKey> {
+    ) -> Option<(QuietKey, Option<&'a str>)> {
         let plan = self.quiet[kind].as_ref()?;
+        // A span's name a regex may match joins its key; a message only
+        // when it is the name.
+        let name = ev
+            .span_name
+            .filter(|n| kind_is_span(kind) && n.len() <= quiet::MAX_NAME);
+        let mut named = false;
         if plan.message && possible.message.bits(ev.message) != 0 {
-            return None;
+            if name != Some(ev.message) {
+                return None;
+            }
+            named = true;
         }
         if plan.span_name
             && ev
                 .span_name
                 .is_some_and(|n| possible.span_name.bits(n) != 0)
         {
-            return None;
+            name?;
+            named = true;
         }
         // Most events have none of the attributes; those that have one
         // have few, found by a scan each rather than by indexing them all.
@@ -659,7 +676,7 @@ impl SliEngine {
             (plan.categories.iter().enumerate())
                 .fold(0, |bits, (i, c)| bits | u32::from(c.holds(category)) << i)
         });
-        QuietKey::new(
+        let key = QuietKey::new(
             ev.signal,
             ev.severity_number,
             possible.http_status(ev),
@@ -667,7 +684,8 @@ impl SliEngine {
             ev.span_status_error,
             category,
             attributes,
-        )
+        )?;
+        Some((key, name.filter(|_| named)))
     }
 
     /// Calls `out` for the SLIs of a remembered outcome, as
@@ -1983,6 +2001,12 @@ mod tests {
                 (Some(2), Some("GET /ws/threads")),
                 (Some(3), Some("invoke_agent triage")),
                 (Some(1), Some("db.query")),
+                // Same kind, names that one regex or another may match:
+                // remembered by name, never confused.
+                (Some(1), Some("invoke_agent triage")),
+                (Some(1), Some("invoke_agentic")),
+                (Some(1), Some("websocket.connect")),
+                (Some(1), Some("agent.run")),
             ] {
                 for message in messages {
                     for attributes in attrs {

@@ -16,11 +16,17 @@
 //! `invoke_agent`), never of their other values ([`QuietKey`]): this
 //! per-thread table remembers the decision by that key.
 //!
+//! Spans get one more chance: a span whose name a regex may match (an
+//! `invoke_agent` span, a WebSocket handshake) is remembered with its name
+//! (span names are few by convention: no ids in them), in a second table
+//! whose entries hold the name and are used only for the same name. Its
+//! message must be its name, or be ruled out by the prefilter.
+//!
 //! The table is a cache of exact answers: an entry is used only for the
 //! same key and the same engine (entries carry the engine's id, never
 //! reused), it is filled by the full classification, and a miss costs the
 //! full classification, never a different answer. Bounded: 256 entries per
-//! thread, a new entry evicts the one in its slot.
+//! thread in each table, a new entry evicts the one in its slot.
 
 use std::cell::Cell;
 
@@ -128,6 +134,79 @@ pub(super) fn remember(engine: u64, key: QuietKey, outcome: Outcome) {
     });
 }
 
+/// Longest span name the table of named keys holds; spans with longer
+/// names are classified in full.
+pub(super) const MAX_NAME: usize = 48;
+
+#[derive(Clone, Copy)]
+struct NamedEntry {
+    /// The engine's id; 0 = empty.
+    engine: u64,
+    key: QuietKey,
+    /// The name, zero-padded, and its length.
+    name: [u8; MAX_NAME],
+    len: u8,
+    outcome: Outcome,
+}
+
+const EMPTY_NAMED: NamedEntry = NamedEntry {
+    engine: 0,
+    key: QuietKey(0),
+    name: [0; MAX_NAME],
+    len: 0,
+    outcome: Outcome { events: 0, bad: 0 },
+};
+
+thread_local! {
+    static NAMED: [Cell<NamedEntry>; SLOTS] =
+        const { [const { Cell::new(EMPTY_NAMED) }; SLOTS] };
+}
+
+/// `name` zero-padded, with its slot for `key`; `None` when it is longer
+/// than [`MAX_NAME`].
+fn named_slot(key: QuietKey, name: &str) -> Option<([u8; MAX_NAME], usize)> {
+    let mut padded = [0u8; MAX_NAME];
+    padded
+        .get_mut(..name.len())?
+        .copy_from_slice(name.as_bytes());
+    let mut h = key.slot() as u64;
+    for chunk in padded.chunks_exact(8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    Some((padded, (h >> (64 - SLOTS.trailing_zeros())) as usize))
+}
+
+/// The outcome engine `engine` gave for `key` and the span name `name` on
+/// this thread, if remembered.
+pub(super) fn remembered_named(engine: u64, key: QuietKey, name: &str) -> Option<Outcome> {
+    let (padded, slot) = named_slot(key, name)?;
+    NAMED.with(|table| {
+        let entry = table[slot].get();
+        (entry.engine == engine
+            && entry.key == key
+            && usize::from(entry.len) == name.len()
+            && entry.name == padded)
+            .then_some(entry.outcome)
+    })
+}
+
+/// Remembers the outcome engine `engine` gave for `key` and the span name
+/// `name` on this thread (nothing for a name longer than [`MAX_NAME`]).
+pub(super) fn remember_named(engine: u64, key: QuietKey, name: &str, outcome: Outcome) {
+    if let Some((padded, slot)) = named_slot(key, name) {
+        NAMED.with(|table| {
+            table[slot].set(NamedEntry {
+                engine,
+                key,
+                name: padded,
+                len: name.len() as u8,
+                outcome,
+            })
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +251,42 @@ mod tests {
             QuietKey::new(SliSignal::Span, 0, None, Some(8), false, None, 0),
             None
         );
+    }
+
+    #[test]
+    fn named_answers_only_for_the_same_name() {
+        let key = QuietKey::new(SliSignal::Span, 9, None, Some(1), false, None, 0).unwrap();
+        let mut outcome = Outcome::default();
+        outcome.count(2, false);
+        remember_named(u64::MAX, key, "invoke_agent triage", outcome);
+        assert_eq!(
+            remembered_named(u64::MAX, key, "invoke_agent triage"),
+            Some(outcome)
+        );
+        for other in [
+            "invoke_agent triag",
+            "invoke_agent triage\0",
+            "invoke_agent",
+            "",
+        ] {
+            assert_eq!(remembered_named(u64::MAX, key, other), None, "{other:?}");
+        }
+        assert_eq!(
+            remembered_named(u64::MAX - 1, key, "invoke_agent triage"),
+            None
+        );
+        let other_key = QuietKey::new(SliSignal::Span, 17, None, Some(1), true, None, 0).unwrap();
+        assert_eq!(
+            remembered_named(u64::MAX, other_key, "invoke_agent triage"),
+            None
+        );
+        // Names longer than the table holds are never remembered.
+        let long = "x".repeat(MAX_NAME + 1);
+        remember_named(u64::MAX, key, &long, outcome);
+        assert_eq!(remembered_named(u64::MAX, key, &long), None);
+        let longest = "y".repeat(MAX_NAME);
+        remember_named(u64::MAX, key, &longest, outcome);
+        assert_eq!(remembered_named(u64::MAX, key, &longest), Some(outcome));
     }
 
     #[test]
