@@ -21,7 +21,7 @@ use crate::config::ProcessorConfig;
 use crate::event::{service_name_of, AttrIndex, EventView, Signal};
 use crate::key_summary::KeySummary;
 use crate::signature::{Signature, Signer};
-use crate::sli::{SliEngine, SliEvent, SliSignal};
+use crate::sli::{EventKeys, SliEngine, SliEvent, SliSignal};
 use crate::trace_context::{check_indexed, IdConsistency, TraceCheck, TraceContextState};
 
 /// Why a configuration could not be compiled.
@@ -531,9 +531,10 @@ impl Processor {
         // The summary of every list the matchers read, when the parts are
         // at hand (the view's own, the resource's, the additions: `added`
         // with the summary of its keys, `added_keys`).
-        let attribute_keys = view
-            .attribute_keys
-            .map(|record| record.union(resource.attribute_keys).union(added_keys));
+        let attribute_keys = view.attribute_keys.map(|record| EventKeys {
+            record: record.union(added_keys),
+            resource: resource.attribute_keys,
+        });
         let event = SliEvent {
             signal: match view.signal {
                 Signal::Log => SliSignal::Log,

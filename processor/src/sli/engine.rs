@@ -26,7 +26,7 @@ use super::config::{
     SpanStatusName,
 };
 use super::quiet::{self, Outcome, QuietKey};
-use super::{SliEvent, SliSignal};
+use super::{EventKeys, SliEvent, SliSignal};
 use crate::key_summary::KeySummary;
 use crate::memo;
 
@@ -778,11 +778,14 @@ struct Haystacks<'p, 'a> {
     attrs: OnceCell<[Option<ValueRef<'a>>; MAX_ATTR_SLOTS]>,
     attr_keys: &'p [Box<str>],
     attr_key_summaries: &'p [KeySummary],
-    /// The summary of the event's attribute keys ([`key_summary`]), given
-    /// with the event or made once asked for; meaningful when `keys_known`.
-    /// (Two cells, not one `Option`: copying an `Option<KeySummary>` read
-    /// its tag and first word with one 16-byte load across two narrower
-    /// stores, which stalls store forwarding on every record.)
+    /// The summaries of the event's attribute keys ([`key_summary`]),
+    /// given with the event or made once asked for; meaningful when
+    /// `keys_known`. (Two cells, not one `Option`: copying an
+    /// `Option<KeySummary>` read its tag and first word with one 16-byte
+    /// load across two narrower stores, which stalls store forwarding on
+    /// every record.)
+    keys_by_list: Cell<EventKeys>,
+    /// Their union, made once.
     keys_present: Cell<KeySummary>,
     keys_known: Cell<bool>,
 }
@@ -795,7 +798,7 @@ impl<'p, 'a> Haystacks<'p, 'a> {
         [message, span_name]: [Option<&'p Prefilter>; 2],
         attr_keys: &'p [Box<str>],
         attr_key_summaries: &'p [KeySummary],
-        keys_present: Option<KeySummary>,
+        keys_present: Option<EventKeys>,
     ) -> Self {
         let possible = |prefilter| Possible {
             prefilter,
@@ -809,7 +812,8 @@ impl<'p, 'a> Haystacks<'p, 'a> {
             attr_keys,
             attr_key_summaries,
             keys_known: Cell::new(keys_present.is_some()),
-            keys_present: Cell::new(keys_present.unwrap_or_default()),
+            keys_by_list: Cell::new(keys_present.unwrap_or_default()),
+            keys_present: Cell::new(keys_present.unwrap_or_default().all()),
         }
     }
 
@@ -830,13 +834,26 @@ impl<'p, 'a> Haystacks<'p, 'a> {
 
     /// The summary of every key [`find_attr`] looks at for `ev`.
     fn keys_present(&self, ev: &SliEvent<'a>) -> KeySummary {
-        if self.keys_known.get() {
-            return self.keys_present.get();
+        if !self.keys_known.get() {
+            self.summarize(ev);
         }
+        self.keys_present.get()
+    }
+
+    /// The summaries of each list [`find_attr`] looks at for `ev`.
+    fn keys_by_list(&self, ev: &SliEvent<'a>) -> EventKeys {
+        if !self.keys_known.get() {
+            self.summarize(ev);
+        }
+        self.keys_by_list.get()
+    }
+
+    #[cold]
+    fn summarize(&self, ev: &SliEvent<'a>) {
         let summary = key_summary(ev);
-        self.keys_present.set(summary);
+        self.keys_by_list.set(summary);
+        self.keys_present.set(summary.all());
         self.keys_known.set(true);
-        summary
     }
 
     /// The value of the engine's attribute key `slot`, as [`find_attr`]
@@ -868,10 +885,31 @@ impl<'p, 'a> Haystacks<'p, 'a> {
     /// unless the attributes are indexed already: the quiet test asks for
     /// one or two keys a record has, where indexing all costs more.
     fn attr_unindexed(&self, ev: &SliEvent<'a>, slot: usize) -> Option<ValueRef<'a>> {
-        match self.attrs.get() {
-            Some(values) if slot < MAX_ATTR_SLOTS => values[slot].filter(|v| v.is_set()),
-            _ => find_attr(ev, &self.attr_keys[slot]),
+        if let Some(values) = self.attrs.get().filter(|_| slot < MAX_ATTR_SLOTS) {
+            return values[slot].filter(|v| v.is_set());
         }
+        // `find_attr`, skipping each list whose summary rules the key out.
+        let (key, wanted) = (&*self.attr_keys[slot], self.attr_key_summaries[slot]);
+        let lists = self.keys_by_list(ev);
+        let in_record = || {
+            ev.attributes.get(key).or_else(|| {
+                ev.added_attributes
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|&(_, v)| ValueRef::Str(v))
+            })
+        };
+        let in_resource = || ev.resource_attributes.get(key);
+        let record = lists.record.may_contain(wanted).then(in_record).flatten();
+        let value = record.or_else(|| {
+            lists
+                .resource
+                .may_contain(wanted)
+                .then(in_resource)
+                .flatten()
+        });
+        debug_assert_eq!(value.filter(|v| v.is_set()), find_attr(ev, key), "{key}");
+        value.filter(|v| v.is_set())
     }
 }
 
@@ -966,13 +1004,15 @@ fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<
 }
 
 /// The summary of every key [`find_attr`] looks at.
-fn key_summary(ev: &SliEvent<'_>) -> KeySummary {
-    let mut summary =
-        KeySummary::of_map(ev.attributes).union(KeySummary::of_map(ev.resource_attributes));
+fn key_summary(ev: &SliEvent<'_>) -> EventKeys {
+    let mut record = KeySummary::of_map(ev.attributes);
     for (key, _) in ev.added_attributes {
-        summary.add(key.as_bytes());
+        record.add(key.as_bytes());
     }
-    summary
+    EventKeys {
+        record,
+        resource: KeySummary::of_map(ev.resource_attributes),
+    }
 }
 
 /// A bit per key length below 63; longer keys share bit 63.
@@ -2210,7 +2250,7 @@ mod tests {
         for (slot, key) in keys.iter().enumerate() {
             assert_eq!(haystacks.attr(&ev, slot), find_attr(&ev, key), "{key}");
         }
-        assert!(key_summary(&ev).may_contain(KeySummary::of_key(b"a")));
+        assert!(key_summary(&ev).all().may_contain(KeySummary::of_key(b"a")));
         // A summary given with the event is used as it is, and must cover
         // every list: the one made from the lists is such a summary.
         let given = SliEvent {

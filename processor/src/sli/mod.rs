@@ -69,10 +69,28 @@ pub struct SliEvent<'a> {
     /// seen by matchers as if they were the last record attributes.
     pub added_attributes: &'a [(&'a str, &'a str)],
     pub resource_attributes: MapRef<'a>,
-    /// The summary of every key the matchers may look up (record, added
-    /// and resource attributes), when the caller has it at hand; `None`:
-    /// made from the lists the first time a matcher asks for an attribute.
-    pub attribute_keys: Option<KeySummary>,
+    /// The summaries of every key the matchers may look up, per list, when
+    /// the caller has them at hand; `None`: made from the lists the first
+    /// time a matcher asks for an attribute.
+    pub attribute_keys: Option<EventKeys>,
+}
+
+/// The key summaries of an event's attribute lists: the record's own with
+/// the collector's additions, and the resource's. Apart, a key is looked
+/// for only in a list that may have it, and two lists' keys do not add up
+/// to a look-alike of a key neither has (their union's two bits can come
+/// one from each list).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventKeys {
+    pub record: KeySummary,
+    pub resource: KeySummary,
+}
+
+impl EventKeys {
+    /// The summary of every list.
+    pub fn all(self) -> KeySummary {
+        self.record.union(self.resource)
+    }
 }
 
 impl<'a> SliEvent<'a> {
