@@ -1110,6 +1110,72 @@ mod traces {
         }
     }
 
+    /// Attribute values, event attributes and link attributes nested
+    /// around the recursion limit, and the flags field (a two-byte key)
+    /// cut short or of the wrong wire type: the fast check of a span
+    /// agrees with prost.
+    #[test]
+    fn span_nesting_and_flags_agree_with_prost() {
+        let mut both = (false, false);
+        for via_kvlist in [false, true] {
+            for depth in 40..=52 {
+                let attr = KeyValue {
+                    key: "k".into(),
+                    value: Some(nested_body(depth, via_kvlist)),
+                    key_strindex: 0,
+                };
+                let spans = [
+                    Span {
+                        attributes: vec![attr.clone()],
+                        ..Default::default()
+                    },
+                    Span {
+                        events: vec![span::Event {
+                            attributes: vec![attr.clone()],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                    Span {
+                        links: vec![span::Link {
+                            attributes: vec![attr],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                ];
+                for span in spans {
+                    let buf = ExportTraceServiceRequest {
+                        resource_spans: vec![ResourceSpans {
+                            scope_spans: vec![ScopeSpans {
+                                spans: vec![span],
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        }],
+                    }
+                    .encode_to_vec();
+                    check_trace(&buf);
+                    let ok = validate_trace_request(&buf).is_ok();
+                    both = (both.0 | ok, both.1 | !ok);
+                }
+            }
+        }
+        assert_eq!(both, (true, true));
+        let wrap = |inner: &[u8]| len_field(1, &len_field(2, &len_field(2, inner)));
+        for flags in [
+            &[0x85, 0x01, 1, 2, 3, 4][..],
+            &[0x85, 0x01, 1, 2, 3],
+            &[0x85, 0x01],
+            &[0x85],
+            &[0x85, 0x81, 0x00, 1, 2, 3, 4],
+            &[0x80, 0x01, 1],
+            &[0x2a, 0x01, b'x', 0x85, 0x01, 9, 9, 9, 9, 0x30, 0x02],
+        ] {
+            check_trace(&wrap(flags));
+        }
+    }
+
     #[test]
     fn every_wire_type_in_span_messages_agrees_with_prost() {
         let span = |inner: &[u8]| len_field(1, &len_field(2, &len_field(2, inner)));

@@ -222,6 +222,9 @@ fn validate(
                 if inner == Msg::LogRecord && log_record_is_valid(body, budget - 1, items) {
                     continue;
                 }
+                if inner == Msg::Span && span_is_valid(body, budget - 1, items) {
+                    continue;
+                }
                 // Attributes are most of a request: their common shape is
                 // checked without the general walk. `budget - 1` is the
                 // KeyValue's, and its value needs it non-zero.
@@ -267,6 +270,71 @@ fn log_record_is_valid(record: &[u8], budget: u32, items: &mut usize) -> bool {
                     && read_len(record, &mut pos).is_some_and(|body| {
                         validate(body, 0, Msg::AnyValue, budget - 1, items).is_ok()
                     })
+            }
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// The same for a `Span`: its fields with one-byte keys (1 to 15) and
+/// `flags` (16, the two-byte key `0x85 0x01`) matched as bytes; events,
+/// links and the status through [`validate`].
+#[inline]
+fn span_is_valid(span: &[u8], budget: u32, items: &mut usize) -> bool {
+    // Field keys as single bytes: (field << 3) | wire type.
+    const fn key(field: u8, wire: u32) -> u8 {
+        field << 3 | wire as u8
+    }
+    const TRACE_ID: u8 = key(1, LEN);
+    const SPAN_ID: u8 = key(2, LEN);
+    const TRACE_STATE: u8 = key(3, LEN);
+    const PARENT_SPAN_ID: u8 = key(4, LEN);
+    const NAME: u8 = key(5, LEN);
+    const KIND: u8 = key(6, VARINT);
+    const START: u8 = key(7, FIXED64);
+    const END: u8 = key(8, FIXED64);
+    const ATTRIBUTES: u8 = key(9, LEN);
+    const DROPPED_ATTRIBUTES: u8 = key(10, VARINT);
+    const EVENTS: u8 = key(11, LEN);
+    const DROPPED_EVENTS: u8 = key(12, VARINT);
+    const LINKS: u8 = key(13, LEN);
+    const DROPPED_LINKS: u8 = key(14, VARINT);
+    const STATUS: u8 = key(15, LEN);
+    // Field 16, fixed32: (16 << 3) | 5 = 133, a two-byte varint.
+    const FLAGS: [u8; 2] = [0x85, 0x01];
+    let message = |pos: &mut usize, msg: Msg, items: &mut usize| {
+        budget > 0
+            && read_len(span, pos)
+                .is_some_and(|body| validate(body, 0, msg, budget - 1, items).is_ok())
+    };
+    let mut pos = 0;
+    while let Some(&key) = span.get(pos) {
+        pos += 1;
+        let ok = match key {
+            START | END => skip_fixed(span, &mut pos, 8),
+            KIND | DROPPED_ATTRIBUTES | DROPPED_EVENTS | DROPPED_LINKS => {
+                read_varint(span, &mut pos).is_some()
+            }
+            TRACE_ID | SPAN_ID | PARENT_SPAN_ID => read_len(span, &mut pos).is_some(),
+            TRACE_STATE | NAME => read_len(span, &mut pos).is_some_and(super::is_utf8),
+            // As for a log record's attributes.
+            ATTRIBUTES => {
+                budget > 0
+                    && read_len(span, &mut pos).is_some_and(|kv| {
+                        (budget >= 2 && is_plain_key_value(kv))
+                            || validate(kv, 0, Msg::KeyValue, budget - 1, items).is_ok()
+                    })
+            }
+            EVENTS => message(&mut pos, Msg::Event, items),
+            LINKS => message(&mut pos, Msg::Link, items),
+            STATUS => message(&mut pos, Msg::Status, items),
+            _ if key == FLAGS[0] && span.get(pos) == Some(&FLAGS[1]) => {
+                pos += 1;
+                skip_fixed(span, &mut pos, 4)
             }
             _ => false,
         };
