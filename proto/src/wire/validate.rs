@@ -256,15 +256,7 @@ fn log_record_is_valid(record: &[u8], budget: u32, items: &mut usize) -> bool {
             SEVERITY_NUMBER | DROPPED => read_varint(record, &mut pos).is_some(),
             TRACE_ID | SPAN_ID => read_len(record, &mut pos).is_some(),
             SEVERITY_TEXT | EVENT_NAME => read_len(record, &mut pos).is_some_and(super::is_utf8),
-            // Message fields need a non-zero count; a plain attribute's
-            // value needs one more (see `validate`).
-            ATTRIBUTES => {
-                budget > 0
-                    && read_len(record, &mut pos).is_some_and(|kv| {
-                        (budget >= 2 && is_plain_key_value(kv))
-                            || validate(kv, 0, Msg::KeyValue, budget - 1, items).is_ok()
-                    })
-            }
+            ATTRIBUTES => attribute_is_valid(record, &mut pos, budget, items),
             BODY => {
                 budget > 0
                     && read_len(record, &mut pos).is_some_and(|body| {
@@ -321,14 +313,7 @@ fn span_is_valid(span: &[u8], budget: u32, items: &mut usize) -> bool {
             }
             TRACE_ID | SPAN_ID | PARENT_SPAN_ID => read_len(span, &mut pos).is_some(),
             TRACE_STATE | NAME => read_len(span, &mut pos).is_some_and(super::is_utf8),
-            // As for a log record's attributes.
-            ATTRIBUTES => {
-                budget > 0
-                    && read_len(span, &mut pos).is_some_and(|kv| {
-                        (budget >= 2 && is_plain_key_value(kv))
-                            || validate(kv, 0, Msg::KeyValue, budget - 1, items).is_ok()
-                    })
-            }
+            ATTRIBUTES => attribute_is_valid(span, &mut pos, budget, items),
             EVENTS => message(&mut pos, Msg::Event, items),
             LINKS => message(&mut pos, Msg::Link, items),
             STATUS => message(&mut pos, Msg::Status, items),
@@ -343,6 +328,19 @@ fn span_is_valid(span: &[u8], budget: u32, items: &mut usize) -> bool {
         }
     }
     true
+}
+
+/// True when the `KeyValue` at `pos` of `buf`, a field of a record or span
+/// whose fields have the recursion count `budget`, is valid; moves `pos`
+/// past it. A message field needs a non-zero count; a plain attribute's
+/// value needs one more (see [`validate`]).
+#[inline]
+fn attribute_is_valid(buf: &[u8], pos: &mut usize, budget: u32, items: &mut usize) -> bool {
+    budget > 0
+        && read_len(buf, pos).is_some_and(|kv| {
+            (budget >= 2 && is_plain_key_value(kv))
+                || validate(kv, 0, Msg::KeyValue, budget - 1, items).is_ok()
+        })
 }
 
 /// Skips `n` bytes of a fixed-width value; false if fewer are left.
