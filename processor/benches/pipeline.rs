@@ -12,7 +12,6 @@
 //! elements/s = records/s on one core; cloning the input batch and dropping the
 //! output are outside the timed part.
 
-use std::cell::Cell;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -67,6 +66,17 @@ fn tally_traces_encoded_batch(processor: &Processor, request: &[u8]) -> Tally {
     tally
 }
 
+/// Hands out the requests' indexes in turn, 0 to `DISTINCT - 1` and round
+/// again: each iteration gets the next of the distinct requests.
+fn rotation() -> impl FnMut() -> usize {
+    let mut next = 0;
+    move || {
+        let i = next % DISTINCT;
+        next += 1;
+        i
+    }
+}
+
 fn bench_pipeline(c: &mut Criterion) {
     let processor = Processor::new(&ProcessorConfig::default()).expect("default config builds");
     let now = workload::now_ns();
@@ -81,13 +91,12 @@ fn bench_pipeline(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BATCH as u64));
 
-    let next = Cell::new(0usize);
+    let mut next = rotation();
     g.bench_function("process_logs_1000", |b| {
         b.iter_batched(
             || {
-                let i = next.get();
-                next.set(i + 1);
-                (logs[i % DISTINCT].clone(), Tally::default())
+                let i = next();
+                (logs[i].clone(), Tally::default())
             },
             |(mut request, mut tally)| {
                 processor.process_logs(black_box(&mut request), &mut tally);
@@ -102,38 +111,30 @@ fn bench_pipeline(c: &mut Criterion) {
     let encoded: Vec<Vec<u8>> = logs.iter().map(|r| r.encode_to_vec()).collect();
     let mut edits = Edits::default();
     let mut out = Vec::new();
-    let next = Cell::new(0usize);
+    let mut next = rotation();
     g.bench_function("process_logs_encoded_1000", |b| {
         b.iter(|| {
-            let i = next.get();
-            next.set(i + 1);
+            let i = next();
             out.clear();
-            process_logs_encoded_batch(
-                &processor,
-                black_box(&encoded[i % DISTINCT]),
-                &mut edits,
-                &mut out,
-            )
+            process_logs_encoded_batch(&processor, black_box(&encoded[i]), &mut edits, &mut out)
         })
     });
 
     // The same records when no exporter reads them: counted, not rewritten.
-    let next = Cell::new(0usize);
+    let mut next = rotation();
     g.bench_function("tally_logs_encoded_1000", |b| {
         b.iter(|| {
-            let i = next.get();
-            next.set(i + 1);
-            tally_logs_encoded_batch(&processor, black_box(&encoded[i % DISTINCT]))
+            let i = next();
+            tally_logs_encoded_batch(&processor, black_box(&encoded[i]))
         })
     });
 
-    let next = Cell::new(0usize);
+    let mut next = rotation();
     g.bench_function("process_traces_1000", |b| {
         b.iter_batched(
             || {
-                let i = next.get();
-                next.set(i + 1);
-                (traces[i % DISTINCT].clone(), Tally::default())
+                let i = next();
+                (traces[i].clone(), Tally::default())
             },
             |(mut request, mut tally)| {
                 processor.process_traces(black_box(&mut request), &mut tally);
@@ -145,27 +146,20 @@ fn bench_pipeline(c: &mut Criterion) {
 
     // Spans as the OTLP protobuf receivers hand them over.
     let encoded: Vec<Vec<u8>> = traces.iter().map(|r| r.encode_to_vec()).collect();
-    let next = Cell::new(0usize);
+    let mut next = rotation();
     g.bench_function("process_traces_encoded_1000", |b| {
         b.iter(|| {
-            let i = next.get();
-            next.set(i + 1);
+            let i = next();
             out.clear();
-            process_traces_encoded_batch(
-                &processor,
-                black_box(&encoded[i % DISTINCT]),
-                &mut edits,
-                &mut out,
-            )
+            process_traces_encoded_batch(&processor, black_box(&encoded[i]), &mut edits, &mut out)
         })
     });
 
-    let next = Cell::new(0usize);
+    let mut next = rotation();
     g.bench_function("tally_traces_encoded_1000", |b| {
         b.iter(|| {
-            let i = next.get();
-            next.set(i + 1);
-            tally_traces_encoded_batch(&processor, black_box(&encoded[i % DISTINCT]))
+            let i = next();
+            tally_traces_encoded_batch(&processor, black_box(&encoded[i]))
         })
     });
     g.finish();
