@@ -153,15 +153,20 @@ impl Batch {
     }
 
     pub fn signal(&self) -> SignalKind {
-        match self.payload {
+        self.payload.signal()
+    }
+}
+
+impl Payload {
+    /// The signal the request carries.
+    pub fn signal(&self) -> SignalKind {
+        match self {
             Payload::Logs(_) | Payload::LogsEncoded { .. } => SignalKind::Logs,
             Payload::Traces(_) | Payload::TracesEncoded { .. } => SignalKind::Traces,
             Payload::Metrics(_) => SignalKind::Metrics,
         }
     }
-}
 
-impl Payload {
     /// The payload with an encoded request decoded (the others as they
     /// are), for consumers that need owned records.
     pub fn decoded(&self) -> Cow<'_, Payload> {

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gardener_exporter::batch::{Batch, Payload};
+use gardener_exporter::encoded_parts::EncodedParts;
 use gardener_exporter::exporter::{ExportError, Exporter};
 use gardener_exporter::otlp::{
     Compression, OtlpExporter, OtlpExporterConfig, Protocol, RetryConfig, REJECTED_RECORDS,
 };
+use gardener_proto::prost::Message;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use otlp_support::{grpc_downstream, http_downstream, Action, Downstream};
 use tokio::time::Instant;
@@ -129,6 +131,66 @@ async fn zstd_and_no_compression_also_work() {
                 expected,
                 "{protocol:?} {compression:?}"
             );
+        }
+    }
+}
+
+/// An encoded request held as several parts (the batcher's joined
+/// requests), sent with every compression and the levels at both ends of
+/// its range, over both protocols: the peer decodes the joined request.
+#[tokio::test]
+async fn encoded_parts_arrive_joined_with_every_compression_and_level() {
+    let part = |n| match otlp_support::logs(n).payload {
+        Payload::Logs(request) => request,
+        _ => unreachable!(),
+    };
+    let requests = [part(3), part(1), part(2)];
+    let mut joined = requests[0].clone();
+    for request in &requests[1..] {
+        joined.resource_logs.extend(request.resource_logs.clone());
+    }
+    let mut parts = EncodedParts::default();
+    for request in &requests {
+        parts.append(EncodedParts::from(request.encode_to_vec()));
+    }
+    let batch = || Batch {
+        payload: Payload::LogsEncoded {
+            parts: parts.clone(),
+            records: 6,
+        },
+        records: 6,
+        encoded_bytes: parts.len(),
+        completions: Vec::new(),
+    };
+    for (compression, level) in [
+        (Compression::None, None),
+        (Compression::Gzip, Some(1)),
+        (Compression::Gzip, Some(9)),
+        (Compression::Zstd, Some(1)),
+        (Compression::Zstd, Some(19)),
+    ] {
+        for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+            let (downstream, addr, _stop) = match protocol {
+                Protocol::Grpc => grpc_downstream().await,
+                Protocol::HttpProtobuf => http_downstream().await,
+            };
+            let mut cfg = config(addr, protocol);
+            cfg.compression = compression;
+            cfg.compression_params.level = level;
+            cfg.validate().unwrap();
+            let mut exporter = OtlpExporter::new(&cfg).unwrap();
+            export(&mut exporter, batch()).await.unwrap();
+            let what = format!("{protocol:?} {compression:?} {level:?}");
+            assert_eq!(downstream.logs(), vec![joined.clone()], "{what}");
+            let call = &downstream.calls()[0];
+            assert_eq!(
+                call.authorization.as_deref(),
+                Some("Bearer s3cret"),
+                "{what}"
+            );
+            let encoding = call.encoding.clone().filter(|e| e != "identity");
+            let expected = (compression != Compression::None).then(|| compression.as_str());
+            assert_eq!(encoding.as_deref(), expected, "{what}");
         }
     }
 }
@@ -492,6 +554,37 @@ fn config_defaults_and_validation() {
         serde_json::json!({"endpoint": "http://x:1", "sending_queue": {"max_batches": 0}})
     )
     .contains("max_batches"));
+
+    // compression_params.level: 1 unless set, within the compression's range.
+    assert_eq!(cfg.compression_level(), 1);
+    let level = |compression: &str, level: u32| {
+        serde_json::from_value::<OtlpExporterConfig>(serde_json::json!({
+            "endpoint": "http://x:1",
+            "compression": compression,
+            "compression_params": {"level": level}
+        }))
+        .unwrap()
+    };
+    assert_eq!(level("gzip", 9).compression_level(), 9);
+    for (compression, ok, too_high) in [("gzip", 9, 10), ("zstd", 19, 20)] {
+        level(compression, 1).validate().unwrap();
+        level(compression, ok).validate().unwrap();
+        for wrong in [0, too_high] {
+            let err = level(compression, wrong).validate().unwrap_err();
+            assert!(
+                err.contains("compression_params.level") && err.contains(compression),
+                "{err}"
+            );
+        }
+    }
+    let err = level("none", 1).validate().unwrap_err();
+    assert!(err.contains("compression is none"), "{err}");
+    assert!(
+        serde_json::from_value::<OtlpExporterConfig>(serde_json::json!({
+            "endpoint": "http://x:1", "compression_params": {"lvl": 1}
+        }))
+        .is_err()
+    );
 
     // Scheme-less endpoints: TLS unless `tls.insecure`.
     let mut cfg = OtlpExporterConfig {

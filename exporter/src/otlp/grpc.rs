@@ -1,35 +1,44 @@
-//! OTLP/gRPC: the generated `opentelemetry.proto.collector.*` clients over one
-//! lazily connected tonic channel.
+//! OTLP/gRPC: `Export` calls over one lazily connected tonic channel, with
+//! each batch encoded and compressed once ([`GrpcTransport::prepare`]) and
+//! sent as it is on every attempt (`encoded_client`).
 
 use std::time::Duration;
 
-use gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient;
-use gardener_proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use gardener_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
+use bytes::Bytes;
+use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
+use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
+use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use gardener_proto::prost::Message;
 use gardener_proto::rpc;
-use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 use super::config::{Compression, OtlpExporterConfig};
-use super::encoded_client::EncodedClient;
+use super::encoded_client::{EncodedClient, WireMessage};
 use super::retry::Failure;
 use super::PartialSuccess;
-use crate::batch::Payload;
+use crate::batch::{Payload, SignalKind};
 
 const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const METRICS_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
 /// Sends export requests over gRPC.
 #[derive(Clone)]
 pub struct GrpcTransport {
-    logs: LogsServiceClient<Channel>,
-    encoded: EncodedClient,
-    traces: TraceServiceClient<Channel>,
-    metrics: MetricsServiceClient<Channel>,
+    client: EncodedClient,
     metadata: MetadataMap,
     timeout: Duration,
+    compression: Compression,
+    level: u32,
+}
+
+/// A batch framed and compressed for the wire, reused by every attempt.
+pub struct Prepared {
+    signal: SignalKind,
+    message: WireMessage,
 }
 
 impl GrpcTransport {
@@ -47,27 +56,7 @@ impl GrpcTransport {
                 .tls_config(tls_config(cfg)?)
                 .map_err(|e| anyhow::anyhow!("exporters.otlp.tls: {e}"))?;
         }
-        let channel = endpoint.connect_lazy();
-        let encoding = match cfg.compression {
-            Compression::Gzip => Some(CompressionEncoding::Gzip),
-            Compression::Zstd => Some(CompressionEncoding::Zstd),
-            Compression::None => None,
-        };
-        let encoded = EncodedClient::new(channel.clone(), encoding);
-        let mut logs = LogsServiceClient::new(channel.clone())
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
-        let mut traces = TraceServiceClient::new(channel.clone())
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
-        let mut metrics = MetricsServiceClient::new(channel)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
-        if let Some(encoding) = encoding {
-            logs = logs.send_compressed(encoding);
-            traces = traces.send_compressed(encoding);
-            metrics = metrics.send_compressed(encoding);
-        }
+        let client = EncodedClient::new(endpoint.connect_lazy());
         let mut metadata = MetadataMap::new();
         for (name, value) in &cfg.headers {
             let key = MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes())
@@ -77,23 +66,51 @@ impl GrpcTransport {
             metadata.insert(key, value);
         }
         Ok(Self {
-            logs,
-            encoded,
-            traces,
-            metrics,
+            client,
             metadata,
             timeout: cfg.timeout,
+            compression: cfg.compression,
+            level: cfg.compression_level(),
         })
     }
 
-    /// One attempt: sends `payload` and returns what the peer rejected, if anything.
-    pub async fn send(&mut self, payload: &Payload) -> Result<Option<PartialSuccess>, Failure> {
+    /// Encodes (unless the payload is encoded already) and compresses the
+    /// batch, once for all attempts.
+    pub fn prepare(&self, payload: &Payload) -> std::io::Result<Prepared> {
+        let encoded;
+        let parts: &[Bytes] = match payload {
+            Payload::LogsEncoded { parts, .. } | Payload::TracesEncoded { parts, .. } => {
+                parts.parts()
+            }
+            Payload::Logs(request) => {
+                encoded = [Bytes::from(request.encode_to_vec())];
+                &encoded
+            }
+            Payload::Traces(request) => {
+                encoded = [Bytes::from(request.encode_to_vec())];
+                &encoded
+            }
+            Payload::Metrics(request) => {
+                encoded = [Bytes::from(request.encode_to_vec())];
+                &encoded
+            }
+        };
+        Ok(Prepared {
+            signal: payload.signal(),
+            message: WireMessage::prepare(parts, self.compression, self.level)?,
+        })
+    }
+
+    /// One attempt: sends the prepared batch and returns what the peer
+    /// rejected, if anything.
+    pub async fn send(&mut self, prepared: &Prepared) -> Result<Option<PartialSuccess>, Failure> {
         let timeout = self.timeout;
+        let request = self.request(prepared.message.clone());
+        let client = &mut self.client;
         let attempt = async {
-            match payload {
-                Payload::LogsEncoded { parts, .. } => self
-                    .encoded
-                    .export_logs(self.request(parts.clone()))
+            match prepared.signal {
+                SignalKind::Logs => client
+                    .export::<ExportLogsServiceResponse>(request, LOGS_PATH)
                     .await
                     .map(|r| {
                         r.into_inner().partial_success.map(|p| PartialSuccess {
@@ -101,15 +118,8 @@ impl GrpcTransport {
                             error_message: p.error_message,
                         })
                     }),
-                Payload::Logs(req) => self.logs.export(self.request(req.clone())).await.map(|r| {
-                    r.into_inner().partial_success.map(|p| PartialSuccess {
-                        rejected: p.rejected_log_records,
-                        error_message: p.error_message,
-                    })
-                }),
-                Payload::TracesEncoded { parts, .. } => self
-                    .encoded
-                    .export_traces(self.request(parts.clone()))
+                SignalKind::Traces => client
+                    .export::<ExportTraceServiceResponse>(request, TRACES_PATH)
                     .await
                     .map(|r| {
                         r.into_inner().partial_success.map(|p| PartialSuccess {
@@ -117,28 +127,15 @@ impl GrpcTransport {
                             error_message: p.error_message,
                         })
                     }),
-                Payload::Traces(req) => {
-                    self.traces
-                        .export(self.request(req.clone()))
-                        .await
-                        .map(|r| {
-                            r.into_inner().partial_success.map(|p| PartialSuccess {
-                                rejected: p.rejected_spans,
-                                error_message: p.error_message,
-                            })
+                SignalKind::Metrics => client
+                    .export::<ExportMetricsServiceResponse>(request, METRICS_PATH)
+                    .await
+                    .map(|r| {
+                        r.into_inner().partial_success.map(|p| PartialSuccess {
+                            rejected: p.rejected_data_points,
+                            error_message: p.error_message,
                         })
-                }
-                Payload::Metrics(req) => {
-                    self.metrics
-                        .export(self.request(req.clone()))
-                        .await
-                        .map(|r| {
-                            r.into_inner().partial_success.map(|p| PartialSuccess {
-                                rejected: p.rejected_data_points,
-                                error_message: p.error_message,
-                            })
-                        })
-                }
+                    }),
             }
         };
         // The channel's own timeout covers the request; this one also covers

@@ -19,10 +19,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use super::compress::{compress_parts, compressed_capacity};
 use super::config::{Compression, OtlpExporterConfig};
 use super::retry::Failure;
 use super::PartialSuccess;
-use crate::batch::Payload;
+use crate::batch::{Payload, SignalKind};
 
 const PROTOBUF: &str = "application/x-protobuf";
 /// Responses larger than this are not read (an OTLP response is tiny).
@@ -35,6 +36,7 @@ pub struct HttpTransport {
     base: String,
     headers: HeaderMap,
     compression: Compression,
+    level: u32,
     timeout: Duration,
 }
 
@@ -63,39 +65,54 @@ impl HttpTransport {
             base: cfg.effective_endpoint().trim_end_matches('/').to_string(),
             headers,
             compression: cfg.compression,
+            level: cfg.compression_level(),
             timeout: cfg.timeout,
         })
     }
 
-    /// The encoded (uncompressed) body and URL path of a payload.
-    fn encode(payload: &Payload) -> (Vec<u8>, &'static str) {
-        match payload {
-            Payload::Logs(req) => (req.encode_to_vec(), "/v1/logs"),
-            Payload::LogsEncoded { parts, .. } => (parts.to_vec(), "/v1/logs"),
-            Payload::Traces(req) => (req.encode_to_vec(), "/v1/traces"),
-            Payload::TracesEncoded { parts, .. } => (parts.to_vec(), "/v1/traces"),
-            Payload::Metrics(req) => (req.encode_to_vec(), "/v1/metrics"),
-        }
-    }
-
-    /// Compresses once per batch; retries reuse the body.
+    /// Encodes (unless the payload is encoded already) and compresses the
+    /// batch at `compression_params.level`, once for all attempts.
     pub fn prepare(&self, payload: &Payload) -> std::io::Result<Prepared> {
-        let (raw, path) = Self::encode(payload);
-        let (body, encoding) = match self.compression {
-            Compression::None => (raw, None),
-            Compression::Gzip => {
-                let mut enc = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(raw.len() / 4 + 64),
-                    flate2::Compression::fast(),
-                );
-                enc.write_all(&raw)?;
-                (enc.finish()?, Some("gzip"))
+        let path = match payload.signal() {
+            SignalKind::Logs => "/v1/logs",
+            SignalKind::Traces => "/v1/traces",
+            SignalKind::Metrics => "/v1/metrics",
+        };
+        let encoded;
+        let parts: &[Bytes] = match payload {
+            Payload::LogsEncoded { parts, .. } | Payload::TracesEncoded { parts, .. } => {
+                parts.parts()
             }
-            Compression::Zstd => (zstd::bulk::compress(&raw, 1)?, Some("zstd")),
+            Payload::Logs(req) => {
+                encoded = [Bytes::from(req.encode_to_vec())];
+                &encoded
+            }
+            Payload::Traces(req) => {
+                encoded = [Bytes::from(req.encode_to_vec())];
+                &encoded
+            }
+            Payload::Metrics(req) => {
+                encoded = [Bytes::from(req.encode_to_vec())];
+                &encoded
+            }
+        };
+        let body = match (self.compression, parts) {
+            // Uncompressed and in one piece: sent as it is.
+            (Compression::None, [one]) => one.clone(),
+            (compression, parts) => {
+                let raw = parts.iter().map(Bytes::len).sum();
+                let out = Vec::with_capacity(compressed_capacity(compression, raw));
+                let parts = parts.iter().map(|p| &p[..]);
+                Bytes::from(compress_parts(compression, self.level, parts, out)?)
+            }
+        };
+        let encoding = match self.compression {
+            Compression::None => None,
+            other => Some(other.as_str()),
         };
         Ok(Prepared {
             url: format!("{}{path}", self.base),
-            body: Bytes::from(body),
+            body,
             encoding,
         })
     }

@@ -15,6 +15,7 @@
 //! call still returns `Ok`, since the rest was delivered and resending would
 //! duplicate it.
 
+pub mod compress;
 pub mod config;
 pub mod encoded_client;
 pub mod grpc;
@@ -27,8 +28,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use self::config::{
-    BatchConfig, Compression, OtlpExporterConfig, Protocol, RetryConfig, SendingQueueConfig,
-    TlsConfig,
+    BatchConfig, Compression, CompressionParams, OtlpExporterConfig, Protocol, RetryConfig,
+    SendingQueueConfig, TlsConfig,
 };
 use self::grpc::GrpcTransport;
 use self::http::HttpTransport;
@@ -95,10 +96,15 @@ impl OtlpExporter {
         let signal = batch.signal().as_str();
         match &self.transport {
             Transport::Grpc(transport) => {
+                let prepared =
+                    Arc::new(transport.prepare(&batch.payload).map_err(|e| ExportError {
+                        reason: REASON_ENCODE,
+                        message: format!("framing the request: {e}"),
+                    })?);
                 with_retry(&self.retry, &self.shutdown, signal, || {
                     let mut transport = transport.clone();
-                    let batch = batch.clone();
-                    async move { transport.send(&batch.payload).await }
+                    let prepared = prepared.clone();
+                    async move { transport.send(&prepared).await }
                 })
                 .await
             }
