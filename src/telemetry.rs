@@ -212,6 +212,11 @@ fn describe() {
         "Encoded bytes waiting in the pipeline queue."
     );
     describe_gauge!(
+        MEMORY_RSS,
+        Unit::Bytes,
+        "Resident memory of the collector, read from /proc (the memory limiter's input)."
+    );
+    describe_gauge!(
         PERSISTENT_BYTES,
         Unit::Bytes,
         "Bytes of the persistent queue's segment files on disk."

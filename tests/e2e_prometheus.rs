@@ -248,6 +248,23 @@ fn prometheus_scrapes_exact_record_counts_per_service() {
     // The scrape itself is healthy: `up` is 1 for the collector's target.
     let up = prometheus.query_by(r#"up{job="log-gardener"}"#, "job");
     assert_eq!(up, vec![("log-gardener".to_string(), 1.0)]);
+
+    // Every family the collector exposes says what it is (README: "HELP and
+    // TYPE lines"), the memory gauge sampled in the background included.
+    let text = collector.metrics();
+    let helped: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let typed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(typed.contains(&"gardener_memory_rss_bytes"), "{text}");
+    let undescribed: Vec<&&str> = typed.iter().filter(|t| !helped.contains(t)).collect();
+    assert!(undescribed.is_empty(), "no HELP line: {undescribed:?}");
 }
 
 /// Polls a PromQL query until it returns `expected` (by `service`), else panics with Prometheus' view.

@@ -81,7 +81,28 @@ pub struct SliEntry {
     pub bad_events: u64,
     pub ratio: f64,
     pub threshold: f64,
+    /// Events needed before the SLI is judged (reports saved before this
+    /// field existed read as 0).
+    #[serde(default)]
+    pub min_events: u64,
     pub firing: bool,
+}
+
+impl SliEntry {
+    /// The Status column: a ratio over the threshold on fewer events than
+    /// the SLI needs is not an alert, and must not read as "ok" either.
+    fn status(&self) -> String {
+        if self.firing {
+            "🔥 firing".to_string()
+        } else if self.events < self.min_events {
+            format!(
+                "⏳ not judged: {} of {} events",
+                self.events, self.min_events
+            )
+        } else {
+            "✅ ok".to_string()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +169,7 @@ pub fn build(table: &SignatureTable, slis: &[SliStatus], generated_at_unix_nano:
             bad_events: s.bad_events,
             ratio: s.ratio,
             threshold: s.threshold,
+            min_events: s.min_events,
             firing: s.firing,
         })
         .collect();
@@ -360,7 +382,7 @@ impl Report {
                     sli.bad_events,
                     percent(sli.ratio),
                     percent(sli.threshold),
-                    if sli.firing { "🔥 firing" } else { "✅ ok" }
+                    sli.status()
                 );
             }
         }
@@ -522,5 +544,35 @@ mod tests {
         let md = report.to_markdown();
         assert!(md.starts_with("# Gardener Log Audit Report"));
         assert!(md.contains("## Trace-Context Health"));
+    }
+
+    #[test]
+    fn sli_status_says_when_too_few_events_were_seen() {
+        let status = |events, bad_events, firing| SliStatus {
+            sli: 0,
+            name: "http_5xx".into(),
+            labels: vec![("service".into(), "api".into())],
+            events,
+            bad_events,
+            ratio: bad_events as f64 / events as f64,
+            threshold: 0.01,
+            min_events: 100,
+            firing,
+            changed: None,
+        };
+        let table = SignatureTable::new(10);
+        let row = |s: SliStatus| {
+            let md = build(&table, &[s], 1).to_markdown();
+            md.lines()
+                .find(|l| l.starts_with("| http_5xx"))
+                .unwrap()
+                .to_string()
+        };
+        // 2 of 11 requests failed: over 1%, but not yet an alert, and not ok.
+        let thin = row(status(11, 2, false));
+        assert!(thin.contains("not judged: 11 of 100 events"), "{thin}");
+        assert!(!thin.contains("ok"), "{thin}");
+        assert!(row(status(500, 1, false)).contains("✅ ok"));
+        assert!(row(status(500, 50, true)).contains("🔥 firing"));
     }
 }

@@ -49,6 +49,8 @@ pub struct SliStatus {
     /// `bad_events / events`, 0 when there are no events.
     pub ratio: f64,
     pub threshold: f64,
+    /// Events the window needs before the SLI can start or stop firing.
+    pub min_events: u64,
     pub firing: bool,
     /// `Some(new state)` when `firing` changed at this evaluation.
     pub changed: Option<bool>,
@@ -277,6 +279,7 @@ impl SliWindows {
                 bad_events: bad,
                 ratio,
                 threshold: p.threshold,
+                min_events: p.min_events,
                 firing: now,
                 changed: (now != was).then_some(now),
             });
