@@ -226,6 +226,36 @@ fn one_line(s: &str, max: usize) -> String {
     }
 }
 
+/// A sample on one line: its first line, and for a message of several lines
+/// (a stack trace) its last non-empty one too, where a Python traceback
+/// names the exception (`Traceback (most recent call last): … KeyError:
+/// 'ts'`). Two samples that differ only below their first line stay
+/// distinguishable.
+fn sample_line(s: &str, max: usize) -> String {
+    let first = s.lines().next().unwrap_or("").trim_end();
+    let last = s
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .last()
+        .filter(|l| *l != first.trim());
+    match last {
+        Some(last) => one_line(&format!("{first} … {last}"), max),
+        None => one_line(first, max),
+    }
+}
+
+/// An issue's heading: the template, after the exception type unless the
+/// template already starts with it (`KeyError: 'ts'`, not `KeyError:
+/// KeyError: 'ts'`).
+fn title(template: &str, exception_type: Option<&str>) -> String {
+    match exception_type {
+        Some(t) if !template.starts_with(t) => format!("{t}: {}", one_line(template, 80)),
+        _ => one_line(template, 100),
+    }
+}
+
 fn percent(x: f64) -> String {
     format!("{:.2}%", x * 100.0)
 }
@@ -291,11 +321,7 @@ impl Report {
             let _ = writeln!(md, "\n## {}\n", priority_heading(p));
             for e in group {
                 number += 1;
-                let title = e
-                    .exception_type
-                    .as_deref()
-                    .map(|t| format!("{t}: {}", one_line(&e.template, 80)))
-                    .unwrap_or_else(|| one_line(&e.template, 100));
+                let title = title(&e.template, e.exception_type.as_deref());
                 let _ = writeln!(md, "### {number}. {title}");
                 let _ = writeln!(md, "**Severity:** {}  ", e.severity);
                 let _ = writeln!(md, "**Category:** {}  ", e.category);
@@ -324,12 +350,12 @@ impl Report {
                     let _ = writeln!(md, "\n**Samples:**");
                     for sample in &e.samples {
                         if sample.trace_id.is_empty() {
-                            let _ = writeln!(md, "- `{}`", one_line(&sample.message, 300));
+                            let _ = writeln!(md, "- `{}`", sample_line(&sample.message, 300));
                         } else {
                             let _ = writeln!(
                                 md,
                                 "- `{}` (trace `{}`)",
-                                one_line(&sample.message, 300),
+                                sample_line(&sample.message, 300),
                                 sample.trace_id
                             );
                         }
@@ -544,6 +570,28 @@ mod tests {
         let md = report.to_markdown();
         assert!(md.starts_with("# Gardener Log Audit Report"));
         assert!(md.contains("## Trace-Context Health"));
+    }
+
+    #[test]
+    fn headings_and_samples_of_tracebacks_read_well() {
+        assert_eq!(
+            title("KeyError: '<str>'", Some("KeyError")),
+            "KeyError: '<str>'"
+        );
+        assert_eq!(
+            title("lookup of <str> failed", Some("KeyError")),
+            "KeyError: lookup of <str> failed"
+        );
+        assert_eq!(title("plain", None), "plain");
+        let traceback = "Traceback (most recent call last):\n  File \"/app/main.py\", line 10, in h\n    ts = p[\"ts\"]\nKeyError: 'ts'\n";
+        assert_eq!(
+            sample_line(traceback, 300),
+            "Traceback (most recent call last): … KeyError: 'ts'"
+        );
+        assert_eq!(sample_line("one line", 300), "one line");
+        assert_eq!(sample_line("same\nsame\n\n", 300), "same");
+        assert_eq!(sample_line("a `b`\nc", 300), "a 'b' … c");
+        assert_eq!(sample_line("abcdef\nxyz", 8), "abcdef ……");
     }
 
     #[test]
