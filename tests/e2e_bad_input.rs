@@ -377,6 +377,7 @@ fn http_bad_input_gets_documented_statuses_and_the_collector_keeps_working() {
         vec![],
     );
     assert_eq!(reply.status, 405, "GET /v1/logs");
+    reply.protobuf_status();
     let reply = post(
         &c,
         "/v1/unknown",
@@ -384,6 +385,7 @@ fn http_bad_input_gets_documented_statuses_and_the_collector_keeps_working() {
         logs_request("x", 1, "x").encode_to_vec(),
     );
     assert_eq!(reply.status, 404, "unknown path");
+    reply.protobuf_status();
     let reply = post(
         &c,
         "/v1/logs/extra",
@@ -414,6 +416,16 @@ fn http_bad_input_gets_documented_statuses_and_the_collector_keeps_working() {
         REFUSED_REQUESTS,
         &[("transport", "http"), ("reason", "unsupported_encoding")],
         1.0,
+    );
+    c.expect_counter(
+        REFUSED_REQUESTS,
+        &[("transport", "http"), ("reason", "wrong_method")],
+        1.0,
+    );
+    c.expect_counter(
+        REFUSED_REQUESTS,
+        &[("transport", "http"), ("reason", "unknown_path")],
+        2.0,
     );
     let text = c.metrics();
     for (labels, value) in support::samples(&text, RECORDS) {

@@ -81,9 +81,36 @@ pub fn router(receiver: HttpReceiver) -> Router {
         .route("/v1/logs", post(logs))
         .route("/v1/traces", post(traces))
         .route("/v1/metrics", post(metrics_handler))
+        .fallback(unknown_path)
+        .method_not_allowed_fallback(wrong_method)
         // Our own limit applies after decompression; axum's default (2 MB) must not.
         .layer(DefaultBodyLimit::disable())
         .with_state(receiver)
+}
+
+/// 404 for a path that is none of the three, with a `google.rpc.Status`
+/// body (the OTLP specification wants one on every 4xx) and counted as every
+/// refusal is: a client pointed at the wrong path would otherwise fail
+/// unseen here.
+async fn unknown_path(headers: HeaderMap) -> Response {
+    Refuse::new(
+        StatusCode::NOT_FOUND,
+        tonic::Code::Unimplemented,
+        "unknown_path",
+        "OTLP/HTTP paths are /v1/logs, /v1/traces and /v1/metrics",
+    )
+    .into_response(Format::from_headers(&headers).unwrap_or(Format::Protobuf))
+}
+
+/// 405 for anything but POST on an OTLP path, likewise.
+async fn wrong_method(headers: HeaderMap) -> Response {
+    Refuse::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        tonic::Code::Unimplemented,
+        "wrong_method",
+        "OTLP/HTTP takes POST",
+    )
+    .into_response(Format::from_headers(&headers).unwrap_or(Format::Protobuf))
 }
 
 async fn logs(State(r): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {
