@@ -14,6 +14,22 @@ use log_gardener::cli;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read at its start (`_RJEM_MALLOC_CONF` in the
+/// environment still overrides them).
+///
+/// `background_thread`: freed memory goes back to the system on a timer
+/// (`dirty_decay_ms`, 10 s), from a thread of jemalloc's own. Without it
+/// jemalloc returns memory only from within later allocations in the same
+/// arena, so after a burst (600 uploads of 1 MiB each, abandoned) the
+/// resident memory stayed at 260 MiB for minutes with nothing in flight, and
+/// the memory limiter, which reads resident memory, kept refusing every
+/// request. With it the collector was back at 25 MiB and accepting 12 s
+/// after the burst.
+#[cfg(feature = "jemalloc")]
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] = b"background_thread:true\0";
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     cli::init_logging(&cli);

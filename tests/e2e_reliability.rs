@@ -16,6 +16,7 @@ use gardener_proto::build;
 use gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::logs::v1::LogRecord;
+use gardener_proto::prost::Message;
 use support::downstream::Downstream;
 use support::{Collector, RECEIVERS};
 
@@ -521,4 +522,72 @@ fn records_held_when_the_grace_period_ends_are_counted() {
         accepted,
         "delivered {delivered} + dropped {dropped} + failed {failed} != accepted {accepted}\n{stderr}"
     );
+}
+
+/// After a burst of memory (uploads that were started and abandoned), the
+/// collector gives the memory back and accepts data again: the memory
+/// limiter reads resident memory, and an allocator that kept freed pages
+/// (jemalloc returns them only from later allocations in the same arena,
+/// unless its background thread does it on a timer) held the collector over
+/// its limit, refusing everything, for minutes with nothing in flight.
+#[test]
+fn memory_limiter_lets_data_in_again_after_a_burst_is_gone() {
+    use std::io::Write;
+    let config = format!(
+        "{RECEIVERS}service:
+  admin:
+    endpoint: \"127.0.0.1:{{admin}}\"
+  memory_limit_mib: 64
+  shutdown_grace_period: 2s
+"
+    );
+    let collector = Collector::start_with(&config);
+    let client = support::http_client();
+    let body = build::logs_request("burst", vec![LogRecord::default()]).encode_to_vec();
+    let post = || {
+        client
+            .post(collector.http_url("/v1/logs"))
+            .header("content-type", "application/x-protobuf")
+            .body(body.clone())
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(post(), 200, "before the burst");
+
+    // 160 uploads of 1 MiB each, of bodies declared 20 MB long: 160 MiB
+    // held by the receiver, over the 64 MiB limit.
+    let addr = format!("127.0.0.1:{}", collector.ports.http);
+    let chunk = vec![0u8; 1 << 20];
+    let mut uploads = Vec::new();
+    for _ in 0..160 {
+        let Ok(mut socket) = std::net::TcpStream::connect(&addr) else {
+            break;
+        };
+        let head = "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 20000000\r\n\r\n";
+        if socket.write_all(head.as_bytes()).is_ok() && socket.write_all(&chunk).is_ok() {
+            uploads.push(socket);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = collector.pid().expect("running");
+    let peak = support::rss_bytes(pid).unwrap_or(0);
+    assert!(
+        peak > 64 << 20,
+        "the burst did not take the collector over its limit: {peak} bytes"
+    );
+    drop(uploads);
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if post() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still refusing 40 s after the burst ended; RSS {:?} bytes",
+            support::rss_bytes(pid)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
