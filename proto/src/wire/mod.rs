@@ -24,6 +24,7 @@
 
 mod reader;
 mod splice;
+mod split;
 mod text;
 mod validate;
 
@@ -37,6 +38,7 @@ pub use reader::{
     WireValue,
 };
 pub use splice::{splice_logs_request, splice_trace_request};
+pub use split::{split_request, SplitPart};
 pub use text::{is_ascii, is_utf8, utf8};
 pub use validate::{validate_logs_request, validate_trace_request};
 
