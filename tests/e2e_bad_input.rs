@@ -1104,3 +1104,90 @@ fn malformed_trace_requests_are_refused_on_grpc_and_http() {
     }
     c.expect_counter(RECORDS, &[("signal", "traces"), ("service", "utf8")], 0.0);
 }
+
+/// Bodies that are mostly empty messages decode into a hundred times their
+/// size (a 20 KB gzip body of empty gauge points into 1.5 GiB): JSON with
+/// more than one object per 8 bytes and protobuf metrics with more than one
+/// message per 4 bytes are refused with 400 before decoding, and counted;
+/// the collector's memory does not move. Real requests of the same kinds
+/// are accepted.
+#[test]
+fn bodies_of_empty_messages_are_refused_before_they_are_decoded() {
+    use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+    use gardener_proto::otlp::metrics::v1::{
+        metric::Data, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics,
+        ScopeMetrics,
+    };
+    let c = Collector::start();
+    let pid = c.pid().expect("running");
+    let before = support::rss_bytes(pid).unwrap_or(0);
+    let metrics = |points: Vec<NumberDataPoint>| {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "m".into(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: points,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    };
+
+    // Two million empty points: 4 MB, 40 KB gzipped.
+    let empty = gzip(&metrics(vec![NumberDataPoint::default(); 2_000_000]));
+    assert!(empty.len() < 100_000, "{} bytes", empty.len());
+    let reply = post(
+        &c,
+        "/v1/metrics",
+        &[("content-type", PROTOBUF), ("content-encoding", "gzip")],
+        empty,
+    );
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.protobuf_status().message.contains("data points"));
+
+    let records = vec!["{}"; 500_000].join(",");
+    let body = format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{records}]}}]}}]}}"#);
+    let reply = post(&c, "/v1/logs", &[("content-type", JSON)], body.into_bytes());
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.text().contains("JSON objects"), "{}", reply.text());
+
+    let after = support::rss_bytes(pid).unwrap_or(0);
+    assert!(
+        after < before + (64 << 20),
+        "RSS {} -> {} MiB",
+        before >> 20,
+        after >> 20
+    );
+    c.expect_counter(
+        REFUSED_REQUESTS,
+        &[("transport", "http"), ("reason", "malformed")],
+        2.0,
+    );
+
+    // Real points (a time and a value) and real JSON records pass.
+    let point = NumberDataPoint {
+        time_unix_nano: 1_757_373_397_000_000_000,
+        value: Some(number_data_point::Value::AsInt(7)),
+        ..Default::default()
+    };
+    let reply = post(
+        &c,
+        "/v1/metrics",
+        &[("content-type", PROTOBUF)],
+        metrics(vec![point; 10_000]),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let records =
+        vec![r#"{"timeUnixNano":"1757373397000000000","body":{"stringValue":"x"}}"#; 10_000]
+            .join(",");
+    let body = format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{records}]}}]}}]}}"#);
+    let reply = post(&c, "/v1/logs", &[("content-type", JSON)], body.into_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}

@@ -19,14 +19,56 @@ use serde_json::Value;
 #[error("invalid OTLP/JSON body: {0}")]
 pub struct JsonError(String);
 
+/// Bytes of body a JSON object must come with, on average: each object
+/// becomes a `serde_json::Value` and then a struct (a few hundred bytes
+/// together), so a body of `{},{},…` (3 bytes an object) decoded 21 MB
+/// into 2.3 GiB. The smallest records real clients send spend more than 8
+/// bytes on an object (`{"body":{"stringValue":"x"}}`, two in 29 bytes;
+/// SDKs add timestamps); one per 8 bytes caps the amplification at about a
+/// third of what empty objects reached.
+pub const BYTES_PER_OBJECT: usize = 8;
+
 /// Decodes one OTLP/JSON export request.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, JsonError> {
+    let objects = count_objects(body);
+    if objects > body.len() / BYTES_PER_OBJECT + 64 {
+        return Err(JsonError(format!(
+            "{objects} JSON objects in {} bytes: more than one per {BYTES_PER_OBJECT} bytes, \
+             which real OTLP does not send and which would take far more memory than the body",
+            body.len()
+        )));
+    }
     let mut value: Value = serde_json::from_slice(body).map_err(|e| JsonError(e.to_string()))?;
     if !value.is_object() {
         return Err(JsonError("the body must be a JSON object".into()));
     }
     normalize_enums(&mut value);
     serde_json::from_value(value).map_err(|e| JsonError(e.to_string()))
+}
+
+/// The number of JSON objects (`{` outside strings) in `body`, counted
+/// before parsing; malformed JSON is left to the parser to refuse.
+fn count_objects(body: &[u8]) -> usize {
+    let mut objects = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'{' => objects += 1,
+                _ => {}
+            }
+        }
+    }
+    objects
 }
 
 /// Rewrites enum names (`"SEVERITY_NUMBER_ERROR"`, `"SPAN_KIND_SERVER"`,
@@ -65,6 +107,29 @@ mod tests {
     use super::*;
     use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
     use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+
+    #[test]
+    fn objects_are_counted_outside_strings_only() {
+        assert_eq!(count_objects(br#"{"a":[{},{"b":"{{\"{"}]}"#), 3);
+        assert_eq!(count_objects(br#""{""#), 0);
+        assert_eq!(count_objects(br#"{"s":"\\"}{"#), 2);
+    }
+
+    #[test]
+    fn a_body_of_mostly_empty_objects_is_refused_before_parsing() {
+        // 30,000 empty records: 3 bytes each.
+        let records = vec!["{}"; 30_000].join(",");
+        let body =
+            format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{records}]}}]}}]}}"#);
+        let err = decode::<ExportLogsServiceRequest>(body.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("JSON objects"), "{err}");
+        // The same records with a little in each are fine.
+        let records = vec![r#"{"body":{"stringValue":"x"}}"#; 30_000].join(",");
+        let body =
+            format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{records}]}}]}}]}}"#);
+        let req: ExportLogsServiceRequest = decode(body.as_bytes()).unwrap();
+        assert_eq!(req.resource_logs[0].scope_logs[0].log_records.len(), 30_000);
+    }
 
     #[test]
     fn decodes_enum_names_hex_ids_and_string_int64() {

@@ -22,6 +22,7 @@
 //! validated return what they could read and stop at the first malformed
 //! byte.
 
+mod metrics_count;
 mod reader;
 mod splice;
 mod split;
@@ -31,6 +32,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use metrics_count::count_metrics_messages;
 pub use reader::{
     fields, key_value, log_record, log_record_with, logs_request, plain_key_value, put_bytes_field,
     put_key, put_string_attribute, put_varint, single_field, varint_len, Fields, KeyValueRef,
