@@ -49,6 +49,40 @@ fn logs(data: &[u8]) {
     wire::splice_logs_request(data, &[], &[], &mut out);
     assert_eq!(out, data);
 
+    // Split encoded: every record once, in order, with its resource and
+    // scope, each part within the record bound.
+    let max_records = 1 + data.len() % 5;
+    let parts = wire::split_request([data], max_records, 1 + data.len() % 300)
+        .expect("a valid request splits");
+    let flat = |request: &ExportLogsServiceRequest| -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for r in &request.resource_logs {
+            for s in &r.scope_logs {
+                for l in &s.log_records {
+                    // The record with its resource's and scope's own fields.
+                    let mut resource = r.clone();
+                    resource.scope_logs.clear();
+                    let mut scope = s.clone();
+                    scope.log_records.clear();
+                    let mut bytes = resource.encode_to_vec();
+                    bytes.extend(scope.encode_to_vec());
+                    bytes.extend(l.encode_to_vec());
+                    out.push(bytes);
+                }
+            }
+        }
+        out
+    };
+    let mut joined = Vec::new();
+    for part in &parts {
+        assert!(part.records <= max_records || records == 0);
+        let decoded = ExportLogsServiceRequest::decode(&part.bytes[..]).expect("a part decodes");
+        let flattened = flat(&decoded);
+        assert_eq!(flattened.len(), part.records);
+        joined.extend(flattened);
+    }
+    assert!(joined == flat(&request), "split lost or changed records");
+
     // One attribute on every record.
     let mut extra = Vec::new();
     wire::put_string_attribute(&mut extra, 6, "fuzz.sig", "0123456789abcdef");
