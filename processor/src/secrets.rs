@@ -87,7 +87,8 @@ pub const AUTH_SCHEMES: [&[u8]; 4] = [b"bearer", b"basic", b"token", b"digest"];
 
 /// True for an auth scheme written as in an `Authorization` header
 /// (`Bearer eyJ…`, `Basic dXNlcjpw…`): capitalised, so that it announces a
-/// credential in the next word. Lowercase prose (`allowing basic
+/// credential in the next word when that word looks like one (see
+/// [`credential_follows`]). Lowercase prose (`allowing basic
 /// functionality`, `a token was refused`) does not.
 ///
 /// Asked for every literal word: the length (the schemes have 5 or 6
@@ -95,6 +96,58 @@ pub const AUTH_SCHEMES: [&[u8]; 4] = [b"bearer", b"basic", b"token", b"digest"];
 #[inline]
 pub fn announces_credential(word: &str) -> bool {
     matches!(word.len(), 5 | 6) && word.as_bytes()[0].is_ascii_uppercase() && is_auth_scheme(word)
+}
+
+/// True when `rest`, the text after a word that [`announces_credential`],
+/// starts with a credential: `Bearer eyJ…` and `Token abc123def456` hide
+/// the next word, but `Token refresh failed` and `Bearer token expired` are
+/// about tokens and must keep their words (else distinct errors share one
+/// template).
+pub fn credential_follows(rest: &str) -> bool {
+    rest.split_ascii_whitespace().next().is_some_and(|w| {
+        let (a, z) = trim_punct(w);
+        looks_like_credential(&w.as_bytes()[a..z])
+    })
+}
+
+/// True when a word (quotes and punctuation trimmed) looks like a credential
+/// rather than prose: a secret shape, or anything [`is_prose_word`] rules
+/// out (digits, base64 or token punctuation, case mixed after the first
+/// letter, 20 bytes or more).
+pub fn looks_like_credential(t: &[u8]) -> bool {
+    !t.is_empty() && (is_secret_shaped(t) || !is_prose_word(t))
+}
+
+/// A word as prose writes it: letters (with `-` or `'` between them),
+/// shorter than the random tokens of [`looks_random`], one case after the
+/// first letter (`refresh`, `Token`, `JWT`, `re-auth`). Tokens mix cases
+/// (`dXNlcjpw…`) or carry digits; words do neither.
+fn is_prose_word(t: &[u8]) -> bool {
+    let (Some(first), Some(last)) = (t.first(), t.last()) else {
+        return false;
+    };
+    let rest = &t[1..];
+    t.len() < 20
+        && first.is_ascii_alphabetic()
+        && last.is_ascii_alphabetic()
+        && t.iter()
+            .all(|&b| b.is_ascii_alphabetic() || matches!(b, b'-' | b'\''))
+        && (!rest.iter().any(u8::is_ascii_uppercase) || !rest.iter().any(u8::is_ascii_lowercase))
+}
+
+/// Where the quote that closes a quoted value starts: the first byte `q` at
+/// or after `from` that no backslash escapes (`"pa\"ss"` is one value).
+/// `None` when the value is not closed.
+pub fn closing_quote(b: &[u8], from: usize, q: u8) -> Option<usize> {
+    let mut k = from;
+    while k < b.len() {
+        match b[k] {
+            b'\\' => k += 2,
+            c if c == q => return Some(k),
+            _ => k += 1,
+        }
+    }
+    None
 }
 
 /// A JSON Web Token: three base64url parts separated by dots, the first
@@ -202,8 +255,10 @@ pub fn is_secret_shaped(t: &[u8]) -> bool {
 /// leaving everything else as it was. Borrows when there is nothing to redact.
 ///
 /// Redacted: values of sensitive keys (`password=…`, `"token": "…"`,
-/// `api_key: …`), the token after `Bearer`/`Basic`, `user:pass@` in URLs,
-/// JWTs, API keys with well-known prefixes, long random tokens and emails.
+/// `{"token":"…"}`, `api_key: …`; a quoted value up to its closing quote,
+/// spaces included), the credential after `Bearer`/`Basic`, `user:pass@`
+/// in URLs, JWTs, API keys with well-known prefixes, long random tokens and
+/// emails.
 pub fn mask_secrets(s: &str) -> Cow<'_, str> {
     let b = s.as_bytes();
     let mut out: Option<String> = None;
@@ -229,14 +284,16 @@ pub fn mask_secrets(s: &str) -> Cow<'_, str> {
             }
             redact_next_word = false;
             if z > a {
-                spans.push((start + a, start + z));
+                spans.push((start + a, through_closing_quote(b, start + a, start + z)));
             }
         } else {
-            find_secret_spans(word, start, &mut spans);
+            find_secret_spans(s, start, i, &mut spans);
             let (a, z) = trim_punct(word);
             let core = &word[a..z];
             if announces_credential(core) {
-                redact_next_word = true;
+                if credential_follows(&s[i..]) {
+                    redact_next_word = true;
+                }
             } else if let Some(k) = core.strip_suffix(':') {
                 // `password: hunter2` / `"token": "abc"`
                 if is_sensitive_key(k) {
@@ -253,6 +310,8 @@ pub fn mask_secrets(s: &str) -> Cow<'_, str> {
             o.push_str(REDACTED);
             copied = z;
         }
+        // A quoted secret may run on over the next words: they are its.
+        i = i.max(copied);
     }
     match out {
         None => Cow::Borrowed(s),
@@ -283,8 +342,97 @@ fn trim_punct(w: &str) -> (usize, usize) {
     (a, z)
 }
 
-/// Secret byte ranges inside one word (offsets relative to the message).
-fn find_secret_spans(word: &str, base: usize, spans: &mut Vec<(usize, usize)>) {
+/// The end of a secret that starts at `a` and, read as one word, ends at
+/// `z`: when an opening quote precedes it and `z` is not its closing quote
+/// (`password: "two words"`), the closing quote further on (the whole
+/// message is searched); else `z`.
+fn through_closing_quote(msg: &[u8], a: usize, z: usize) -> usize {
+    match a.checked_sub(1).map(|p| msg[p]) {
+        Some(q) if matches!(q, b'"' | b'\'') && msg.get(z) != Some(&q) => {
+            closing_quote(msg, z, q).unwrap_or(z)
+        }
+        _ => z,
+    }
+}
+
+/// True when the byte at `i` of a word separates a key from its value:
+/// `=`, or `:` as in `"token":"x"` and `password:x` (not `::` as in
+/// `Token::new`, nor a trailing colon, which `mask_secrets` sees itself).
+fn is_key_separator(b: &[u8], i: usize) -> bool {
+    match b[i] {
+        b'=' => true,
+        b':' => i > 0 && i + 1 < b.len() && b[i - 1] != b':' && b[i + 1] != b':',
+        _ => false,
+    }
+}
+
+/// Values of sensitive keys in the word `msg[base..end]`: `key=value` pairs
+/// (also several per word: `a=1&password=x,token=y`) and `key:value` ones
+/// (`{"token":"x"}`, `password:x`). A quoted value of a sensitive key runs
+/// to its closing quote, spaces included (`password="two words"`).
+fn find_key_value_spans(msg: &str, base: usize, end: usize, spans: &mut Vec<(usize, usize)>) {
+    let word = &msg[base..end];
+    let b = word.as_bytes();
+    let mut seg_start = 0usize;
+    let mut i = 0usize;
+    while i < b.len() {
+        if !is_key_separator(b, i) {
+            i += 1;
+            continue;
+        }
+        // `"token":` — the key ends before its closing quote.
+        let key_end = match i.checked_sub(1).map(|p| b[p]) {
+            Some(b'"' | b'\'') => i - 1,
+            _ => i,
+        };
+        let key_start = b[..key_end]
+            .iter()
+            .rposition(|&c| {
+                matches!(
+                    c,
+                    b'&' | b'?' | b',' | b';' | b'(' | b'{' | b'[' | b'"' | b'\''
+                )
+            })
+            .map_or(seg_start, |p| p + 1);
+        let sensitive = is_sensitive_key(&word[key_start.max(seg_start).min(key_end)..key_end]);
+        if !sensitive && b[i] == b':' {
+            // `https://…?token=x`: a colon ends no segment.
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        let quote = b.get(j).copied().filter(|c| matches!(c, b'"' | b'\''));
+        if quote.is_some() {
+            j += 1;
+        }
+        let vs = j;
+        let close = quote
+            .filter(|_| sensitive)
+            .and_then(|q| closing_quote(msg.as_bytes(), base + vs, q));
+        if let Some(c) = close {
+            if c > base + vs {
+                spans.push((base + vs, c));
+            }
+            i = (c - base).min(b.len());
+            seg_start = i;
+            continue;
+        }
+        while j < b.len() && !matches!(b[j], b'&' | b',' | b';' | b'"' | b'\'' | b')' | b']' | b'}')
+        {
+            j += 1;
+        }
+        if j > vs && sensitive {
+            spans.push((base + vs, base + j));
+        }
+        seg_start = j;
+        i = j;
+    }
+}
+
+/// Secret byte ranges inside the word `msg[base..end]` (offsets relative to
+/// the message, which a quoted value may run on into).
+fn find_secret_spans(msg: &str, base: usize, end: usize, spans: &mut Vec<(usize, usize)>) {
+    let word = &msg[base..end];
     let b = word.as_bytes();
     // URL credentials: scheme://user:pass@host
     if let Some(p) = word.find("://") {
@@ -298,41 +446,7 @@ fn find_secret_spans(word: &str, base: usize, spans: &mut Vec<(usize, usize)>) {
             }
         }
     }
-    // key=value pairs (also several per word: a=1&password=x,token=y)
-    let mut seg_start = 0usize;
-    let mut i = 0usize;
-    while i < b.len() {
-        if b[i] == b'=' {
-            let key_start = b[..i]
-                .iter()
-                .rposition(|&c| {
-                    matches!(
-                        c,
-                        b'&' | b'?' | b',' | b';' | b'(' | b'{' | b'[' | b'"' | b'\''
-                    )
-                })
-                .map_or(seg_start, |p| p + 1);
-            let key = &word[key_start.max(seg_start).min(i)..i];
-            let mut j = i + 1;
-            let quoted = j < b.len() && matches!(b[j], b'"' | b'\'');
-            if quoted {
-                j += 1;
-            }
-            let vs = j;
-            while j < b.len()
-                && !matches!(b[j], b'&' | b',' | b';' | b'"' | b'\'' | b')' | b']' | b'}')
-            {
-                j += 1;
-            }
-            if j > vs && is_sensitive_key(key) {
-                spans.push((base + vs, base + j));
-            }
-            seg_start = j;
-            i = j;
-            continue;
-        }
-        i += 1;
-    }
+    find_key_value_spans(msg, base, end, spans);
     // Shapes: split on delimiters that cannot occur inside a token.
     let mut s = 0usize;
     for (k, &c) in b
@@ -442,6 +556,103 @@ mod tests {
             mask_secrets("GET https://bob:pw@host/x"),
             "GET https://bob:REDACTED@host/x"
         );
+    }
+
+    /// JSON, Python dicts and quoted values with spaces: the whole value
+    /// of a sensitive key is redacted, the key kept.
+    #[test]
+    fn redacts_quoted_key_values() {
+        for (msg, sample) in [
+            (
+                r#"auth failed with credentials {"username": "alice", "password": "letmein"}"#,
+                r#"auth failed with credentials {"username": "alice", "password": "REDACTED"}"#,
+            ),
+            (r#"{"password":"hunter2"}"#, r#"{"password":"REDACTED"}"#),
+            (r#"{"password":"x y"} ok"#, r#"{"password":"REDACTED"} ok"#),
+            (
+                r#"{"password": "x y"} ok"#,
+                r#"{"password": "REDACTED"} ok"#,
+            ),
+            ("{'password': 'x'}", "{'password': 'REDACTED'}"),
+            (
+                r#"login password="x y" ok"#,
+                r#"login password="REDACTED" ok"#,
+            ),
+            (
+                r#"login password: "x y" ok"#,
+                r#"login password: "REDACTED" ok"#,
+            ),
+            (
+                r#"p="a" password="b\" c" d"#,
+                r#"p="a" password="REDACTED" d"#,
+            ),
+            ("login password:hunter2 ok", "login password:REDACTED ok"),
+            (
+                "GET https://h/x?token=abc&b=2",
+                "GET https://h/x?token=REDACTED&b=2",
+            ),
+        ] {
+            assert_eq!(mask_secrets(msg), sample, "{msg}");
+        }
+        for clean in ["Token::new failed", "at 12:30:01 user:bob"] {
+            assert!(matches!(mask_secrets(clean), Cow::Borrowed(_)), "{clean}");
+        }
+    }
+
+    /// A capitalised auth scheme redacts the next word only when that word
+    /// looks like a credential or the scheme follows a sensitive key.
+    #[test]
+    fn auth_scheme_redacts_only_credentials() {
+        for clean in [
+            "Token refresh failed for user 5",
+            "Token validation failed for user 5",
+            "Bearer token expired",
+        ] {
+            assert!(matches!(mask_secrets(clean), Cow::Borrowed(_)), "{clean}");
+        }
+        assert_eq!(
+            mask_secrets("Authorization: Token abc123def456"),
+            "Authorization: Token REDACTED"
+        );
+        assert_eq!(
+            mask_secrets("authorization: Bearer abc"),
+            "authorization: Bearer REDACTED"
+        );
+        assert_eq!(
+            mask_secrets("rejected Token abc123def456 now"),
+            "rejected Token REDACTED now"
+        );
+        assert_eq!(
+            mask_secrets("rejected Basic dXNlcjpwYXNz now"),
+            "rejected Basic REDACTED now"
+        );
+    }
+
+    #[test]
+    fn credential_shapes() {
+        for w in [
+            "abc123def456",
+            "dXNlcjpwYXNz",
+            "aGVsbG8=",
+            "abc.def",
+            "abcdefghijklmnopqrstu",
+            "sk-proj-abcdefghijklmnop1234",
+        ] {
+            assert!(looks_like_credential(w.as_bytes()), "{w}");
+        }
+        for w in [
+            "refresh",
+            "validation",
+            "token",
+            "Token",
+            "JWT",
+            "re-auth",
+            "",
+        ] {
+            assert!(!looks_like_credential(w.as_bytes()), "{w}");
+        }
+        assert_eq!(closing_quote(br#""a\"b" x"#, 1, b'"'), Some(5));
+        assert_eq!(closing_quote(br#""a\"#, 1, b'"'), None);
     }
 
     #[test]

@@ -458,23 +458,7 @@ impl<'a> Masker<'a, '_> {
         let b = s[i];
 
         if self.redact_next {
-            let mut j = i;
-            while j < end && !is_space(s[j]) {
-                j += 1;
-            }
-            // `Authorization: Bearer <token>`: the scheme is not the secret.
-            if secrets::is_auth_scheme(&self.src[i..j]) {
-                self.lit(&self.src[i..j]);
-                self.redact_next = true;
-                return j;
-            }
-            self.redact_next = false;
-            let mut j = i;
-            while j < end && !is_space(s[j]) {
-                j += 1;
-            }
-            self.ph(Placeholder::Str);
-            return j;
+            return self.credential(i, end);
         }
 
         // Quotes, brackets, comparison signs and other delimiters: most
@@ -613,6 +597,73 @@ impl<'a> Masker<'a, '_> {
         j
     }
 
+    /// Masks the credential that starts at `i` (after `password:`,
+    /// `Bearer`…) up to whitespace; returns where it ends. A quoted one runs
+    /// to the whitespace after its closing quote, so that `password: "two
+    /// words"` hides both words (a value closed within the word, as in
+    /// `password: "x",`, ends where it always did).
+    fn credential(&mut self, i: usize, end: usize) -> usize {
+        let s = &self.s[..end];
+        let word_end = |from: usize| {
+            s[from..]
+                .iter()
+                .position(|&c| is_space(c))
+                .map_or(end, |p| from + p)
+        };
+        let j = word_end(i);
+        // `Authorization: Bearer <token>`: the scheme is not the secret.
+        if secrets::is_auth_scheme(&self.src[i..j]) {
+            self.lit(&self.src[i..j]);
+            return j;
+        }
+        self.redact_next = false;
+        self.ph(Placeholder::Str);
+        match is_quote(s[i]).then(|| secrets::closing_quote(s, i + 1, s[i])) {
+            Some(Some(c)) => word_end(c + 1),
+            _ => j,
+        }
+    }
+
+    /// After the quoted key `key` (its closing quote just before `k`): a
+    /// colon makes the value a credential when the key is sensitive, as
+    /// `password:` does for a bare key. JSON and Python dicts quote their
+    /// keys (`{"password": "x"}`, `{'token':'x'}`), which the bare-key test
+    /// cannot see. Writes the colon and a quoted value as `"<str>"` (an
+    /// unquoted one is left to [`Masker::credential`]); returns where to
+    /// continue, `None` when no colon follows or the key is not sensitive.
+    fn sensitive_key_value(&mut self, key: &str, k: usize, end: usize) -> Option<usize> {
+        let s = &self.s[..end];
+        let colon = k + s[k..].iter().position(|&c| !is_space(c))?;
+        if s[colon] != b':' || s.get(colon + 1) == Some(&b':') || !secrets::is_sensitive_key(key) {
+            return None;
+        }
+        self.pending_space = colon > k;
+        self.lit(":");
+        let Some(v) = s[colon + 1..]
+            .iter()
+            .position(|&c| !is_space(c))
+            .map(|p| colon + 1 + p)
+        else {
+            self.redact_next = true;
+            return Some(colon + 1);
+        };
+        let close = is_quote(s[v])
+            .then(|| secrets::closing_quote(s, v + 1, s[v]))
+            .flatten();
+        let Some(c) = close else {
+            self.redact_next = true;
+            return Some(colon + 1);
+        };
+        self.pending_space = v > colon + 1;
+        let quote = &self.src[v..v + 1];
+        self.lit(quote);
+        self.last = None;
+        self.ph(Placeholder::Str);
+        self.last = None;
+        self.lit(quote);
+        Some(c + 1)
+    }
+
     /// `=` at `j`: writes it and masks the value that follows.
     fn value_after_eq(&mut self, j: usize, end: usize, sensitive: bool) -> usize {
         let s = self.s;
@@ -739,7 +790,8 @@ impl<'a> Masker<'a, '_> {
         self.last = None;
         self.swallow_close = 0;
         self.out.push_str(quote);
-        c + 1
+        self.sensitive_key_value(&self.src[i + 1..c], c + 1, end)
+            .unwrap_or(c + 1)
     }
 
     /// Classifies and writes the atom `s[i..j]` (no whitespace, no
@@ -815,8 +867,9 @@ impl<'a> Masker<'a, '_> {
             self.ph(Placeholder::Id);
         } else {
             self.lit(text);
-            // `Bearer <token>`, `password: <secret>`
-            if secrets::announces_credential(text)
+            // `Bearer <token>` (not `Token refresh failed`), `password: <secret>`
+            if (secrets::announces_credential(text)
+                && secrets::credential_follows(&self.src[j..end]))
                 || (z < j && s[z] == b':' && secrets::is_sensitive_key(text))
             {
                 self.redact_next = true;
@@ -1100,6 +1153,116 @@ mod tests {
         assert_eq!(m("password: hunter2 rejected"), "password: <str> rejected");
         assert_eq!(m("Failed password for root"), "Failed password for root");
     }
+    /// Credentials written as JSON or as a Python dict: the key stays
+    /// readable, its value is masked whatever the quoting.
+    #[test]
+    fn quoted_key_credentials_masked() {
+        for (msg, template) in [
+            (
+                r#"auth failed with credentials {"username": "alice", "password": "letmein"}"#,
+                r#"auth failed with credentials {"username": "alice", "password": "<str>"}"#,
+            ),
+            (
+                r#"creds {"token": "abcdef"}"#,
+                r#"creds {"token": "<str>"}"#,
+            ),
+            (
+                r#"creds {"a": "b", "api_key": "abcdef"}"#,
+                r#"creds {"a": "b", "api_key": "<str>"}"#,
+            ),
+            (r#"{"password":"hunter2"}"#, r#"{"password":"<str>"}"#),
+            (r#"{"password":"letmein"}"#, r#"{"password":"<str>"}"#),
+            (r#"{"password" : "x"}"#, r#"{"password" : "<str>"}"#),
+            ("{'password': 'x'}", "{'password': '<str>'}"),
+            (r#"{"password": "pa\"ss word"}"#, r#"{"password": "<str>"}"#),
+            (r#"{"token": 12345}"#, r#"{"token": <str>"#),
+            (r#"login password="x y" ok"#, r#"login password="<str>" ok"#),
+            (r#"login password: "x y" ok"#, "login password: <str> ok"),
+            ("login password: x ok", "login password: <str> ok"),
+            ("login password=x ok", "login password=<str> ok"),
+        ] {
+            assert_eq!(m(msg), template, "{msg}");
+        }
+        // Other quoted keys keep their values' own placeholders.
+        assert_eq!(
+            m(r#"{"user": "bob", "n": 3}"#),
+            r#"{"user": "bob", "n": <num>}"#
+        );
+    }
+
+    /// The same message with different passwords is one error: one
+    /// signature, and the password in none of the templates.
+    #[test]
+    fn different_passwords_one_signature() {
+        let signer = crate::signature::Signer::new(&Default::default()).unwrap();
+        let forms = [
+            r#"auth failed with credentials {"username": "alice", "password": "PW"}"#,
+            r#"creds {"token": "PW"}"#,
+            r#"creds {"a": "b", "api_key": "PW"}"#,
+            r#"{"password":"PW"}"#,
+            "{'password': 'PW'}",
+            r#"login password="PW" ok"#,
+            r#"login password: "PW" ok"#,
+            "login password: PW ok",
+            "login password=PW ok",
+        ];
+        for form in forms {
+            let signs: Vec<_> = ["letmein", "hunter2", "Tr0ub4dor&3", "x", "abcdef"]
+                .iter()
+                .map(|pw| signer.sign_message("svc", &form.replace("PW", pw)))
+                .collect();
+            for (sign, pw) in signs.iter().zip(["letmein", "hunter2", "Tr0ub4dor"]) {
+                assert!(!sign.template.contains(pw), "{form}: {}", sign.template);
+            }
+            for sign in &signs[1..] {
+                assert_eq!(sign.fingerprint, signs[0].fingerprint, "{form}");
+            }
+        }
+    }
+
+    /// `Token`/`Bearer` hide the next word only when it looks like a
+    /// credential or follows a sensitive key: `Token refresh failed` and
+    /// `Token validation failed` are two errors.
+    #[test]
+    fn auth_scheme_hides_only_credentials() {
+        let refresh = m("Token refresh failed for user 5");
+        let validation = m("Token validation failed for user 5");
+        assert_eq!(refresh, "Token refresh failed for user <num>");
+        assert_eq!(validation, "Token validation failed for user <num>");
+        let signer = crate::signature::Signer::new(&Default::default()).unwrap();
+        assert_ne!(
+            signer
+                .sign_message("svc", "Token refresh failed for user 5")
+                .fingerprint,
+            signer
+                .sign_message("svc", "Token validation failed for user 5")
+                .fingerprint
+        );
+        assert_eq!(m("Bearer token expired"), "Bearer token expired");
+        assert_eq!(
+            m("Authorization: Token abc123def456"),
+            "Authorization: Token <str>"
+        );
+        assert_eq!(
+            m("authorization: Bearer abc"),
+            "authorization: Bearer <str>"
+        );
+        assert_eq!(
+            m("rejected Token abc123def456 now"),
+            "rejected Token <str> now"
+        );
+        assert_eq!(
+            m("rejected Basic dXNlcjpwYXNz now"),
+            "rejected Basic <str> now"
+        );
+        let jwt =
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dBjftJeZ4CVPmB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert_eq!(
+            m(&format!("rejected Bearer {jwt} now")),
+            "rejected Bearer <str> now"
+        );
+    }
+
     #[test]
     fn hosts() {
         assert_eq!(m("rhost=csnsu.nsuok.edu"), "rhost=<*>");
@@ -1137,7 +1300,7 @@ mod tests {
             "retry later user <id> logged out"
         );
         assert_eq!(
-            m("auth failed Bearer abc def"),
+            m("auth failed Bearer abc123 def"),
             "auth failed Bearer <str> def"
         );
         assert_eq!(m("value is true for all"), "value is <*> for all");
