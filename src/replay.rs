@@ -167,6 +167,28 @@ fn resource_of(entry: &Value, options: &MapOptions) -> (String, Resource) {
     )
 }
 
+/// The message of a `protoPayload` (a Cloud Audit Logs `AuditLog`), which
+/// has no `message` field: its status message (`Permission denied on …`),
+/// else the method and resource it was about. Without it such an entry was
+/// signed from an empty text and headed an issue with nothing.
+fn audit_message(payload: &Value) -> Option<String> {
+    if payload.get("message").is_some() {
+        return None;
+    }
+    let status = payload
+        .pointer("/status/message")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty());
+    if let Some(status) = status {
+        return Some(status.to_string());
+    }
+    let method = payload.get("methodName").and_then(Value::as_str)?;
+    Some(match payload.get("resourceName").and_then(Value::as_str) {
+        Some(resource) => format!("{method} {resource}"),
+        None => method.to_string(),
+    })
+}
+
 /// One Cloud Logging LogEntry as an OTLP log record.
 pub fn log_record(entry: &Value) -> LogRecord {
     let str_of = |k: &str| entry.get(k).and_then(Value::as_str);
@@ -195,8 +217,13 @@ pub fn log_record(entry: &Value) -> LogRecord {
         })
     } else if let Some(p) = entry.get("protoPayload").filter(|v| v.is_object()) {
         let mut body = any_value(p);
-        if let (Some(h), Some(Av::KvlistValue(list))) = (http, body.value.as_mut()) {
-            list.values.push(kv("httpRequest", any_value(h)));
+        if let Some(Av::KvlistValue(list)) = body.value.as_mut() {
+            if let Some(h) = http {
+                list.values.push(kv("httpRequest", any_value(h)));
+            }
+            if let Some(message) = audit_message(p) {
+                list.values.insert(0, kv("message", text(&message)));
+            }
         }
         Some(body)
     } else {
@@ -685,6 +712,34 @@ mod tests {
         assert!(names.contains(&"service.name"));
         assert!(names.contains(&"service.version"));
         assert!(names.contains(&"cloud.region"));
+    }
+
+    #[test]
+    fn an_audit_log_entry_is_signed_by_its_status_message() {
+        let processor = gardener_processor::Processor::new(&Default::default()).unwrap();
+        let message = |payload: &str| {
+            let entry: Value = serde_json::from_str(&format!(
+                r#"{{"severity":"ERROR","protoPayload":{payload}}}"#
+            ))
+            .unwrap();
+            let record = log_record(&entry);
+            let request = gardener_proto::build::logs_request("audit", vec![record]);
+            let mut tally = gardener_processor::Tally::default();
+            processor.tally_logs(&request, &mut tally);
+            tally.signatures[0].signature.template.clone()
+        };
+        assert_eq!(
+            message(
+                r#"{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","status":{"code":7,"message":"Permission denied on resource project p"},"methodName":"SetIamPolicy"}"#
+            ),
+            "Permission denied on resource project p"
+        );
+        assert_eq!(
+            message(
+                r#"{"methodName":"storage.objects.get","resourceName":"projects/_/buckets/b"}"#
+            ),
+            "storage.objects.get <path>"
+        );
     }
 
     #[test]
