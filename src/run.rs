@@ -21,6 +21,7 @@ use crate::pipeline::ingest::Ingest;
 use crate::pipeline::memory::MemoryLimiter;
 use crate::pipeline::{exporters, persistent, queue, stage};
 use crate::receiver::grpc::{self, GrpcReceiver};
+use crate::receiver::grpc_guard::GuardLayer;
 use crate::receiver::http::{self, HttpReceiver};
 use crate::receiver::tls;
 use crate::telemetry;
@@ -168,9 +169,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         receiver_tasks.push(tokio::spawn(async move {
             let server = tonic::transport::Server::builder()
                 .max_frame_size(Some(GRPC_MAX_FRAME_BYTES))
-                .layer(tower::util::MapResponseLayer::new(
-                    grpc::oversized_is_resource_exhausted,
-                ))
+                .layer(GuardLayer::new())
                 .add_routes(routes);
             match tls {
                 // Our own acceptor, so that failed handshakes are counted.
