@@ -163,13 +163,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let guard = GuardLayer::new(
+            grpc_config.max_concurrent_requests,
+            grpc_config.read_timeout,
+        );
+        let max_concurrent_streams = grpc_config.max_concurrent_streams;
         let stop = stop_receivers.clone();
         readiness.receiver_listening();
         tracing::info!(endpoint = %grpc_config.endpoint, "OTLP/gRPC receiver listening");
         receiver_tasks.push(tokio::spawn(async move {
             let server = tonic::transport::Server::builder()
                 .max_frame_size(Some(GRPC_MAX_FRAME_BYTES))
-                .layer(GuardLayer::new())
+                .max_concurrent_streams(Some(max_concurrent_streams))
+                .layer(guard)
                 .add_routes(routes);
             match tls {
                 // Our own acceptor, so that failed handshakes are counted.

@@ -78,6 +78,17 @@ pub struct GrpcReceiverConfig {
     pub auth_token: Option<String>,
     /// Optional TLS (and mutual TLS with `client_ca_file`).
     pub tls: Option<ReceiverTlsConfig>,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may
+    /// have open at once (the Collector's `max_concurrent_streams`).
+    pub max_concurrent_streams: u32,
+    /// Requests being received or handled at once, over all connections;
+    /// more are refused with UNAVAILABLE (retryable). Bounds the messages
+    /// held in memory to about this many times `max_recv_msg_size_mib`.
+    pub max_concurrent_requests: usize,
+    /// Time a request's message may take to arrive, from its headers to the
+    /// end of its stream; a stalled stream is answered DEADLINE_EXCEEDED.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
 }
 
 impl Default for GrpcReceiverConfig {
@@ -87,6 +98,9 @@ impl Default for GrpcReceiverConfig {
             max_recv_msg_size_mib: 4,
             auth_token: None,
             tls: None,
+            max_concurrent_streams: 100,
+            max_concurrent_requests: 64,
+            read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -354,6 +368,18 @@ impl Config {
                     "receivers.otlp.protocols.grpc.max_recv_msg_size_mib must be > 0".into(),
                 );
             }
+            positive(
+                "receivers.otlp.protocols.grpc.max_concurrent_streams",
+                grpc.max_concurrent_streams as usize,
+            )?;
+            positive(
+                "receivers.otlp.protocols.grpc.max_concurrent_requests",
+                grpc.max_concurrent_requests,
+            )?;
+            positive_duration(
+                "receivers.otlp.protocols.grpc.read_timeout",
+                grpc.read_timeout,
+            )?;
             if let Some(tls) = &grpc.tls {
                 crate::receiver::tls::load("receivers.otlp.protocols.grpc.tls", tls)?;
             }
@@ -443,6 +469,20 @@ fn strip_location(message: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+fn positive(key: &str, value: usize) -> Result<(), String> {
+    if value == 0 {
+        return Err(format!("{key} must be > 0"));
+    }
+    Ok(())
+}
+
+fn positive_duration(key: &str, value: Duration) -> Result<(), String> {
+    if value.is_zero() {
+        return Err(format!("{key} must be > 0"));
+    }
+    Ok(())
+}
 
 fn check_endpoint(key: &str, endpoint: &str) -> Result<(), String> {
     let ok = endpoint

@@ -8,6 +8,8 @@
 //! | undecodable message (checked by `wire::validate_logs_request` and `validate_trace_request` for logs and traces, prost for metrics) | INTERNAL, as tonic's generated servers answer | no |
 //! | missing or wrong bearer token (when configured) | UNAUTHENTICATED | no |
 //! | queue full, shutting down | UNAVAILABLE with `RetryInfo` | yes |
+//! | more than `max_concurrent_requests` in flight | UNAVAILABLE with `RetryInfo` | yes |
+//! | message not received within `read_timeout` | DEADLINE_EXCEEDED | yes |
 //!
 //! gzip and zstd request compression are accepted. Every refusal is counted
 //! in `gardener_receiver_refused_requests_total{transport="grpc",reason}`;

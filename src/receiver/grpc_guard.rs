@@ -1,5 +1,6 @@
 //! The OTLP/gRPC receiver's door: a tower layer around every request that
-//! counts every non-OK answer.
+//! bounds how many are in flight and how long a message may take to arrive,
+//! and counts every non-OK answer.
 //!
 //! Why a layer: many refusals happen inside tonic before any handler runs
 //! (an oversized, corrupt or bomb-sized compressed message, an unsupported
@@ -14,7 +15,9 @@
 //! | RESOURCE_EXHAUSTED (message or decompressed message over the limit) | `too_large` |
 //! | UNIMPLEMENTED with `grpc-accept-encoding` (unsupported `grpc-encoding`) | `unsupported_encoding` |
 //! | UNIMPLEMENTED otherwise (unknown service or method) | `unknown_path` |
+//! | DEADLINE_EXCEEDED: the message did not arrive within `read_timeout` | `timeout` |
 //! | the request stream failed (reset, connection error) | `read_error` |
+//! | UNAVAILABLE: more than `max_concurrent_requests` in flight | `concurrency_limit` (counted here, when refused) |
 //! | UNAVAILABLE from the pipeline, UNAUTHENTICATED | counted where refused (`Ingest`, `BearerAuth`), not here |
 //!
 //! A client that gives up on its own deadline (`grpc-timeout`) is answered
@@ -25,21 +28,31 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tonic::{Code, Status};
 
 use crate::telemetry;
 
-/// Builds [`Guard`]s.
-#[derive(Clone, Default)]
-pub struct GuardLayer;
+/// Builds [`Guard`]s sharing one in-flight bound.
+#[derive(Clone)]
+pub struct GuardLayer {
+    in_flight: Arc<Semaphore>,
+    read_timeout: Duration,
+}
 
 impl GuardLayer {
-    pub fn new() -> Self {
-        Self
+    /// At most `max_concurrent_requests` requests in flight over all
+    /// connections; each message must arrive within `read_timeout`.
+    pub fn new(max_concurrent_requests: usize, read_timeout: Duration) -> Self {
+        Self {
+            in_flight: Arc::new(Semaphore::new(max_concurrent_requests)),
+            read_timeout,
+        }
     }
 }
 
@@ -47,7 +60,11 @@ impl<S> tower::Layer<S> for GuardLayer {
     type Service = Guard<S>;
 
     fn layer(&self, inner: S) -> Guard<S> {
-        Guard { inner }
+        Guard {
+            inner,
+            in_flight: self.in_flight.clone(),
+            read_timeout: self.read_timeout,
+        }
     }
 }
 
@@ -55,10 +72,13 @@ impl<S> tower::Layer<S> for GuardLayer {
 #[derive(Clone)]
 pub struct Guard<S> {
     inner: S,
+    in_flight: Arc<Semaphore>,
+    read_timeout: Duration,
 }
 
-/// What happened to a request's stream, as [`WatchedBody`] saw it.
+/// What happened to a request's stream, as [`DeadlineBody`] saw it.
 const STREAM_OK: u8 = 0;
+const STREAM_TIMED_OUT: u8 = 1;
 const STREAM_FAILED: u8 = 2;
 
 impl<S, ResBody> tower::Service<http::Request<Body>> for Guard<S>
@@ -78,28 +98,43 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            count("concurrency_limit");
+            let status = super::grpc::unavailable_with_retry_info(
+                "collector has too many requests in flight, retry later",
+            );
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        };
         let stream = Arc::new(AtomicU8::new(STREAM_OK));
         let request = request.map(|body| {
-            Body::new(WatchedBody {
+            Body::new(DeadlineBody {
                 inner: body,
+                deadline: Box::pin(tokio::time::sleep(self.read_timeout)),
+                read_timeout: self.read_timeout,
                 stream: stream.clone(),
             })
         });
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
+            // The message was received and handled: the answer is small.
+            drop(permit);
             Ok(counted(response, stream.load(Ordering::Relaxed)))
         })
     }
 }
 
-/// A request body that records in `stream` whether it failed.
-struct WatchedBody {
+/// A request body that fails with DEADLINE_EXCEEDED once `read_timeout`
+/// has passed (tonic answers with that status and the stream is reset),
+/// and records what happened to it in `stream`.
+struct DeadlineBody {
     inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    read_timeout: Duration,
     stream: Arc<AtomicU8>,
 }
 
-impl HttpBody for WatchedBody {
+impl HttpBody for DeadlineBody {
     type Data = Bytes;
     type Error = Status;
 
@@ -113,6 +148,13 @@ impl HttpBody for WatchedBody {
                 this.stream.store(STREAM_FAILED, Ordering::Relaxed);
             }
             return Poll::Ready(frame);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.stream.store(STREAM_TIMED_OUT, Ordering::Relaxed);
+            return Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
+                "the request message did not arrive within {:?}",
+                this.read_timeout
+            )))));
         }
         Poll::Pending
     }
@@ -169,8 +211,10 @@ fn refusal_reason(headers: &http::HeaderMap, stream: u8) -> Option<&'static str>
     if code == Code::Ok {
         return None;
     }
-    if stream == STREAM_FAILED {
-        return Some("read_error");
+    match stream {
+        STREAM_TIMED_OUT => return Some("timeout"),
+        STREAM_FAILED => return Some("read_error"),
+        _ => {}
     }
     Some(match code {
         // Counted by `GrpcReceiver::submit` (with the pipeline's reason)
@@ -183,6 +227,7 @@ fn refusal_reason(headers: &http::HeaderMap, stream: u8) -> Option<&'static str>
             "unsupported_encoding"
         }
         Code::Unimplemented => "unknown_path",
+        Code::DeadlineExceeded => "timeout",
         _ => "read_error",
     })
 }
@@ -236,6 +281,7 @@ mod tests {
             Some("unsupported_encoding")
         );
         assert_eq!(reason(&[("grpc-status", "12")]), Some("unknown_path"));
+        assert_eq!(reason(&[("grpc-status", "4")]), Some("timeout"));
         assert_eq!(reason(&[("grpc-status", "14")]), None);
         assert_eq!(reason(&[("grpc-status", "16")]), None);
         assert_eq!(reason(&[("grpc-status", "2")]), Some("read_error"));
@@ -244,9 +290,10 @@ mod tests {
     #[test]
     fn the_stream_decides_over_the_status() {
         let internal = headers(&[("grpc-status", "13")]);
+        assert_eq!(refusal_reason(&internal, STREAM_TIMED_OUT), Some("timeout"));
         assert_eq!(refusal_reason(&internal, STREAM_FAILED), Some("read_error"));
         let ok = headers(&[("grpc-status", "0")]);
-        assert_eq!(refusal_reason(&ok, STREAM_FAILED), None);
+        assert_eq!(refusal_reason(&ok, STREAM_TIMED_OUT), None);
     }
 
     #[test]
