@@ -211,14 +211,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ingest: ingest.clone(),
             max_body: http_config.max_request_body_size,
             auth_token: http_config.auth_token.as_deref().map(Arc::from),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                http_config.max_concurrent_requests,
+            )),
+            read_timeout: http_config.read_timeout,
         });
+        let read_header_timeout = http_config.read_header_timeout;
         let stop = stop_receivers.clone();
         readiness.receiver_listening();
         tracing::info!(endpoint = %http_config.endpoint, "OTLP/HTTP receiver listening");
         receiver_tasks.push(tokio::spawn(async move {
-            tls::serve_http(listener, router, tls, stop.cancelled_owned())
-                .await
-                .context("OTLP/HTTP receiver failed")
+            tls::serve_http(
+                listener,
+                router,
+                tls,
+                read_header_timeout,
+                stop.cancelled_owned(),
+            )
+            .await
+            .context("OTLP/HTTP receiver failed")
         }));
     }
     drop(ingest);

@@ -117,6 +117,20 @@ pub struct HttpReceiverConfig {
     pub auth_token: Option<String>,
     /// Optional TLS (and mutual TLS with `client_ca_file`).
     pub tls: Option<ReceiverTlsConfig>,
+    /// Time a client may take to send a request's headers, counted from
+    /// the connection's start or the end of the previous response, so it is
+    /// also how long an idle keep-alive connection stays open (as in Go's
+    /// net/http when `IdleTimeout` is unset).
+    #[serde(with = "humantime_serde")]
+    pub read_header_timeout: Duration,
+    /// Time a request's body may take to arrive once its headers are in;
+    /// a slower body is answered 408 and its connection closed.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// Requests being received or handled at once, over all connections;
+    /// more are refused with 503 + `Retry-After`. Bounds the bodies held in
+    /// memory to about this many times `max_request_body_size`.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for HttpReceiverConfig {
@@ -126,6 +140,9 @@ impl Default for HttpReceiverConfig {
             max_request_body_size: 20 * 1024 * 1024,
             auth_token: None,
             tls: None,
+            read_header_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 64,
         }
     }
 }
@@ -391,6 +408,18 @@ impl Config {
                     "receivers.otlp.protocols.http.max_request_body_size must be > 0".into(),
                 );
             }
+            positive(
+                "receivers.otlp.protocols.http.max_concurrent_requests",
+                http.max_concurrent_requests,
+            )?;
+            positive_duration(
+                "receivers.otlp.protocols.http.read_header_timeout",
+                http.read_header_timeout,
+            )?;
+            positive_duration(
+                "receivers.otlp.protocols.http.read_timeout",
+                http.read_timeout,
+            )?;
             if let Some(tls) = &http.tls {
                 crate::receiver::tls::load("receivers.otlp.protocols.http.tls", tls)?;
             }

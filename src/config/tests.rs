@@ -163,9 +163,13 @@ fn receiver_timeouts_and_limits_have_defaults_and_are_checked() {
     assert_eq!(grpc.max_concurrent_streams, 100);
     assert_eq!(grpc.max_concurrent_requests, 64);
     assert_eq!(grpc.read_timeout, Duration::from_secs(30));
+    let http = p.http.as_ref().unwrap();
+    assert_eq!(http.read_header_timeout, Duration::from_secs(10));
+    assert_eq!(http.read_timeout, Duration::from_secs(30));
+    assert_eq!(http.max_concurrent_requests, 64);
 
     let config = parse(
-        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        read_timeout: 250ms\n        max_concurrent_streams: 8\n",
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        read_timeout: 250ms\n        max_concurrent_streams: 8\n      http:\n        read_header_timeout: 2s\n        max_concurrent_requests: 3\n",
     )
     .unwrap();
     let p = &config.receivers.otlp.protocols;
@@ -174,11 +178,20 @@ fn receiver_timeouts_and_limits_have_defaults_and_are_checked() {
         Duration::from_millis(250)
     );
     assert_eq!(p.grpc.as_ref().unwrap().max_concurrent_streams, 8);
+    assert_eq!(
+        p.http.as_ref().unwrap().read_header_timeout,
+        Duration::from_secs(2)
+    );
+    assert_eq!(p.http.as_ref().unwrap().max_concurrent_requests, 3);
 
     for (text, key) in [
         (
             "receivers:\n  otlp:\n    protocols:\n      grpc:\n        read_timeout: 0s\n",
             "receivers.otlp.protocols.grpc.read_timeout",
+        ),
+        (
+            "receivers:\n  otlp:\n    protocols:\n      http:\n        read_timeout: 0s\n",
+            "receivers.otlp.protocols.http.read_timeout",
         ),
         (
             "receivers:\n  otlp:\n    protocols:\n      grpc:\n        max_concurrent_requests: 0\n",
