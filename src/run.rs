@@ -21,6 +21,7 @@ use crate::pipeline::ingest::Ingest;
 use crate::pipeline::memory::MemoryLimiter;
 use crate::pipeline::{exporters, persistent, queue, stage};
 use crate::receiver::grpc::{self, GrpcReceiver};
+use crate::receiver::grpc_guard::GuardLayer;
 use crate::receiver::http::{self, HttpReceiver};
 use crate::receiver::tls;
 use crate::telemetry;
@@ -162,15 +163,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let guard = GuardLayer::new(
+            grpc_config.max_concurrent_requests,
+            grpc_config.read_timeout,
+        );
+        let max_concurrent_streams = grpc_config.max_concurrent_streams;
         let stop = stop_receivers.clone();
         readiness.receiver_listening();
         tracing::info!(endpoint = %grpc_config.endpoint, "OTLP/gRPC receiver listening");
         receiver_tasks.push(tokio::spawn(async move {
             let server = tonic::transport::Server::builder()
                 .max_frame_size(Some(GRPC_MAX_FRAME_BYTES))
-                .layer(tower::util::MapResponseLayer::new(
-                    grpc::oversized_is_resource_exhausted,
-                ))
+                .max_concurrent_streams(Some(max_concurrent_streams))
+                .layer(guard)
                 .add_routes(routes);
             match tls {
                 // Our own acceptor, so that failed handshakes are counted.
@@ -206,14 +211,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ingest: ingest.clone(),
             max_body: http_config.max_request_body_size,
             auth_token: http_config.auth_token.as_deref().map(Arc::from),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                http_config.max_concurrent_requests,
+            )),
+            read_timeout: http_config.read_timeout,
         });
+        let read_header_timeout = http_config.read_header_timeout;
         let stop = stop_receivers.clone();
         readiness.receiver_listening();
         tracing::info!(endpoint = %http_config.endpoint, "OTLP/HTTP receiver listening");
         receiver_tasks.push(tokio::spawn(async move {
-            tls::serve_http(listener, router, tls, stop.cancelled_owned())
-                .await
-                .context("OTLP/HTTP receiver failed")
+            tls::serve_http(
+                listener,
+                router,
+                tls,
+                read_header_timeout,
+                stop.cancelled_owned(),
+            )
+            .await
+            .context("OTLP/HTTP receiver failed")
         }));
     }
     drop(ingest);

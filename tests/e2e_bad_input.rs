@@ -1191,3 +1191,97 @@ fn bodies_of_empty_messages_are_refused_before_they_are_decoded() {
     let reply = post(&c, "/v1/logs", &[("content-type", JSON)], body.into_bytes());
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
+
+/// What a raw gRPC call sends and what it must get: what it is, the path,
+/// extra headers, the body (frames), the status, the counted reason.
+type RawCase<'a> = (
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    Vec<u8>,
+    tonic::Code,
+    &'a str,
+);
+
+/// Every non-OK answer to a gRPC export is counted once in
+/// `gardener_receiver_refused_requests_total{transport="grpc"}`, under the
+/// reason HTTP uses for the same fault, including the refusals tonic makes
+/// before a handler runs (corrupt or bomb-sized compression, unsupported
+/// `grpc-encoding`, a compressed flag without one, a truncated frame).
+#[test]
+fn grpc_refusals_are_counted_once_by_reason() {
+    use support::grpc_raw::{self, frame, Connection};
+    let c = Collector::start();
+    let valid = logs_request("counted", 2, "fine").encode_to_vec();
+    let zeros = vec![0u8; 8 * MIB];
+    let gzip_bomb = gzip(&zeros);
+    let zstd_bomb = zstd::encode_all(&zeros[..], 3).unwrap();
+    let mut truncated_frame = frame(&valid, false);
+    truncated_frame[1..5].copy_from_slice(&(valid.len() as u32 + 100).to_be_bytes());
+    let mut declared_huge = frame(&valid, false);
+    declared_huge[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+    let logs = grpc_raw::LOGS_EXPORT;
+    let gz: &[(&str, &str)] = &[("grpc-encoding", "gzip")];
+    let zs: &[(&str, &str)] = &[("grpc-encoding", "zstd")];
+    let br: &[(&str, &str)] = &[("grpc-encoding", "br")];
+    #[rustfmt::skip]
+    let cases: Vec<RawCase> = vec![
+        ("truncated logs", logs, &[], frame(&valid[..valid.len() - 4], false), tonic::Code::Internal, "malformed"),
+        ("wrong wire type", logs, &[], frame(&[0x08, 0x05], false), tonic::Code::Internal, "malformed"),
+        ("invalid UTF-8", logs, &[], frame(&logs_request_with_body(&field(1, b"\xff\xfe")), false), tonic::Code::Internal, "malformed"),
+        ("deep nesting", logs, &[], frame(&logs_request_with_body(&nested_kvlist(5000)), false), tonic::Code::Internal, "malformed"),
+        ("garbage traces", grpc_raw::TRACES_EXPORT, &[], frame(b"\xff\xff\xff\xff\xff\x0f", false), tonic::Code::Internal, "malformed"),
+        ("truncated metrics", grpc_raw::METRICS_EXPORT, &[], frame(b"\x0a\x10abc", false), tonic::Code::Internal, "malformed"),
+        ("corrupt gzip", logs, gz, frame(b"\x1f\x8b\x08\x00junkjunk", true), tonic::Code::Internal, "malformed"),
+        ("corrupt zstd", logs, zs, frame(b"\x28\xb5\x2f\xfdjunkjunk", true), tonic::Code::Internal, "malformed"),
+        ("compressed flag, no encoding", logs, &[], frame(&gzip(&valid), true), tonic::Code::Internal, "malformed"),
+        ("frame length past the data", logs, &[], truncated_frame, tonic::Code::Internal, "malformed"),
+        ("gzip bomb", logs, gz, frame(&gzip_bomb, true), tonic::Code::ResourceExhausted, "too_large"),
+        ("zstd bomb, metrics", grpc_raw::METRICS_EXPORT, zs, frame(&zstd_bomb, true), tonic::Code::ResourceExhausted, "too_large"),
+        ("declared 4 GiB", logs, &[], declared_huge, tonic::Code::ResourceExhausted, "too_large"),
+        ("grpc-encoding br", logs, br, frame(&valid, true), tonic::Code::Unimplemented, "unsupported_encoding"),
+        ("unknown method", "/opentelemetry.proto.collector.logs.v1.LogsService/Nope", &[], frame(&valid, false), tonic::Code::Unimplemented, "unknown_path"),
+        ("valid", logs, &[], frame(&valid, false), tonic::Code::Ok, ""),
+        ("valid gzip", logs, gz, frame(&gzip(&valid), true), tonic::Code::Ok, ""),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answers = runtime.block_on(async {
+        let mut answers = Vec::new();
+        for (_, path, headers, body, _, _) in &cases {
+            // A connection each: a refusal may reset the stream mid-upload.
+            let mut connection = Connection::open(c.grpc_addr()).await;
+            answers.push(connection.call(path, headers, body.clone()).await);
+        }
+        answers
+    });
+    let mut expected: std::collections::BTreeMap<&str, f64> = Default::default();
+    for ((what, _, _, _, code, reason), answer) in cases.iter().zip(&answers) {
+        assert_eq!(answer.code, *code, "{what}: {answer:?}");
+        if !reason.is_empty() {
+            *expected.entry(reason).or_default() += 1.0;
+        }
+    }
+    c.expect_counter(RECORDS, &[("signal", "logs"), ("service", "counted")], 4.0);
+    for (reason, count) in &expected {
+        c.expect_counter(
+            REFUSED_REQUESTS,
+            &[("transport", "grpc"), ("reason", reason)],
+            *count,
+        );
+    }
+    // Nothing counted twice or under another reason.
+    let text = c.metrics();
+    let grpc: Vec<_> = support::samples(&text, REFUSED_REQUESTS)
+        .into_iter()
+        .filter(|(labels, _)| labels.contains(&("transport".into(), "grpc".into())))
+        .collect();
+    let total: f64 = grpc.iter().map(|(_, v)| v).sum();
+    assert_eq!(
+        total,
+        expected.values().sum::<f64>(),
+        "gRPC refusals: {grpc:?}"
+    );
+}

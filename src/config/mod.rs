@@ -78,6 +78,17 @@ pub struct GrpcReceiverConfig {
     pub auth_token: Option<String>,
     /// Optional TLS (and mutual TLS with `client_ca_file`).
     pub tls: Option<ReceiverTlsConfig>,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may
+    /// have open at once (the Collector's `max_concurrent_streams`).
+    pub max_concurrent_streams: u32,
+    /// Requests being received or handled at once, over all connections;
+    /// more are refused with UNAVAILABLE (retryable). Bounds the messages
+    /// held in memory to about this many times `max_recv_msg_size_mib`.
+    pub max_concurrent_requests: usize,
+    /// Time a request's message may take to arrive, from its headers to the
+    /// end of its stream; a stalled stream is answered DEADLINE_EXCEEDED.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
 }
 
 impl Default for GrpcReceiverConfig {
@@ -87,6 +98,9 @@ impl Default for GrpcReceiverConfig {
             max_recv_msg_size_mib: 4,
             auth_token: None,
             tls: None,
+            max_concurrent_streams: 100,
+            max_concurrent_requests: 64,
+            read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -103,6 +117,20 @@ pub struct HttpReceiverConfig {
     pub auth_token: Option<String>,
     /// Optional TLS (and mutual TLS with `client_ca_file`).
     pub tls: Option<ReceiverTlsConfig>,
+    /// Time a client may take to send a request's headers, counted from
+    /// the connection's start or the end of the previous response, so it is
+    /// also how long an idle keep-alive connection stays open (as in Go's
+    /// net/http when `IdleTimeout` is unset).
+    #[serde(with = "humantime_serde")]
+    pub read_header_timeout: Duration,
+    /// Time a request's body may take to arrive once its headers are in;
+    /// a slower body is answered 408 and its connection closed.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// Requests being received or handled at once, over all connections;
+    /// more are refused with 503 + `Retry-After`. Bounds the bodies held in
+    /// memory to about this many times `max_request_body_size`.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for HttpReceiverConfig {
@@ -112,6 +140,9 @@ impl Default for HttpReceiverConfig {
             max_request_body_size: 20 * 1024 * 1024,
             auth_token: None,
             tls: None,
+            read_header_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 64,
         }
     }
 }
@@ -354,6 +385,18 @@ impl Config {
                     "receivers.otlp.protocols.grpc.max_recv_msg_size_mib must be > 0".into(),
                 );
             }
+            positive(
+                "receivers.otlp.protocols.grpc.max_concurrent_streams",
+                grpc.max_concurrent_streams as usize,
+            )?;
+            positive(
+                "receivers.otlp.protocols.grpc.max_concurrent_requests",
+                grpc.max_concurrent_requests,
+            )?;
+            positive_duration(
+                "receivers.otlp.protocols.grpc.read_timeout",
+                grpc.read_timeout,
+            )?;
             if let Some(tls) = &grpc.tls {
                 crate::receiver::tls::load("receivers.otlp.protocols.grpc.tls", tls)?;
             }
@@ -365,6 +408,18 @@ impl Config {
                     "receivers.otlp.protocols.http.max_request_body_size must be > 0".into(),
                 );
             }
+            positive(
+                "receivers.otlp.protocols.http.max_concurrent_requests",
+                http.max_concurrent_requests,
+            )?;
+            positive_duration(
+                "receivers.otlp.protocols.http.read_header_timeout",
+                http.read_header_timeout,
+            )?;
+            positive_duration(
+                "receivers.otlp.protocols.http.read_timeout",
+                http.read_timeout,
+            )?;
             if let Some(tls) = &http.tls {
                 crate::receiver::tls::load("receivers.otlp.protocols.http.tls", tls)?;
             }
@@ -443,6 +498,20 @@ fn strip_location(message: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+fn positive(key: &str, value: usize) -> Result<(), String> {
+    if value == 0 {
+        return Err(format!("{key} must be > 0"));
+    }
+    Ok(())
+}
+
+fn positive_duration(key: &str, value: Duration) -> Result<(), String> {
+    if value.is_zero() {
+        return Err(format!("{key} must be > 0"));
+    }
+    Ok(())
+}
 
 fn check_endpoint(key: &str, endpoint: &str) -> Result<(), String> {
     let ok = endpoint

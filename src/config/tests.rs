@@ -154,3 +154,51 @@ fn bad_persistent_queue_values_name_their_key() {
             .unwrap_err();
     assert!(err.to_string().contains("unknown field `fsync`"), "{err}");
 }
+
+#[test]
+fn receiver_timeouts_and_limits_have_defaults_and_are_checked() {
+    let config = parse("").unwrap();
+    let p = &config.receivers.otlp.protocols;
+    let grpc = p.grpc.as_ref().unwrap();
+    assert_eq!(grpc.max_concurrent_streams, 100);
+    assert_eq!(grpc.max_concurrent_requests, 64);
+    assert_eq!(grpc.read_timeout, Duration::from_secs(30));
+    let http = p.http.as_ref().unwrap();
+    assert_eq!(http.read_header_timeout, Duration::from_secs(10));
+    assert_eq!(http.read_timeout, Duration::from_secs(30));
+    assert_eq!(http.max_concurrent_requests, 64);
+
+    let config = parse(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        read_timeout: 250ms\n        max_concurrent_streams: 8\n      http:\n        read_header_timeout: 2s\n        max_concurrent_requests: 3\n",
+    )
+    .unwrap();
+    let p = &config.receivers.otlp.protocols;
+    assert_eq!(
+        p.grpc.as_ref().unwrap().read_timeout,
+        Duration::from_millis(250)
+    );
+    assert_eq!(p.grpc.as_ref().unwrap().max_concurrent_streams, 8);
+    assert_eq!(
+        p.http.as_ref().unwrap().read_header_timeout,
+        Duration::from_secs(2)
+    );
+    assert_eq!(p.http.as_ref().unwrap().max_concurrent_requests, 3);
+
+    for (text, key) in [
+        (
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        read_timeout: 0s\n",
+            "receivers.otlp.protocols.grpc.read_timeout",
+        ),
+        (
+            "receivers:\n  otlp:\n    protocols:\n      http:\n        read_timeout: 0s\n",
+            "receivers.otlp.protocols.http.read_timeout",
+        ),
+        (
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        max_concurrent_requests: 0\n",
+            "receivers.otlp.protocols.grpc.max_concurrent_requests",
+        ),
+    ] {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(key), "{err}");
+    }
+}

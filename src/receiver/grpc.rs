@@ -8,8 +8,12 @@
 //! | undecodable message (checked by `wire::validate_logs_request` and `validate_trace_request` for logs and traces, prost for metrics) | INTERNAL, as tonic's generated servers answer | no |
 //! | missing or wrong bearer token (when configured) | UNAUTHENTICATED | no |
 //! | queue full, shutting down | UNAVAILABLE with `RetryInfo` | yes |
+//! | more than `max_concurrent_requests` in flight | UNAVAILABLE with `RetryInfo` | yes |
+//! | message not received within `read_timeout` | DEADLINE_EXCEEDED | yes |
 //!
-//! gzip and zstd request compression are accepted.
+//! gzip and zstd request compression are accepted. Every refusal is counted
+//! in `gardener_receiver_refused_requests_total{transport="grpc",reason}`;
+//! `grpc_guard` counts those that tonic answers before a handler runs.
 
 use std::sync::Arc;
 
@@ -29,7 +33,6 @@ use tonic::{Request, Response, Status};
 use super::grpc_encoded::{self, EncodedServer};
 use super::RETRY_AFTER;
 use crate::pipeline::ingest::Ingest;
-use crate::pipeline::queue::Refusal;
 use crate::telemetry;
 
 /// One value implements all three OTLP services.
@@ -43,14 +46,13 @@ impl GrpcReceiver {
         self.ingest.submit(payload, size).await.map(|_| ()).map_err(|refusal| {
             metrics::counter!(telemetry::REFUSED_REQUESTS, "transport" => "grpc", "reason" => refusal.as_str())
                 .increment(1);
-            unavailable(refusal)
+            unavailable_with_retry_info(refusal.message())
         })
     }
 }
 
 /// UNAVAILABLE with a `google.rpc.RetryInfo` detail, which OTLP clients honour.
-fn unavailable(refusal: Refusal) -> Status {
-    let message = refusal.message();
+pub(super) fn unavailable_with_retry_info(message: &str) -> Status {
     let retry = rpc::RetryInfo {
         retry_delay: Some(prost_types::Duration {
             seconds: RETRY_AFTER.as_secs() as i64,
@@ -128,48 +130,4 @@ pub fn routes(
     tonic::service::Routes::new(InterceptedService::new(logs, auth.clone()))
         .add_service(InterceptedService::new(traces, auth.clone()))
         .add_service(InterceptedService::new(metrics, auth))
-}
-
-/// Rewrites tonic's answer to an oversized message. tonic's decoder refuses
-/// it with OUT_OF_RANGE, which the OTLP specification lists as retryable, so
-/// a client would resend a message that can never be accepted. OTLP clients
-/// do not retry RESOURCE_EXHAUSTED without `RetryInfo`, which is the answer
-/// we want. The refusal happens inside tonic before any handler runs, so the
-/// status is rewritten on the way out: in the headers of a trailers-only
-/// response, or in the trailers.
-pub fn oversized_is_resource_exhausted<B>(
-    response: http::Response<B>,
-) -> http::Response<tonic::body::Body>
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<tonic::codegen::StdError>,
-{
-    let (mut parts, body) = response.into_parts();
-    rewrite_oversized(&mut parts.headers);
-    let body = http_body_util::BodyExt::map_frame(body, |mut frame| {
-        if let Some(trailers) = frame.trailers_mut() {
-            rewrite_oversized(trailers);
-        }
-        frame
-    });
-    http::Response::from_parts(parts, tonic::body::Body::new(body))
-}
-
-fn rewrite_oversized(headers: &mut http::HeaderMap) {
-    let oversized = headers.get("grpc-status").is_some_and(|v| v == "11")
-        && headers
-            .get("grpc-message")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|m| {
-                m.contains("message%20length%20too%20large")
-                    || m.contains("message length too large")
-            });
-    if oversized {
-        headers.insert(
-            "grpc-status",
-            http::HeaderValue::from(tonic::Code::ResourceExhausted as i32),
-        );
-        metrics::counter!(telemetry::REFUSED_REQUESTS, "transport" => "grpc", "reason" => "too_large")
-            .increment(1);
-    }
 }

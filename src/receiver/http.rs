@@ -8,12 +8,15 @@
 //! | body larger than `max_request_body_size` (before or after decompression) | 413 | no |
 //! | `Content-Type` not protobuf or JSON; unknown `Content-Encoding` | 415 | no |
 //! | queue full, shutting down | 503 with `Retry-After` | yes |
+//! | more than `max_concurrent_requests` in flight (`concurrency_limit`) | 503 with `Retry-After` | yes |
+//! | body not received within `read_timeout` (`timeout`; the connection is closed) | 408 | no |
 //! | wrong method / unknown path | 405 / 404 | no |
 //!
 //! Error bodies are a `google.rpc.Status` in the request's encoding, as the
 //! OTLP specification asks, and never echo record content back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -35,6 +38,7 @@ use gardener_proto::wire;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
 
 use super::decompress::{decompress, DecompressError, Encoding};
 use super::{otlp_json, RETRY_AFTER};
@@ -47,6 +51,11 @@ pub struct HttpReceiver {
     pub ingest: Ingest,
     pub max_body: usize,
     pub auth_token: Option<Arc<str>>,
+    /// One permit per request being received or handled
+    /// (`max_concurrent_requests`), shared by all connections.
+    pub in_flight: Arc<Semaphore>,
+    /// How long a body may take to arrive once the headers are in.
+    pub read_timeout: Duration,
 }
 
 /// Request and response body format, from `Content-Type`.
@@ -234,6 +243,12 @@ impl Refuse {
                 HeaderValue::from(RETRY_AFTER.as_secs()),
             );
         }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still be on its way.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -270,6 +285,16 @@ where
             "Content-Type must be application/x-protobuf or application/json",
         )
         .into_response(Format::Json);
+    };
+    // Held until the answer: bounds the bodies in memory, read or being read.
+    let Ok(_permit) = receiver.in_flight.clone().try_acquire_owned() else {
+        return Refuse::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            tonic::Code::Unavailable,
+            "concurrency_limit",
+            "collector has too many requests in flight, retry later",
+        )
+        .into_response(format);
     };
     let received = receive(&receiver, &headers, body).await.and_then(|data| {
         let size = data.len();
@@ -345,9 +370,23 @@ async fn receive(
             format!("request body exceeds {} bytes", receiver.max_body),
         )
     };
-    let raw = Limited::new(body, receiver.max_body)
-        .collect()
-        .await
+    let read = tokio::time::timeout(
+        receiver.read_timeout,
+        Limited::new(body, receiver.max_body).collect(),
+    )
+    .await
+    .map_err(|_| {
+        Refuse::new(
+            StatusCode::REQUEST_TIMEOUT,
+            tonic::Code::DeadlineExceeded,
+            "timeout",
+            format!(
+                "request body not received within {:?}",
+                receiver.read_timeout
+            ),
+        )
+    })?;
+    let raw = read
         .map_err(|e| {
             if e.downcast_ref::<LengthLimitError>().is_some() {
                 too_large()

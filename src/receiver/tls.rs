@@ -134,29 +134,70 @@ impl LoadedTls {
 }
 
 /// Serves the HTTP receiver's router on `listener`, over TLS when `tls` is
-/// set, until `shutdown` completes.
+/// set, until `shutdown` completes; then lets the requests in progress
+/// finish.
+///
+/// HTTP/1.1 only (as the TLS ALPN says), with hyper's header read timeout:
+/// a client that does not complete a request's headers within
+/// `read_header_timeout`, counted from the connection's start or the end of
+/// the previous response, is disconnected. So a connection that never
+/// sends a request, trickles its headers, or stays idle between requests
+/// does not stay open. (`axum::serve` sets no timer, so no such timeout.)
 pub async fn serve_http(
     listener: TcpListener,
     router: Router,
     tls: Option<LoadedTls>,
+    read_header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     match tls {
         Some(tls) => {
             let listener = TlsListener::new(listener, tls.server_config, "http");
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
+            serve_connections(listener, router, read_header_timeout, shutdown).await
         }
         None => {
             let listener = listener.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
             });
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
+            serve_connections(listener, router, read_header_timeout, shutdown).await
         }
     }
+}
+
+async fn serve_connections<L>(
+    mut listener: L,
+    router: Router,
+    read_header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(read_header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, _peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "OTLP/HTTP connection ended with an error");
+            }
+        });
+    }
+    // Stop accepting, then wait for the connections: idle ones close at
+    // once, the others after their request.
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// A TLS listener for `axum::serve`. Connections are accepted by a

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod downstream;
+pub mod grpc_raw;
 
 use std::fs::File;
 use std::io::Read;
