@@ -370,6 +370,143 @@ mod tests {
         }
     }
 
+    /// Spans signed by their exception event and spans named by their
+    /// `http.route` are signed alike on the decoded and the encoded path:
+    /// the same templates written into the spans, the same tally (samples
+    /// included).
+    #[test]
+    fn exceptions_and_routes_of_spans_sign_alike_on_both_paths() {
+        use crate::{Processor, ProcessorConfig};
+        use gardener_proto::build::{int, key_value as kv, string};
+        use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+        use gardener_proto::otlp::common::v1::any_value::Value;
+        use gardener_proto::otlp::resource::v1::Resource;
+        use gardener_proto::otlp::trace::v1::span::Event;
+        use gardener_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+        use gardener_proto::prost::Message;
+
+        let span = |name: &str, route: Option<&str>, exception: Option<(&str, &str)>| Span {
+            name: name.into(),
+            kind: 2,
+            attributes: route
+                .map(|r| {
+                    vec![
+                        kv("http.request.method", string("POST")),
+                        kv("http.route", string(r)),
+                        kv("http.response.status_code", int(500)),
+                    ]
+                })
+                .unwrap_or_default(),
+            status: Some(Status {
+                code: 2,
+                message: String::new(),
+            }),
+            events: exception
+                .map(|(t, m)| Event {
+                    name: "exception".into(),
+                    attributes: vec![
+                        kv("exception.type", string(t)),
+                        kv("exception.message", string(m)),
+                    ],
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let spans = vec![
+            span(
+                "work",
+                None,
+                Some(("RuntimeError", "pool exhausted after 30 s")),
+            ),
+            span(
+                "work",
+                None,
+                Some(("RuntimeError", "redis unreachable at 10.0.0.5:6379")),
+            ),
+            span("work", None, Some(("ValueError", "bad input 7"))),
+            span("POST /api/threads/{id}", Some("/api/threads/{id}"), None),
+            span(
+                "POST /api/billing/invoices/{id}",
+                Some("/api/billing/invoices/{id}"),
+                None,
+            ),
+            span(
+                "POST /api/agents/{agent_id}/run",
+                Some("/api/agents/{agent_id}/run"),
+                Some(("TimeoutError", "agent took 30s")),
+            ),
+        ];
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", string("api"))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let processor = Processor::new(&ProcessorConfig::default()).unwrap();
+        let mut decoded = request.clone();
+        let mut decoded_tally = Tally::default();
+        processor.process_traces(&mut decoded, &mut decoded_tally);
+        let bytes = request.encode_to_vec();
+        let (mut encoded_tally, mut out) = (Tally::default(), Vec::new());
+        assert!(processor.process_traces_encoded(
+            &bytes,
+            &mut encoded_tally,
+            &mut Edits::default(),
+            &mut out
+        ));
+        let encoded = ExportTraceServiceRequest::decode(out.as_slice()).unwrap();
+        assert_eq!(encoded, decoded);
+        let mut counted = Tally::default();
+        processor.tally_traces_encoded(&bytes, &mut counted);
+        for tally in [&encoded_tally, &counted] {
+            assert_eq!(
+                format!("{:?}", tally.signatures),
+                format!("{:?}", decoded_tally.signatures)
+            );
+        }
+
+        let templates: Vec<&str> = decoded.resource_spans[0].scope_spans[0]
+            .spans
+            .iter()
+            .map(|span| {
+                let template = span
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key == attributes::TEMPLATE);
+                match template.and_then(|kv| kv.value.as_ref()?.value.as_ref()) {
+                    Some(Value::StringValue(t)) => t.as_str(),
+                    _ => panic!("unsigned: {span:?}"),
+                }
+            })
+            .collect();
+        assert_eq!(
+            templates,
+            [
+                "work: RuntimeError: pool exhausted after <duration>",
+                "work: RuntimeError: redis unreachable at <ip>",
+                "work: ValueError: bad input <num>",
+                "POST /api/threads/{id}",
+                "POST /api/billing/invoices/{id}",
+                "POST /api/agents/{agent_id}/run: TimeoutError: agent took <duration>",
+            ]
+        );
+        let samples: Vec<&str> = (decoded_tally.signatures.iter())
+            .map(|hit| hit.raw_sample.as_str())
+            .collect();
+        assert_eq!(samples[0], "work: RuntimeError: pool exhausted after 30 s");
+        assert_eq!(samples[3], "POST /api/threads/{id}");
+        assert_eq!(samples.len(), 6, "six distinct signatures");
+    }
+
     #[test]
     fn trace_context_attributes_are_the_encoded_states() {
         for state in TraceContextState::ALL {

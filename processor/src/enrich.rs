@@ -506,7 +506,7 @@ impl Processor {
                 count: 1,
                 first_seen: time,
                 last_seen: time,
-                raw_sample: view.message.to_string(),
+                raw_sample: crate::signature::sample(view).into_owned(),
                 sample_trace_id: hex_id(view.trace_id),
                 code_location: code_location(view),
                 service_version: tally.service_version(service).map(str::to_string),

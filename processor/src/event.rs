@@ -61,11 +61,19 @@ pub struct EventView<'a> {
     pub http_method: Option<Cow<'a, str>>,
     /// Route or URL (`http.route`, `url.path`, `httpRequest.requestUrl`).
     pub http_route: Option<Cow<'a, str>>,
+    /// `http_route` is an `http.route` attribute: a route template
+    /// (`/api/threads/{id}`), low-cardinality by the semantic conventions,
+    /// where a URL path carries the ids themselves.
+    pub http_route_is_template: bool,
     pub code_function: Option<Cow<'a, str>>,
     pub code_file: Option<Cow<'a, str>>,
     pub span_kind: Option<i32>,
     pub span_name: Option<&'a str>,
     pub span_status_error: bool,
+    /// The span has an `exception` event (OpenTelemetry's
+    /// `record_exception`): its exception says which error the span
+    /// failed with, where the span's name only says what it was doing.
+    pub span_exception_event: bool,
     pub time_unix_nano: u64,
     /// Raw trace and span ids (empty when absent).
     pub trace_id: &'a [u8],
@@ -150,6 +158,14 @@ pub fn as_text(v: ValueRef<'_>) -> Option<Cow<'_, str>> {
         ValueRef::Int(_) | ValueRef::Double(_) => Some(Cow::Owned(number_text(v))),
         _ => None,
     }
+}
+
+/// Whether [`as_text`] gives `v` a text (without rendering it).
+fn has_text(v: ValueRef<'_>) -> bool {
+    matches!(
+        v,
+        ValueRef::Str(_) | ValueRef::Bool(_) | ValueRef::Int(_) | ValueRef::Double(_)
+    )
 }
 
 /// The text of an int or double value ("" for any other).
@@ -321,6 +337,15 @@ impl<'a> AttrIndex<'a> {
             .filter(|s| !s.is_empty())
     }
 
+    /// The route or URL (`http.route`, else `url.path`, else
+    /// `http.target`), and whether it is the `http.route` (a template).
+    fn route(&self) -> Option<(Cow<'a, str>, bool)> {
+        let route = self.text(&[HTTP_ROUTE, URL_PATH, HTTP_TARGET])?;
+        // The first key with text wins: the route when it has text.
+        let is_template = self.slots[HTTP_ROUTE].is_some_and(|e| has_text(e.value()));
+        Some((route, is_template))
+    }
+
     fn status(&self) -> Option<u16> {
         [HTTP_RESPONSE_STATUS_CODE, HTTP_STATUS_CODE]
             .iter()
@@ -393,11 +418,13 @@ impl<'a> EventView<'a> {
             http_status: attrs.status(),
             http_method: None,
             http_route: None,
+            http_route_is_template: false,
             code_function: None,
             code_file: None,
             span_kind: None,
             span_name: None,
             span_status_error: false,
+            span_exception_event: false,
             time_unix_nano: if record.time_unix_nano != 0 {
                 record.time_unix_nano
             } else {
@@ -445,7 +472,10 @@ impl<'a> EventView<'a> {
             prefer(&mut self.exception_message, &[EXCEPTION_MESSAGE]);
             prefer(&mut self.stacktrace, &[EXCEPTION_STACKTRACE]);
             prefer(&mut self.http_method, &[HTTP_REQUEST_METHOD, HTTP_METHOD]);
-            prefer(&mut self.http_route, &[HTTP_ROUTE, URL_PATH, HTTP_TARGET]);
+            if let Some((route, is_template)) = attrs.route() {
+                self.http_route = Some(route);
+                self.http_route_is_template = is_template;
+            }
             prefer(
                 &mut self.code_function,
                 &[CODE_FUNCTION_NAME, CODE_FUNCTION],
@@ -459,6 +489,7 @@ impl<'a> EventView<'a> {
             self.stacktrace = None;
             self.http_method = None;
             self.http_route = None;
+            self.http_route_is_template = false;
             self.code_function = None;
             self.code_file = None;
         }
@@ -585,11 +616,13 @@ impl<'a> EventView<'a> {
             http_status: attrs.status(),
             http_method: None,
             http_route: None,
+            http_route_is_template: false,
             code_function: None,
             code_file: None,
             span_kind: Some(span.kind),
             span_name: Some(span.name),
             span_status_error: status_error,
+            span_exception_event: span.exception.is_some(),
             time_unix_nano: span.start_time_unix_nano,
             trace_id: span.trace_id,
             span_id: span.span_id,
@@ -621,7 +654,10 @@ impl<'a> EventView<'a> {
     ) {
         if signed(self) {
             self.http_method = attrs.text(&[HTTP_REQUEST_METHOD, HTTP_METHOD]);
-            self.http_route = attrs.text(&[HTTP_ROUTE, URL_PATH, HTTP_TARGET]);
+            if let Some((route, is_template)) = attrs.route() {
+                self.http_route = Some(route);
+                self.http_route_is_template = is_template;
+            }
             self.code_function = attrs.text(&[CODE_FUNCTION_NAME, CODE_FUNCTION]);
             self.code_file = attrs.text(&[CODE_FILE_PATH, CODE_FILEPATH]);
         }
@@ -664,6 +700,7 @@ mod tests {
         assert_eq!(truncate("é", 1), "");
         assert_eq!(truncate("short", MAX_SERVICE_NAME), "short");
     }
+    use gardener_proto::otlp::common::v1::AnyValue;
     use gardener_proto::otlp::trace::v1::{span::Event, Status};
 
     use gardener_proto::build::{
@@ -819,6 +856,50 @@ mod tests {
         assert_eq!(v.message, "invoke_agent triage");
         assert_eq!(v.exception_type.as_deref(), Some("TimeoutError"));
         assert_eq!(v.span_kind, Some(2));
+        assert!(v.span_exception_event);
+        let without = Span {
+            events: vec![Event {
+                name: "log".into(),
+                ..Default::default()
+            }],
+            ..span
+        };
+        assert!(!EventView::from_span(Some(&r), &without).span_exception_event);
+    }
+
+    /// Which route a view has says whether it is a template: only an
+    /// `http.route` with text is one (a `url.path` holds ids).
+    #[test]
+    fn only_http_route_is_a_route_template() {
+        let route = |attributes: Vec<KeyValue>| {
+            let span = Span {
+                attributes: attributes.clone(),
+                ..Default::default()
+            };
+            let record = LogRecord {
+                attributes,
+                ..Default::default()
+            };
+            let span = EventView::from_span(None, &span);
+            let log = EventView::from_log(None, &record);
+            assert_eq!(span.http_route, log.http_route);
+            assert_eq!(span.http_route_is_template, log.http_route_is_template);
+            (
+                span.http_route.map(Cow::into_owned),
+                span.http_route_is_template,
+            )
+        };
+        let with = |route: AnyValue| vec![kv("url.path", s("/t/1")), kv("http.route", route)];
+        let route_of = |r: &str| (Some(r.to_string()), true);
+        assert_eq!(route(with(s("/t/{id}"))), route_of("/t/{id}"));
+        assert_eq!(route(with(i(7))), route_of("7"));
+        assert_eq!(route(with(s(""))), (None, false));
+        assert_eq!(route(with(map(vec![]))), (Some("/t/1".into()), false));
+        assert_eq!(
+            route(vec![kv("http.target", s("/t?x"))]),
+            (Some("/t?x".into()), false)
+        );
+        assert_eq!(route(vec![]), (None, false));
     }
 
     #[test]

@@ -159,18 +159,37 @@ impl Signer {
             .or_else(|| trace.and_then(|t| t.exception_message.as_deref()));
 
         // The text to template: the message proper; else the exception; else
-        // the span name.
+        // the span name. A span whose message is its name has a template of
+        // its own (its route kept, its exception added).
         let head = trim(head);
+        let top_frames = trace
+            .map(|t| t.top_frames(self.cfg.top_frames))
+            .unwrap_or_default();
+        let error_like = view.severity_number >= severity::ERROR
+            || view.span_status_error
+            || view.http_status.is_some_and(|s| s >= 500);
+        if !head.is_empty() && is_named_span(view) {
+            let exception = view
+                .span_exception_event
+                .then(|| exception_text(exception_type.as_deref(), exception_message))
+                .flatten();
+            return self.finish_template(
+                view.service,
+                span_name_template(view, head, exception.as_deref()),
+                exception_type.as_deref(),
+                view.http_status,
+                top_frames,
+                error_like,
+            );
+        }
         // Already masked; appended to the template as it is.
         let mut route: Option<String> = None;
         let text: Cow<str> = if !head.is_empty() {
             Cow::Borrowed(head)
         } else {
-            match (exception_type.as_deref(), exception_message) {
-                (Some(t), Some(m)) => Cow::Owned(format!("{t}: {m}")),
-                (Some(t), None) => Cow::Borrowed(t),
-                (None, Some(m)) => Cow::Borrowed(m),
-                (None, None) => match (view.http_status, view.span_name) {
+            match exception_text(exception_type.as_deref(), exception_message) {
+                Some(t) => t,
+                None => match (view.http_status, view.span_name) {
                     // A request log or span without a message: the status,
                     // method and route are the message.
                     (Some(status), _) => {
@@ -188,12 +207,6 @@ impl Signer {
                 },
             }
         };
-        let top_frames = trace
-            .map(|t| t.top_frames(self.cfg.top_frames))
-            .unwrap_or_default();
-        let error_like = view.severity_number >= severity::ERROR
-            || view.span_status_error
-            || view.http_status.is_some_and(|s| s >= 500);
         self.finish(
             view.service,
             &text,
@@ -222,11 +235,13 @@ impl Signer {
                 http_status: None,
                 http_method: None,
                 http_route: None,
+                http_route_is_template: false,
                 code_function: None,
                 code_file: None,
                 span_kind: None,
                 span_name: None,
                 span_status_error: false,
+                span_exception_event: false,
                 time_unix_nano: 0,
                 trace_id: &[],
                 span_id: &[],
@@ -253,9 +268,38 @@ impl Signer {
             template.push(' ');
             template.push_str(sfx);
         }
+        let template = Templated {
+            template,
+            for_rules: None,
+        };
+        self.finish_template(
+            service,
+            template,
+            exception_type,
+            http_status,
+            top_frames,
+            error_like,
+        )
+    }
+
+    /// [`finish`](Self::finish) from the template: categorizes it and
+    /// fingerprints it.
+    fn finish_template(
+        &self,
+        service: &str,
+        templated: Templated,
+        exception_type: Option<&str>,
+        http_status: Option<u16>,
+        top_frames: Vec<String>,
+        error_like: bool,
+    ) -> Signature {
+        let Templated {
+            template,
+            for_rules,
+        } = templated;
         let compute = || {
             let cat = self.rules.categorize(&MatchInput {
-                template: &template,
+                template: for_rules.as_deref().unwrap_or(&template),
                 exception_type,
                 http_status,
                 frames: &top_frames,
@@ -269,6 +313,7 @@ impl Signer {
             |key| {
                 key.part(service)
                     .part(&template)
+                    .optional(for_rules.as_deref())
                     .optional(exception_type)
                     .status(http_status);
                 for frame in &top_frames {
@@ -290,6 +335,136 @@ impl Signer {
             exception_type: exception_type.map(str::to_string),
             top_frames,
         }
+    }
+}
+
+/// An exception as the text of a signature: `Type: message`, or whichever
+/// of the two there is (`None` without either).
+fn exception_text<'e>(
+    exception_type: Option<&'e str>,
+    exception_message: Option<&'e str>,
+) -> Option<Cow<'e, str>> {
+    match (exception_type, exception_message) {
+        (Some(t), Some(m)) => Some(Cow::Owned(format!("{t}: {m}"))),
+        (Some(t), None) => Some(Cow::Borrowed(t)),
+        (None, Some(m)) => Some(Cow::Borrowed(m)),
+        (None, None) => None,
+    }
+}
+
+/// A span whose message is its name (no status message).
+///
+/// Why: a name says what the span was doing (`work`, `POST
+/// /api/threads/{id}`), not which error it failed with, and it may hold an
+/// `http.route`, which masking a message would mangle. A status message is
+/// signed as a log message is.
+fn is_named_span(view: &EventView<'_>) -> bool {
+    view.signal == Signal::Span && view.span_name == Some(&*view.message)
+}
+
+/// A template, and the text the rule pack reads in its place when the two
+/// differ (see [`span_name_with_route`]).
+struct Templated {
+    template: String,
+    for_rules: Option<String>,
+}
+
+/// The template of a span signed by its name `name` (the trimmed name):
+/// the masked name, its `http.route` kept as a route
+/// ([`span_name_with_route`]), then the masked `exception` of its
+/// exception event, if any: `work: RuntimeError: pool exhausted after
+/// <duration>`, `POST /api/threads/{id}`. The exception is masked as a
+/// log record's exception is, apart from the name, so that neither
+/// changes how the other is masked.
+fn span_name_template(view: &EventView<'_>, name: &str, exception: Option<&str>) -> Templated {
+    let mut out = span_name_with_route(view, name).unwrap_or_else(|| Templated {
+        template: mask_memoized(name),
+        for_rules: None,
+    });
+    if let Some(exception) = exception {
+        let masked = mask_memoized(exception);
+        for text in std::iter::once(&mut out.template).chain(out.for_rules.as_mut()) {
+            text.push_str(": ");
+            text.push_str(&masked);
+        }
+    }
+    out
+}
+
+/// The template of a span name that holds the span's `http.route` as a
+/// word (`POST /api/threads/{id}`, as the HTTP semantic conventions name
+/// server spans): the words around it masked, the route kept by
+/// [`mask::mask_route`], which leaves a route template's segments as they
+/// are (`{id}`, `:id`, words) and masks only ids that an instrumentation
+/// put in it by mistake. The rule pack reads the route as `<path>`, as it
+/// reads any path of a masked message. `None` without such a route.
+///
+/// Why: an `http.route` is already a template, low-cardinality by the
+/// conventions; masked as message text, `/api/threads/{id}` became
+/// `<path>{id}` and distinct routes shared a signature. Its words
+/// (`/api/agents`, `/ws`) name an endpoint, not an error: read by the
+/// rules, they would move a 5xx from `http_5xx` to `llm_agent` or
+/// `websocket_error`. A `url.path` is not a template (it holds the ids):
+/// it gets no such treatment.
+fn span_name_with_route(view: &EventView<'_>, name: &str) -> Option<Templated> {
+    if !view.http_route_is_template {
+        return None;
+    }
+    let route = view.http_route.as_deref()?;
+    let at = find_word(name, route)?;
+    let (before, after) = (trim(&name[..at]), trim(&name[at + route.len()..]));
+    let mut prefix = String::new();
+    if !before.is_empty() {
+        prefix = mask_memoized(before);
+        prefix.push(' ');
+    }
+    let mut suffix = String::new();
+    if !after.is_empty() {
+        suffix.push(' ');
+        suffix.push_str(&mask_memoized(after));
+    }
+    let route = mask::mask_route(route);
+    Some(Templated {
+        template: format!("{prefix}{route}{suffix}"),
+        for_rules: Some(format!(
+            "{prefix}{}{suffix}",
+            mask::Placeholder::Path.as_str()
+        )),
+    })
+}
+
+/// Where `word` first occurs in `text` as a whole word (between the ends
+/// of `text` and whitespace); `None` when `word` is empty.
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    if word.is_empty() {
+        return None;
+    }
+    text.match_indices(word).map(|(at, _)| at).find(|&at| {
+        let end = at + word.len();
+        text[..at]
+            .chars()
+            .next_back()
+            .is_none_or(char::is_whitespace)
+            && text[end..].chars().next().is_none_or(char::is_whitespace)
+    })
+}
+
+/// The sample of a signed record: its message; for a span signed by its
+/// name ([`is_named_span`]) that has an `exception` event, followed by the
+/// exception it is signed with, so that the sample shows which error the
+/// signature is: `work: RuntimeError: pool exhausted after 30 s`.
+pub fn sample<'v>(view: &'v EventView<'_>) -> Cow<'v, str> {
+    let exception = (view.span_exception_event && is_named_span(view))
+        .then(|| {
+            exception_text(
+                view.exception_type.as_deref(),
+                view.exception_message.as_deref(),
+            )
+        })
+        .flatten();
+    match exception {
+        Some(e) => Cow::Owned(format!("{}: {e}", view.message)),
+        None => Cow::Borrowed(&view.message),
     }
 }
 
@@ -639,6 +814,237 @@ mod tests {
         let mut b = SignatureBudget::with_max_services(5, 1);
         assert!(b.admit("a", 1));
         assert!(!b.admit("b", 1));
+    }
+
+    use gardener_proto::build::{int, key_value as kv, string};
+    use gardener_proto::otlp::common::v1::KeyValue;
+    use gardener_proto::otlp::trace::v1::span::Event;
+    use gardener_proto::otlp::trace::v1::{status::StatusCode, Span, Status};
+
+    /// An ERROR span named `name` with a status message `status`, these
+    /// attributes and, when `exception` is given, an `exception` event
+    /// with those attributes (as `record_exception` writes it).
+    fn error_span(
+        name: &str,
+        status: &str,
+        attributes: Vec<KeyValue>,
+        exception: Option<Vec<(&str, &str)>>,
+    ) -> Span {
+        Span {
+            name: name.into(),
+            kind: 2,
+            attributes,
+            status: Some(Status {
+                code: StatusCode::Error as i32,
+                message: status.into(),
+            }),
+            events: exception
+                .map(|attributes| Event {
+                    name: "exception".into(),
+                    attributes: attributes
+                        .into_iter()
+                        .map(|(k, v)| kv(k, string(v)))
+                        .collect(),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn sign_span(span: &Span) -> Signature {
+        signer().sign(&EventView::from_span(None, span))
+    }
+
+    fn failed_work(exception_type: &str, message: &str) -> Span {
+        error_span(
+            "work",
+            "",
+            Vec::new(),
+            Some(vec![
+                ("exception.type", exception_type),
+                ("exception.message", message),
+                ("exception.stacktrace", "Traceback (most recent call last):"),
+            ]),
+        )
+    }
+
+    /// A span signed by its name is signed by the exception of its
+    /// `exception` event too: distinct exceptions are distinct signatures,
+    /// the same one with other values is one, and its category is the
+    /// exception's.
+    #[test]
+    fn spans_signed_by_name_sign_their_exception() {
+        let pool = sign_span(&failed_work("RuntimeError", "pool exhausted after 30 s"));
+        let pool_again = sign_span(&failed_work("RuntimeError", "pool exhausted after 45 s"));
+        let redis = sign_span(&failed_work(
+            "RuntimeError",
+            "redis unreachable at 10.0.0.5:6379",
+        ));
+        let value = sign_span(&failed_work("ValueError", "pool exhausted after 30 s"));
+        assert_eq!(
+            pool.template,
+            "work: RuntimeError: pool exhausted after <duration>"
+        );
+        assert_eq!(pool_again.fingerprint, pool.fingerprint);
+        assert_eq!(
+            redis.template,
+            "work: RuntimeError: redis unreachable at <ip>"
+        );
+        assert_eq!(&*redis.category, "redis");
+        assert_eq!(
+            value.template,
+            "work: ValueError: pool exhausted after <duration>"
+        );
+        let distinct: HashSet<u64> = [&pool, &redis, &value]
+            .iter()
+            .map(|s| s.fingerprint)
+            .collect();
+        assert_eq!(distinct.len(), 3);
+
+        let refused = sign_span(&failed_work(
+            "psycopg2.OperationalError",
+            "could not connect to server: Connection refused",
+        ));
+        assert_eq!(&*refused.category, "database_connection");
+        // Only a type, or only a message.
+        let only_type = error_span("work", "", vec![], Some(vec![("exception.type", "E")]));
+        assert_eq!(sign_span(&only_type).template, "work: E");
+        let only_message = error_span("work", "", vec![], Some(vec![("exception.message", "m")]));
+        assert_eq!(sign_span(&only_message).template, "work: m");
+    }
+
+    /// What A leaves alone: a span with a status message is signed by it,
+    /// a span without an exception event by its name, a span whose
+    /// exception event says nothing by its name.
+    #[test]
+    fn other_spans_keep_their_signatures() {
+        let exception = || Some(vec![("exception.type", "RuntimeError")]);
+        let with_status = sign_span(&error_span(
+            "work",
+            "pool exhausted after 30 s",
+            vec![],
+            exception(),
+        ));
+        assert_eq!(with_status.template, "pool exhausted after <duration>");
+        assert_eq!(
+            with_status.fingerprint,
+            fingerprint(
+                "unknown",
+                Some("RuntimeError"),
+                "pool exhausted after <duration>",
+                &[]
+            )
+        );
+        let plain = sign_span(&error_span("work 42", "", vec![], None));
+        assert_eq!(plain.template, "work <num>");
+        assert_eq!(
+            plain.fingerprint,
+            fingerprint("unknown", None, "work <num>", &[])
+        );
+        let empty_event = sign_span(&error_span("work", "", vec![], Some(vec![])));
+        assert_eq!(empty_event.template, "work");
+        // An exception named by attributes rather than an event: as before.
+        let attributes = vec![
+            kv("exception.type", string("E")),
+            kv("exception.message", string("m")),
+        ];
+        assert_eq!(
+            sign_span(&error_span("work", "", attributes, None)).template,
+            "work"
+        );
+    }
+
+    fn server_span(name: &str, route: Option<&str>, path: Option<&str>) -> Span {
+        let mut attributes = vec![
+            kv("http.request.method", string("POST")),
+            kv("http.response.status_code", int(500)),
+        ];
+        attributes.extend(route.map(|r| kv("http.route", string(r))));
+        attributes.extend(path.map(|p| kv("url.path", string(p))));
+        error_span(name, "", attributes, None)
+    }
+
+    /// The `http.route` in a server span's name stays as it is: distinct
+    /// routes are distinct signatures.
+    #[test]
+    fn http_routes_in_span_names_are_kept() {
+        let threads = "/api/threads/{id}";
+        let invoices = "/api/billing/invoices/{id}";
+        let run = "/api/agents/{agent_id}/run";
+        let mut seen = HashSet::new();
+        for route in [
+            threads,
+            invoices,
+            run,
+            "/api/websocket/{session}",
+            "/users/:id",
+            "/",
+        ] {
+            let name = format!("POST {route}");
+            let signed = sign_span(&server_span(&name, Some(route), None));
+            assert_eq!(signed.template, name);
+            assert!(seen.insert(signed.fingerprint), "{route}");
+            // An endpoint's words are no error's: a 5xx stays one.
+            assert_eq!(&*signed.category, "http_5xx", "{route}");
+        }
+        let mut redis = server_span("POST /api/agents/{agent_id}/run", Some(run), None);
+        redis.events = failed_work("RuntimeError", "redis unreachable at 10.0.0.5:6379").events;
+        let redis = sign_span(&redis);
+        assert_eq!(
+            redis.template,
+            "POST /api/agents/{agent_id}/run: RuntimeError: redis unreachable at <ip>"
+        );
+        assert_eq!(&*redis.category, "redis");
+        // With an exception, and with words after the route.
+        let mut failed = server_span("POST /api/threads/{id}", Some(threads), None);
+        failed.events = failed_work("RuntimeError", "pool exhausted after 30 s").events;
+        assert_eq!(
+            sign_span(&failed).template,
+            "POST /api/threads/{id}: RuntimeError: pool exhausted after <duration>"
+        );
+        let around = sign_span(&server_span(
+            "handle POST /api/threads/{id} 42",
+            Some(threads),
+            None,
+        ));
+        assert_eq!(around.template, "handle POST /api/threads/{id} <num>");
+    }
+
+    /// Raw paths stay masked: a `url.path` is no template, a route that
+    /// an instrumentation filled with ids has them masked, and a route
+    /// that is not a word of the name leaves the name as it was.
+    #[test]
+    fn raw_paths_in_span_names_stay_masked() {
+        let raw = "/api/threads/8f3a9c2e-6df6-44c5-beb7-56dc1ca79238";
+        let by_path = sign_span(&server_span(&format!("POST {raw}"), None, Some(raw)));
+        assert_eq!(by_path.template, mask::mask(&format!("POST {raw}")));
+        assert!(!by_path.template.contains("8f3a"), "{}", by_path.template);
+        let raw_route = sign_span(&server_span(&format!("POST {raw}"), Some(raw), Some(raw)));
+        assert_eq!(raw_route.template, "POST /api/threads/<uuid>");
+        let not_a_word = sign_span(&server_span(
+            "POST /api/threads/{id}x",
+            Some("/api/threads/{id}"),
+            None,
+        ));
+        assert_eq!(not_a_word.template, mask::mask("POST /api/threads/{id}x"));
+        // The route of a span with a status message is not looked for.
+        let mut with_status =
+            server_span("POST /api/threads/{id}", Some("/api/threads/{id}"), None);
+        with_status.status.as_mut().unwrap().message = "boom 1".into();
+        assert_eq!(sign_span(&with_status).template, "boom <num>");
+    }
+
+    #[test]
+    fn words_are_found_between_whitespace() {
+        assert_eq!(find_word("POST /a", "/a"), Some(5));
+        assert_eq!(find_word("/a", "/a"), Some(0));
+        assert_eq!(find_word("/a/b /a", "/a"), Some(5));
+        assert_eq!(find_word("x/a", "/a"), None);
+        assert_eq!(find_word("/ab", "/a"), None);
+        assert_eq!(find_word("é\u{2003}/a\u{2003}é", "/a"), Some(5));
+        assert_eq!(find_word("anything", ""), None);
     }
 
     #[test]

@@ -236,6 +236,29 @@ fn odd_spans() -> ExportTraceServiceRequest {
             ..Default::default()
         },
     ];
+    // Signed by its name and its exception event; named by its route.
+    let mut work = span("work", 2, "", vec![]);
+    work.events = vec![Event {
+        name: "exception".into(),
+        attributes: vec![
+            kv("exception.type", s("RuntimeError")),
+            kv("exception.message", s("redis unreachable at 10.0.0.5:6379")),
+        ],
+        ..Default::default()
+    }];
+    let route = |name: &str, route: &str, path: &str| {
+        span(
+            name,
+            2,
+            "",
+            vec![
+                ("http.request.method", "POST"),
+                ("http.route", route),
+                ("url.path", path),
+                ("http.response.status_code", "500"),
+            ],
+        )
+    };
     let scope = |spans| ScopeSpans {
         spans,
         ..Default::default()
@@ -268,6 +291,15 @@ fn odd_spans() -> ExportTraceServiceRequest {
                             vec![("network.protocol.name", "websocket")],
                         ),
                         Span::default(),
+                    ]),
+                    scope(vec![
+                        work,
+                        route(
+                            "POST /api/agents/{agent_id}/run",
+                            "/api/agents/{agent_id}/run",
+                            "/api/agents/a1/run",
+                        ),
+                        route("POST /api/threads/8f3a", "", "/api/threads/8f3a"),
                     ]),
                 ],
                 ..Default::default()

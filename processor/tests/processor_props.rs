@@ -9,7 +9,7 @@ use gardener_proto::otlp::common::v1::{AnyValue, KeyValue};
 use gardener_proto::otlp::logs::v1::LogRecord;
 use gardener_proto::otlp::resource::v1::Resource;
 use gardener_proto::otlp::trace::v1::{
-    status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+    span::Event, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
 };
 use proptest::prelude::*;
 
@@ -77,20 +77,56 @@ fn log_record() -> impl Strategy<Value = LogRecord> {
         )
 }
 
+/// A span, maybe named by an `http.route` it carries (`{name} {route}`,
+/// as HTTP server spans are), maybe with an `exception` event.
 fn span() -> impl Strategy<Value = Span> {
-    (any::<String>(), 0i32..7, 0i32..3, attributes(), id(20)).prop_map(
-        |(name, kind, code, attributes, trace_id)| Span {
-            name,
-            kind,
-            trace_id,
-            attributes,
-            status: Some(Status {
-                code: StatusCode::try_from(code).map_or(0, |c| c as i32),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+    (
+        (any::<String>(), 0i32..7, 0i32..3, attributes(), id(20)),
+        prop::option::of(prop_oneof![any::<String>(), "(/[a-z{}:_0-9]{0,6}){1,4}"]),
+        prop::option::of(exception_attributes()),
     )
+        .prop_map(
+            |((name, kind, code, mut attributes, trace_id), route, exception)| {
+                let name = match route {
+                    Some(route) => {
+                        attributes.push(key_value("http.route", string(&route)));
+                        format!("{name} {route}")
+                    }
+                    None => name,
+                };
+                Span {
+                    name,
+                    kind,
+                    trace_id,
+                    attributes,
+                    status: Some(Status {
+                        code: StatusCode::try_from(code).map_or(0, |c| c as i32),
+                        ..Default::default()
+                    }),
+                    events: exception
+                        .map(|attributes| Event {
+                            name: "exception".into(),
+                            attributes,
+                            ..Default::default()
+                        })
+                        .into_iter()
+                        .collect(),
+                    ..Default::default()
+                }
+            },
+        )
+}
+
+/// The attributes of an `exception` event: some of type, message, stack
+/// trace, with any values.
+fn exception_attributes() -> impl Strategy<Value = Vec<KeyValue>> {
+    let keys = [
+        "exception.type",
+        "exception.message",
+        "exception.stacktrace",
+    ];
+    prop::collection::vec((prop::sample::select(keys.to_vec()), value()), 0..4)
+        .prop_map(|kvs| kvs.into_iter().map(|(k, v)| key_value(k, v)).collect())
 }
 
 fn string_attribute<'a>(record: &'a [KeyValue], key: &str) -> Option<&'a str> {
@@ -149,9 +185,22 @@ proptest! {
                 ..Default::default()
             }],
         };
+        let bytes = gardener_proto::prost::Message::encode_to_vec(&request);
         let mut tally = Tally::default();
         processor.process_traces(&mut request, &mut tally);
         state.merge(&tally, 1);
+        // The encoded path signs alike.
+        let (mut encoded_tally, mut out) = (Tally::default(), Vec::new());
+        let edits = &mut gardener_processor::encoded::Edits::default();
+        if processor.process_traces_encoded(&bytes, &mut encoded_tally, edits, &mut out) {
+            let encoded: ExportTraceServiceRequest =
+                gardener_proto::prost::Message::decode(out.as_slice()).unwrap();
+            prop_assert_eq!(&encoded, &request);
+        }
+        prop_assert_eq!(
+            format!("{:?}", encoded_tally.signatures),
+            format!("{:?}", tally.signatures)
+        );
         for span in &request.resource_spans[0].scope_spans[0].spans {
             if let Some(signature) = string_attribute(&span.attributes, "gardener.signature") {
                 prop_assert_eq!(signature.len(), 16);
