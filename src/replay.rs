@@ -743,6 +743,33 @@ mod tests {
     }
 
     #[test]
+    fn a_request_log_without_a_message_has_a_sample() {
+        let processor = gardener_processor::Processor::new(&Default::default()).unwrap();
+        let entry: Value = serde_json::from_str(
+            r#"{"severity":"ERROR","httpRequest":{"status":500,"requestMethod":"GET",
+                "requestUrl":"https://api.example.com/api/threads/8f3a2b"},
+                "trace":"projects/p/traces/0123456789abcdef0123456789abcdef"}"#,
+        )
+        .unwrap();
+        let request = gardener_proto::build::logs_request("api", vec![log_record(&entry)]);
+        let mut tally = gardener_processor::Tally::default();
+        processor.tally_logs(&request, &mut tally);
+        let hit = &tally.signatures[0];
+        assert!(
+            hit.signature.template.starts_with("HTTP 500 GET"),
+            "{}",
+            hit.signature.template
+        );
+        assert!(
+            hit.raw_sample.starts_with("HTTP 500 GET ")
+                && hit.raw_sample.contains("/api/threads/8f3a2b"),
+            "{}",
+            hit.raw_sample
+        );
+        assert_eq!(hit.sample_trace_id, "0123456789abcdef0123456789abcdef");
+    }
+
+    #[test]
     fn parses_targets() {
         assert!(
             matches!(parse_target("http://h:4318").unwrap(), Target::Http { path, .. } if path == "/v1/logs")
