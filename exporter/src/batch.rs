@@ -5,6 +5,7 @@
 //! than flattening to records) preserves resources and scopes exactly, so that
 //! forwarding is lossless.
 
+use bytes::Bytes;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
@@ -158,6 +159,20 @@ impl Batch {
 }
 
 impl Payload {
+    /// The request's encoding, as parts whose concatenation it is: an
+    /// encoded payload's own parts (not copied), else one encoding of the
+    /// decoded request.
+    pub fn encoded(&self) -> Cow<'_, [Bytes]> {
+        match self {
+            Payload::LogsEncoded { parts, .. } | Payload::TracesEncoded { parts, .. } => {
+                Cow::Borrowed(parts.parts())
+            }
+            Payload::Logs(request) => Cow::Owned(vec![request.encode_to_vec().into()]),
+            Payload::Traces(request) => Cow::Owned(vec![request.encode_to_vec().into()]),
+            Payload::Metrics(request) => Cow::Owned(vec![request.encode_to_vec().into()]),
+        }
+    }
+
     /// The signal the request carries.
     pub fn signal(&self) -> SignalKind {
         match self {

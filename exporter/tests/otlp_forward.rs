@@ -51,6 +51,14 @@ fn config(addr: SocketAddr, protocol: Protocol) -> OtlpExporterConfig {
     }
 }
 
+/// A downstream OTLP receiver speaking `protocol`.
+async fn downstream_for(protocol: Protocol) -> (Downstream, SocketAddr, CancellationToken) {
+    match protocol {
+        Protocol::Grpc => grpc_downstream().await,
+        Protocol::HttpProtobuf => http_downstream().await,
+    }
+}
+
 async fn export(exporter: &mut OtlpExporter, batch: Batch) -> Result<(), ExportError> {
     bounded(exporter.export(Arc::new(batch))).await
 }
@@ -114,10 +122,7 @@ async fn http_forwards_logs_traces_and_metrics_once_and_intact() {
 async fn zstd_and_no_compression_also_work() {
     for (compression, expected) in [(Compression::Zstd, Some("zstd")), (Compression::None, None)] {
         for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
-            let (downstream, addr, _stop) = match protocol {
-                Protocol::Grpc => grpc_downstream().await,
-                Protocol::HttpProtobuf => http_downstream().await,
-            };
+            let (downstream, addr, _stop) = downstream_for(protocol).await;
             let mut cfg = config(addr, protocol);
             cfg.compression = compression;
             let mut exporter = OtlpExporter::new(&cfg).unwrap();
@@ -170,10 +175,7 @@ async fn encoded_parts_arrive_joined_with_every_compression_and_level() {
         (Compression::Zstd, Some(19)),
     ] {
         for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
-            let (downstream, addr, _stop) = match protocol {
-                Protocol::Grpc => grpc_downstream().await,
-                Protocol::HttpProtobuf => http_downstream().await,
-            };
+            let (downstream, addr, _stop) = downstream_for(protocol).await;
             let mut cfg = config(addr, protocol);
             cfg.compression = compression;
             cfg.compression_params.level = level;

@@ -80,6 +80,12 @@ pub const GZIP_LEVELS: std::ops::RangeInclusive<u32> = 1..=9;
 pub const ZSTD_LEVELS: std::ops::RangeInclusive<u32> = 1..=19;
 
 impl Compression {
+    /// The `grpc-encoding` / `Content-Encoding` of a compressed body; `None`
+    /// for `none`, which sends no header.
+    pub fn encoding(self) -> Option<&'static str> {
+        (self != Compression::None).then(|| self.as_str())
+    }
+
     /// The name in configuration, `grpc-encoding` and `Content-Encoding`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -66,11 +66,10 @@ impl WireMessage {
             }
         };
         debug_assert_eq!(buffers.iter().map(Bytes::len).sum::<usize>(), PREFIX + len);
-        let encoding = match compression {
-            Compression::None => None,
-            other => Some(other.as_str()),
-        };
-        Ok(Self { buffers, encoding })
+        Ok(Self {
+            buffers,
+            encoding: compression.encoding(),
+        })
     }
 
     /// Size on the wire, prefix included.

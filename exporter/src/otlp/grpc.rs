@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
 use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
@@ -77,27 +76,10 @@ impl GrpcTransport {
     /// Encodes (unless the payload is encoded already) and compresses the
     /// batch, once for all attempts.
     pub fn prepare(&self, payload: &Payload) -> std::io::Result<Prepared> {
-        let encoded;
-        let parts: &[Bytes] = match payload {
-            Payload::LogsEncoded { parts, .. } | Payload::TracesEncoded { parts, .. } => {
-                parts.parts()
-            }
-            Payload::Logs(request) => {
-                encoded = [Bytes::from(request.encode_to_vec())];
-                &encoded
-            }
-            Payload::Traces(request) => {
-                encoded = [Bytes::from(request.encode_to_vec())];
-                &encoded
-            }
-            Payload::Metrics(request) => {
-                encoded = [Bytes::from(request.encode_to_vec())];
-                &encoded
-            }
-        };
+        let parts = payload.encoded();
         Ok(Prepared {
             signal: payload.signal(),
-            message: WireMessage::prepare(parts, self.compression, self.level)?,
+            message: WireMessage::prepare(&parts, self.compression, self.level)?,
         })
     }
 

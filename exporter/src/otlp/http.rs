@@ -78,25 +78,8 @@ impl HttpTransport {
             SignalKind::Traces => "/v1/traces",
             SignalKind::Metrics => "/v1/metrics",
         };
-        let encoded;
-        let parts: &[Bytes] = match payload {
-            Payload::LogsEncoded { parts, .. } | Payload::TracesEncoded { parts, .. } => {
-                parts.parts()
-            }
-            Payload::Logs(req) => {
-                encoded = [Bytes::from(req.encode_to_vec())];
-                &encoded
-            }
-            Payload::Traces(req) => {
-                encoded = [Bytes::from(req.encode_to_vec())];
-                &encoded
-            }
-            Payload::Metrics(req) => {
-                encoded = [Bytes::from(req.encode_to_vec())];
-                &encoded
-            }
-        };
-        let body = match (self.compression, parts) {
+        let parts = payload.encoded();
+        let body = match (self.compression, &*parts) {
             // Uncompressed and in one piece: sent as it is.
             (Compression::None, [one]) => one.clone(),
             (compression, parts) => {
@@ -106,14 +89,10 @@ impl HttpTransport {
                 Bytes::from(compress_parts(compression, self.level, parts, out)?)
             }
         };
-        let encoding = match self.compression {
-            Compression::None => None,
-            other => Some(other.as_str()),
-        };
         Ok(Prepared {
             url: format!("{}{path}", self.base),
             body,
-            encoding,
+            encoding: self.compression.encoding(),
         })
     }
 
