@@ -201,13 +201,7 @@ where
 /// The `reason` a non-OK answer is counted under; `None` for OK, for no
 /// status in these headers, and for the refusals counted where they happen.
 fn refusal_reason(headers: &http::HeaderMap, stream: u8) -> Option<&'static str> {
-    let code = headers
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .parse::<i32>()
-        .ok()?;
-    let code = Code::from_i32(code);
+    let code = tonic::Status::from_header_map(headers)?.code();
     if code == Code::Ok {
         return None;
     }

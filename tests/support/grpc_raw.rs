@@ -122,19 +122,9 @@ impl Call {
 async fn answer(response: h2::client::ResponseFuture) -> Answer {
     let response = response.await.expect("a response");
     let (parts, mut body) = response.into_parts();
+    // tonic reads `grpc-status` and the percent-encoded `grpc-message`.
     let status_of = |headers: &http::HeaderMap| {
-        let code = headers
-            .get("grpc-status")?
-            .to_str()
-            .ok()?
-            .parse::<i32>()
-            .ok()?;
-        let message = headers
-            .get("grpc-message")
-            .and_then(|v| v.to_str().ok())
-            .map(percent_decode)
-            .unwrap_or_default();
-        Some((tonic::Code::from_i32(code), message))
+        tonic::Status::from_header_map(headers).map(|s| (s.code(), s.message().to_string()))
     };
     if let Some((code, message)) = status_of(&parts.headers) {
         return Answer {
@@ -158,22 +148,4 @@ async fn answer(response: h2::client::ResponseFuture) -> Answer {
         message,
         headers: parts.headers,
     }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
