@@ -428,6 +428,28 @@ impl Config {
             return Err("receivers.otlp.protocols: enable at least one of grpc, http".into());
         }
         check_endpoint("service.admin.endpoint", &self.service.admin.endpoint)?;
+        let mut listeners = vec![("service.admin.endpoint", &self.service.admin.endpoint)];
+        if let Some(grpc) = &p.grpc {
+            listeners.push(("receivers.otlp.protocols.grpc.endpoint", &grpc.endpoint));
+        }
+        if let Some(http) = &p.http {
+            listeners.push(("receivers.otlp.protocols.http.endpoint", &http.endpoint));
+        }
+        for (i, (key, endpoint)) in listeners.iter().enumerate() {
+            for (other_key, other) in &listeners[i + 1..] {
+                if same_listener(endpoint, other) {
+                    return Err(format!(
+                        "{other_key}: {other:?} is also {key} ({endpoint:?}); each listens on its own port"
+                    ));
+                }
+            }
+        }
+        let min_severity = self.processors.gardener.signatures.min_severity;
+        if !(0..=24).contains(&min_severity) {
+            return Err(format!(
+                "processors.gardener.signatures.min_severity: {min_severity} is not an OTLP severity number (0..=24; 13 is WARN, 17 ERROR)"
+            ));
+        }
         if !(0.05..=1.0).contains(&self.service.memory_limit_cgroup_share) {
             return Err("service.memory_limit_cgroup_share must be between 0.05 and 1".into());
         }
@@ -511,6 +533,21 @@ fn positive_duration(key: &str, value: Duration) -> Result<(), String> {
         return Err(format!("{key} must be > 0"));
     }
     Ok(())
+}
+
+/// Whether two `host:port` endpoints would bind the same socket: the same
+/// port on the same host, or on a wildcard address (which takes the port on
+/// every interface). Found at `run` only as an "address in use" before.
+fn same_listener(a: &str, b: &str) -> bool {
+    let split = |e: &str| {
+        e.rsplit_once(':')
+            .map(|(h, p)| (h.to_string(), p.to_string()))
+    };
+    let (Some((host_a, port_a)), Some((host_b, port_b))) = (split(a), split(b)) else {
+        return false;
+    };
+    let wildcard = |h: &str| matches!(h, "0.0.0.0" | "::" | "[::]");
+    port_a == port_b && (host_a == host_b || wildcard(&host_a) || wildcard(&host_b))
 }
 
 fn check_endpoint(key: &str, endpoint: &str) -> Result<(), String> {

@@ -202,3 +202,44 @@ fn receiver_timeouts_and_limits_have_defaults_and_are_checked() {
         assert!(err.contains(key), "{err}");
     }
 }
+
+#[test]
+fn two_listeners_on_one_port_and_impossible_severities_are_refused() {
+    let receivers = |grpc: &str, http: &str| {
+        format!("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: {grpc}\n      http:\n        endpoint: {http}\n")
+    };
+    let err = parse(&receivers("0.0.0.0:4317", "0.0.0.0:4317"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("receivers.otlp.protocols.http.endpoint") && err.contains("grpc"),
+        "{err}"
+    );
+    // A wildcard takes the port on every interface.
+    assert!(parse(&receivers("127.0.0.1:4317", "0.0.0.0:4317")).is_err());
+    let admin = format!(
+        "{}service:\n  admin:\n    endpoint: 127.0.0.1:4318\n",
+        receivers("127.0.0.1:4317", "127.0.0.1:4318")
+    );
+    assert!(parse(&admin)
+        .unwrap_err()
+        .to_string()
+        .contains("service.admin.endpoint"));
+    // Different ports, or one port on two distinct addresses, are fine.
+    parse(&receivers("127.0.0.1:4317", "127.0.0.1:4318")).unwrap();
+    parse(&receivers("127.0.0.1:4317", "127.0.0.2:4317")).unwrap();
+
+    let severity = |n: i32| {
+        parse(&format!(
+            "processors:\n  gardener:\n    signatures:\n      min_severity: {n}\n"
+        ))
+    };
+    let err = severity(99).unwrap_err().to_string();
+    assert!(
+        err.contains("processors.gardener.signatures.min_severity"),
+        "{err}"
+    );
+    assert!(severity(-1).is_err());
+    severity(17).unwrap();
+    severity(0).unwrap();
+}
