@@ -547,7 +547,10 @@ fn same_listener(a: &str, b: &str) -> bool {
         return false;
     };
     let wildcard = |h: &str| matches!(h, "0.0.0.0" | "::" | "[::]");
-    port_a == port_b && (host_a == host_b || wildcard(&host_a) || wildcard(&host_b))
+    // Port 0 asks the system for a free port each time: never the same.
+    port_a == port_b
+        && port_a != "0"
+        && (host_a == host_b || wildcard(&host_a) || wildcard(&host_b))
 }
 
 fn check_endpoint(key: &str, endpoint: &str) -> Result<(), String> {

@@ -228,6 +228,7 @@ fn two_listeners_on_one_port_and_impossible_severities_are_refused() {
     // Different ports, or one port on two distinct addresses, are fine.
     parse(&receivers("127.0.0.1:4317", "127.0.0.1:4318")).unwrap();
     parse(&receivers("127.0.0.1:4317", "127.0.0.2:4317")).unwrap();
+    parse(&receivers("127.0.0.1:0", "127.0.0.1:0")).unwrap();
 
     let severity = |n: i32| {
         parse(&format!(
