@@ -555,8 +555,9 @@ fn memory_limiter_lets_data_in_again_after_a_burst_is_gone() {
     };
     assert_eq!(post(), 200, "before the burst");
 
-    // 160 uploads of 1 MiB each, of bodies declared 20 MB long: 160 MiB
-    // held by the receiver, over the 64 MiB limit.
+    // 160 uploads of 1 MiB each, of bodies declared 20 MB long: the
+    // receiver reads 64 at once (`max_concurrent_requests`), 64 MiB held on
+    // top of the collector's own, over the 64 MiB limit.
     let addr = format!("127.0.0.1:{}", collector.ports.http);
     let chunk = vec![0u8; 1 << 20];
     let mut uploads = Vec::new();

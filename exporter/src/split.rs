@@ -19,7 +19,6 @@ use gardener_proto::prost::{encoding::encoded_len_varint, Message};
 use gardener_proto::wire;
 
 use crate::batch::{data_points, Payload};
-use crate::encoded_parts::EncodedParts;
 
 /// The bounds one part must respect (both at least 1).
 #[derive(Debug, Clone, Copy)]
@@ -44,34 +43,24 @@ pub fn split(payload: &Payload, bounds: Bounds) -> Vec<Payload> {
         max_records: bounds.max_records.max(1),
         max_bytes: bounds.max_bytes.max(1),
     };
-    let encoded = |parts: &EncodedParts| {
+    if let Payload::LogsEncoded { parts, .. } | Payload::TracesEncoded { parts, .. } = payload {
         let buffers = parts.parts().iter().map(|b| &b[..]);
-        wire::split_request(buffers, bounds.max_records, bounds.max_bytes)
-    };
-    match payload {
-        Payload::LogsEncoded { parts, .. } => {
-            if let Some(split) = encoded(parts) {
-                return split
-                    .into_iter()
-                    .map(|p| Payload::LogsEncoded {
-                        parts: p.bytes.into(),
-                        records: p.records,
-                    })
-                    .collect();
-            }
+        if let Some(split) = wire::split_request(buffers, bounds.max_records, bounds.max_bytes) {
+            let logs = matches!(payload, Payload::LogsEncoded { .. });
+            return split
+                .into_iter()
+                .map(|part| {
+                    let (parts, records) = (part.bytes.into(), part.records);
+                    match logs {
+                        true => Payload::LogsEncoded { parts, records },
+                        false => Payload::TracesEncoded {
+                            parts,
+                            spans: records,
+                        },
+                    }
+                })
+                .collect();
         }
-        Payload::TracesEncoded { parts, .. } => {
-            if let Some(split) = encoded(parts) {
-                return split
-                    .into_iter()
-                    .map(|p| Payload::TracesEncoded {
-                        parts: p.bytes.into(),
-                        spans: p.records,
-                    })
-                    .collect();
-            }
-        }
-        _ => {}
     }
     match &*payload.decoded() {
         Payload::LogsEncoded { .. } | Payload::TracesEncoded { .. } => unreachable!("decoded"),
@@ -315,6 +304,7 @@ mod tests {
     /// parts of a joined request, at many bounds.
     #[test]
     fn encoded_requests_split_as_decoded_ones_do() {
+        use crate::encoded_parts::EncodedParts;
         use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
         use gardener_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
         let logs = [request(7, 10), request(3, 300), request(0, 1)];

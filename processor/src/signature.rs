@@ -182,31 +182,16 @@ impl Signer {
                 error_like,
             );
         }
-        // Already masked; appended to the template as it is.
-        let mut route: Option<String> = None;
-        let text: Cow<str> = if !head.is_empty() {
-            Cow::Borrowed(head)
+        // The route is appended to the template masked as a route.
+        let (text, route) = if !head.is_empty() {
+            (Cow::Borrowed(head), None)
         } else {
-            match exception_text(exception_type.as_deref(), exception_message) {
-                Some(t) => t,
-                None => match (view.http_status, view.span_name) {
-                    // A request log or span without a message: the status,
-                    // method and route are the message.
-                    (Some(status), _) => {
-                        let mut t = format!("HTTP {status}");
-                        if let Some(m) = view.http_method.as_deref() {
-                            t.push(' ');
-                            t.push_str(m);
-                        }
-                        if let Some(r) = view.http_route.as_deref() {
-                            route = Some(mask::mask_route(r));
-                        }
-                        Cow::Owned(t)
-                    }
-                    (None, name) => Cow::Borrowed(name.unwrap_or("")),
-                },
-            }
+            without_message(
+                view,
+                exception_text(exception_type.as_deref(), exception_message),
+            )
         };
+        let route = route.map(mask::mask_route);
         self.finish(
             view.service,
             &text,
@@ -352,28 +337,27 @@ fn exception_text<'e>(
     }
 }
 
-/// What [`Signer::sign`] templates a record without a message from, before
-/// masking.
-fn text_without_message(view: &EventView<'_>) -> String {
-    if let Some(e) = exception_text(
-        view.exception_type.as_deref(),
-        view.exception_message.as_deref(),
-    ) {
-        return e.into_owned();
+/// What a record without a message is signed from: its `exception` text,
+/// else (a request log, a span) `HTTP {status} {method}` and the route kept
+/// apart (the template masks it as a route, the sample shows it as it is),
+/// else its span name.
+fn without_message<'v>(
+    view: &'v EventView<'_>,
+    exception: Option<Cow<'v, str>>,
+) -> (Cow<'v, str>, Option<&'v str>) {
+    if let Some(exception) = exception {
+        return (exception, None);
     }
     match view.http_status {
         Some(status) => {
             let mut text = format!("HTTP {status}");
-            for part in [view.http_method.as_deref(), view.http_route.as_deref()]
-                .into_iter()
-                .flatten()
-            {
+            if let Some(method) = view.http_method.as_deref() {
                 text.push(' ');
-                text.push_str(part);
+                text.push_str(method);
             }
-            text
+            (Cow::Owned(text), view.http_route.as_deref())
         }
-        None => view.span_name.unwrap_or("").to_string(),
+        None => (Cow::Borrowed(view.span_name.unwrap_or("")), None),
     }
 }
 
@@ -486,7 +470,14 @@ fn find_word(text: &str, word: &str) -> Option<usize> {
 /// trace ids that come with samples.
 pub fn sample<'v>(view: &'v EventView<'_>) -> Cow<'v, str> {
     if view.message.trim().is_empty() {
-        return Cow::Owned(text_without_message(view));
+        let exception = exception_text(
+            view.exception_type.as_deref(),
+            view.exception_message.as_deref(),
+        );
+        return match without_message(view, exception) {
+            (text, Some(route)) => Cow::Owned(format!("{text} {route}")),
+            (text, None) => text,
+        };
     }
     let exception = (view.span_exception_event && is_named_span(view))
         .then(|| {

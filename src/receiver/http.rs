@@ -102,24 +102,33 @@ pub fn router(receiver: HttpReceiver) -> Router {
 /// refusal is: a client pointed at the wrong path would otherwise fail
 /// unseen here.
 async fn unknown_path(headers: HeaderMap) -> Response {
-    Refuse::new(
+    refuse_route(
+        &headers,
         StatusCode::NOT_FOUND,
-        tonic::Code::Unimplemented,
         "unknown_path",
         "OTLP/HTTP paths are /v1/logs, /v1/traces and /v1/metrics",
     )
-    .into_response(Format::from_headers(&headers).unwrap_or(Format::Protobuf))
 }
 
 /// 405 for anything but POST on an OTLP path, likewise.
 async fn wrong_method(headers: HeaderMap) -> Response {
-    Refuse::new(
+    refuse_route(
+        &headers,
         StatusCode::METHOD_NOT_ALLOWED,
-        tonic::Code::Unimplemented,
         "wrong_method",
         "OTLP/HTTP takes POST",
     )
-    .into_response(Format::from_headers(&headers).unwrap_or(Format::Protobuf))
+}
+
+/// A refusal of the route itself, in the request's encoding if it names one.
+fn refuse_route(
+    headers: &HeaderMap,
+    status: StatusCode,
+    reason: &'static str,
+    message: &str,
+) -> Response {
+    Refuse::new(status, tonic::Code::Unimplemented, reason, message)
+        .into_response(Format::from_headers(headers).unwrap_or(Format::Protobuf))
 }
 
 async fn logs(State(r): State<HttpReceiver>, headers: HeaderMap, body: Body) -> Response {

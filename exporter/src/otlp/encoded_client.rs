@@ -18,14 +18,14 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Buf;
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body::Frame;
 use tonic::body::Body;
-use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
-use tonic_prost::ProstDecoder;
 
 use super::compress::{compress_parts, compressed_capacity};
 use super::config::Compression;
@@ -71,15 +71,6 @@ impl WireMessage {
             encoding: compression.encoding(),
         })
     }
-
-    /// Size on the wire, prefix included.
-    pub fn len(&self) -> usize {
-        self.buffers.iter().map(Bytes::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn prefix(compressed: bool, len: usize) -> std::io::Result<[u8; PREFIX]> {
@@ -112,13 +103,13 @@ impl EncodedClient {
 
     /// Sends `request`'s message to `path` (e.g.
     /// `/opentelemetry.proto.collector.logs.v1.LogsService/Export`) and
-    /// decodes the response as `R`. The request's metadata and timeout go
-    /// with it.
-    pub async fn export<R: prost::Message + Default + Send + 'static>(
+    /// returns the response message, encoded (decompressed by tonic). The
+    /// request's metadata and timeout go with it.
+    pub async fn export(
         &mut self,
         request: Request<WireMessage>,
         path: &'static str,
-    ) -> Result<Response<R>, Status> {
+    ) -> Result<Response<Bytes>, Status> {
         self.grpc
             .ready()
             .await
@@ -127,9 +118,7 @@ impl EncodedClient {
         extensions.insert(message);
         let request = Request::from_parts(metadata, extensions, ());
         let path = http::uri::PathAndQuery::from_static(path);
-        self.grpc
-            .unary(request, path, Prepared::<R>::default())
-            .await
+        self.grpc.unary(request, path, Prepared).await
     }
 }
 
@@ -188,28 +177,34 @@ impl http_body::Body for Buffers {
 }
 
 /// The codec of a call whose message is prepared: tonic frames an empty
-/// message (replaced by [`SendPrepared`]) and decodes the response `R` with
-/// its prost decoder.
-struct Prepared<R>(std::marker::PhantomData<fn() -> R>);
+/// message (replaced by [`SendPrepared`]) and hands over the response
+/// message's bytes, which the caller decodes as its signal's response.
+struct Prepared;
 
-impl<R> Default for Prepared<R> {
-    fn default() -> Self {
-        Self(std::marker::PhantomData)
-    }
-}
-
-impl<R: prost::Message + Default + Send + 'static> Codec for Prepared<R> {
+impl Codec for Prepared {
     type Encode = ();
-    type Decode = R;
+    type Decode = Bytes;
     type Encoder = Nothing;
-    type Decoder = ProstDecoder<R>;
+    type Decoder = Raw;
 
     fn encoder(&mut self) -> Nothing {
         Nothing
     }
 
-    fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder::default()
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+/// The response message as it is.
+struct Raw;
+
+impl Decoder for Raw {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
     }
 }
 
@@ -254,7 +249,7 @@ mod tests {
             body.len()
         );
         assert_eq!(&wire[5..], &body[..]);
-        assert_eq!(message.len(), 5 + body.len());
+        assert_eq!(wire.len(), 5 + body.len());
         assert_eq!(message.encoding, None);
         // The same memory, not a copy.
         assert_eq!(

@@ -4,9 +4,6 @@
 
 use std::time::Duration;
 
-use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
-use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
-use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use gardener_proto::prost::Message;
 use gardener_proto::rpc;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -89,36 +86,17 @@ impl GrpcTransport {
         let timeout = self.timeout;
         let request = self.request(prepared.message.clone());
         let client = &mut self.client;
+        let path = match prepared.signal {
+            SignalKind::Logs => LOGS_PATH,
+            SignalKind::Traces => TRACES_PATH,
+            SignalKind::Metrics => METRICS_PATH,
+        };
         let attempt = async {
-            match prepared.signal {
-                SignalKind::Logs => client
-                    .export::<ExportLogsServiceResponse>(request, LOGS_PATH)
-                    .await
-                    .map(|r| {
-                        r.into_inner().partial_success.map(|p| PartialSuccess {
-                            rejected: p.rejected_log_records,
-                            error_message: p.error_message,
-                        })
-                    }),
-                SignalKind::Traces => client
-                    .export::<ExportTraceServiceResponse>(request, TRACES_PATH)
-                    .await
-                    .map(|r| {
-                        r.into_inner().partial_success.map(|p| PartialSuccess {
-                            rejected: p.rejected_spans,
-                            error_message: p.error_message,
-                        })
-                    }),
-                SignalKind::Metrics => client
-                    .export::<ExportMetricsServiceResponse>(request, METRICS_PATH)
-                    .await
-                    .map(|r| {
-                        r.into_inner().partial_success.map(|p| PartialSuccess {
-                            rejected: p.rejected_data_points,
-                            error_message: p.error_message,
-                        })
-                    }),
-            }
+            let response = client.export(request, path).await?;
+            Ok(PartialSuccess::from_response(
+                prepared.signal,
+                response.get_ref(),
+            ))
         };
         // The channel's own timeout covers the request; this one also covers
         // a connect attempt that hangs, with a clear message.

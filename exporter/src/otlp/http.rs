@@ -4,9 +4,6 @@ use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
-use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
-use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use gardener_proto::prost::Message;
 use gardener_proto::rpc;
 use http::header::{
@@ -144,7 +141,7 @@ impl HttpTransport {
         };
         let body = decompress(&parts.headers, body);
         if parts.status.is_success() {
-            return Ok(partial_success(payload, &body));
+            return Ok(PartialSuccess::from_response(payload.signal(), &body));
         }
         let message = format!(
             "HTTP {} from {}: {}",
@@ -207,37 +204,6 @@ fn is_protobuf(headers: &HeaderMap) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_none_or(|ct| ct.starts_with(PROTOBUF))
-}
-
-fn partial_success(payload: &Payload, body: &[u8]) -> Option<PartialSuccess> {
-    if body.is_empty() {
-        return None;
-    }
-    match payload {
-        Payload::Logs(_) | Payload::LogsEncoded { .. } => ExportLogsServiceResponse::decode(body)
-            .ok()?
-            .partial_success
-            .map(|p| PartialSuccess {
-                rejected: p.rejected_log_records,
-                error_message: p.error_message,
-            }),
-        Payload::Traces(_) | Payload::TracesEncoded { .. } => {
-            ExportTraceServiceResponse::decode(body)
-                .ok()?
-                .partial_success
-                .map(|p| PartialSuccess {
-                    rejected: p.rejected_spans,
-                    error_message: p.error_message,
-                })
-        }
-        Payload::Metrics(_) => ExportMetricsServiceResponse::decode(body)
-            .ok()?
-            .partial_success
-            .map(|p| PartialSuccess {
-                rejected: p.rejected_data_points,
-                error_message: p.error_message,
-            }),
-    }
 }
 
 /// The `google.rpc.Status` message of an error body, or the body as text.

@@ -34,7 +34,12 @@ pub use self::config::{
 use self::grpc::GrpcTransport;
 use self::http::HttpTransport;
 use self::retry::{with_retry, REASON_ENCODE};
-use crate::batch::Batch;
+use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
+use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
+use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
+use gardener_proto::prost::Message;
+
+use crate::batch::{Batch, SignalKind};
 use crate::exporter::{ExportError, Exporter};
 
 /// Counter of records the peer accepted the request for but rejected
@@ -48,6 +53,40 @@ pub const RETRIES: &str = "gardener_exporter_retries_total";
 pub struct PartialSuccess {
     pub rejected: i64,
     pub error_message: String,
+}
+
+impl PartialSuccess {
+    /// The `partial_success` of an encoded `Export*ServiceResponse` of
+    /// `signal` (the same over gRPC and HTTP); `None` when there is none, or
+    /// the response is empty or undecodable (the request was accepted).
+    pub fn from_response(signal: SignalKind, body: &[u8]) -> Option<Self> {
+        if body.is_empty() {
+            return None;
+        }
+        match signal {
+            SignalKind::Logs => ExportLogsServiceResponse::decode(body)
+                .ok()?
+                .partial_success
+                .map(|p| Self {
+                    rejected: p.rejected_log_records,
+                    error_message: p.error_message,
+                }),
+            SignalKind::Traces => ExportTraceServiceResponse::decode(body)
+                .ok()?
+                .partial_success
+                .map(|p| Self {
+                    rejected: p.rejected_spans,
+                    error_message: p.error_message,
+                }),
+            SignalKind::Metrics => ExportMetricsServiceResponse::decode(body)
+                .ok()?
+                .partial_success
+                .map(|p| Self {
+                    rejected: p.rejected_data_points,
+                    error_message: p.error_message,
+                }),
+        }
+    }
 }
 
 // One per exporter, made once: the size difference between the variants

@@ -8,8 +8,7 @@
 //! receiver compares this count with the body's size and refuses requests
 //! that are mostly empty messages.
 
-use super::reader::{read_key, read_len, skip_unknown, LEN};
-use super::RECURSION_LIMIT;
+use super::reader::{fields, WireValue};
 
 /// The resources, scopes, metrics, data points and the messages directly
 /// inside data points (attributes, exemplars, buckets, quantiles) of an
@@ -44,20 +43,15 @@ pub fn count_metrics_messages(request: &[u8]) -> Option<usize> {
 /// The payloads of the length-delimited fields of `msg` whose number is in
 /// `tags` (any number when `tags` is empty).
 fn children<'a>(msg: &'a [u8], tags: &[u32]) -> Option<Vec<&'a [u8]>> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < msg.len() {
-        let (tag, wire) = read_key(msg, &mut pos)?;
-        if wire == LEN {
-            let payload = read_len(msg, &mut pos)?;
-            if tags.is_empty() || tags.contains(&tag) {
-                out.push(payload);
-            }
-        } else {
-            skip_unknown(msg, &mut pos, tag, wire, RECURSION_LIMIT).ok()?;
-        }
-    }
-    Some(out)
+    let mut all = fields(msg);
+    let out = all
+        .by_ref()
+        .filter_map(|(tag, value)| match value {
+            WireValue::Len(payload) if tags.is_empty() || tags.contains(&tag) => Some(payload),
+            _ => None,
+        })
+        .collect();
+    (!all.is_malformed()).then_some(out)
 }
 
 #[cfg(test)]

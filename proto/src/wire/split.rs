@@ -16,8 +16,7 @@
 //! record larger than `max_bytes` goes out alone); resources and scopes
 //! without records are left out; an empty request gives one empty part.
 
-use super::reader::{read_key, read_len, skip_unknown, varint_len, LEN};
-use super::RECURSION_LIMIT;
+use super::reader::{fields, varint_len, Fields, WireValue};
 
 /// One request of a split: its encoding and its number of records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,13 +51,15 @@ pub fn split_request<'a>(
     };
     let mut resource_index = 0;
     for buffer in buffers {
-        for field in Fields::new(buffer) {
-            let field = field?;
-            if field.tag != 1 || field.payload.is_none() {
-                continue;
+        let mut request = Framed::new(buffer);
+        for (tag, _, payload) in request.by_ref() {
+            if let (1, Some(resource)) = (tag, payload) {
+                split.resource(resource, resource_index)?;
+                resource_index += 1;
             }
-            split.resource(field.payload?, resource_index)?;
-            resource_index += 1;
+        }
+        if request.malformed() {
+            return None;
         }
     }
     if split.records > 0 || split.parts.is_empty() {
@@ -117,6 +118,21 @@ fn framed(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
+/// A resource's scopes or a scope's records (field 2, as `(payload, whole
+/// field)`), and the message's other fields (whole); `None` if malformed.
+#[allow(clippy::type_complexity)]
+fn children_and_own(msg: &[u8]) -> Option<(Vec<(&[u8], &[u8])>, Vec<&[u8]>)> {
+    let (mut children, mut own) = (Vec::new(), Vec::new());
+    let mut framed = Framed::new(msg);
+    for (tag, whole, payload) in framed.by_ref() {
+        match (tag, payload) {
+            (2, Some(payload)) => children.push((payload, whole)),
+            _ => own.push(whole),
+        }
+    }
+    (!framed.malformed()).then_some((children, own))
+}
+
 struct Splitter<'a> {
     max_records: usize,
     max_bytes: usize,
@@ -133,26 +149,10 @@ struct Splitter<'a> {
 
 impl<'a> Splitter<'a> {
     fn resource(&mut self, resource: &'a [u8], ri: usize) -> Option<()> {
-        let mut own = Vec::new();
-        let mut scopes = Vec::new();
-        for field in Fields::new(resource) {
-            let field = field?;
-            match (field.tag, field.payload) {
-                (2, Some(payload)) => scopes.push(payload),
-                _ => own.push(field.whole),
-            }
-        }
-        for (si, scope) in scopes.into_iter().enumerate() {
-            let mut scope_own = Vec::new();
-            let mut records = Vec::new();
-            for field in Fields::new(scope) {
-                let field = field?;
-                match (field.tag, field.payload) {
-                    (2, Some(_)) => records.push(field.whole),
-                    _ => scope_own.push(field.whole),
-                }
-            }
-            for record in records {
+        let (scopes, own) = children_and_own(resource)?;
+        for (si, (scope, _)) in scopes.into_iter().enumerate() {
+            let (records, scope_own) = children_and_own(scope)?;
+            for (_, record) in records {
                 self.record(record, (ri, si), &own, &scope_own);
             }
         }
@@ -209,64 +209,43 @@ impl<'a> Splitter<'a> {
     }
 }
 
-/// One field of a message: its number, its bytes (key included) and, when
-/// length-delimited, its payload.
-struct Field<'a> {
-    tag: u32,
-    whole: &'a [u8],
-    payload: Option<&'a [u8]>,
-}
-
-/// The fields of a message in order; `Some(None)`-free: a malformed field
-/// yields `None` and ends the iteration.
-struct Fields<'a> {
+/// The fields of a message with their bytes: `(number, bytes with the key,
+/// payload if length-delimited)`, read by [`fields`]. An unknown group,
+/// which [`fields`] skips, comes along in the bytes of the field after it
+/// (prost skips it there as well; one at the end is dropped, as decoding
+/// and encoding again drops it). After the loop, [`Framed::malformed`].
+struct Framed<'a> {
     msg: &'a [u8],
-    pos: usize,
-    failed: bool,
+    fields: Fields<'a>,
+    start: usize,
 }
 
-impl<'a> Fields<'a> {
+impl<'a> Framed<'a> {
     fn new(msg: &'a [u8]) -> Self {
-        Fields {
+        Framed {
             msg,
-            pos: 0,
-            failed: false,
+            fields: fields(msg),
+            start: 0,
         }
+    }
+
+    fn malformed(&self) -> bool {
+        self.fields.is_malformed()
     }
 }
 
-impl<'a> Iterator for Fields<'a> {
-    type Item = Option<Field<'a>>;
+impl<'a> Iterator for Framed<'a> {
+    type Item = (u32, &'a [u8], Option<&'a [u8]>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.pos >= self.msg.len() {
-            return None;
-        }
-        let start = self.pos;
-        let mut p = self.pos;
-        let field = (|| {
-            let (tag, wire) = read_key(self.msg, &mut p)?;
-            let payload = if wire == LEN {
-                Some(read_len(self.msg, &mut p)?)
-            } else {
-                skip_unknown(self.msg, &mut p, tag, wire, RECURSION_LIMIT).ok()?;
-                None
-            };
-            Some(Field {
-                tag,
-                whole: &self.msg[start..p],
-                payload,
-            })
-        })();
-        match field {
-            Some(field) => {
-                self.pos = p;
-                Some(Some(field))
-            }
-            None => {
-                self.failed = true;
-                Some(None)
-            }
-        }
+        let (tag, value) = self.fields.next()?;
+        let end = self.fields.offset();
+        let whole = &self.msg[self.start..end];
+        self.start = end;
+        let payload = match value {
+            WireValue::Len(payload) => Some(payload),
+            _ => None,
+        };
+        Some((tag, whole, payload))
     }
 }
