@@ -207,6 +207,9 @@ fn grpc_stalled_streams_are_reset_and_in_flight_requests_are_bounded() {
             .await;
         assert_eq!(ok.code, tonic::Code::Ok, "{ok:?}");
         assert_eq!(connection.max_concurrent_streams(), 5);
+        // The server lets go of that call's slot when its handler returns,
+        // which can be a moment after the answer has reached us.
+        tokio::time::sleep(Duration::from_millis(100)).await;
 
         // Two streams that declare a 1,000-byte message, send 10 bytes of
         // it and stall: they hold both slots.
