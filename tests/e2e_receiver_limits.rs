@@ -122,7 +122,11 @@ fn http_slow_clients_are_timed_out_and_in_flight_requests_are_bounded() {
     });
 
     // Both slots are taken (the handlers hold them while reading): a third
-    // request is refused with the retryable overload answer.
+    // request is refused with the retryable overload answer. The pause lets
+    // the server reach the stalled requests' handlers first: each
+    // connection is its own task, and a third request that overtook a
+    // stalled one would take its slot and have the stalled one refused.
+    std::thread::sleep(Duration::from_millis(300));
     let deadline = Instant::now() + SLACK;
     let refused = loop {
         let response = support::http_client()
@@ -189,11 +193,7 @@ fn http_slow_clients_are_timed_out_and_in_flight_requests_are_bounded() {
     assert_eq!(http, 3.0, "{text}");
 }
 
-// Flaky (about one run in four under load): a stalled stream is sometimes
-// refused as over the in-flight bound, as if a slot were still held; not
-// understood yet. Run with `cargo test --test e2e_receiver_limits -- --ignored`.
 #[test]
-#[ignore = "flaky: a stalled stream is sometimes refused as over the in-flight bound"]
 fn grpc_stalled_streams_are_reset_and_in_flight_requests_are_bounded() {
     let c = Collector::start_with(&limits_config(
         "read_timeout: 1s\nmax_concurrent_requests: 2\nmax_concurrent_streams: 5",
@@ -211,9 +211,6 @@ fn grpc_stalled_streams_are_reset_and_in_flight_requests_are_bounded() {
             .await;
         assert_eq!(ok.code, tonic::Code::Ok, "{ok:?}");
         assert_eq!(connection.max_concurrent_streams(), 5);
-        // The server lets go of that call's slot when its handler returns,
-        // which can be a moment after the answer has reached us.
-        tokio::time::sleep(Duration::from_millis(100)).await;
 
         // Two streams that declare a 1,000-byte message, send 10 bytes of
         // it and stall: they hold both slots.
@@ -227,19 +224,17 @@ fn grpc_stalled_streams_are_reset_and_in_flight_requests_are_bounded() {
                     .await,
             );
         }
+        // h2 does not promise to write new streams' frames in the order
+        // they were opened: without this pause the next call's HEADERS can
+        // reach the server first, take a slot, and the second stalled
+        // stream is the one refused. The pause lets the client's connection
+        // task flush both stalled streams; the server takes them in order.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         // A third call is refused at once, retryably.
         let started = Instant::now();
-        let deadline = started + SLACK;
-        let refused = loop {
-            let answer = connection
-                .call(grpc_raw::LOGS_EXPORT, &[], frame(&valid, false))
-                .await;
-            if answer.code != tonic::Code::Ok || Instant::now() > deadline {
-                break answer;
-            }
-            // Accepted: the stalled streams had not reached the server yet.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let refused = connection
+            .call(grpc_raw::LOGS_EXPORT, &[], frame(&valid, false))
+            .await;
         assert_eq!(refused.code, tonic::Code::Unavailable, "{refused:?}");
         assert!(
             started.elapsed() < TIMEOUT,
