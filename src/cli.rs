@@ -147,7 +147,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         None => run_collector(cli.run),
         Some(Command::Run(args)) => run_collector(args),
         Some(Command::CheckConfig { file }) => {
-            Config::load(Some(&file))?.validate_deep(&file.display().to_string())?;
+            Config::load(Some(&file))?.validate_deep()?;
             println!("{}: ok", file.display());
             Ok(ExitCode::SUCCESS)
         }
