@@ -76,6 +76,10 @@ pub enum Command {
         /// grpc://HOST:4317; retried with backoff while it answers 503/UNAVAILABLE.
         #[arg(long)]
         to: Option<String>,
+        /// With --to: how long one batch is retried while the collector cannot
+        /// be reached or answers busy (at most 10 attempts); then replay fails.
+        #[arg(long, requires = "to", value_parser = humantime::parse_duration, default_value = "30s")]
+        timeout: std::time::Duration,
         #[command(flatten)]
         local: LocalReportArgs,
     },
@@ -147,7 +151,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         None => run_collector(cli.run),
         Some(Command::Run(args)) => run_collector(args),
         Some(Command::CheckConfig { file }) => {
-            Config::load(Some(&file))?.validate_deep(&file.display().to_string())?;
+            Config::load(Some(&file))?.validate_deep()?;
             println!("{}: ok", file.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -159,11 +163,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         // perf tooling (benches/README.md)
         Some(Command::Loadgen(args)) => crate::loadgen::run(args),
         // gardener report
-        Some(Command::Replay { file, to, local }) => {
+        Some(Command::Replay {
+            file,
+            to,
+            timeout,
+            local,
+        }) => {
             match to {
                 Some(to) => {
-                    let n = crate::replay::send(&file, &to, &local.map_options())?;
-                    eprintln!("replay: sent {n} log records to {to}");
+                    let read = crate::replay::send(&file, &to, &local.map_options(), timeout)?;
+                    eprintln!("replay: sent {} log records to {to}", read.records);
                 }
                 None => {
                     let report = crate::replay::report_locally(

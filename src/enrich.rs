@@ -92,9 +92,13 @@ fn now_unix_nano() -> u64 {
 impl Enricher {
     /// `records_read`: whether any exporter reads the logs and spans (false
     /// for a collector that only derives metrics from them).
-    pub fn new(config: &ProcessorConfig, records_read: bool) -> anyhow::Result<Self> {
-        let processor =
-            Processor::new(config).map_err(|e| anyhow::anyhow!("processors.gardener: {e}"))?;
+    /// The error names what it is about ([`BuildError::key_path`]);
+    /// `Config::processor_error` adds the line.
+    pub fn new(
+        config: &ProcessorConfig,
+        records_read: bool,
+    ) -> Result<Self, gardener_processor::enrich::BuildError> {
+        let processor = Processor::new(config)?;
         let state = Mutex::new(State::new(config, &processor));
         Ok(Self {
             processor,

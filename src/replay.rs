@@ -376,16 +376,76 @@ impl Progress {
     }
 }
 
-/// Reads `path` and hands every batch to `sink`; returns the number of log
-/// records read.
+/// What reading an export found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadSummary {
+    /// Log records handed to the sink.
+    pub records: u64,
+    /// JSON objects that were neither a LogEntry nor an OTLP/JSON request
+    /// (see [`is_log_entry`]), skipped.
+    pub skipped: u64,
+}
+
+/// The fields of a Cloud Logging `LogEntry`: an object with none of them is
+/// not one (a saved report, some other JSON), and mapping it would make an
+/// empty record out of it.
+const LOG_ENTRY_FIELDS: [&str; 17] = [
+    "textPayload",
+    "jsonPayload",
+    "protoPayload",
+    "httpRequest",
+    "severity",
+    "timestamp",
+    "receiveTimestamp",
+    "logName",
+    "insertId",
+    "resource",
+    "labels",
+    "trace",
+    "spanId",
+    "traceSampled",
+    "sourceLocation",
+    "operation",
+    "split",
+];
+
+/// Whether a JSON object has a field of a Cloud Logging `LogEntry`.
+pub fn is_log_entry(entry: &serde_json::Map<String, Value>) -> bool {
+    LOG_ENTRY_FIELDS.iter().any(|k| entry.contains_key(*k))
+}
+
+/// What replay reads, for messages.
+const EXPECTED: &str = "a Cloud Logging export (the JSON array of LogEntry objects that `gcloud logging read --format=json` prints), OTLP/JSON (objects with `resourceLogs`) or JSON lines of LogEntry objects";
+
+/// Reads `path` and hands every batch to `sink`. Says on stderr how many
+/// entries were skipped as unrecognized, or that there were no records; a
+/// file whose entries are all unrecognized is an error, naming the file and
+/// what was expected (nothing is lost silently).
 pub fn read_batches(
     path: &Path,
     options: &MapOptions,
     sink: impl FnMut(ExportLogsServiceRequest) -> anyhow::Result<()>,
-) -> anyhow::Result<u64> {
-    let file = File::open(path).with_context(|| format!("{}", path.display()))?;
+) -> anyhow::Result<ReadSummary> {
+    let name = path.display().to_string();
+    let file = File::open(path).with_context(|| name.clone())?;
     let reader = BufReader::with_capacity(1 << 16, file);
-    read_batches_from(reader, &path.display().to_string(), options, sink)
+    let read = read_batches_from(reader, &name, options, sink)?;
+    if read.records == 0 && read.skipped > 0 {
+        bail!(
+            "{name}: no LogEntry or OTLP/JSON request among its {} JSON object(s); expected {EXPECTED}",
+            read.skipped
+        );
+    }
+    if read.skipped > 0 {
+        eprintln!(
+            "replay: warning: {name}: skipped {} entry(ies) that are neither a LogEntry (no textPayload, jsonPayload, severity, ... field) nor an OTLP/JSON request; {} log records read",
+            read.skipped, read.records
+        );
+    }
+    if read.records == 0 {
+        eprintln!("replay: {name}: 0 log records");
+    }
+    Ok(read)
 }
 
 /// [`read_batches`] on any reader (`name` prefixes error messages). A pure
@@ -395,11 +455,11 @@ pub fn read_batches_from(
     name: &str,
     options: &MapOptions,
     mut sink: impl FnMut(ExportLogsServiceRequest) -> anyhow::Result<()>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<ReadSummary> {
     let first = loop {
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
-            return Ok(0);
+            return Ok(ReadSummary::default());
         }
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
             Some(i) => {
@@ -416,11 +476,15 @@ pub fn read_batches_from(
     let mut progress = Progress::new();
     let mut batcher = Batcher::default();
     let mut sink_error: Option<anyhow::Error> = None;
+    let mut skipped = 0u64;
     let mut on_entry = |entry: Value| -> Result<(), String> {
-        if !entry.is_object() {
+        let Some(object) = entry.as_object() else {
             return Err("expected a LogEntry object".into());
-        }
-        let result = if entry.get("resourceLogs").is_some() {
+        };
+        let result = if !object.contains_key("resourceLogs") && !is_log_entry(object) {
+            skipped += 1;
+            Ok(())
+        } else if entry.get("resourceLogs").is_some() {
             let bytes = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
             let request: ExportLogsServiceRequest =
                 crate::receiver::otlp_json::decode(&bytes).map_err(|e| e.to_string())?;
@@ -456,7 +520,7 @@ pub fn read_batches_from(
             .into_iter::<Value>()
             .try_for_each(|v| v.and_then(|v| on_entry(v).map_err(serde_json::Error::custom)))
     } else {
-        bail!("{name}: not a Cloud Logging export (JSON array), OTLP/JSON or JSON lines");
+        bail!("{name}: not JSON; expected {EXPECTED}");
     };
     if let Some(e) = sink_error {
         return Err(e);
@@ -466,7 +530,10 @@ pub fn read_batches_from(
         sink(batcher.take())?;
     }
     progress.done();
-    Ok(progress.entries)
+    Ok(ReadSummary {
+        records: progress.entries,
+        skipped,
+    })
 }
 
 /// True when the file is a saved gardener report (JSON object with `signatures`).
@@ -496,7 +563,7 @@ pub fn report_locally(
 ) -> anyhow::Result<Report> {
     let processor = Processor::new(config)?;
     let mut state = State::new(config, &processor);
-    read_batches(path, options, |mut request| {
+    let read = read_batches(path, options, |mut request| {
         let mut tally = Tally::default();
         processor.process_logs(&mut request, &mut tally);
         state.merge(&tally, now_unix_nano());
@@ -504,7 +571,9 @@ pub fn report_locally(
     })?;
     let now = now_unix_nano();
     state.evaluate_slis(now);
-    Ok(state.report(now))
+    let mut report = state.report(now);
+    report.summary.skipped_entries = read.skipped;
+    Ok(report)
 }
 
 // ---------------------------------------------------------------- remote
@@ -584,6 +653,7 @@ async fn post_once(
     Ok((status, retry_after))
 }
 
+/// Attempts at one batch at most, whatever `--timeout` leaves.
 const MAX_ATTEMPTS: u32 = 10;
 
 fn backoff(attempt: u32, hint: Option<u64>) -> Duration {
@@ -592,7 +662,82 @@ fn backoff(attempt: u32, hint: Option<u64>) -> Duration {
         .min(Duration::from_secs(10))
 }
 
+/// The retries of `replay --to`: each batch is tried until it is accepted,
+/// refused for good, [`MAX_ATTEMPTS`] attempts were made, or the next try
+/// would start after `timeout` from the batch's first (each attempt is itself
+/// cut off at that point). The first failed attempt of the run is reported
+/// on stderr, naming the endpoint and the error, so that a wrong port or a
+/// collector that is down is not a silent wait.
+struct Retry {
+    endpoint: String,
+    timeout: Duration,
+    warned: bool,
+}
+
+/// What one attempt gave.
+enum Attempt {
+    Sent,
+    /// Worth trying again (unreachable, busy): what happened, and the peer's
+    /// retry hint in seconds.
+    Retry(String, Option<u64>),
+    /// Refused for good.
+    Fatal(String),
+}
+
+impl Retry {
+    /// Runs `attempt` under the policy above.
+    async fn run<F, Fut>(&mut self, mut attempt: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Attempt>,
+    {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.timeout;
+        let mut attempts = 0;
+        loop {
+            let outcome = match tokio::time::timeout_at(deadline, attempt()).await {
+                Ok(outcome) => outcome,
+                Err(_) => Attempt::Retry(
+                    format!(
+                        "no answer within --timeout {}",
+                        humantime::format_duration(self.timeout)
+                    ),
+                    None,
+                ),
+            };
+            let (error, hint) = match outcome {
+                Attempt::Sent => return Ok(()),
+                Attempt::Fatal(error) => bail!("{}: {error}", self.endpoint),
+                Attempt::Retry(error, hint) => (error, hint),
+            };
+            attempts += 1;
+            let wait = backoff(attempts - 1, hint);
+            if attempts >= MAX_ATTEMPTS || tokio::time::Instant::now() + wait >= deadline {
+                bail!(
+                    "{}: gave up after {attempts} attempt{} in {:.1}s (--timeout {}): {error}",
+                    self.endpoint,
+                    if attempts == 1 { "" } else { "s" },
+                    started.elapsed().as_secs_f64(),
+                    humantime::format_duration(self.timeout),
+                );
+            }
+            if !self.warned {
+                self.warned = true;
+                eprintln!(
+                    "replay: warning: {}: {error}; retrying for up to {} (--timeout)",
+                    self.endpoint,
+                    humantime::format_duration(self.timeout)
+                );
+            } else {
+                tracing::debug!(endpoint = %self.endpoint, %error, attempts, "retrying");
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 async fn send_http(
+    retry: &mut Retry,
     host: &str,
     addr: &str,
     path: &str,
@@ -600,53 +745,76 @@ async fn send_http(
 ) -> anyhow::Result<()> {
     use prost::Message;
     let body = request.encode_to_vec();
-    for attempt in 0..MAX_ATTEMPTS {
-        match post_once(host, addr, path, &body).await {
-            Ok((200..=299, _)) => return Ok(()),
-            Ok((status @ (429 | 502 | 503 | 504), hint)) => {
-                tracing::debug!(status, attempt, "collector busy, retrying");
-                tokio::time::sleep(backoff(attempt, hint)).await;
+    retry
+        .run(|| async {
+            match post_once(host, addr, path, &body).await {
+                Ok((200..=299, _)) => Attempt::Sent,
+                Ok((status @ (429 | 502 | 503 | 504), hint)) => {
+                    Attempt::Retry(format!("HTTP {status}"), hint)
+                }
+                Ok((status, _)) => Attempt::Fatal(format!("HTTP {status}")),
+                Err(e) => Attempt::Retry(e.to_string(), None),
             }
-            Ok((status, _)) => bail!("POST http://{host}{path}: HTTP {status}"),
-            Err(e) if attempt + 1 < MAX_ATTEMPTS => {
-                tracing::debug!(error = %e, attempt, "connection failed, retrying");
-                tokio::time::sleep(backoff(attempt, None)).await;
-            }
-            Err(e) => bail!("POST http://{host}{path}: {e}"),
+        })
+        .await
+}
+
+/// A gRPC status with the errors behind it (a transport error's status
+/// says "tcp connect error"; its source says "Connection refused").
+fn status_text(status: &tonic::Status) -> String {
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        let line = error.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
         }
+        source = error.source();
     }
-    bail!("POST http://{host}{path}: still refused after {MAX_ATTEMPTS} attempts")
+    text
 }
 
 async fn send_grpc(
-    client: &mut gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient<
+    retry: &mut Retry,
+    client: &gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient<
         tonic::transport::Channel,
     >,
     request: ExportLogsServiceRequest,
 ) -> anyhow::Result<()> {
-    for attempt in 0..MAX_ATTEMPTS {
-        match client.export(request.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::Unavailable
-                        | tonic::Code::ResourceExhausted
-                        | tonic::Code::Aborted
-                        | tonic::Code::DeadlineExceeded
-                ) =>
-            {
-                tracing::debug!(code = ?status.code(), attempt, "collector busy, retrying");
-                tokio::time::sleep(backoff(attempt, None)).await;
+    retry
+        .run(|| {
+            let mut client = client.clone();
+            let request = request.clone();
+            async move {
+                match client.export(request).await {
+                    Ok(_) => Attempt::Sent,
+                    Err(status)
+                        if matches!(
+                            status.code(),
+                            tonic::Code::Unavailable
+                                | tonic::Code::ResourceExhausted
+                                | tonic::Code::Aborted
+                                | tonic::Code::DeadlineExceeded
+                        ) =>
+                    {
+                        Attempt::Retry(status_text(&status), None)
+                    }
+                    Err(status) => Attempt::Fatal(status_text(&status)),
+                }
             }
-            Err(status) => bail!("gRPC Export: {status}"),
-        }
-    }
-    bail!("gRPC Export: still UNAVAILABLE after {MAX_ATTEMPTS} attempts")
+        })
+        .await
 }
 
-/// Sends the file to a collector; returns the number of records sent.
-pub fn send(path: &Path, to: &str, options: &MapOptions) -> anyhow::Result<u64> {
+/// Sends the file to a collector; returns what was read (and so sent).
+/// `timeout` bounds the retries of each batch (`--timeout`, 30 s by default).
+pub fn send(
+    path: &Path,
+    to: &str,
+    options: &MapOptions,
+    timeout: Duration,
+) -> anyhow::Result<ReadSummary> {
     let target = parse_target(to)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -665,16 +833,30 @@ pub fn send(path: &Path, to: &str, options: &MapOptions) -> anyhow::Result<u64> 
         let sender = async {
             match target {
                 Target::Http { host, addr, path } => {
+                    let mut retry = Retry {
+                        endpoint: format!("POST http://{host}{path}"),
+                        timeout,
+                        warned: false,
+                    };
                     while let Some(request) = rx.recv().await {
-                        send_http(&host, &addr, &path, &request).await?;
+                        send_http(&mut retry, &host, &addr, &path, &request).await?;
                     }
                 }
                 Target::Grpc(url) => {
-                    let mut client = gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient::connect(url.clone())
-                        .await
-                        .with_context(|| format!("connect {url}"))?;
+                    let mut retry = Retry {
+                        endpoint: format!("gRPC Export to {url}"),
+                        timeout,
+                        warned: false,
+                    };
+                    // Connected on first use, so that an unreachable
+                    // collector is retried (and reported) like a busy one.
+                    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+                        .with_context(|| format!("--to {to}"))?
+                        .connect_timeout(timeout)
+                        .connect_lazy();
+                    let client = gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient::new(channel);
                     while let Some(request) = rx.recv().await {
-                        send_grpc(&mut client, request).await?;
+                        send_grpc(&mut retry, &client, request).await?;
                     }
                 }
             }

@@ -92,10 +92,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if exporter_handles.is_empty() {
         tracing::info!("no log or trace exporter: records are counted into metrics, then dropped");
     }
-    let enricher = Arc::new(Enricher::new(
-        &config.processors.gardener,
-        !exporter_handles.is_empty(),
-    )?);
+    let enricher = Arc::new(
+        Enricher::new(&config.processors.gardener, !exporter_handles.is_empty())
+            .map_err(|e| config.processor_error(&e))?,
+    );
     let workers = match config.service.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

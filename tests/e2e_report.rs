@@ -410,3 +410,108 @@ fn ui_is_served_and_renders() {
         std::fs::copy(&png, keep).unwrap();
     }
 }
+
+/// `log-gardener replay ARGS...` on a file holding `content`: (exit success, stdout, stderr, time taken).
+fn replay_text(content: &str, args: &[&str]) -> (bool, String, String, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("input.json");
+    std::fs::write(&path, content).unwrap();
+    let started = Instant::now();
+    let output = support::run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_log-gardener"))
+            .arg("replay")
+            .arg(&path)
+            .args(args)
+            .env_remove("LOG_GARDENER_CONFIG"),
+        Duration::from_secs(60),
+    );
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn replay_to_a_closed_port_says_so_and_gives_up_within_its_timeout() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let export = std::fs::read_to_string(fixture("seeds_export.json")).unwrap();
+    for to in [
+        format!("http://127.0.0.1:{port}"),
+        format!("grpc://127.0.0.1:{port}"),
+    ] {
+        let (ok, _, stderr, took) = replay_text(&export, &["--to", &to, "--timeout", "2s"]);
+        assert!(!ok, "replay to a closed port succeeded: {stderr}");
+        // A warning at the first failed attempt, then the final error; both
+        // name the endpoint and the error.
+        assert!(
+            stderr.contains("replay: warning: ") && stderr.contains("retrying"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("log-gardener: ") && stderr.contains("gave up after"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.matches(&format!("127.0.0.1:{port}")).count() >= 2,
+            "{stderr}"
+        );
+        assert!(
+            stderr.to_lowercase().contains("connection refused"),
+            "{stderr}"
+        );
+        // --timeout 2s: no retry starts after 2 s.
+        assert!(took < Duration::from_secs(10), "took {took:?}: {stderr}");
+    }
+}
+
+#[test]
+fn replay_of_unrecognized_json_fails_and_skipped_entries_are_counted() {
+    // None of the recognized formats: an error naming the file and what is expected.
+    for content in [
+        "{\"generated_at\": \"x\", \"signatures\": []}\n",
+        "[{\"a\": 1}, {\"b\": 2}]",
+        "{\"a\": 1}\n{\"b\": 2}\n",
+    ] {
+        let (ok, stdout, stderr, _) = replay_text(content, &["--format", "json"]);
+        assert!(!ok, "{content} was accepted: {stdout}");
+        assert!(stderr.contains("input.json: "), "{stderr}");
+        assert!(
+            stderr.contains("expected a Cloud Logging export"),
+            "{stderr}"
+        );
+    }
+    // Recognized, but some entries are not: processed, and the skipped ones counted.
+    let mixed = "[{\"severity\": \"ERROR\", \"textPayload\": \"database connection refused\"}, {\"a\": 1}, {\"b\": 2}]";
+    let (ok, stdout, stderr, _) = replay_text(mixed, &["--format", "json"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("skipped 2 entry(ies)"), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["summary"]["skipped_entries"], 2, "{stdout}");
+    assert_eq!(report["summary"]["events"], 1, "{stdout}");
+    let (ok, stdout, _, _) = replay_text(mixed, &[]);
+    assert!(ok);
+    assert!(
+        stdout.contains("**2** entries of the input skipped"),
+        "{stdout}"
+    );
+    // Nothing skipped: no field, no warning.
+    let (ok, stdout, stderr, _) = replay_text(
+        &mixed.replace(", {\"a\": 1}, {\"b\": 2}", ""),
+        &["--format", "json"],
+    );
+    assert!(ok && !stderr.contains("skipped"), "{stderr}");
+    assert!(!stdout.contains("skipped_entries"), "{stdout}");
+    // Empty: accepted, and said.
+    for empty in ["[]", "", "\n"] {
+        let (ok, _, stderr, _) = replay_text(empty, &["--format", "json"]);
+        assert!(ok, "{empty:?}: {stderr}");
+        assert!(stderr.contains("0 log records"), "{empty:?}: {stderr}");
+    }
+}

@@ -16,6 +16,6 @@ fuzz_target!(|data: &[u8]| {
         Ok(())
     });
     if let Ok(read) = result {
-        assert_eq!(read as usize, records);
+        assert_eq!(read.records as usize, records);
     }
 });

@@ -35,6 +35,61 @@ pub enum BuildError {
     IdConsistency(#[from] crate::trace_context::IdConsistencyError),
 }
 
+impl BuildError {
+    /// The key under `processors.gardener` that the error is about, as
+    /// precisely as the error knows it (`sli.definitions.NAME.threshold`,
+    /// `signatures.rules.3.pattern`, ...), so that `check-config` can point
+    /// at the line where it is written.
+    pub fn key_path(&self) -> String {
+        use crate::rules::RuleError;
+        use crate::sli::SliConfigError;
+        match self {
+            BuildError::Rules(RuleError::Regex { index, field, .. }) => {
+                format!("signatures.rules.{index}.{field}")
+            }
+            BuildError::Rules(RuleError::Category { index, .. }) => {
+                format!("signatures.rules.{index}.category")
+            }
+            BuildError::Rules(RuleError::Empty { index, .. }) => {
+                format!("signatures.rules.{index}")
+            }
+            BuildError::Rules(_) => "signatures.rules".into(),
+            BuildError::Sli(SliConfigError::Invalid { sli, message }) if sli == "*" => {
+                // The only SLI-wide check: `clear_factor`.
+                let field = message.split_whitespace().next().unwrap_or_default();
+                format!("sli.{field}")
+            }
+            BuildError::Sli(SliConfigError::Invalid { sli, message }) => {
+                // Messages about one field of a definition start with it
+                // (`threshold 5 is not in [0, 1]`, "`events` is required").
+                let first = message
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_matches('`');
+                const FIELDS: [&str; 7] = [
+                    "events",
+                    "bad",
+                    "threshold",
+                    "window_secs",
+                    "min_events",
+                    "labels",
+                    "description",
+                ];
+                if FIELDS.contains(&first) {
+                    format!("sli.definitions.{sli}.{first}")
+                } else {
+                    format!("sli.definitions.{sli}")
+                }
+            }
+            BuildError::Sli(SliConfigError::Regex { sli, .. }) => {
+                format!("sli.definitions.{sli}")
+            }
+            BuildError::IdConsistency(_) => "trace_context.id_consistency".into(),
+        }
+    }
+}
+
 /// One signed record, as the report and the counters need it.
 #[derive(Debug, Clone)]
 pub struct SignatureHit {

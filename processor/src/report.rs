@@ -45,6 +45,15 @@ pub struct Summary {
     /// Signatures dropped from the bounded table.
     pub evicted: u64,
     pub firing: Vec<String>,
+    /// Entries of a replayed file that were neither a LogEntry nor an
+    /// OTLP/JSON request, so not processed (set by `replay`; left out of
+    /// the JSON when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_entries: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,6 +203,7 @@ pub fn build(table: &SignatureTable, slis: &[SliStatus], generated_at_unix_nano:
             revisions: revisions.into_iter().collect(),
             evicted: table.evictions(),
             firing,
+            skipped_entries: 0,
         },
         signatures,
         slis: sli_entries,
@@ -288,6 +298,13 @@ impl Report {
             s.signatures,
             s.services.len()
         );
+        if s.skipped_entries > 0 {
+            let _ = writeln!(
+                md,
+                "- **{}** entries of the input skipped: neither a Cloud Logging LogEntry nor an OTLP/JSON request",
+                s.skipped_entries
+            );
+        }
         for p in ["P0", "P1", "P2", "P3"] {
             let (n, c) = self
                 .signatures

@@ -7,6 +7,7 @@
 //! default (the most common way a collector config "works" but does nothing).
 
 mod env;
+mod locate;
 mod presence;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ pub use env::expand_env;
 use gardener_exporter::googlecloud::GoogleCloudConfig;
 use gardener_exporter::otlp::OtlpExporterConfig;
 use gardener_processor::ProcessorConfig;
+pub use locate::locate;
 
 /// The configuration compiled into the binary: what `log-gardener` runs with no flags.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.yaml");
@@ -30,6 +32,17 @@ pub struct Config {
     pub processors: Processors,
     pub exporters: Exporters,
     pub service: Service,
+    /// The text it was read from (after `${env:VAR}` expansion), so that an
+    /// error found later (compiling the processor at `run`) can name the line.
+    #[serde(skip)]
+    source: Option<std::sync::Arc<Source>>,
+}
+
+/// A configuration's name (its file) and text.
+#[derive(Debug, Default)]
+struct Source {
+    name: String,
+    text: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -318,11 +331,36 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
-    #[error("{source_name}: {message}")]
+    /// A value that parsed but is not valid; `at` is the line and column of
+    /// its key when that key (or an ancestor) is written in the text.
+    #[error("{source_name}{}: {message}", at_line(.at))]
     Invalid {
         source_name: String,
+        at: Option<(usize, usize)>,
         message: String,
     },
+}
+
+fn at_line(at: &Option<(usize, usize)>) -> String {
+    match at {
+        Some((line, column)) => format!(":{line}:{column}"),
+        None => String::new(),
+    }
+}
+
+/// The key path an error message is about: the first of the key paths it
+/// names (`service.queue.max_batches must be > 0`, `receivers.otlp...: ...
+/// is also service.admin.endpoint`) that is written in the text, else the
+/// first one (whose nearest written ancestor [`locate`] then finds).
+fn key_of_message<'m>(text: &str, message: &'m str) -> Option<&'m str> {
+    const SECTIONS: [&str; 4] = ["receivers.", "processors.", "exporters.", "service."];
+    let keys: Vec<&str> = message
+        .split(|c: char| c.is_whitespace() || matches!(c, ':' | '(' | ')' | ',' | '`' | '"'))
+        .filter(|word| SECTIONS.iter().any(|s| word.starts_with(s)))
+        .map(|word| word.trim_end_matches('.'))
+        .collect();
+    let written = keys.iter().find(|key| locate::is_written(text, key));
+    written.or(keys.first()).copied()
 }
 
 impl Config {
@@ -353,7 +391,7 @@ impl Config {
             line: e.line,
             message: e.message,
         })?;
-        let config: Config = if expanded.trim().is_empty() {
+        let mut config: Config = if expanded.trim().is_empty() {
             Config::default()
         } else {
             serde_yaml_ng::from_str(&expanded).map_err(|e| {
@@ -369,11 +407,39 @@ impl Config {
                 }
             })?
         };
-        config.validate().map_err(|message| ConfigError::Invalid {
-            source_name: source_name.into(),
-            message,
-        })?;
+        config.source = Some(std::sync::Arc::new(Source {
+            name: source_name.into(),
+            text: expanded,
+        }));
+        config
+            .validate()
+            .map_err(|message| config.invalid(None, message))?;
         Ok(config)
+    }
+
+    /// An [`ConfigError::Invalid`] naming the line of `key` (a full key
+    /// path), or else of the first key path the message names.
+    fn invalid(&self, key: Option<&str>, message: String) -> ConfigError {
+        let (source_name, text) = match &self.source {
+            Some(source) => (source.name.as_str(), source.text.as_str()),
+            None => ("<configuration>", ""),
+        };
+        let at = key
+            .or_else(|| key_of_message(text, &message))
+            .and_then(|key| locate(text, key));
+        ConfigError::Invalid {
+            source_name: source_name.into(),
+            at,
+            message,
+        }
+    }
+
+    /// The error of compiling `processors.gardener` (what
+    /// [`Config::validate_deep`] and `run` find), naming the line of its key.
+    pub fn processor_error(&self, error: &gardener_processor::enrich::BuildError) -> ConfigError {
+        let key = format!("processors.gardener.{}", error.key_path());
+        let message = format!("{key}: {error}");
+        self.invalid(Some(&key), message)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -472,14 +538,10 @@ impl Config {
     /// ID-consistency rules). `check-config` calls it; `run` compiles the
     /// processor once anyway and reports the same errors, so start-up does
     /// not pay for it twice.
-    pub fn validate_deep(&self, source_name: &str) -> Result<(), ConfigError> {
-        self.processors
-            .gardener
-            .validate()
-            .map_err(|e| ConfigError::Invalid {
-                source_name: source_name.into(),
-                message: format!("processors.gardener: {e}"),
-            })
+    pub fn validate_deep(&self) -> Result<(), ConfigError> {
+        gardener_processor::Processor::new(&self.processors.gardener)
+            .map(|_| ())
+            .map_err(|e| self.processor_error(&e))
     }
 }
 

@@ -103,7 +103,7 @@ fn comments_are_not_expanded() {
 fn a_bad_sli_regex_is_found_by_the_deep_check() {
     let text = "processors:\n  gardener:\n    sli:\n      definitions:\n        mine:\n          events: [ { message: '(' } ]\n          bad: [ { severity_min: ERROR } ]\n          threshold: 0.1\n";
     let config = parse(text).unwrap();
-    let err = config.validate_deep("test.yaml").unwrap_err().to_string();
+    let err = config.validate_deep().unwrap_err().to_string();
     assert!(err.contains("processors.gardener"), "{err}");
 }
 

@@ -1,0 +1,112 @@
+//! `log-gardener check-config FILE` and `run --config FILE` name the line and
+//! column of the key at fault, for errors found after parsing (values out of
+//! range, listeners sharing a port, bad regexes, exporter settings) as for
+//! the parser's own syntax and type errors.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+/// Runs `log-gardener ARGS... FILE` on `config`: (success, stderr).
+fn gardener(args: &[&str], config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, config).unwrap();
+    let output = support::run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_log-gardener"))
+            .args(args)
+            .arg(&path)
+            .env_remove("LOG_GARDENER_CONFIG"),
+        Duration::from_secs(30),
+    );
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `check-config` refuses `config` with an error at `line:column` that names `key`.
+fn refused_at(config: &str, line_column: &str, key: &str) {
+    let (ok, stderr) = gardener(&["check-config"], config);
+    assert!(!ok, "accepted:\n{config}");
+    assert!(
+        stderr.contains(&format!("bad.yaml:{line_column}: ")),
+        "expected bad.yaml:{line_column}: in {stderr}"
+    );
+    assert!(stderr.contains(key), "expected {key} in {stderr}");
+}
+
+#[test]
+fn check_config_names_the_line_of_semantic_errors() {
+    // An SLI threshold out of range (found compiling the processor).
+    refused_at(
+        "processors:\n  gardener:\n    sli:\n      definitions:\n        http_5xx:\n          threshold: 5\n",
+        "6:11",
+        "processors.gardener.sli.definitions.http_5xx.threshold",
+    );
+    // min_severity outside 0..=24.
+    refused_at(
+        "# a comment\nprocessors:\n  gardener:\n    signatures:\n      min_severity: 30\n",
+        "5:7",
+        "processors.gardener.signatures.min_severity",
+    );
+    // Two listeners on one port: the line of the one written in the file
+    // (the other is a default).
+    refused_at(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n      http:\nservice:\n  admin:\n    endpoint: 0.0.0.0:4318\n",
+        "8:5",
+        "service.admin.endpoint",
+    );
+    // A bad regex in the second user rule, in flow style.
+    refused_at(
+        "processors:\n  gardener:\n    signatures:\n      rules:\n        - { category: fine, priority: P2, pattern: ok }\n        - { category: broken, priority: P1, pattern: '(unclosed' }\n",
+        "6:45",
+        "processors.gardener.signatures.rules.1.pattern",
+    );
+    // An exporter setting checked after parsing.
+    refused_at(
+        "exporters:\n  googlecloud:\n    project: p\n    interval: 1s\n",
+        "4:5",
+        "exporters.googlecloud.interval",
+    );
+    refused_at(
+        "exporters:\n  otlp:\n    endpoint: ftp://example.com:21\n",
+        "3:5",
+        "exporters.otlp.endpoint",
+    );
+    // An error about a key that is not written points at its nearest written ancestor.
+    refused_at(
+        "service:\n  queue:\n    max_batches: 0\n",
+        "2:3",
+        "service.queue",
+    );
+    // Syntax and type errors kept their line.
+    refused_at(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpont: 0.0.0.0:4317\n",
+        "5:9",
+        "receivers.otlp.protocols.grpc",
+    );
+}
+
+#[test]
+fn run_names_the_line_of_semantic_errors_at_start_up() {
+    // Only what compiling the processor finds (run does not compile it twice).
+    let config = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\nprocessors:\n  gardener:\n    sli:\n      definitions:\n        mine:\n          events: [ { message: '(' } ]\n          bad: [ { severity_min: ERROR } ]\n          threshold: 0.1\nservice:\n  admin:\n    endpoint: 127.0.0.1:0\n";
+    let (ok, stderr) = gardener(&["run", "--config"], config);
+    assert!(!ok, "run started with a bad regex");
+    assert!(
+        stderr.contains("bad.yaml:10:9: processors.gardener.sli.definitions.mine"),
+        "{stderr}"
+    );
+    // And what the first validation finds.
+    let (ok, stderr) = gardener(
+        &["run", "--config"],
+        "service:\n  admin:\n    endpoint: 127.0.0.1:0\n  memory_limit_cgroup_share: 7\n",
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("bad.yaml:4:3: service.memory_limit_cgroup_share"),
+        "{stderr}"
+    );
+}
