@@ -77,9 +77,14 @@ fn check_config_names_the_line_of_semantic_errors() {
     );
     // An error about a key that is not written points at its nearest written ancestor.
     refused_at(
+        "processors:\n  gardener:\n    sli:\n      definitions:\n        mine:\n          threshold: 0.1\n",
+        "5:9",
+        "processors.gardener.sli.definitions.mine.events",
+    );
+    refused_at(
         "service:\n  queue:\n    max_batches: 0\n",
-        "2:3",
-        "service.queue",
+        "3:5",
+        "service.queue.max_batches",
     );
     // Syntax and type errors kept their line.
     refused_at(

@@ -519,8 +519,11 @@ impl Config {
         if !(0.05..=1.0).contains(&self.service.memory_limit_cgroup_share) {
             return Err("service.memory_limit_cgroup_share must be between 0.05 and 1".into());
         }
-        if self.service.queue.max_batches == 0 || self.service.queue.max_bytes == 0 {
-            return Err("service.queue: max_batches and max_bytes must be > 0".into());
+        if self.service.queue.max_batches == 0 {
+            return Err("service.queue.max_batches must be > 0".into());
+        }
+        if self.service.queue.max_bytes == 0 {
+            return Err("service.queue.max_bytes must be > 0".into());
         }
         if let Some(persistent) = &self.service.queue.persistent {
             persistent.validate()?;
