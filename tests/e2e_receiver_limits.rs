@@ -275,3 +275,78 @@ fn grpc_stalled_streams_are_reset_and_in_flight_requests_are_bounded() {
         .sum();
     assert_eq!(grpc, 3.0, "{text}");
 }
+
+/// A call still unanswered when the client's own deadline (`grpc-timeout`)
+/// passes is answered CANCELLED by tonic, outside the layer that counts
+/// refusals; it is counted as `client_timeout`. A call whose client resets
+/// the stream before the answer is counted as `read_error`. Each once, and
+/// the collector goes on accepting calls.
+#[test]
+fn grpc_calls_given_up_by_the_client_are_counted() {
+    let c = Collector::start_with(&limits_config("read_timeout: 30s", ""));
+    let valid = logs_request("grpc-deadline", 2).encode_to_vec();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut connection = Connection::open(c.grpc_addr()).await;
+        // Declares a 1,000-byte message, sends 10 bytes of it and stalls,
+        // with a 300 ms deadline.
+        let mut partial = frame(&[0u8; 1000], false);
+        partial.truncate(15);
+        let started = Instant::now();
+        let call = connection
+            .start(
+                grpc_raw::LOGS_EXPORT,
+                &[("grpc-timeout", "300m")],
+                partial.clone(),
+                false,
+            )
+            .await;
+        let answer = call.answer().await;
+        assert!(
+            matches!(
+                answer.code,
+                tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+            ),
+            "{answer:?}"
+        );
+        assert!(started.elapsed() < SLACK, "after {:?}", started.elapsed());
+
+        // The same stall without a deadline, reset by the client.
+        let call = connection
+            .start(grpc_raw::LOGS_EXPORT, &[], partial, false)
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(call);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let ok = connection
+            .call(grpc_raw::LOGS_EXPORT, &[], frame(&valid, false))
+            .await;
+        assert_eq!(ok.code, tonic::Code::Ok, "{ok:?}");
+    });
+    c.expect_counter(
+        REFUSED,
+        &[("transport", "grpc"), ("reason", "client_timeout")],
+        1.0,
+    );
+    c.expect_counter(
+        REFUSED,
+        &[("transport", "grpc"), ("reason", "read_error")],
+        1.0,
+    );
+    c.expect_counter(
+        ACCEPTED,
+        &[("signal", "logs"), ("service", "grpc-deadline")],
+        2.0,
+    );
+    let text = c.metrics();
+    let grpc: f64 = support::samples(&text, REFUSED)
+        .iter()
+        .filter(|(labels, _)| labels.contains(&("transport".into(), "grpc".into())))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(grpc, 2.0, "{text}");
+}

@@ -12,6 +12,7 @@
 //! | queue full, shutting down | UNAVAILABLE with `RetryInfo` | yes |
 //! | more than `max_concurrent_requests` in flight | UNAVAILABLE with `RetryInfo` | yes |
 //! | message not received within `read_timeout` | DEADLINE_EXCEEDED | yes |
+//! | the client's own `grpc-timeout` passed before the answer | CANCELLED (tonic) | yes |
 //!
 //! gzip and zstd request compression are accepted. Every refusal is counted
 //! in `gardener_receiver_refused_requests_total{transport="grpc",reason}`;
