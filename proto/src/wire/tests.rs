@@ -988,6 +988,9 @@ fn cost() {
     time("validate_logs_request", &mut || {
         black_box(validate_logs_request(black_box(&buf)).unwrap());
     });
+    time("validate_logs_request_strict", &mut || {
+        black_box(validate_logs_request_strict(black_box(&buf)).unwrap());
+    });
     time("walk: log_record + attribute keys", &mut || {
         let mut sum = 0usize;
         for r in logs_request(black_box(&buf)).records() {
