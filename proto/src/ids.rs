@@ -146,4 +146,66 @@ mod tests {
         assert_eq!(check_traces(&traces(4, 16)), Err(INVALID_SPAN_ID));
         assert_eq!(check_traces(&traces(8, 32)), Err(INVALID_TRACE_ID));
     }
+
+    #[test]
+    fn exemplar_ids_are_checked_in_every_point_kind() {
+        use crate::otlp::metrics::v1::{
+            ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+            HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+        };
+        let exemplar = |trace: usize, span: usize| Exemplar {
+            trace_id: vec![1; trace],
+            span_id: vec![2; span],
+            ..Default::default()
+        };
+        let request = |data: Data| ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        data: Some(data),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let number = |e: Exemplar| NumberDataPoint {
+            exemplars: vec![e],
+            ..Default::default()
+        };
+        for (trace, span, expected) in [
+            (16, 8, Ok(())),
+            (0, 0, Ok(())),
+            (8, 8, Err(INVALID_TRACE_ID)),
+            (16, 16, Err(INVALID_SPAN_ID)),
+        ] {
+            let all = [
+                Data::Gauge(Gauge {
+                    data_points: vec![number(exemplar(trace, span))],
+                }),
+                Data::Sum(Sum {
+                    data_points: vec![number(exemplar(trace, span))],
+                    ..Default::default()
+                }),
+                Data::Histogram(Histogram {
+                    data_points: vec![HistogramDataPoint {
+                        exemplars: vec![exemplar(trace, span)],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                Data::ExponentialHistogram(ExponentialHistogram {
+                    data_points: vec![ExponentialHistogramDataPoint {
+                        exemplars: vec![exemplar(trace, span)],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            ];
+            for data in all {
+                assert_eq!(check_metrics(&request(data.clone())), expected, "{data:?}");
+            }
+        }
+    }
 }
