@@ -168,15 +168,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             grpc_config.read_timeout,
         );
         let max_concurrent_streams = grpc_config.max_concurrent_streams;
+        let (keepalive_interval, keepalive_timeout) = (
+            grpc_config.keepalive_interval,
+            grpc_config.keepalive_timeout,
+        );
+        let max_connection_age = grpc_config.max_connection_age;
         let stop = stop_receivers.clone();
         readiness.receiver_listening();
         tracing::info!(endpoint = %grpc_config.endpoint, "OTLP/gRPC receiver listening");
         receiver_tasks.push(tokio::spawn(async move {
-            let server = tonic::transport::Server::builder()
+            let mut server = tonic::transport::Server::builder()
                 .max_frame_size(Some(GRPC_MAX_FRAME_BYTES))
                 .max_concurrent_streams(Some(max_concurrent_streams))
-                .layer(guard)
-                .add_routes(routes);
+                .http2_keepalive_interval(Some(keepalive_interval))
+                .http2_keepalive_timeout(Some(keepalive_timeout));
+            if let Some(age) = max_connection_age {
+                server = server.max_connection_age(age);
+            }
+            let server = server.layer(guard).add_routes(routes);
             match tls {
                 // Our own acceptor, so that failed handshakes are counted.
                 Some(config) => {

@@ -244,12 +244,19 @@ fn http_bad_input_gets_documented_statuses_and_the_collector_keeps_working() {
     reply.json_status();
     assert_no_echo(&reply);
     malformed += 1;
-    // A trace id of the wrong length but valid hex decodes (as it would in
-    // protobuf); the processor classifies it as trace_context="invalid".
+    // 400: a trace id of the wrong length in valid hex, as the
+    // OpenTelemetry Collector's pdata refuses it (it used to be accepted and
+    // forwarded, and a Collector downstream refused the whole batch).
     let body = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"short-id"}}]},"scopeLogs":[{"logRecords":[{"traceId":"5b8e"}]}]}]}"#;
     let reply = post(&c, "/v1/logs", &[("content-type", JSON)], body.into());
-    assert_eq!(reply.status, 200, "short trace id: {}", reply.text());
-    c.expect_counter(RECORDS, &[("signal", "logs"), ("service", "short-id")], 1.0);
+    assert_eq!(reply.status, 400, "short trace id: {}", reply.text());
+    assert!(
+        reply.text().contains("invalid length for trace id"),
+        "{}",
+        reply.text()
+    );
+    malformed += 1;
+    c.expect_counter(RECORDS, &[("signal", "logs"), ("service", "short-id")], 0.0);
     probe.check(&mut c, "invalid trace ids");
 
     // 400: invalid UTF-8 inside a protobuf string field (the body's string_value).
@@ -654,6 +661,7 @@ fn grpc_oversized_message_is_not_retryable() {
 
 const LOGS_EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 const TRACES_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const METRICS_EXPORT: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
 /// Sends each body as it is (no encoder checks it) to the gRPC method
 /// `path` of the receiver at `url`, one after the other on one channel;
@@ -1105,6 +1113,181 @@ fn malformed_trace_requests_are_refused_on_grpc_and_http() {
     c.expect_counter(RECORDS, &[("signal", "traces"), ("service", "utf8")], 0.0);
 }
 
+/// A trace id that is not empty or 16 bytes, or a span id not empty or 8
+/// (records, spans, parents, links), decodes with prost but not with the
+/// OpenTelemetry Collector's pdata ("invalid length for ID"), which would
+/// refuse the whole batch we forward. The receivers refuse such a request
+/// as the Collector's receiver does, over gRPC (INVALID_ARGUMENT), HTTP
+/// protobuf and HTTP JSON (400), counted as `malformed`; requests whose ids
+/// are 16/8 bytes or empty are accepted.
+#[test]
+fn ids_of_invalid_length_are_refused_on_grpc_and_http() {
+    use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+    use gardener_proto::otlp::trace::v1::{span::Link, ResourceSpans, ScopeSpans, Span};
+    let c = Collector::start();
+    let logs = |service: &str, trace: usize, span: usize| {
+        let record = LogRecord {
+            body: Some(string("ids")),
+            trace_id: vec![0x5b; trace],
+            span_id: vec![0xee; span],
+            ..Default::default()
+        };
+        gardener_proto::build::logs_request(service, vec![record]).encode_to_vec()
+    };
+    let traces = |service: &str, ids: [usize; 5]| {
+        let span = Span {
+            name: "GET /".into(),
+            trace_id: vec![1; ids[0]],
+            span_id: vec![2; ids[1]],
+            parent_span_id: vec![3; ids[2]],
+            links: vec![Link {
+                trace_id: vec![4; ids[3]],
+                span_id: vec![5; ids[4]],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(gardener_proto::build::service_resource(service)),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    };
+    let bad_logs = [logs("bad", 15, 8), logs("bad", 16, 16), logs("bad", 0, 4)];
+    let bad_traces = [
+        traces("bad", [8, 8, 8, 16, 8]),
+        traces("bad", [16, 16, 8, 16, 8]),
+        traces("bad", [16, 8, 16, 16, 8]),
+        traces("bad", [16, 8, 8, 8, 8]),
+        traces("bad", [16, 8, 8, 16, 1]),
+    ];
+    let good_logs = [logs("good", 16, 8), logs("good", 0, 0)];
+    let good_traces = [
+        traces("good", [16, 8, 8, 16, 8]),
+        traces("good", [16, 8, 0, 0, 0]),
+    ];
+
+    let codes = export_raw(
+        &c.grpc_url(),
+        LOGS_EXPORT,
+        bad_logs.iter().chain(&good_logs).cloned().collect(),
+    );
+    assert_eq!(
+        codes,
+        [
+            tonic::Code::InvalidArgument,
+            tonic::Code::InvalidArgument,
+            tonic::Code::InvalidArgument,
+            tonic::Code::Ok,
+            tonic::Code::Ok
+        ],
+        "logs over gRPC"
+    );
+    let codes = export_raw(
+        &c.grpc_url(),
+        TRACES_EXPORT,
+        bad_traces.iter().chain(&good_traces).cloned().collect(),
+    );
+    assert_eq!(
+        codes,
+        [
+            [tonic::Code::InvalidArgument; 5].as_slice(),
+            &[tonic::Code::Ok; 2]
+        ]
+        .concat(),
+        "traces over gRPC"
+    );
+
+    let mut http_refused = 0.0;
+    for (path, body) in bad_logs
+        .iter()
+        .map(|b| ("/v1/logs", b))
+        .chain(bad_traces.iter().map(|b| ("/v1/traces", b)))
+    {
+        let reply = post(&c, path, &[("content-type", PROTOBUF)], body.clone());
+        assert_eq!(reply.status, 400, "{path}: {}", reply.text());
+        let status = reply.protobuf_status();
+        assert_eq!(status.code, tonic::Code::InvalidArgument as i32);
+        assert!(status.message.contains("invalid length"), "{status:?}");
+        http_refused += 1.0;
+    }
+    for (path, body) in good_logs
+        .iter()
+        .map(|b| ("/v1/logs", b))
+        .chain(good_traces.iter().map(|b| ("/v1/traces", b)))
+    {
+        let reply = post(&c, path, &[("content-type", PROTOBUF)], body.clone());
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+    }
+
+    // OTLP/JSON: hex of the wrong length is refused as pdata refuses it
+    // (invalid hex already was); an empty string is no id.
+    let json_log = |trace: &str, span: &str| {
+        format!(
+            r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"json"}}}}]}},
+            "scopeLogs":[{{"logRecords":[{{"body":{{"stringValue":"ids"}},"traceId":"{trace}","spanId":"{span}"}}]}}]}}]}}"#
+        )
+        .into_bytes()
+    };
+    let json_span = |parent: &str| {
+        format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"json"}}}}]}},
+            "scopeSpans":[{{"spans":[{{"name":"s","traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","parentSpanId":"{parent}"}}]}}]}}]}}"#
+        )
+        .into_bytes()
+    };
+    for (path, body) in [
+        (
+            "/v1/logs",
+            json_log("5b8efff798038103d269b633813fc6", "eee19b7ec3c1b174"),
+        ),
+        (
+            "/v1/logs",
+            json_log("5b8efff798038103d269b633813fc60c", "eeee"),
+        ),
+        ("/v1/logs", json_log("zz", "")),
+        ("/v1/traces", json_span("eee19b7ec3c1b174eee19b7ec3c1b174")),
+    ] {
+        let reply = post(&c, path, &[("content-type", JSON)], body);
+        assert_eq!(reply.status, 400, "{path}: {}", reply.text());
+        http_refused += 1.0;
+    }
+    for (path, body) in [
+        (
+            "/v1/logs",
+            json_log("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"),
+        ),
+        ("/v1/logs", json_log("", "")),
+        ("/v1/traces", json_span("")),
+    ] {
+        let reply = post(&c, path, &[("content-type", JSON)], body);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+    }
+
+    c.expect_counter(RECORDS, &[("signal", "logs"), ("service", "good")], 4.0);
+    c.expect_counter(RECORDS, &[("signal", "traces"), ("service", "good")], 4.0);
+    c.expect_counter(RECORDS, &[("signal", "logs"), ("service", "json")], 2.0);
+    c.expect_counter(RECORDS, &[("signal", "traces"), ("service", "json")], 1.0);
+    c.expect_counter(RECORDS, &[("signal", "logs"), ("service", "bad")], 0.0);
+    c.expect_counter(RECORDS, &[("signal", "traces"), ("service", "bad")], 0.0);
+    c.expect_counter(
+        REFUSED_REQUESTS,
+        &[("transport", "grpc"), ("reason", "malformed")],
+        8.0,
+    );
+    c.expect_counter(
+        REFUSED_REQUESTS,
+        &[("transport", "http"), ("reason", "malformed")],
+        http_refused,
+    );
+}
+
 /// Bodies that are mostly empty messages decode into a hundred times their
 /// size (a 20 KB gzip body of empty gauge points into 1.5 GiB): JSON with
 /// more than one object per 8 bytes and protobuf metrics with more than one
@@ -1158,6 +1341,34 @@ fn bodies_of_empty_messages_are_refused_before_they_are_decoded() {
     assert_eq!(reply.status, 400, "{}", reply.text());
     assert!(reply.text().contains("JSON objects"), "{}", reply.text());
 
+    // The same metrics over gRPC, plain (4 MB, under the 4 MiB limit) and
+    // gzip: refused with INVALID_ARGUMENT before tonic decodes them (it
+    // used to decode them into about 200 MB each, and accept them).
+    let plain = metrics(vec![NumberDataPoint::default(); 2_000_000]);
+    assert!(plain.len() < 4 * MIB, "{} bytes", plain.len());
+    let answers = {
+        use support::grpc_raw::{frame, Connection, METRICS_EXPORT};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut answers = Vec::new();
+            for (headers, body) in [
+                (&[][..], frame(&plain, false)),
+                (&[("grpc-encoding", "gzip")][..], frame(&gzip(&plain), true)),
+            ] {
+                let mut connection = Connection::open(c.grpc_addr()).await;
+                answers.push(connection.call(METRICS_EXPORT, headers, body).await);
+            }
+            answers
+        })
+    };
+    for answer in &answers {
+        assert_eq!(answer.code, tonic::Code::InvalidArgument, "{answer:?}");
+        assert!(answer.message.contains("data points"), "{answer:?}");
+    }
+
     let after = support::rss_bytes(pid).unwrap_or(0);
     assert!(
         after < before + (64 << 20),
@@ -1170,6 +1381,16 @@ fn bodies_of_empty_messages_are_refused_before_they_are_decoded() {
         &[("transport", "http"), ("reason", "malformed")],
         2.0,
     );
+    c.expect_counter(
+        REFUSED_REQUESTS,
+        &[("transport", "grpc"), ("reason", "malformed")],
+        2.0,
+    );
+    c.expect_counter(
+        RECORDS,
+        &[("signal", "metrics"), ("service", "unknown")],
+        0.0,
+    );
 
     // Real points (a time and a value) and real JSON records pass.
     let point = NumberDataPoint {
@@ -1181,9 +1402,15 @@ fn bodies_of_empty_messages_are_refused_before_they_are_decoded() {
         &c,
         "/v1/metrics",
         &[("content-type", PROTOBUF)],
-        metrics(vec![point; 10_000]),
+        metrics(vec![point.clone(); 10_000]),
     );
     assert_eq!(reply.status, 200, "{}", reply.text());
+    let codes = export_raw(
+        &c.grpc_url(),
+        METRICS_EXPORT,
+        vec![metrics(vec![point; 10_000])],
+    );
+    assert_eq!(codes, [tonic::Code::Ok], "real points over gRPC");
     let records =
         vec![r#"{"timeUnixNano":"1757373397000000000","body":{"stringValue":"x"}}"#; 10_000]
             .join(",");

@@ -218,3 +218,117 @@ fn protobuf_requests_get_protobuf_responses_and_json_gets_json() {
     expect(&collector, "logs", "proto-svc", 13.0);
     expect(&collector, "logs", "json-api", 4.0);
 }
+
+/// `resourceLogs` → `resource_logs`: the proto field name of a JSON name.
+fn snake(camel: &str) -> String {
+    let mut out = String::new();
+    for c in camel.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The fixture with every object key (every field name) in snake_case.
+fn snake_case_fixture(name: &str) -> Vec<u8> {
+    fn rename(value: serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => map
+                .into_iter()
+                .map(|(k, v)| (snake(&k), rename(v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+            serde_json::Value::Array(items) => items.into_iter().map(rename).collect(),
+            other => other,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(&fixture(name)).unwrap();
+    let renamed = serde_json::to_vec(&rename(value)).unwrap();
+    let text = String::from_utf8_lossy(&renamed);
+    for field in ["resource_logs", "resource_spans", "resource_metrics"] {
+        assert!(!text.contains(&field.replace('_', "")));
+    }
+    renamed
+}
+
+/// The debug exporter's lines for `signal`, sorted.
+fn debug_lines(collector: &Collector, signal: &str) -> Vec<String> {
+    let mut lines: Vec<String> = collector
+        .stdout()
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["signal"] == signal)
+        })
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The proto3 JSON mapping lets parsers accept the proto field names
+/// (`resource_logs`, `log_records`, `severity_text`, `trace_id`,
+/// `string_value`, …) as well as the lowerCamelCase JSON names, and the
+/// OpenTelemetry Collector's pdata does. The fixtures with every field name
+/// in snake_case yield the same records, spans and data points as the
+/// lowerCamelCase ones, to the byte in the debug exporter (they used to be
+/// accepted as empty requests: zero records).
+#[test]
+fn snake_case_field_names_yield_the_same_records_as_lower_camel_case() {
+    let collector = Collector::start();
+    for (path, name) in [
+        ("/v1/logs", "logs.json"),
+        ("/v1/traces", "traces.json"),
+        ("/v1/metrics", "metrics.json"),
+    ] {
+        assert_json_ok(&collector, path, None, fixture(name));
+    }
+    expect(&collector, "logs", "json-api", 4.0);
+    expect(&collector, "traces", "json-api", 3.0);
+    expect(&collector, "metrics", "json-api", 4.0);
+    let wait_for_lines = |signal: &str, n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let lines = debug_lines(&collector, signal);
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} debug {signal} lines, expected {n}",
+                lines.len()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let camel_logs = wait_for_lines("logs", 7);
+    let camel_traces = wait_for_lines("traces", 5);
+    let camel_metrics = wait_for_lines("metrics", 1);
+
+    for (path, name) in [
+        ("/v1/logs", "logs.json"),
+        ("/v1/traces", "traces.json"),
+        ("/v1/metrics", "metrics.json"),
+    ] {
+        assert_json_ok(&collector, path, None, snake_case_fixture(name));
+    }
+    expect(&collector, "logs", "json-api", 8.0);
+    expect(&collector, "logs", "json-worker", 4.0);
+    expect(&collector, "logs", "unknown", 2.0);
+    expect(&collector, "traces", "json-api", 6.0);
+    expect(&collector, "traces", "json-worker", 4.0);
+    expect(&collector, "metrics", "json-api", 8.0);
+    expect(&collector, "metrics", "json-worker", 2.0);
+    // Every line twice: once from each spelling.
+    let twice = |lines: &[String]| -> Vec<String> {
+        let mut out: Vec<String> = lines.iter().chain(lines).cloned().collect();
+        out.sort();
+        out
+    };
+    assert_eq!(wait_for_lines("logs", 14), twice(&camel_logs));
+    assert_eq!(wait_for_lines("traces", 10), twice(&camel_traces));
+    assert_eq!(wait_for_lines("metrics", 2), twice(&camel_metrics));
+}

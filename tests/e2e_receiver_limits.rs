@@ -44,7 +44,13 @@ fn limits_config(grpc: &str, http: &str) -> String {
 
 /// Reads until the server closes the connection (or `within` passes, which
 /// fails the test); returns what it sent and when it closed.
-fn read_until_closed(mut socket: TcpStream, within: Duration) -> (String, Duration) {
+fn read_until_closed(socket: TcpStream, within: Duration) -> (String, Duration) {
+    let (received, elapsed) = read_bytes_until_closed(socket, within);
+    (String::from_utf8_lossy(&received).into_owned(), elapsed)
+}
+
+/// [`read_until_closed`], the bytes as they came.
+fn read_bytes_until_closed(mut socket: TcpStream, within: Duration) -> (Vec<u8>, Duration) {
     let started = Instant::now();
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
@@ -69,10 +75,7 @@ fn read_until_closed(mut socket: TcpStream, within: Duration) -> (String, Durati
             String::from_utf8_lossy(&received)
         );
     }
-    (
-        String::from_utf8_lossy(&received).into_owned(),
-        started.elapsed(),
-    )
+    (received, started.elapsed())
 }
 
 /// Headers of a protobuf POST to /v1/logs declaring a `length`-byte body.
@@ -269,4 +272,193 @@ fn grpc_stalled_streams_are_reset_and_in_flight_requests_are_bounded() {
         .map(|(_, v)| v)
         .sum();
     assert_eq!(grpc, 3.0, "{text}");
+}
+
+/// A call still unanswered when the client's own deadline (`grpc-timeout`)
+/// passes is answered CANCELLED by tonic, outside the layer that counts
+/// refusals; it is counted as `client_timeout`. A call whose client resets
+/// the stream before the answer is counted as `read_error`. Each once, and
+/// the collector goes on accepting calls.
+#[test]
+fn grpc_calls_given_up_by_the_client_are_counted() {
+    let c = Collector::start_with(&limits_config("read_timeout: 30s", ""));
+    let valid = logs_request("grpc-deadline", 2).encode_to_vec();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut connection = Connection::open(c.grpc_addr()).await;
+        // Declares a 1,000-byte message, sends 10 bytes of it and stalls,
+        // with a 300 ms deadline.
+        let mut partial = frame(&[0u8; 1000], false);
+        partial.truncate(15);
+        let started = Instant::now();
+        let call = connection
+            .start(
+                grpc_raw::LOGS_EXPORT,
+                &[("grpc-timeout", "300m")],
+                partial.clone(),
+                false,
+            )
+            .await;
+        let answer = call.answer().await;
+        assert!(
+            matches!(
+                answer.code,
+                tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+            ),
+            "{answer:?}"
+        );
+        assert!(started.elapsed() < SLACK, "after {:?}", started.elapsed());
+
+        // The same stall without a deadline, reset by the client.
+        let call = connection
+            .start(grpc_raw::LOGS_EXPORT, &[], partial, false)
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(call);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let ok = connection
+            .call(grpc_raw::LOGS_EXPORT, &[], frame(&valid, false))
+            .await;
+        assert_eq!(ok.code, tonic::Code::Ok, "{ok:?}");
+    });
+    c.expect_counter(
+        REFUSED,
+        &[("transport", "grpc"), ("reason", "client_timeout")],
+        1.0,
+    );
+    c.expect_counter(
+        REFUSED,
+        &[("transport", "grpc"), ("reason", "read_error")],
+        1.0,
+    );
+    c.expect_counter(
+        ACCEPTED,
+        &[("signal", "logs"), ("service", "grpc-deadline")],
+        2.0,
+    );
+    let text = c.metrics();
+    let grpc: f64 = support::samples(&text, REFUSED)
+        .iter()
+        .filter(|(labels, _)| labels.contains(&("transport".into(), "grpc".into())))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(grpc, 2.0, "{text}");
+}
+
+/// The client side of an HTTP/2 connection's start: the preface and an
+/// empty SETTINGS frame. After it the client never reads or answers.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// Frame types in what the server sent (9-byte headers, then payloads).
+fn h2_frame_types(mut bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    while bytes.len() >= 9 {
+        let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
+        types.push(bytes[3]);
+        bytes = &bytes[(9 + len).min(bytes.len())..];
+    }
+    types
+}
+
+/// A gRPC connection whose client stops answering (gone, half-open) is
+/// pinged after `keepalive_interval` and closed when the ping is not
+/// acknowledged within `keepalive_timeout`.
+#[test]
+fn grpc_connections_that_do_not_answer_pings_are_closed() {
+    let c = Collector::start_with(&limits_config(
+        "keepalive_interval: 300ms\nkeepalive_timeout: 300ms",
+        "",
+    ));
+    let mut socket = TcpStream::connect(c.grpc_addr()).unwrap();
+    socket.write_all(H2_PREFACE).unwrap();
+    let started = Instant::now();
+    let (_, closed_after) = read_until_closed(socket, SLACK + TIMEOUT);
+    assert!(
+        closed_after >= Duration::from_millis(500),
+        "closed after {closed_after:?}, before a ping could go unanswered"
+    );
+    assert!(started.elapsed() < SLACK + TIMEOUT);
+    // A client that answers pings stays connected and is served.
+    let valid = logs_request("grpc-keepalive", 1).encode_to_vec();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut connection = Connection::open(c.grpc_addr()).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let ok = connection
+            .call(grpc_raw::LOGS_EXPORT, &[], frame(&valid, false))
+            .await;
+        assert_eq!(ok.code, tonic::Code::Ok, "{ok:?}");
+    });
+}
+
+/// With `max_connection_age`, a connection, idle or not, is sent GOAWAY
+/// once it is that old and then closed.
+#[test]
+fn grpc_connections_older_than_max_connection_age_are_closed() {
+    let c = Collector::start_with(&limits_config("max_connection_age: 500ms", ""));
+    let mut socket = TcpStream::connect(c.grpc_addr()).unwrap();
+    socket.write_all(H2_PREFACE).unwrap();
+    // Acknowledge the server's SETTINGS and PINGs, as a client does; stay
+    // idle otherwise.
+    socket
+        .write_all(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
+        .unwrap();
+    let started = Instant::now();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut received = Vec::new();
+    let mut acked = 0;
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        // Answer every complete PING (type 6, no ACK flag) not yet answered.
+        let mut at = 0;
+        let mut pings = 0;
+        while received.len() >= at + 9 {
+            let len =
+                u32::from_be_bytes([0, received[at], received[at + 1], received[at + 2]]) as usize;
+            if received.len() < at + 9 + len {
+                break;
+            }
+            if received[at + 3] == 6 && received[at + 4] & 1 == 0 {
+                pings += 1;
+                if pings > acked {
+                    let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                    ack.extend_from_slice(&received[at + 9..at + 17]);
+                    let _ = socket.write_all(&ack);
+                    acked = pings;
+                }
+            }
+            at += 9 + len;
+        }
+        assert!(
+            started.elapsed() < SLACK + TIMEOUT,
+            "still open; frames {:?}",
+            h2_frame_types(&received)
+        );
+    }
+    let closed_after = started.elapsed();
+    let types = h2_frame_types(&received);
+    assert!(types.contains(&0x7), "no GOAWAY in frames {types:?}");
+    assert!(
+        closed_after >= Duration::from_millis(400),
+        "closed after {closed_after:?}"
+    );
 }

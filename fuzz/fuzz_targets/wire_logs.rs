@@ -27,6 +27,22 @@ fn logs(data: &[u8]) {
         decoded.is_ok(),
         "validate {validated:?} vs prost {decoded:?}"
     );
+    // The receivers' check: prost's, and ids of valid length as pdata wants.
+    let strict = wire::validate_logs_request_strict(data);
+    // prost keeps the last of a repeated id field; the strict check (as
+    // pdata) refuses any occurrence of a wrong length. So the decoded
+    // request decides only when it is refused or its ids are wrong.
+    let decoded_ids_ok = decoded
+        .as_ref()
+        .is_ok_and(|d| gardener_proto::ids::check_logs(d).is_ok());
+    if strict.is_ok() || !decoded_ids_ok {
+        assert_eq!(
+            strict.is_ok(),
+            decoded_ids_ok,
+            "strict {strict:?} vs prost {decoded:?}"
+        );
+    }
+    assert!(strict.is_ok() || validated.is_err() || strict.unwrap_err().is_invalid_id());
     // The readers never panic, valid or not.
     let walked = wire::logs_request(data)
         .records()
@@ -120,6 +136,21 @@ fn traces(data: &[u8]) {
         decoded.is_ok(),
         "validate {validated:?} vs prost {decoded:?}"
     );
+    let strict = wire::validate_trace_request_strict(data);
+    // prost keeps the last of a repeated id field; the strict check (as
+    // pdata) refuses any occurrence of a wrong length. So the decoded
+    // request decides only when it is refused or its ids are wrong.
+    let decoded_ids_ok = decoded
+        .as_ref()
+        .is_ok_and(|d| gardener_proto::ids::check_traces(d).is_ok());
+    if strict.is_ok() || !decoded_ids_ok {
+        assert_eq!(
+            strict.is_ok(),
+            decoded_ids_ok,
+            "strict {strict:?} vs prost {decoded:?}"
+        );
+    }
+    assert!(strict.is_ok() || validated.is_err() || strict.unwrap_err().is_invalid_id());
     // The span view never panics, valid or not.
     let mut entries = Vec::new();
     let walked = wire::logs_request(data)

@@ -20,6 +20,9 @@ pub use googleapis_tonic_google_monitoring_v3::google::rpc;
 /// Constructors for OTLP values and requests.
 pub mod build;
 
+/// Trace and span id lengths of decoded requests, as the Collector checks them.
+pub mod ids;
+
 /// Zero-copy reading, validation and splicing of encoded OTLP logs requests.
 pub mod wire;
 

@@ -102,6 +102,20 @@ pub struct GrpcReceiverConfig {
     /// end of its stream; a stalled stream is answered DEADLINE_EXCEEDED.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// How long a connection may go without receiving anything before the
+    /// receiver pings it (HTTP/2 PING); with `keepalive_timeout`, closes
+    /// connections whose peer is gone (grpc-go's keepalive `time`).
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// How long the receiver waits for a ping's acknowledgement before it
+    /// closes the connection (grpc-go's keepalive `timeout`).
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// Optional: the age after which a connection, busy or idle, is sent
+    /// GOAWAY (its calls in progress finish, clients reconnect), as
+    /// grpc-go's `max_connection_age`. None (the default): no limit.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Option<Duration>,
 }
 
 impl Default for GrpcReceiverConfig {
@@ -114,6 +128,9 @@ impl Default for GrpcReceiverConfig {
             max_concurrent_streams: 100,
             max_concurrent_requests: 64,
             read_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
+            max_connection_age: None,
         }
     }
 }
@@ -463,6 +480,17 @@ impl Config {
                 "receivers.otlp.protocols.grpc.read_timeout",
                 grpc.read_timeout,
             )?;
+            positive_duration(
+                "receivers.otlp.protocols.grpc.keepalive_interval",
+                grpc.keepalive_interval,
+            )?;
+            positive_duration(
+                "receivers.otlp.protocols.grpc.keepalive_timeout",
+                grpc.keepalive_timeout,
+            )?;
+            if let Some(age) = grpc.max_connection_age {
+                positive_duration("receivers.otlp.protocols.grpc.max_connection_age", age)?;
+            }
             if let Some(tls) = &grpc.tls {
                 crate::receiver::tls::load("receivers.otlp.protocols.grpc.tls", tls)?;
             }

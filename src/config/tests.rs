@@ -163,13 +163,16 @@ fn receiver_timeouts_and_limits_have_defaults_and_are_checked() {
     assert_eq!(grpc.max_concurrent_streams, 100);
     assert_eq!(grpc.max_concurrent_requests, 64);
     assert_eq!(grpc.read_timeout, Duration::from_secs(30));
+    assert_eq!(grpc.keepalive_interval, Duration::from_secs(60));
+    assert_eq!(grpc.keepalive_timeout, Duration::from_secs(20));
+    assert_eq!(grpc.max_connection_age, None);
     let http = p.http.as_ref().unwrap();
     assert_eq!(http.read_header_timeout, Duration::from_secs(10));
     assert_eq!(http.read_timeout, Duration::from_secs(30));
     assert_eq!(http.max_concurrent_requests, 64);
 
     let config = parse(
-        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        read_timeout: 250ms\n        max_concurrent_streams: 8\n      http:\n        read_header_timeout: 2s\n        max_concurrent_requests: 3\n",
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        read_timeout: 250ms\n        max_concurrent_streams: 8\n        keepalive_interval: 5s\n        keepalive_timeout: 1s\n        max_connection_age: 30m\n      http:\n        read_header_timeout: 2s\n        max_concurrent_requests: 3\n",
     )
     .unwrap();
     let p = &config.receivers.otlp.protocols;
@@ -178,6 +181,18 @@ fn receiver_timeouts_and_limits_have_defaults_and_are_checked() {
         Duration::from_millis(250)
     );
     assert_eq!(p.grpc.as_ref().unwrap().max_concurrent_streams, 8);
+    assert_eq!(
+        p.grpc.as_ref().unwrap().keepalive_interval,
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        p.grpc.as_ref().unwrap().keepalive_timeout,
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        p.grpc.as_ref().unwrap().max_connection_age,
+        Some(Duration::from_secs(1800))
+    );
     assert_eq!(
         p.http.as_ref().unwrap().read_header_timeout,
         Duration::from_secs(2)
@@ -196,6 +211,14 @@ fn receiver_timeouts_and_limits_have_defaults_and_are_checked() {
         (
             "receivers:\n  otlp:\n    protocols:\n      grpc:\n        max_concurrent_requests: 0\n",
             "receivers.otlp.protocols.grpc.max_concurrent_requests",
+        ),
+        (
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        keepalive_timeout: 0s\n",
+            "receivers.otlp.protocols.grpc.keepalive_timeout",
+        ),
+        (
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        max_connection_age: 0s\n",
+            "receivers.otlp.protocols.grpc.max_connection_age",
         ),
     ] {
         let err = parse(text).unwrap_err().to_string();

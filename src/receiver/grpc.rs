@@ -1,15 +1,18 @@
-//! OTLP/gRPC receiver: `LogsService` and `TraceService` (served on the
-//! request bytes, see `grpc_encoded`) and `MetricsService`.
+//! OTLP/gRPC receiver: `LogsService`, `TraceService` and `MetricsService`
+//! (served on the request bytes, see `grpc_encoded`).
 //!
 //! | condition | gRPC status | retryable |
 //! |---|---|---|
 //! | accepted | OK | — |
 //! | message larger than `max_recv_msg_size_mib` | RESOURCE_EXHAUSTED, no RetryInfo | no |
-//! | undecodable message (checked by `wire::validate_logs_request` and `validate_trace_request` for logs and traces, prost for metrics) | INTERNAL, as tonic's generated servers answer | no |
+//! | undecodable message (checked by `wire::validate_logs_request_strict` and `validate_trace_request_strict` for logs and traces, prost for metrics) | INTERNAL, as tonic's generated servers answer | no |
+//! | a trace id not 0 or 16 bytes, a span id not 0 or 8 (records, spans, parents, links, exemplars) | INVALID_ARGUMENT | no |
+//! | metrics of more than one message per 4 bytes (`wire::count_metrics_messages`) | INVALID_ARGUMENT | no |
 //! | missing or wrong bearer token (when configured) | UNAUTHENTICATED | no |
 //! | queue full, shutting down | UNAVAILABLE with `RetryInfo` | yes |
 //! | more than `max_concurrent_requests` in flight | UNAVAILABLE with `RetryInfo` | yes |
 //! | message not received within `read_timeout` | DEADLINE_EXCEEDED | yes |
+//! | the client's own `grpc-timeout` passed before the answer | CANCELLED (tonic) | yes |
 //!
 //! gzip and zstd request compression are accepted. Every refusal is counted
 //! in `gardener_receiver_refused_requests_total{transport="grpc",reason}`;
@@ -18,24 +21,17 @@
 use std::sync::Arc;
 
 use gardener_exporter::batch::Payload;
-use gardener_proto::otlp::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use gardener_proto::otlp::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
 use gardener_proto::rpc;
 use prost::Message;
-use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 
 use super::grpc_encoded::{self, EncodedServer};
 use super::RETRY_AFTER;
 use crate::pipeline::ingest::Ingest;
 use crate::telemetry;
 
-/// One value implements all three OTLP services.
+/// What the three OTLP services share: the pipeline's door.
 #[derive(Clone)]
 pub struct GrpcReceiver {
     pub ingest: Ingest,
@@ -74,19 +70,6 @@ pub(super) fn unavailable_with_retry_info(message: &str) -> Status {
     )
 }
 
-#[tonic::async_trait]
-impl MetricsService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let request = request.into_inner();
-        let size = request.encoded_len();
-        self.submit(Payload::Metrics(request), size).await?;
-        Ok(Response::new(ExportMetricsServiceResponse::default()))
-    }
-}
-
 /// Checks `authorization: Bearer <token>` when a token is configured.
 #[derive(Clone)]
 pub struct BearerAuth {
@@ -123,10 +106,7 @@ pub fn routes(
     let auth = BearerAuth { token };
     let logs = EncodedServer::<grpc_encoded::Logs>::new(receiver.clone(), max_message_bytes);
     let traces = EncodedServer::<grpc_encoded::Traces>::new(receiver.clone(), max_message_bytes);
-    let metrics = MetricsServiceServer::new(receiver)
-        .max_decoding_message_size(max_message_bytes)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd);
+    let metrics = EncodedServer::<grpc_encoded::Metrics>::new(receiver, max_message_bytes);
     tonic::service::Routes::new(InterceptedService::new(logs, auth.clone()))
         .add_service(InterceptedService::new(traces, auth.clone()))
         .add_service(InterceptedService::new(metrics, auth))

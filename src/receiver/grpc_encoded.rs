@@ -1,18 +1,27 @@
-//! The OTLP/gRPC `LogsService` and `TraceService`, served without decoding
-//! the request.
+//! The OTLP/gRPC services, served on the request bytes rather than through
+//! tonic's generated servers.
 //!
 //! Why: the generated servers decode every request into owned prost
-//! structs, one allocation per key and string value, which costs more than
-//! all the enrichment that follows. These services hand the request bytes to
-//! the pipeline as they came (decompressed), after checking that they are a
-//! well-formed request (`wire::validate_logs_request` and
-//! `validate_trace_request` accept exactly what prost's decoder accepts), so
-//! a malformed request is refused here, with the same status the generated
-//! server gives.
+//! structs before any code of ours runs. For logs and traces that is one
+//! allocation per key and string value, which costs more than all the
+//! enrichment that follows; these services hand the request bytes to the
+//! pipeline as they came (decompressed), after checking that they are a
+//! well-formed request (`wire::validate_logs_request_strict` and
+//! `validate_trace_request_strict`: what prost's decoder accepts, with
+//! trace and span ids of valid length), so a malformed request is refused
+//! here, with the same status the generated server gives. Metrics are
+//! decoded (nothing reads them encoded), but only after the bytes are
+//! counted (`wire::count_metrics_messages`): a request mostly of empty
+//! messages would decode into a hundred times its size.
 //!
-//! Everything else is what the generated `LogsServiceServer` and
-//! `TraceServiceServer` do: the same paths, compression and size limits
-//! (tonic's `Grpc`), the same responses.
+//! | request | status |
+//! |---|---|
+//! | not a valid protobuf request | INTERNAL (as tonic's generated servers answer) |
+//! | a trace or span id of a length other than 0 or 16 (8) | INVALID_ARGUMENT |
+//! | metrics mostly of empty messages (see `super::metrics_too_dense`) | INVALID_ARGUMENT |
+//!
+//! Everything else is what the generated servers do: the same paths,
+//! compression and size limits (tonic's `Grpc`), the same responses.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,26 +31,43 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use gardener_exporter::batch::Payload;
+use gardener_proto::ids;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceResponse;
+use gardener_proto::otlp::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use gardener_proto::wire::{self, WireError};
+use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings};
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstEncoder;
 
 use super::grpc::GrpcReceiver;
 
-/// What differs between the encoded services: the names, the check, the
-/// response and the payload.
+/// What differs between the services: the names, the response, and how the
+/// request bytes become a payload.
 pub trait EncodedSignal: Send + Sync + 'static {
     /// The gRPC service name.
     const NAME: &'static str;
     /// The `Export` method's path.
     const PATH: &'static str;
     type Response: prost::Message + Default + Send + 'static;
-    /// Checks the request; returns its records (or spans).
-    fn validate(bytes: &[u8]) -> Result<usize, WireError>;
-    fn payload(bytes: Bytes, records: usize) -> Payload;
+    /// Checks the request (decodes it, for metrics) into the payload for
+    /// the pipeline; the status to answer when it is refused.
+    fn payload(bytes: Bytes) -> Result<Payload, Status>;
+}
+
+/// The answer to an encoded request the strict validator refused.
+fn refused(e: WireError) -> Status {
+    if e.is_invalid_id() {
+        // prost would decode it; the OpenTelemetry Collector would not.
+        Status::invalid_argument(format!("invalid OTLP request: {e}"))
+    } else {
+        // prost's decode errors become INTERNAL in tonic's generated
+        // server; the same answer here keeps the receiver's contract.
+        Status::internal(format!("failed to decode Protobuf message: {e}"))
+    }
 }
 
 /// `opentelemetry.proto.collector.logs.v1.LogsService`.
@@ -52,15 +78,12 @@ impl EncodedSignal for Logs {
     const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
     type Response = ExportLogsServiceResponse;
 
-    fn validate(bytes: &[u8]) -> Result<usize, WireError> {
-        wire::validate_logs_request(bytes)
-    }
-
-    fn payload(bytes: Bytes, records: usize) -> Payload {
-        Payload::LogsEncoded {
+    fn payload(bytes: Bytes) -> Result<Payload, Status> {
+        let records = wire::validate_logs_request_strict(&bytes).map_err(refused)?;
+        Ok(Payload::LogsEncoded {
             parts: bytes.into(),
             records,
-        }
+        })
     }
 }
 
@@ -72,25 +95,43 @@ impl EncodedSignal for Traces {
     const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
     type Response = ExportTraceServiceResponse;
 
-    fn validate(bytes: &[u8]) -> Result<usize, WireError> {
-        wire::validate_trace_request(bytes)
-    }
-
-    fn payload(bytes: Bytes, spans: usize) -> Payload {
-        Payload::TracesEncoded {
+    fn payload(bytes: Bytes) -> Result<Payload, Status> {
+        let spans = wire::validate_trace_request_strict(&bytes).map_err(refused)?;
+        Ok(Payload::TracesEncoded {
             parts: bytes.into(),
             spans,
-        }
+        })
     }
 }
 
-/// A request as received: its (decompressed) bytes and record count.
-pub struct Encoded {
-    pub bytes: Bytes,
-    pub records: usize,
+/// `opentelemetry.proto.collector.metrics.v1.MetricsService`.
+pub struct Metrics;
+
+impl EncodedSignal for Metrics {
+    const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    type Response = ExportMetricsServiceResponse;
+
+    fn payload(bytes: Bytes) -> Result<Payload, Status> {
+        if let Some(why) = super::metrics_too_dense(&bytes) {
+            return Err(Status::invalid_argument(why));
+        }
+        // prost's message, as tonic's generated server gives it.
+        let request = ExportMetricsServiceRequest::decode(&bytes[..])
+            .map_err(|e| Status::internal(e.to_string()))?;
+        ids::check_metrics(&request)
+            .map_err(|e| Status::invalid_argument(format!("invalid OTLP request: {e}")))?;
+        Ok(Payload::Metrics(request))
+    }
 }
 
-/// Reads a request as bytes (checked, not decoded); writes the response
+/// A request as received: the payload and its (decompressed) size.
+pub struct Encoded {
+    pub payload: Payload,
+    pub size: usize,
+}
+
+/// Reads a request as bytes (checked, not decoded, but for metrics); writes the response
 /// with tonic's prost encoder.
 struct EncodedCodec<S>(PhantomData<fn() -> S>);
 
@@ -117,11 +158,9 @@ impl<S: EncodedSignal> Decoder for RequestDecoder<S> {
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Encoded>, Status> {
         let bytes = src.copy_to_bytes(src.remaining());
-        // prost's decode errors become INTERNAL in tonic's generated server;
-        // the same answer here keeps the receiver's contract.
-        let records = S::validate(&bytes)
-            .map_err(|e| Status::internal(format!("failed to decode Protobuf message: {e}")))?;
-        Ok(Some(Encoded { bytes, records }))
+        let size = bytes.len();
+        let payload = S::payload(bytes)?;
+        Ok(Some(Encoded { payload, size }))
     }
 }
 
@@ -170,9 +209,8 @@ impl<S: EncodedSignal> tonic::server::UnaryService<Encoded> for Export<S> {
     fn call(&mut self, request: Request<Encoded>) -> Self::Future {
         let receiver = self.0.clone();
         Box::pin(async move {
-            let Encoded { bytes, records } = request.into_inner();
-            let size = bytes.len();
-            receiver.submit(S::payload(bytes, records), size).await?;
+            let Encoded { payload, size } = request.into_inner();
+            receiver.submit(payload, size).await?;
             Ok(Response::new(S::Response::default()))
         })
     }

@@ -20,15 +20,20 @@
 //! | UNAVAILABLE: more than `max_concurrent_requests` in flight | `concurrency_limit` (counted here, when refused) |
 //! | UNAVAILABLE from the pipeline, UNAUTHENTICATED | counted where refused (`Ingest`, `BearerAuth`), not here |
 //!
-//! A client that gives up on its own deadline (`grpc-timeout`) is answered
-//! CANCELLED by tonic outside this layer; that is not a refusal.
+//! | the call was given up before it was answered: past the client's own `grpc-timeout` (tonic answers CANCELLED, outside this layer) | `client_timeout` |
+//! | the call was given up before it was answered, otherwise (the client reset the stream or closed the connection) | `read_error` |
+//!
+//! A call given up is seen here as this layer's future dropped before it
+//! answered: tonic's `GrpcTimeout`, which wraps every layer of ours, drops
+//! it when the client's `grpc-timeout` passes, and hyper drops it when the
+//! client goes away.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -105,6 +110,9 @@ where
             );
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
+        let unanswered = Unanswered {
+            client_deadline: client_timeout(request.headers()).map(|t| Instant::now() + t),
+        };
         let stream = Arc::new(AtomicU8::new(STREAM_OK));
         let request = request.map(|body| {
             Body::new(DeadlineBody {
@@ -116,12 +124,61 @@ where
         });
         let response = self.inner.call(request);
         Box::pin(async move {
-            let response = response.await?;
+            let response = response.await;
+            // Answered (an error is tonic's to answer): not given up.
+            std::mem::forget(unanswered);
+            let response = response?;
             // The message was received and handled: the answer is small.
             drop(permit);
             Ok(counted(response, stream.load(Ordering::Relaxed)))
         })
     }
+}
+
+/// Counts a call whose future is dropped before it answered (see the
+/// module documentation): `client_timeout` when the client's deadline has
+/// passed, `read_error` otherwise. Forgotten once the call answered.
+struct Unanswered {
+    /// When the client's `grpc-timeout` runs out, if it sent one.
+    client_deadline: Option<Instant>,
+}
+
+/// tonic's `GrpcTimeout` started its timer a moment before this layer
+/// started ours, so it fires a moment before our deadline.
+const CLIENT_DEADLINE_SLACK: Duration = Duration::from_millis(20);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let past_deadline = self
+            .client_deadline
+            .is_some_and(|deadline| Instant::now() + CLIENT_DEADLINE_SLACK >= deadline);
+        count(if past_deadline {
+            "client_timeout"
+        } else {
+            "read_error"
+        });
+    }
+}
+
+/// The client's deadline from `grpc-timeout` (gRPC over HTTP/2: at most 8
+/// digits and a unit, H M S m u n); `None` if absent or malformed (tonic
+/// then ignores it too).
+fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// A request body that fails with DEADLINE_EXCEEDED once `read_timeout`
@@ -288,6 +345,22 @@ mod tests {
         assert_eq!(refusal_reason(&internal, STREAM_FAILED), Some("read_error"));
         let ok = headers(&[("grpc-status", "0")]);
         assert_eq!(refusal_reason(&ok, STREAM_TIMED_OUT), None);
+    }
+
+    #[test]
+    fn grpc_timeout_headers_parse_as_tonic_reads_them() {
+        let timeout = |value: &'static str| client_timeout(&headers(&[("grpc-timeout", value)]));
+        assert_eq!(timeout("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(timeout("5M"), Some(Duration::from_secs(300)));
+        assert_eq!(timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(timeout("9n"), Some(Duration::from_nanos(9)));
+        assert_eq!(timeout("123456789m"), None);
+        assert_eq!(timeout("m"), None);
+        assert_eq!(timeout("10x"), None);
+        assert_eq!(timeout(""), None);
+        assert_eq!(client_timeout(&headers(&[])), None);
     }
 
     #[test]

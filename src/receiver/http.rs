@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | accepted | 200, `Export*ServiceResponse` in the request's encoding | — |
 //! | body not decodable, corrupt compression | 400 | no |
+//! | a trace id not 0 or 16 bytes, a span id not 0 or 8 (as the Collector's pdata refuses) | 400 | no |
 //! | missing or wrong bearer token (when configured) | 401 | no |
 //! | body larger than `max_request_body_size` (before or after decompression) | 413 | no |
 //! | `Content-Type` not protobuf or JSON; unknown `Content-Encoding` | 415 | no |
@@ -26,10 +27,13 @@ use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
 use gardener_exporter::batch::Payload;
+use gardener_proto::ids;
 use gardener_proto::otlp::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
+use gardener_proto::otlp::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use gardener_proto::otlp::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -139,14 +143,18 @@ async fn logs(State(r): State<HttpReceiver>, headers: HeaderMap, body: Body) -> 
 /// `grpc_encoded`); a JSON one is decoded.
 fn logs_payload(data: Bytes, format: Format) -> Result<Payload, String> {
     match format {
-        Format::Protobuf => match wire::validate_logs_request(&data) {
+        Format::Protobuf => match wire::validate_logs_request_strict(&data) {
             Ok(records) => Ok(Payload::LogsEncoded {
                 parts: data.into(),
                 records,
             }),
             Err(e) => Err(format!("invalid OTLP protobuf body: {e}")),
         },
-        Format::Json => decoded::<ExportLogsServiceRequest>(data, format).map(Payload::Logs),
+        Format::Json => {
+            let request = decoded::<ExportLogsServiceRequest>(data, format)?;
+            ids::check_logs(&request).map_err(invalid_ids)?;
+            Ok(Payload::Logs(request))
+        }
     }
 }
 
@@ -157,14 +165,18 @@ async fn traces(State(r): State<HttpReceiver>, headers: HeaderMap, body: Body) -
 /// A protobuf trace body stays encoded, as a logs body does.
 fn traces_payload(data: Bytes, format: Format) -> Result<Payload, String> {
     match format {
-        Format::Protobuf => match wire::validate_trace_request(&data) {
+        Format::Protobuf => match wire::validate_trace_request_strict(&data) {
             Ok(spans) => Ok(Payload::TracesEncoded {
                 parts: data.into(),
                 spans,
             }),
             Err(e) => Err(format!("invalid OTLP protobuf body: {e}")),
         },
-        Format::Json => decoded::<ExportTraceServiceRequest>(data, format).map(Payload::Traces),
+        Format::Json => {
+            let request = decoded::<ExportTraceServiceRequest>(data, format)?;
+            ids::check_traces(&request).map_err(invalid_ids)?;
+            Ok(Payload::Traces(request))
+        }
     }
 }
 
@@ -176,29 +188,23 @@ async fn metrics_handler(
     handle::<ExportMetricsServiceResponse>(r, headers, body, metrics_payload).await
 }
 
-/// Bytes of a protobuf metrics body each message it decodes into must come
-/// with, on average. An empty data point is 2 bytes on the wire and about a
-/// hundred in memory (21 MB of them decoded into 1.5 GiB); a real one has
-/// a timestamp and a value (20 bytes), a real attribute at least 7.
-const METRICS_BYTES_PER_MESSAGE: usize = 4;
-
 /// Metrics are decoded (nothing reads them encoded), after a count of the
 /// messages the body holds: one mostly of empty messages is refused before
-/// it takes a hundred times its size in memory.
+/// it takes a hundred times its size in memory (`super::metrics_too_dense`).
 fn metrics_payload(data: Bytes, format: Format) -> Result<Payload, String> {
     if format == Format::Protobuf {
-        if let Some(messages) = wire::count_metrics_messages(&data) {
-            if messages > data.len() / METRICS_BYTES_PER_MESSAGE + 64 {
-                return Err(format!(
-                    "{messages} resources, metrics, data points and point fields in {} bytes: \
-                     more than one per {METRICS_BYTES_PER_MESSAGE} bytes, which real OTLP does \
-                     not send and which would take far more memory than the body",
-                    data.len()
-                ));
-            }
+        if let Some(why) = super::metrics_too_dense(&data) {
+            return Err(why);
         }
     }
-    decoded(data, format).map(Payload::Metrics)
+    let request = decoded::<ExportMetricsServiceRequest>(data, format)?;
+    ids::check_metrics(&request).map_err(invalid_ids)?;
+    Ok(Payload::Metrics(request))
+}
+
+/// The message for a request whose trace or span ids pdata would refuse.
+fn invalid_ids(what: &str) -> String {
+    format!("invalid OTLP request: {what}")
 }
 
 /// A refusal: status, gRPC-equivalent code for the `google.rpc.Status` body, reason label.

@@ -13,3 +13,26 @@ use std::time::Duration;
 
 /// How long clients are told to wait before retrying after an overload refusal.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Bytes of a protobuf metrics request each message it decodes into must
+/// come with, on average. An empty data point is 2 bytes on the wire and
+/// about a hundred in memory (21 MB of them decoded into 1.5 GiB); a real
+/// one has a timestamp and a value (20 bytes), a real attribute at least 7.
+pub const METRICS_BYTES_PER_MESSAGE: usize = 4;
+
+/// Why a protobuf metrics request is refused before it is decoded: it holds
+/// more than one message (resource, scope, metric, data point, point field;
+/// `wire::count_metrics_messages`) per [`METRICS_BYTES_PER_MESSAGE`] bytes,
+/// which real OTLP does not send. `None` for anything else (malformed
+/// framing included: the decoder says why). Both transports ask this.
+pub fn metrics_too_dense(request: &[u8]) -> Option<String> {
+    let messages = gardener_proto::wire::count_metrics_messages(request)?;
+    (messages > request.len() / METRICS_BYTES_PER_MESSAGE + 64).then(|| {
+        format!(
+            "{messages} resources, metrics, data points and point fields in {} bytes: \
+             more than one per {METRICS_BYTES_PER_MESSAGE} bytes, which real OTLP does \
+             not send and which would take far more memory than the request",
+            request.len()
+        )
+    })
+}

@@ -1,11 +1,19 @@
 //! OTLP/JSON request decoding (the OTLP/HTTP JSON encoding).
 //!
-//! The OTLP types' serde support covers hex trace/span ids, camelCase field
-//! names and int64-as-string, but takes enums only as numbers. The spec says
-//! senders use numbers, yet real clients (and hand-written fixtures) send the
-//! enum names, so names are rewritten to numbers first. Parsing goes through
-//! `serde_json::Value`, whose recursion limit (128) rejects hostile nesting
-//! with an error instead of a stack overflow.
+//! The OTLP types' serde support covers hex trace/span ids, lowerCamelCase
+//! field names and int64-as-string, but takes enums only as numbers and
+//! field names only in lowerCamelCase (with unknown fields ignored, a
+//! snake_case body decoded into an empty request). The spec says senders use
+//! numbers and lowerCamelCase, yet real clients (and hand-written fixtures)
+//! send enum names, and the proto3 JSON mapping lets parsers accept the
+//! proto field names too, as the OpenTelemetry Collector's pdata does
+//! (`resource_logs`, `log_records`, `trace_id`, `string_value`, …). So the
+//! body is parsed into a `serde_json::Value` first, snake_case keys are
+//! renamed to lowerCamelCase (when a body has both spellings of a field, the
+//! lowerCamelCase one is kept) and enum names rewritten to numbers, and then
+//! it is deserialized. `serde_json::Value`'s recursion limit (128) rejects
+//! hostile nesting with an error instead of a stack overflow. (Every object
+//! key in OTLP/JSON is a field name: attribute keys are values.)
 
 use gardener_proto::otlp::logs::v1::SeverityNumber;
 use gardener_proto::otlp::metrics::v1::AggregationTemporality;
@@ -42,7 +50,7 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, JsonError> {
     if !value.is_object() {
         return Err(JsonError("the body must be a JSON object".into()));
     }
-    normalize_enums(&mut value);
+    normalize(&mut value);
     serde_json::from_value(value).map_err(|e| JsonError(e.to_string()))
 }
 
@@ -71,12 +79,39 @@ fn count_objects(body: &[u8]) -> usize {
     objects
 }
 
-/// Rewrites enum names (`"SEVERITY_NUMBER_ERROR"`, `"SPAN_KIND_SERVER"`,
+/// `resource_logs` → `resourceLogs`: the proto3 JSON name of a proto field
+/// name (what prost-serde's `rename_all = "camelCase"` produces).
+fn lower_camel(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Renames snake_case field names to lowerCamelCase, and rewrites enum
+/// names (`"SEVERITY_NUMBER_ERROR"`, `"SPAN_KIND_SERVER"`,
 /// `"STATUS_CODE_ERROR"`, `"AGGREGATION_TEMPORALITY_CUMULATIVE"`) and numeric
 /// strings in enum fields to numbers. Depth is bounded by the parser's limit.
-fn normalize_enums(value: &mut Value) {
+fn normalize(value: &mut Value) {
     match value {
         Value::Object(map) => {
+            if map.keys().any(|k| k.contains('_')) {
+                let snake: Vec<String> = map.keys().filter(|k| k.contains('_')).cloned().collect();
+                for key in snake {
+                    if let Some(child) = map.remove(&key) {
+                        map.entry(lower_camel(&key)).or_insert(child);
+                    }
+                }
+            }
             for (key, child) in map.iter_mut() {
                 if let Value::String(name) = child {
                     let number = match key.as_str() {
@@ -93,11 +128,11 @@ fn normalize_enums(value: &mut Value) {
                         *child = Value::from(number);
                     }
                 } else {
-                    normalize_enums(child);
+                    normalize(child);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(normalize_enums),
+        Value::Array(items) => items.iter_mut().for_each(normalize),
         _ => {}
     }
 }
@@ -171,6 +206,70 @@ mod tests {
         .is_err());
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(decode::<ExportLogsServiceRequest>(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn snake_case_field_names_decode_as_lower_camel_case() {
+        let camel = br#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service_name","value":{"stringValue":"api"}}],"droppedAttributesCount":1},
+          "scopeLogs":[{"scope":{"name":"s"},"schemaUrl":"u","logRecords":[{"timeUnixNano":"1757373397000000000","observedTimeUnixNano":"2",
+          "severityNumber":"SEVERITY_NUMBER_ERROR","severityText":"ERROR","body":{"kvlistValue":{"values":[{"key":"a_b","value":{"intValue":"5"}}]}},
+          "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","eventName":"e","droppedAttributesCount":3,
+          "attributes":[{"key":"http.response.status_code","value":{"arrayValue":{"values":[{"boolValue":true},{"doubleValue":1.5},{"bytesValue":"AQI="}]}}}]}]}]}]}"#;
+        let snake = br#"{"resource_logs":[{"resource":{"attributes":[{"key":"service_name","value":{"string_value":"api"}}],"dropped_attributes_count":1},
+          "scope_logs":[{"scope":{"name":"s"},"schema_url":"u","log_records":[{"time_unix_nano":"1757373397000000000","observed_time_unix_nano":"2",
+          "severity_number":"SEVERITY_NUMBER_ERROR","severity_text":"ERROR","body":{"kvlist_value":{"values":[{"key":"a_b","value":{"int_value":"5"}}]}},
+          "trace_id":"5b8efff798038103d269b633813fc60c","span_id":"eee19b7ec3c1b174","event_name":"e","dropped_attributes_count":3,
+          "attributes":[{"key":"http.response.status_code","value":{"array_value":{"values":[{"bool_value":true},{"double_value":1.5},{"bytes_value":"AQI="}]}}}]}]}]}]}"#;
+        let a: ExportLogsServiceRequest = decode(camel).unwrap();
+        let b: ExportLogsServiceRequest = decode(snake).unwrap();
+        assert_eq!(a.resource_logs[0].scope_logs[0].log_records.len(), 1);
+        assert_eq!(a, b);
+        // Attribute keys are values: never renamed.
+        assert_eq!(
+            b.resource_logs[0].resource.as_ref().unwrap().attributes[0].key,
+            "service_name"
+        );
+        // Both spellings: the lowerCamelCase one is kept.
+        let both = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"severityText":"camel","severity_text":"snake"}]}]}]}"#;
+        let c: ExportLogsServiceRequest = decode(both).unwrap();
+        assert_eq!(
+            c.resource_logs[0].scope_logs[0].log_records[0].severity_text,
+            "camel"
+        );
+        assert_eq!(lower_camel("exponential_histogram"), "exponentialHistogram");
+        assert_eq!(lower_camel("as_double"), "asDouble");
+    }
+
+    #[test]
+    fn snake_case_spans_and_metrics_decode_as_lower_camel_case() {
+        use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+        let camel = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+          "parentSpanId":"eee19b7ec3c1b175","traceState":"x=1","name":"GET /","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1","endTimeUnixNano":"2",
+          "events":[{"timeUnixNano":"1","name":"exception","droppedAttributesCount":1}],
+          "links":[{"traceId":"5b8efff798038103d269b633813fc60d","spanId":"eee19b7ec3c1b176"}],
+          "status":{"code":"STATUS_CODE_ERROR","message":"boom"}}]}]}]}"#;
+        let snake = br#"{"resource_spans":[{"scope_spans":[{"spans":[{"trace_id":"5b8efff798038103d269b633813fc60c","span_id":"eee19b7ec3c1b174",
+          "parent_span_id":"eee19b7ec3c1b175","trace_state":"x=1","name":"GET /","kind":"SPAN_KIND_SERVER","start_time_unix_nano":"1","end_time_unix_nano":"2",
+          "events":[{"time_unix_nano":"1","name":"exception","dropped_attributes_count":1}],
+          "links":[{"trace_id":"5b8efff798038103d269b633813fc60d","span_id":"eee19b7ec3c1b176"}],
+          "status":{"code":"STATUS_CODE_ERROR","message":"boom"}}]}]}]}"#;
+        let a: ExportTraceServiceRequest = decode(camel).unwrap();
+        let b: ExportTraceServiceRequest = decode(snake).unwrap();
+        assert_eq!(a.resource_spans[0].scope_spans[0].spans.len(), 1);
+        assert_eq!(a, b);
+        let camel = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"h","exponentialHistogram":{"aggregationTemporality":"AGGREGATION_TEMPORALITY_CUMULATIVE",
+          "dataPoints":[{"timeUnixNano":"1","count":"2","zeroCount":"1","positive":{"offset":1,"bucketCounts":["1"]}}]}},
+          {"name":"g","gauge":{"dataPoints":[{"asDouble":1.5}]}}]}]}]}"#;
+        let snake = br#"{"resource_metrics":[{"scope_metrics":[{"metrics":[{"name":"h","exponential_histogram":{"aggregation_temporality":"AGGREGATION_TEMPORALITY_CUMULATIVE",
+          "data_points":[{"time_unix_nano":"1","count":"2","zero_count":"1","positive":{"offset":1,"bucket_counts":["1"]}}]}},
+          {"name":"g","gauge":{"data_points":[{"as_double":1.5}]}}]}]}]}"#;
+        let a: ExportMetricsServiceRequest = decode(camel).unwrap();
+        let b: ExportMetricsServiceRequest = decode(snake).unwrap();
+        assert_eq!(a.resource_metrics[0].scope_metrics[0].metrics.len(), 2);
+        assert!(a.resource_metrics[0].scope_metrics[0].metrics[0]
+            .data
+            .is_some());
+        assert_eq!(a, b);
     }
 
     #[test]

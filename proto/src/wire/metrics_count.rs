@@ -17,41 +17,51 @@ use super::reader::{fields, WireValue};
 pub fn count_metrics_messages(request: &[u8]) -> Option<usize> {
     let mut count = 0;
     // ExportMetricsServiceRequest.resource_metrics = 1
-    for resource in children(request, &[1])? {
+    each_child(request, &[1], &mut |resource| {
         count += 1;
         // ResourceMetrics.scope_metrics = 2
-        for scope in children(resource, &[2])? {
+        each_child(resource, &[2], &mut |scope| {
             count += 1;
             // ScopeMetrics.metrics = 2
-            for metric in children(scope, &[2])? {
+            each_child(scope, &[2], &mut |metric| {
                 count += 1;
                 // Metric: gauge 5, sum 7, histogram 9, exponential_histogram
                 // 10, summary 11; each holds data_points = 1.
-                for data in children(metric, &[5, 7, 9, 10, 11])? {
-                    for point in children(data, &[1])? {
+                each_child(metric, &[5, 7, 9, 10, 11], &mut |data| {
+                    each_child(data, &[1], &mut |point| {
                         // Every message field of a data point: attributes,
                         // exemplars, buckets, quantile values.
-                        count += 1 + children(point, &[])?.len();
-                    }
-                }
-            }
-        }
-    }
+                        count += 1;
+                        each_child(point, &[], &mut |_| {
+                            count += 1;
+                            Some(())
+                        })
+                    })
+                })
+            })
+        })
+    })?;
     Some(count)
 }
 
-/// The payloads of the length-delimited fields of `msg` whose number is in
-/// `tags` (any number when `tags` is empty).
-fn children<'a>(msg: &'a [u8], tags: &[u32]) -> Option<Vec<&'a [u8]>> {
+/// Calls `f` with the payload of each length-delimited field of `msg` whose
+/// number is in `tags` (any number when `tags` is empty); `None` if `msg` or
+/// a call is malformed. Allocates nothing: a count of two million points
+/// took 48 MiB when it collected each level's payloads.
+fn each_child<'a>(
+    msg: &'a [u8],
+    tags: &[u32],
+    f: &mut dyn FnMut(&'a [u8]) -> Option<()>,
+) -> Option<()> {
     let mut all = fields(msg);
-    let out = all
-        .by_ref()
-        .filter_map(|(tag, value)| match value {
-            WireValue::Len(payload) if tags.is_empty() || tags.contains(&tag) => Some(payload),
-            _ => None,
-        })
-        .collect();
-    (!all.is_malformed()).then_some(out)
+    for (tag, value) in all.by_ref() {
+        if let WireValue::Len(payload) = value {
+            if tags.is_empty() || tags.contains(&tag) {
+                f(payload)?;
+            }
+        }
+    }
+    (!all.is_malformed()).then_some(())
 }
 
 #[cfg(test)]

@@ -42,7 +42,15 @@ pub use reader::{
 pub use splice::{splice_logs_request, splice_trace_request};
 pub use split::{split_request, SplitPart};
 pub use text::{is_ascii, is_utf8, utf8};
-pub use validate::{validate_logs_request, validate_trace_request};
+pub use validate::{
+    validate_logs_request, validate_logs_request_strict, validate_trace_request,
+    validate_trace_request_strict,
+};
+
+/// What [`validate_logs_request_strict`] and [`validate_trace_request_strict`]
+/// report for an id of the wrong length (also `crate::ids`' messages).
+pub(crate) const INVALID_TRACE_ID: &str = "invalid length for trace id (must be 0 or 16 bytes)";
+pub(crate) const INVALID_SPAN_ID: &str = "invalid length for span id (must be 0 or 8 bytes)";
 
 /// Why bytes are not a valid message: what was wrong and at which byte
 /// offset of the validated buffer (the offset of the field's key, or of the
@@ -67,15 +75,23 @@ impl WireError {
     pub fn what(&self) -> &'static str {
         self.what
     }
+
+    /// True when the bytes are a valid message (prost decodes them) whose
+    /// trace or span id has a length other than 0 or 16 (8): refused by the
+    /// strict validators only.
+    pub fn is_invalid_id(&self) -> bool {
+        self.what == INVALID_TRACE_ID || self.what == INVALID_SPAN_ID
+    }
 }
 
 impl std::fmt::Display for WireError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "malformed protobuf at byte {}: {}",
-            self.offset, self.what
-        )
+        let kind = if self.is_invalid_id() {
+            "invalid id"
+        } else {
+            "malformed protobuf"
+        };
+        write!(f, "{kind} at byte {}: {}", self.offset, self.what)
     }
 }
 

@@ -160,6 +160,24 @@ fn check(buf: &[u8]) {
         decoded.is_ok(),
         "validate {validated:?} vs prost {decoded:?} on {buf:02x?}"
     );
+    // The strict check: prost's, and the ids' lengths as pdata checks them.
+    // prost keeps the last of a repeated id field, pdata (and the strict
+    // check) refuses any occurrence of a wrong length: the decoded request
+    // decides only when its ids are wrong.
+    let strict = validate_logs_request_strict(buf);
+    let decoded_ids_ok = match &decoded {
+        Ok(d) => crate::ids::check_logs(d).is_ok(),
+        Err(_) => false,
+    };
+    if strict.is_ok() || !decoded_ids_ok {
+        assert_eq!(strict.is_ok(), decoded_ids_ok, "{strict:?} on {buf:02x?}");
+    }
+    if let (Err(e), Ok(_)) = (&strict, &validated) {
+        assert!(e.is_invalid_id(), "{e}");
+    }
+    if let Ok(n) = strict {
+        assert_eq!(Ok(n), validated);
+    }
     // Readers never panic, validated or not.
     let walked = logs_request(buf).records().map(log_record).count();
     if let Ok(decoded) = decoded {
@@ -975,6 +993,9 @@ fn cost() {
     time("validate_logs_request", &mut || {
         black_box(validate_logs_request(black_box(&buf)).unwrap());
     });
+    time("validate_logs_request_strict", &mut || {
+        black_box(validate_logs_request_strict(black_box(&buf)).unwrap());
+    });
     time("walk: log_record + attribute keys", &mut || {
         let mut sum = 0usize;
         for r in logs_request(black_box(&buf)).records() {
@@ -1077,6 +1098,22 @@ mod traces {
             decoded.is_ok(),
             "validate {validated:?} vs prost {decoded:?} on {buf:02x?}"
         );
+        // As in `check`: an earlier occurrence of a repeated id field may
+        // be refused where the decoded request kept a later one.
+        let strict = validate_trace_request_strict(buf);
+        let decoded_ids_ok = match &decoded {
+            Ok(d) => crate::ids::check_traces(d).is_ok(),
+            Err(_) => false,
+        };
+        if strict.is_ok() || !decoded_ids_ok {
+            assert_eq!(strict.is_ok(), decoded_ids_ok, "{strict:?} on {buf:02x?}");
+        }
+        if let (Err(e), Ok(_)) = (&strict, &validated) {
+            assert!(e.is_invalid_id(), "{e}");
+        }
+        if let Ok(n) = strict {
+            assert_eq!(Ok(n), validated);
+        }
         if let Ok(decoded) = decoded {
             let spans: usize = decoded
                 .resource_spans
@@ -1086,6 +1123,96 @@ mod traces {
                 .sum();
             assert_eq!(validated, Ok(spans));
         }
+    }
+
+    /// Every id field of a span and its link, and of a log record, at
+    /// lengths around the valid ones: the strict validators refuse exactly
+    /// those pdata refuses (`crate::ids`), the others agree with prost.
+    #[test]
+    fn id_lengths_are_checked_by_the_strict_validators_only() {
+        use crate::otlp::trace::v1::span::Link;
+        let mut rng = Rng(99);
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 32] {
+            for which in 0..5 {
+                let mut request = trace_request(&mut rng);
+                let spans = request
+                    .resource_spans
+                    .iter_mut()
+                    .flat_map(|r| &mut r.scope_spans)
+                    .flat_map(|s| &mut s.spans);
+                for span in spans {
+                    span.trace_id = rng.bytes(16);
+                    span.span_id = rng.bytes(8);
+                    span.parent_span_id = vec![];
+                    span.links = vec![Link {
+                        trace_id: rng.bytes(16),
+                        span_id: rng.bytes(8),
+                        ..Default::default()
+                    }];
+                    match which {
+                        0 => span.trace_id = rng.bytes(len),
+                        1 => span.span_id = rng.bytes(len),
+                        2 => span.parent_span_id = rng.bytes(len),
+                        3 => span.links[0].trace_id = rng.bytes(len),
+                        _ => span.links[0].span_id = rng.bytes(len),
+                    }
+                }
+                let buf = request.encode_to_vec();
+                check_trace(&buf);
+                let full = if which == 0 || which == 3 { 16 } else { 8 };
+                let has_spans = validate_trace_request(&buf).unwrap() > 0;
+                assert_eq!(
+                    validate_trace_request_strict(&buf).is_ok(),
+                    !has_spans || len == 0 || len == full,
+                    "field {which}, {len} bytes"
+                );
+            }
+            for trace in [true, false] {
+                let mut request = super::request(&mut rng);
+                let records = request
+                    .resource_logs
+                    .iter_mut()
+                    .flat_map(|r| &mut r.scope_logs)
+                    .flat_map(|s| &mut s.log_records);
+                for record in records {
+                    record.trace_id = rng.bytes(if trace { len } else { 16 });
+                    record.span_id = rng.bytes(if trace { 8 } else { len });
+                }
+                let buf = request.encode_to_vec();
+                check(&buf);
+                let full = if trace { 16 } else { 8 };
+                let has_records = validate_logs_request(&buf).unwrap() > 0;
+                let strict = validate_logs_request_strict(&buf);
+                assert_eq!(
+                    strict.is_ok(),
+                    !has_records || len == 0 || len == full,
+                    "trace {trace}, {len} bytes: {strict:?}"
+                );
+            }
+        }
+    }
+
+    /// A repeated id field: prost keeps the last value, pdata refuses any
+    /// occurrence of a wrong length (its unmarshaler checks each), and so
+    /// does the strict check, since the bytes are forwarded as they are.
+    #[test]
+    fn every_occurrence_of_a_repeated_id_field_is_checked() {
+        let record = |first: usize| {
+            let mut record = Vec::new();
+            for len in [first, 16] {
+                record.push(9 << 3 | 2); // LogRecord.trace_id, length-delimited
+                record.push(len as u8);
+                record.extend(vec![7u8; len]);
+            }
+            len_field(1, &len_field(2, &len_field(2, &record)))
+        };
+        assert_eq!(validate_logs_request_strict(&record(16)), Ok(1));
+        assert_eq!(validate_logs_request_strict(&record(0)), Ok(1));
+        let err = validate_logs_request_strict(&record(3)).unwrap_err();
+        assert!(err.is_invalid_id(), "{err}");
+        let decoded = ExportLogsServiceRequest::decode(&record(3)[..]).unwrap();
+        assert_eq!(crate::ids::check_logs(&decoded), Ok(()));
+        assert_eq!(validate_logs_request(&record(3)), Ok(1));
     }
 
     #[test]

@@ -15,6 +15,13 @@
 //! - unknown fields of every wire type are skipped, groups included (their
 //!   end key must carry the start's field number); a stray end-group key is
 //!   an error.
+//!
+//! [`validate_logs_request_strict`] and [`validate_trace_request_strict`]
+//! add one rule prost does not have and the OpenTelemetry Collector's pdata
+//! does: a trace id must be empty or 16 bytes and a span id (span, parent,
+//! link) empty or 8 bytes. pdata refuses the whole request otherwise
+//! ("invalid length for ID"), so a collector that forwarded such a request
+//! would see its batch refused downstream.
 
 use super::reader::{read_key, read_len, read_varint, skip_unknown, FIXED32, FIXED64, LEN, VARINT};
 use super::{WireError, RECURSION_LIMIT};
@@ -49,6 +56,10 @@ enum Kind {
     Fixed64,
     Fixed32,
     Bytes,
+    /// `bytes`, a trace id: empty or 16 bytes in the strict check.
+    TraceId,
+    /// `bytes`, a span id: empty or 8 bytes in the strict check.
+    SpanId,
     String,
     Message(Msg),
 }
@@ -59,7 +70,7 @@ impl Kind {
             Kind::Varint => VARINT,
             Kind::Fixed64 => FIXED64,
             Kind::Fixed32 => FIXED32,
-            Kind::Bytes | Kind::String | Kind::Message(_) => LEN,
+            Kind::Bytes | Kind::TraceId | Kind::SpanId | Kind::String | Kind::Message(_) => LEN,
         }
     }
 }
@@ -91,7 +102,8 @@ fn field_kind(msg: Msg, tag: u32) -> Option<Kind> {
         (Msg::LogRecord, 5) => Message(Msg::AnyValue),
         (Msg::LogRecord, 6) => Message(Msg::KeyValue),
         (Msg::LogRecord, 8) => Fixed32,
-        (Msg::LogRecord, 9 | 10) => Bytes,
+        (Msg::LogRecord, 9) => TraceId,
+        (Msg::LogRecord, 10) => SpanId,
         // key, value, key_strindex
         (Msg::KeyValue, 1) => String,
         (Msg::KeyValue, 2) => Message(Msg::AnyValue),
@@ -115,7 +127,8 @@ fn field_kind(msg: Msg, tag: u32) -> Option<Kind> {
         (Msg::ScopeSpans, 2) => Message(Msg::Span),
         (Msg::ScopeSpans, 3) => String,
         // trace_id, span_id, parent_span_id
-        (Msg::Span, 1 | 2 | 4) => Bytes,
+        (Msg::Span, 1) => TraceId,
+        (Msg::Span, 2 | 4) => SpanId,
         // trace_state, name
         (Msg::Span, 3 | 5) => String,
         // kind, dropped attributes/events/links counts
@@ -130,7 +143,8 @@ fn field_kind(msg: Msg, tag: u32) -> Option<Kind> {
         (Msg::Event, 2) => String,
         (Msg::Event, 3) => Message(Msg::KeyValue),
         (Msg::Event, 4) => Varint,
-        (Msg::Link, 1 | 2) => Bytes,
+        (Msg::Link, 1) => TraceId,
+        (Msg::Link, 2) => SpanId,
         (Msg::Link, 3) => String,
         (Msg::Link, 4) => Message(Msg::KeyValue),
         (Msg::Link, 5) => Varint,
@@ -147,7 +161,7 @@ fn field_kind(msg: Msg, tag: u32) -> Option<Kind> {
 /// (the receivers), so that the readers of this module can trust them.
 pub fn validate_logs_request(buf: &[u8]) -> Result<usize, WireError> {
     let mut records = 0;
-    validate(buf, 0, Msg::Request, RECURSION_LIMIT, &mut records)?;
+    validate::<false>(buf, 0, Msg::Request, RECURSION_LIMIT, &mut records)?;
     Ok(records)
 }
 
@@ -156,15 +170,42 @@ pub fn validate_logs_request(buf: &[u8]) -> Result<usize, WireError> {
 /// spans.
 pub fn validate_trace_request(buf: &[u8]) -> Result<usize, WireError> {
     let mut spans = 0;
-    validate(buf, 0, Msg::TraceRequest, RECURSION_LIMIT, &mut spans)?;
+    validate::<false>(buf, 0, Msg::TraceRequest, RECURSION_LIMIT, &mut spans)?;
     Ok(spans)
+}
+
+/// [`validate_logs_request`], and every record's trace id empty or 16
+/// bytes and span id empty or 8 bytes, as the OpenTelemetry Collector's
+/// pdata requires (see the module documentation); an id of another length
+/// is an error for which [`WireError::is_invalid_id`] is true. For the
+/// receivers; bytes already accepted (a persistent queue) keep the prost
+/// check.
+pub fn validate_logs_request_strict(buf: &[u8]) -> Result<usize, WireError> {
+    let mut records = 0;
+    validate::<true>(buf, 0, Msg::Request, RECURSION_LIMIT, &mut records)?;
+    Ok(records)
+}
+
+/// [`validate_trace_request`], and the ids of spans (trace, span, parent
+/// span) and of their links checked as in [`validate_logs_request_strict`].
+pub fn validate_trace_request_strict(buf: &[u8]) -> Result<usize, WireError> {
+    let mut spans = 0;
+    validate::<true>(buf, 0, Msg::TraceRequest, RECURSION_LIMIT, &mut spans)?;
+    Ok(spans)
+}
+
+/// Whether an id of `len` bytes is accepted: empty or `full` bytes, or any
+/// length when ids are not checked (`IDS` false).
+#[inline]
+fn id_ok<const IDS: bool>(len: usize, full: usize) -> bool {
+    !IDS || len == 0 || len == full
 }
 
 /// Validates the fields of one message of type `msg` (`buf` without its
 /// length prefix, at offset `base` of the whole request) whose fields are
 /// decoded with prost's recursion count `budget`; counts log records and
-/// spans in `items`.
-fn validate(
+/// spans in `items`. `IDS`: check the length of trace and span ids.
+fn validate<const IDS: bool>(
     buf: &[u8],
     base: usize,
     msg: Msg,
@@ -202,6 +243,18 @@ fn validate(
             Kind::Bytes => {
                 read_len(buf, &mut pos).ok_or_else(|| err("invalid length"))?;
             }
+            Kind::TraceId => {
+                let id = read_len(buf, &mut pos).ok_or_else(|| err("invalid length"))?;
+                if !id_ok::<IDS>(id.len(), 16) {
+                    return Err(err(super::INVALID_TRACE_ID));
+                }
+            }
+            Kind::SpanId => {
+                let id = read_len(buf, &mut pos).ok_or_else(|| err("invalid length"))?;
+                if !id_ok::<IDS>(id.len(), 8) {
+                    return Err(err(super::INVALID_SPAN_ID));
+                }
+            }
             Kind::String => {
                 let s = read_len(buf, &mut pos).ok_or_else(|| err("invalid length"))?;
                 if !super::is_utf8(s) {
@@ -219,10 +272,10 @@ fn validate(
                 // Records are most of a request: the usual ones are checked
                 // by their one-byte keys; the others (and every error, with
                 // its position) by the general walk.
-                if inner == Msg::LogRecord && log_record_is_valid(body, budget - 1, items) {
+                if inner == Msg::LogRecord && log_record_is_valid::<IDS>(body, budget - 1, items) {
                     continue;
                 }
-                if inner == Msg::Span && span_is_valid(body, budget - 1, items) {
+                if inner == Msg::Span && span_is_valid::<IDS>(body, budget - 1, items) {
                     continue;
                 }
                 // Attributes are most of a request: their common shape is
@@ -232,7 +285,7 @@ fn validate(
                     continue;
                 }
                 let body_base = base + pos - body.len();
-                validate(body, body_base, inner, budget - 1, items)?;
+                validate::<IDS>(body, body_base, inner, budget - 1, items)?;
             }
         }
     }
@@ -245,7 +298,7 @@ fn validate(
 /// or has any other field, which [`validate`] then accepts or reports.
 /// Same rules as [`validate`]: the body and unusual attributes go through it.
 #[inline]
-fn log_record_is_valid(record: &[u8], budget: u32, items: &mut usize) -> bool {
+fn log_record_is_valid<const IDS: bool>(record: &[u8], budget: u32, items: &mut usize) -> bool {
     use super::reader::log_record_keys::*;
     let mut pos = 0;
     while let Some(&key) = record.get(pos) {
@@ -254,13 +307,14 @@ fn log_record_is_valid(record: &[u8], budget: u32, items: &mut usize) -> bool {
             TIME | OBSERVED_TIME => skip_fixed(record, &mut pos, 8),
             FLAGS => skip_fixed(record, &mut pos, 4),
             SEVERITY_NUMBER | DROPPED => read_varint(record, &mut pos).is_some(),
-            TRACE_ID | SPAN_ID => read_len(record, &mut pos).is_some(),
+            TRACE_ID => read_len(record, &mut pos).is_some_and(|id| id_ok::<IDS>(id.len(), 16)),
+            SPAN_ID => read_len(record, &mut pos).is_some_and(|id| id_ok::<IDS>(id.len(), 8)),
             SEVERITY_TEXT | EVENT_NAME => read_len(record, &mut pos).is_some_and(super::is_utf8),
-            ATTRIBUTES => attribute_is_valid(record, &mut pos, budget, items),
+            ATTRIBUTES => attribute_is_valid::<IDS>(record, &mut pos, budget, items),
             BODY => {
                 budget > 0
                     && read_len(record, &mut pos).is_some_and(|body| {
-                        validate(body, 0, Msg::AnyValue, budget - 1, items).is_ok()
+                        validate::<IDS>(body, 0, Msg::AnyValue, budget - 1, items).is_ok()
                     })
             }
             _ => false,
@@ -276,7 +330,7 @@ fn log_record_is_valid(record: &[u8], budget: u32, items: &mut usize) -> bool {
 /// `flags` (16, the two-byte key `0x85 0x01`) matched as bytes; events,
 /// links and the status through [`validate`].
 #[inline]
-fn span_is_valid(span: &[u8], budget: u32, items: &mut usize) -> bool {
+fn span_is_valid<const IDS: bool>(span: &[u8], budget: u32, items: &mut usize) -> bool {
     // Field keys as single bytes: (field << 3) | wire type.
     const fn key(field: u8, wire: u32) -> u8 {
         field << 3 | wire as u8
@@ -301,7 +355,7 @@ fn span_is_valid(span: &[u8], budget: u32, items: &mut usize) -> bool {
     let message = |pos: &mut usize, msg: Msg, items: &mut usize| {
         budget > 0
             && read_len(span, pos)
-                .is_some_and(|body| validate(body, 0, msg, budget - 1, items).is_ok())
+                .is_some_and(|body| validate::<IDS>(body, 0, msg, budget - 1, items).is_ok())
     };
     let mut pos = 0;
     while let Some(&key) = span.get(pos) {
@@ -311,9 +365,12 @@ fn span_is_valid(span: &[u8], budget: u32, items: &mut usize) -> bool {
             KIND | DROPPED_ATTRIBUTES | DROPPED_EVENTS | DROPPED_LINKS => {
                 read_varint(span, &mut pos).is_some()
             }
-            TRACE_ID | SPAN_ID | PARENT_SPAN_ID => read_len(span, &mut pos).is_some(),
+            TRACE_ID => read_len(span, &mut pos).is_some_and(|id| id_ok::<IDS>(id.len(), 16)),
+            SPAN_ID | PARENT_SPAN_ID => {
+                read_len(span, &mut pos).is_some_and(|id| id_ok::<IDS>(id.len(), 8))
+            }
             TRACE_STATE | NAME => read_len(span, &mut pos).is_some_and(super::is_utf8),
-            ATTRIBUTES => attribute_is_valid(span, &mut pos, budget, items),
+            ATTRIBUTES => attribute_is_valid::<IDS>(span, &mut pos, budget, items),
             EVENTS => message(&mut pos, Msg::Event, items),
             LINKS => message(&mut pos, Msg::Link, items),
             STATUS => message(&mut pos, Msg::Status, items),
@@ -335,11 +392,16 @@ fn span_is_valid(span: &[u8], budget: u32, items: &mut usize) -> bool {
 /// past it. A message field needs a non-zero count; a plain attribute's
 /// value needs one more (see [`validate`]).
 #[inline]
-fn attribute_is_valid(buf: &[u8], pos: &mut usize, budget: u32, items: &mut usize) -> bool {
+fn attribute_is_valid<const IDS: bool>(
+    buf: &[u8],
+    pos: &mut usize,
+    budget: u32,
+    items: &mut usize,
+) -> bool {
     budget > 0
         && read_len(buf, pos).is_some_and(|kv| {
             (budget >= 2 && is_plain_key_value(kv))
-                || validate(kv, 0, Msg::KeyValue, budget - 1, items).is_ok()
+                || validate::<IDS>(kv, 0, Msg::KeyValue, budget - 1, items).is_ok()
         })
 }
 
