@@ -42,6 +42,18 @@ fn limits_config(grpc: &str, http: &str) -> String {
     support::config_template(20 * 1024 * 1024, grpc, http)
 }
 
+/// Asserts that `transport` refused `expected` requests in all, whatever
+/// the reasons: nothing was counted twice or under another reason.
+fn expect_refusals_in_all(c: &Collector, transport: &str, expected: f64) {
+    let text = c.metrics();
+    let total: f64 = support::samples(&text, REFUSED)
+        .iter()
+        .filter(|(labels, _)| labels.contains(&("transport".into(), transport.into())))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(total, expected, "{text}");
+}
+
 /// Reads until the server closes the connection (or `within` passes, which
 /// fails the test); returns what it sent and when it closed.
 fn read_until_closed(socket: TcpStream, within: Duration) -> (String, Duration) {
@@ -187,13 +199,7 @@ fn http_slow_clients_are_timed_out_and_in_flight_requests_are_bounded() {
     );
     c.expect_counter(ACCEPTED, &[("signal", "logs"), ("service", "late")], 3.0);
     // Nothing else was refused (the header timeouts are not requests).
-    let text = c.metrics();
-    let http: f64 = support::samples(&text, REFUSED)
-        .iter()
-        .filter(|(labels, _)| labels.contains(&("transport".into(), "http".into())))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(http, 3.0, "{text}");
+    expect_refusals_in_all(&c, "http", 3.0);
 }
 
 #[test]
@@ -265,13 +271,7 @@ fn grpc_stalled_streams_are_reset_and_in_flight_requests_are_bounded() {
         &[("transport", "grpc"), ("reason", "timeout")],
         2.0,
     );
-    let text = c.metrics();
-    let grpc: f64 = support::samples(&text, REFUSED)
-        .iter()
-        .filter(|(labels, _)| labels.contains(&("transport".into(), "grpc".into())))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(grpc, 3.0, "{text}");
+    expect_refusals_in_all(&c, "grpc", 3.0);
 }
 
 /// A call still unanswered when the client's own deadline (`grpc-timeout`)
@@ -340,13 +340,7 @@ fn grpc_calls_given_up_by_the_client_are_counted() {
         &[("signal", "logs"), ("service", "grpc-deadline")],
         2.0,
     );
-    let text = c.metrics();
-    let grpc: f64 = support::samples(&text, REFUSED)
-        .iter()
-        .filter(|(labels, _)| labels.contains(&("transport".into(), "grpc".into())))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(grpc, 2.0, "{text}");
+    expect_refusals_in_all(&c, "grpc", 2.0);
 }
 
 /// The client side of an HTTP/2 connection's start: the preface and an
