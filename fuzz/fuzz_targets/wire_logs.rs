@@ -28,21 +28,14 @@ fn logs(data: &[u8]) {
         "validate {validated:?} vs prost {decoded:?}"
     );
     // The receivers' check: prost's, and ids of valid length as pdata wants.
-    let strict = wire::validate_logs_request_strict(data);
-    // prost keeps the last of a repeated id field; the strict check (as
-    // pdata) refuses any occurrence of a wrong length. So the decoded
-    // request decides only when it is refused or its ids are wrong.
     let decoded_ids_ok = decoded
         .as_ref()
         .is_ok_and(|d| gardener_proto::ids::check_logs(d).is_ok());
-    if strict.is_ok() || !decoded_ids_ok {
-        assert_eq!(
-            strict.is_ok(),
-            decoded_ids_ok,
-            "strict {strict:?} vs prost {decoded:?}"
-        );
-    }
-    assert!(strict.is_ok() || validated.is_err() || strict.unwrap_err().is_invalid_id());
+    compare_strict(
+        wire::validate_logs_request_strict(data),
+        validated.is_ok(),
+        decoded_ids_ok,
+    );
     // The readers never panic, valid or not.
     let walked = wire::logs_request(data)
         .records()
@@ -128,6 +121,24 @@ fn logs(data: &[u8]) {
     assert_eq!(wire::validate_logs_request(&out), Ok(records));
 }
 
+/// The strict validator (prost's rules, and ids of valid length as pdata
+/// wants) against prost's decoding followed by the id check of the decoded
+/// request (`decoded_ids_ok`). prost keeps the last of a repeated id field,
+/// while the strict check refuses any occurrence of a wrong length: so the
+/// decoded request decides only when it is refused or its ids are wrong.
+/// A request the strict check refuses and the plain one (`validated_ok`)
+/// accepts is refused for an id.
+fn compare_strict(
+    strict: Result<usize, wire::WireError>,
+    validated_ok: bool,
+    decoded_ids_ok: bool,
+) {
+    if strict.is_ok() || !decoded_ids_ok {
+        assert_eq!(strict.is_ok(), decoded_ids_ok, "strict {strict:?}");
+    }
+    assert!(strict.is_ok() || !validated_ok || strict.unwrap_err().is_invalid_id());
+}
+
 fn traces(data: &[u8]) {
     let decoded = ExportTraceServiceRequest::decode(data);
     let validated = wire::validate_trace_request(data);
@@ -136,21 +147,14 @@ fn traces(data: &[u8]) {
         decoded.is_ok(),
         "validate {validated:?} vs prost {decoded:?}"
     );
-    let strict = wire::validate_trace_request_strict(data);
-    // prost keeps the last of a repeated id field; the strict check (as
-    // pdata) refuses any occurrence of a wrong length. So the decoded
-    // request decides only when it is refused or its ids are wrong.
     let decoded_ids_ok = decoded
         .as_ref()
         .is_ok_and(|d| gardener_proto::ids::check_traces(d).is_ok());
-    if strict.is_ok() || !decoded_ids_ok {
-        assert_eq!(
-            strict.is_ok(),
-            decoded_ids_ok,
-            "strict {strict:?} vs prost {decoded:?}"
-        );
-    }
-    assert!(strict.is_ok() || validated.is_err() || strict.unwrap_err().is_invalid_id());
+    compare_strict(
+        wire::validate_trace_request_strict(data),
+        validated.is_ok(),
+        decoded_ids_ok,
+    );
     // The span view never panics, valid or not.
     let mut entries = Vec::new();
     let walked = wire::logs_request(data)
