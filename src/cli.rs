@@ -67,7 +67,8 @@ pub enum Command {
     Loadgen(crate::loadgen::LoadgenArgs),
     // gardener report: replay and report subcommands.
     /// Read a Cloud Logging export (`gcloud logging read --format=json`), OTLP/JSON
-    /// or JSON lines; process it locally and print the report, or send it to a
+    /// or JSON lines (LogEntry objects, or an application's structured stdout
+    /// lines); process it locally and print the report, or send it to a
     /// collector with --to.
     Replay {
         /// The export file.

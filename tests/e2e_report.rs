@@ -515,3 +515,52 @@ fn replay_of_unrecognized_json_fails_and_skipped_entries_are_counted() {
         assert!(stderr.contains("0 log records"), "{empty:?}: {stderr}");
     }
 }
+
+/// JSON lines as an application prints them to stdout for Cloud Logging
+/// (`kubectl logs`, `docker logs`, a local run) are read as the entries
+/// Cloud Logging makes of them: the message, severity (or a `level`),
+/// trace and time of each line, not records without a message.
+#[test]
+fn replay_reads_structured_log_lines_as_cloud_logging_does() {
+    let lines = concat!(
+        r#"{"severity":"ERROR","message":"Database connection failed: connection to server at \"10.1.2.3\", port 5432 failed: timeout expired","logging.googleapis.com/trace":"projects/p/traces/4bf92f3577b34da6a3ce929d0e0e4736","time":"2026-12-07T06:00:00Z"}"#,
+        "\n",
+        r#"{"severity":"WARNING","message":"SessionMiddleware must be installed to access request.session (request_id=375e600e-f05c-4e42-a408-c276b4560a88)","timestamp":{"seconds":1796623260,"nanos":0}}"#,
+        "\n",
+        r#"{"level":"error","msg":"Agent execution failed for run run_68d3d202ff"}"#,
+        "\n",
+        r#"{"level":"info","msg":"GET /health 200"}"#,
+        "\n",
+    );
+    let (ok, stdout, stderr, _) = replay_text(lines, &["--format", "json"]);
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("skipped"), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["summary"]["log_records"], 4, "{stdout}");
+    assert_eq!(report["summary"]["events"], 3, "{stdout}");
+    let by_category = |category: &str| {
+        report["signatures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["category"] == category)
+            .unwrap_or_else(|| panic!("no {category} signature in {stdout}"))
+            .clone()
+    };
+    let db = by_category("database_connection");
+    assert_eq!(
+        db["template"],
+        "Database connection failed: connection to server at \"<ip>\", port <num> failed: timeout expired"
+    );
+    assert_eq!(db["first_seen"], "2026-12-07T06:00:00.000Z");
+    assert_eq!(
+        db["samples"][0]["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    let session = by_category("auth_session");
+    assert_eq!(session["severity"], "WARN");
+    assert_eq!(session["first_seen"], "2026-12-07T06:01:00.000Z");
+    let agent = by_category("llm_agent");
+    assert_eq!(agent["severity"], "ERROR");
+    assert_eq!(report["trace_context"]["present"], 1, "{stdout}");
+}

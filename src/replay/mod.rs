@@ -1,7 +1,8 @@
 //! `log-gardener replay FILE`: reads a Cloud Logging export (the JSON array
 //! that `gcloud logging read --format=json` prints), OTLP/JSON (one
-//! `ExportLogsServiceRequest` per line) or JSON lines of LogEntry objects,
-//! turns it into OTLP log batches, and either processes them locally (and
+//! `ExportLogsServiceRequest` per line) or JSON lines of LogEntry objects
+//! or of structured log lines (what an application prints to stdout for
+//! Cloud Logging: [`structured`]), turns it into OTLP log batches, and either processes them locally (and
 //! prints the gardener report) or sends them to a running collector.
 //!
 //! Streaming: a JSON array is read one LogEntry at a time through a serde
@@ -25,6 +26,8 @@ use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use gardener_proto::otlp::resource::v1::Resource;
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::Value;
+
+mod structured;
 
 /// Records per batch.
 pub const MAX_BATCH: usize = 1000;
@@ -415,7 +418,7 @@ pub fn is_log_entry(entry: &serde_json::Map<String, Value>) -> bool {
 }
 
 /// What replay reads, for messages.
-const EXPECTED: &str = "a Cloud Logging export (the JSON array of LogEntry objects that `gcloud logging read --format=json` prints), OTLP/JSON (objects with `resourceLogs`) or JSON lines of LogEntry objects";
+const EXPECTED: &str = "a Cloud Logging export (the JSON array of LogEntry objects that `gcloud logging read --format=json` prints), OTLP/JSON (objects with `resourceLogs`), or JSON lines of LogEntry objects or of structured log lines (objects with a text `message` or `msg`)";
 
 /// Reads `path` and hands every batch to `sink`. Says on stderr how many
 /// entries were skipped as unrecognized, or that there were no records; a
@@ -438,7 +441,7 @@ pub fn read_batches(
     }
     if read.skipped > 0 {
         eprintln!(
-            "replay: warning: {name}: skipped {} entry(ies) that are neither a LogEntry (no textPayload, jsonPayload, severity, ... field) nor an OTLP/JSON request; {} log records read",
+            "replay: warning: {name}: skipped {} entry(ies) that are neither a LogEntry (no textPayload, jsonPayload, severity, ... field), a structured log line (no text message or msg) nor an OTLP/JSON request; {} log records read",
             read.skipped, read.records
         );
     }
@@ -478,6 +481,12 @@ pub fn read_batches_from(
     let mut sink_error: Option<anyhow::Error> = None;
     let mut skipped = 0u64;
     let mut on_entry = |entry: Value| -> Result<(), String> {
+        let entry = match entry {
+            Value::Object(object) if structured::is_structured_line(&object) => {
+                structured::to_log_entry(object)
+            }
+            other => other,
+        };
         let Some(object) = entry.as_object() else {
             return Err("expected a LogEntry object".into());
         };
