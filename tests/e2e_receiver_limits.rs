@@ -62,7 +62,18 @@ fn read_until_closed(socket: TcpStream, within: Duration) -> (String, Duration) 
 }
 
 /// [`read_until_closed`], the bytes as they came.
-fn read_bytes_until_closed(mut socket: TcpStream, within: Duration) -> (Vec<u8>, Duration) {
+fn read_bytes_until_closed(socket: TcpStream, within: Duration) -> (Vec<u8>, Duration) {
+    read_bytes_until_closed_answering(socket, within, |_, _| {})
+}
+
+/// [`read_bytes_until_closed`], handing what was received so far and the
+/// socket to `answer` after every read (to answer the server as a client
+/// would).
+fn read_bytes_until_closed_answering(
+    mut socket: TcpStream,
+    within: Duration,
+    mut answer: impl FnMut(&[u8], &mut TcpStream),
+) -> (Vec<u8>, Duration) {
     let started = Instant::now();
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
@@ -81,6 +92,7 @@ fn read_bytes_until_closed(mut socket: TcpStream, within: Duration) -> (Vec<u8>,
             // Reset by the server: closed too.
             Err(_) => break,
         }
+        answer(&received, &mut socket);
         assert!(
             started.elapsed() < within,
             "still open after {within:?}; received {:?}",
@@ -404,51 +416,30 @@ fn grpc_connections_older_than_max_connection_age_are_closed() {
     socket
         .write_all(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
         .unwrap();
-    let started = Instant::now();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut received = Vec::new();
     let mut acked = 0;
-    let mut buf = [0u8; 4096];
-    loop {
-        match socket.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => received.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-        // Answer every complete PING (type 6, no ACK flag) not yet answered.
-        let mut at = 0;
-        let mut pings = 0;
-        while received.len() >= at + 9 {
-            let len =
-                u32::from_be_bytes([0, received[at], received[at + 1], received[at + 2]]) as usize;
-            if received.len() < at + 9 + len {
-                break;
-            }
-            if received[at + 3] == 6 && received[at + 4] & 1 == 0 {
-                pings += 1;
-                if pings > acked {
-                    let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
-                    ack.extend_from_slice(&received[at + 9..at + 17]);
-                    let _ = socket.write_all(&ack);
-                    acked = pings;
+    let (received, closed_after) =
+        read_bytes_until_closed_answering(socket, SLACK + TIMEOUT, |received, socket| {
+            // Answer every complete PING (type 6, no ACK flag) not yet answered.
+            let mut at = 0;
+            let mut pings = 0;
+            while received.len() >= at + 9 {
+                let len = u32::from_be_bytes([0, received[at], received[at + 1], received[at + 2]])
+                    as usize;
+                if received.len() < at + 9 + len {
+                    break;
                 }
+                if received[at + 3] == 6 && received[at + 4] & 1 == 0 {
+                    pings += 1;
+                    if pings > acked {
+                        let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                        ack.extend_from_slice(&received[at + 9..at + 17]);
+                        let _ = socket.write_all(&ack);
+                        acked = pings;
+                    }
+                }
+                at += 9 + len;
             }
-            at += 9 + len;
-        }
-        assert!(
-            started.elapsed() < SLACK + TIMEOUT,
-            "still open; frames {:?}",
-            h2_frame_types(&received)
-        );
-    }
-    let closed_after = started.elapsed();
+        });
     let types = h2_frame_types(&received);
     assert!(types.contains(&0x7), "no GOAWAY in frames {types:?}");
     assert!(

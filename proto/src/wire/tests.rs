@@ -149,6 +149,29 @@ fn record_count(request: &ExportLogsServiceRequest) -> usize {
         .sum()
 }
 
+/// The strict validator (prost's rules, and the ids' lengths as pdata
+/// checks them) against the plain one and prost's decoding followed by the
+/// id check (`decoded_ids_ok`). prost keeps the last of a repeated id
+/// field, pdata (and the strict check) refuses any occurrence of a wrong
+/// length: so the decoded request decides only when it is refused or its
+/// ids are wrong. What only the strict check refuses is refused for an id.
+fn compare_strict(
+    buf: &[u8],
+    strict: Result<usize, WireError>,
+    validated: &Result<usize, WireError>,
+    decoded_ids_ok: bool,
+) {
+    if strict.is_ok() || !decoded_ids_ok {
+        assert_eq!(strict.is_ok(), decoded_ids_ok, "{strict:?} on {buf:02x?}");
+    }
+    if let (Err(e), Ok(_)) = (&strict, validated) {
+        assert!(e.is_invalid_id(), "{e}");
+    }
+    if let Ok(n) = strict {
+        assert_eq!(&Ok(n), validated);
+    }
+}
+
 /// The differential check of the whole module: validate agrees with prost
 /// on acceptance and record count, and on accepted bytes the readers and an
 /// identity splice agree with prost too.
@@ -160,24 +183,15 @@ fn check(buf: &[u8]) {
         decoded.is_ok(),
         "validate {validated:?} vs prost {decoded:?} on {buf:02x?}"
     );
-    // The strict check: prost's, and the ids' lengths as pdata checks them.
-    // prost keeps the last of a repeated id field, pdata (and the strict
-    // check) refuses any occurrence of a wrong length: the decoded request
-    // decides only when its ids are wrong.
-    let strict = validate_logs_request_strict(buf);
-    let decoded_ids_ok = match &decoded {
-        Ok(d) => crate::ids::check_logs(d).is_ok(),
-        Err(_) => false,
-    };
-    if strict.is_ok() || !decoded_ids_ok {
-        assert_eq!(strict.is_ok(), decoded_ids_ok, "{strict:?} on {buf:02x?}");
-    }
-    if let (Err(e), Ok(_)) = (&strict, &validated) {
-        assert!(e.is_invalid_id(), "{e}");
-    }
-    if let Ok(n) = strict {
-        assert_eq!(Ok(n), validated);
-    }
+    let decoded_ids_ok = decoded
+        .as_ref()
+        .is_ok_and(|d| crate::ids::check_logs(d).is_ok());
+    compare_strict(
+        buf,
+        validate_logs_request_strict(buf),
+        &validated,
+        decoded_ids_ok,
+    );
     // Readers never panic, validated or not.
     let walked = logs_request(buf).records().map(log_record).count();
     if let Ok(decoded) = decoded {
@@ -1098,22 +1112,15 @@ mod traces {
             decoded.is_ok(),
             "validate {validated:?} vs prost {decoded:?} on {buf:02x?}"
         );
-        // As in `check`: an earlier occurrence of a repeated id field may
-        // be refused where the decoded request kept a later one.
-        let strict = validate_trace_request_strict(buf);
-        let decoded_ids_ok = match &decoded {
-            Ok(d) => crate::ids::check_traces(d).is_ok(),
-            Err(_) => false,
-        };
-        if strict.is_ok() || !decoded_ids_ok {
-            assert_eq!(strict.is_ok(), decoded_ids_ok, "{strict:?} on {buf:02x?}");
-        }
-        if let (Err(e), Ok(_)) = (&strict, &validated) {
-            assert!(e.is_invalid_id(), "{e}");
-        }
-        if let Ok(n) = strict {
-            assert_eq!(Ok(n), validated);
-        }
+        let decoded_ids_ok = decoded
+            .as_ref()
+            .is_ok_and(|d| crate::ids::check_traces(d).is_ok());
+        compare_strict(
+            buf,
+            validate_trace_request_strict(buf),
+            &validated,
+            decoded_ids_ok,
+        );
         if let Ok(decoded) = decoded {
             let spans: usize = decoded
                 .resource_spans
