@@ -86,6 +86,19 @@ fn check_config_names_the_line_of_semantic_errors() {
         "3:5",
         "service.queue.max_batches",
     );
+    // An error in one matcher points at that matcher (the second of `bad`),
+    // and says the severity as written.
+    refused_at(
+        "processors:\n  gardener:\n    sli:\n      definitions:\n        mine:\n          threshold: 0.1\n          events: [ { signal: log } ]\n          bad:\n            - { signal: log }\n            - { severity_min: ERRR }\n",
+        "10:15",
+        "processors.gardener.sli.definitions.mine.bad.1: sli: sli `mine`: bad[1]: severity_min: unknown severity \"ERRR\"",
+    );
+    // A bad regex in a matcher, likewise.
+    refused_at(
+        "processors:\n  gardener:\n    sli:\n      definitions:\n        mine:\n          threshold: 0.1\n          bad: [ { signal: log } ]\n          events:\n            - { message: '(' }\n",
+        "9:15",
+        "processors.gardener.sli.definitions.mine.events.0",
+    );
     // Syntax and type errors kept their line.
     refused_at(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpont: 0.0.0.0:4317\n",
@@ -101,7 +114,7 @@ fn run_names_the_line_of_semantic_errors_at_start_up() {
     let (ok, stderr) = gardener(&["run", "--config"], config);
     assert!(!ok, "run started with a bad regex");
     assert!(
-        stderr.contains("bad.yaml:10:9: processors.gardener.sli.definitions.mine"),
+        stderr.contains("bad.yaml:11:21: processors.gardener.sli.definitions.mine.events.0: "),
         "{stderr}"
     );
     // And what the first validation finds.

@@ -85,6 +85,9 @@ impl BuildError {
             BuildError::Sli(SliConfigError::Regex { sli, .. }) => {
                 format!("sli.definitions.{sli}")
             }
+            BuildError::Sli(SliConfigError::Matcher {
+                sli, list, index, ..
+            }) => format!("sli.definitions.{sli}.{list}.{index}"),
             BuildError::IdConsistency(_) => "trace_context.id_consistency".into(),
         }
     }

@@ -328,6 +328,16 @@ pub enum SeverityConfig {
     Name(String),
 }
 
+impl std::fmt::Display for SeverityConfig {
+    /// As written in the config: `17`, `"ERRR"`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SeverityConfig::Number(n) => write!(f, "{n}"),
+            SeverityConfig::Name(name) => write!(f, "{name:?}"),
+        }
+    }
+}
+
 impl SeverityConfig {
     pub fn number(&self) -> Option<i32> {
         match self {
@@ -390,4 +400,38 @@ pub enum SliConfigError {
         #[source]
         source: Box<regex::Error>,
     },
+    /// One of the above in matcher `index` of a definition's `list`
+    /// (`events` or `bad`), so that `check-config` can point at it.
+    #[error("sli `{sli}`: {list}[{index}]: {message}")]
+    Matcher {
+        sli: String,
+        list: &'static str,
+        index: usize,
+        message: String,
+    },
+}
+
+impl SliConfigError {
+    /// This error as found in matcher `index` of `list`.
+    pub(crate) fn in_matcher(self, list: &'static str, index: usize) -> Self {
+        match self {
+            SliConfigError::Invalid { sli, message } => SliConfigError::Matcher {
+                sli,
+                list,
+                index,
+                message,
+            },
+            SliConfigError::Regex {
+                sli,
+                pattern,
+                source,
+            } => SliConfigError::Matcher {
+                sli,
+                list,
+                index,
+                message: format!("invalid regex `{pattern}`: {source}"),
+            },
+            matcher @ SliConfigError::Matcher { .. } => matcher,
+        }
+    }
 }

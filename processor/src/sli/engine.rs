@@ -1185,11 +1185,14 @@ impl SliDef {
             .iter()
             .map(|l| (l != SERVICE_LABEL).then(|| l.clone()))
             .collect();
-        let compile_all = |ms: Vec<MatcherConfig>| -> Result<Vec<Matcher>, SliConfigError> {
-            ms.into_iter().map(|m| Matcher::compile(&name, m)).collect()
-        };
-        let events = compile_all(events)?;
-        let bad = compile_all(bad)?;
+        let compile_all =
+            |list: &'static str, ms: Vec<MatcherConfig>| -> Result<Vec<Matcher>, SliConfigError> {
+                (ms.into_iter().enumerate())
+                    .map(|(i, m)| Matcher::compile(&name, m).map_err(|e| e.in_matcher(list, i)))
+                    .collect()
+            };
+        let events = compile_all("events", events)?;
+        let bad = compile_all("bad", bad)?;
         Ok(SliDef {
             description: def.description.unwrap_or_default(),
             events_for: for_each_kind(&events),
@@ -1332,7 +1335,7 @@ impl Matcher {
             None => None,
             Some(s) => Some(
                 s.number()
-                    .ok_or_else(|| invalid(format!("unknown severity {s:?}")))?,
+                    .ok_or_else(|| invalid(format!("severity_min: unknown severity {s}")))?,
             ),
         };
         let http_status = match &m.http_status {
