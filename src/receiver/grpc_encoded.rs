@@ -62,7 +62,7 @@ pub trait EncodedSignal: Send + Sync + 'static {
 fn refused(e: WireError) -> Status {
     if e.is_invalid_id() {
         // prost would decode it; the OpenTelemetry Collector would not.
-        Status::invalid_argument(format!("invalid OTLP request: {e}"))
+        Status::invalid_argument(super::invalid_ids(e))
     } else {
         // prost's decode errors become INTERNAL in tonic's generated
         // server; the same answer here keeps the receiver's contract.
@@ -120,7 +120,7 @@ impl EncodedSignal for Metrics {
         let request = ExportMetricsServiceRequest::decode(&bytes[..])
             .map_err(|e| Status::internal(e.to_string()))?;
         ids::check_metrics(&request)
-            .map_err(|e| Status::invalid_argument(format!("invalid OTLP request: {e}")))?;
+            .map_err(|e| Status::invalid_argument(super::invalid_ids(e)))?;
         Ok(Payload::Metrics(request))
     }
 }

@@ -152,7 +152,7 @@ fn logs_payload(data: Bytes, format: Format) -> Result<Payload, String> {
         },
         Format::Json => {
             let request = decoded::<ExportLogsServiceRequest>(data, format)?;
-            ids::check_logs(&request).map_err(invalid_ids)?;
+            ids::check_logs(&request).map_err(super::invalid_ids)?;
             Ok(Payload::Logs(request))
         }
     }
@@ -174,7 +174,7 @@ fn traces_payload(data: Bytes, format: Format) -> Result<Payload, String> {
         },
         Format::Json => {
             let request = decoded::<ExportTraceServiceRequest>(data, format)?;
-            ids::check_traces(&request).map_err(invalid_ids)?;
+            ids::check_traces(&request).map_err(super::invalid_ids)?;
             Ok(Payload::Traces(request))
         }
     }
@@ -198,13 +198,8 @@ fn metrics_payload(data: Bytes, format: Format) -> Result<Payload, String> {
         }
     }
     let request = decoded::<ExportMetricsServiceRequest>(data, format)?;
-    ids::check_metrics(&request).map_err(invalid_ids)?;
+    ids::check_metrics(&request).map_err(super::invalid_ids)?;
     Ok(Payload::Metrics(request))
-}
-
-/// The message for a request whose trace or span ids pdata would refuse.
-fn invalid_ids(what: &str) -> String {
-    format!("invalid OTLP request: {what}")
 }
 
 /// A refusal: status, gRPC-equivalent code for the `google.rpc.Status` body, reason label.

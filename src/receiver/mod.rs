@@ -20,6 +20,13 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// one has a timestamp and a value (20 bytes), a real attribute at least 7.
 pub const METRICS_BYTES_PER_MESSAGE: usize = 4;
 
+/// The message refusing a request whose trace or span ids the
+/// OpenTelemetry Collector's pdata would refuse (both transports, every
+/// signal, encoded or decoded).
+pub fn invalid_ids(what: impl std::fmt::Display) -> String {
+    format!("invalid OTLP request: {what}")
+}
+
 /// Why a protobuf metrics request is refused before it is decoded: it holds
 /// more than one message (resource, scope, metric, data point, point field;
 /// `wire::count_metrics_messages`) per [`METRICS_BYTES_PER_MESSAGE`] bytes,
