@@ -20,6 +20,7 @@ pub mod sli;
 pub mod stack;
 pub mod state;
 pub mod trace_context;
+pub mod trace_text;
 // gardener report (signature table + report model)
 pub mod report;
 pub mod table;

@@ -21,6 +21,7 @@ use gardener_proto::view::{LogRef, MapRef, ValueRef};
 
 use crate::sli::engine::length_bit;
 use crate::text::{has_whitespace, trim};
+use crate::trace_text::ids_in_text;
 use memchr::memmem::FinderRev;
 use regex::Regex;
 use serde::Deserialize;
@@ -126,11 +127,15 @@ pub(crate) const SPAN_KEYS: &[&str] = &[
 /// 2. record attributes ([`TRACE_KEYS`]);
 /// 3. top-level keys of a map body;
 /// 4. keys of maps nested one level inside a map body (a Cloud Logging
-///    `jsonPayload`, a `context` or `labels` object).
+///    `jsonPayload`, a `context` or `labels` object);
+/// 5. the text of a string body, or of a map body's `message`/`msg`
+///    (`… [trace_id=… span_id=…] …`, see [`crate::trace_text`]), only
+///    when no field held an id, valid or not.
 ///
 /// If any candidate is valid the record is `recovered`; if candidates exist
-/// but none is valid it is `invalid`; otherwise `missing`. A value that is
-/// empty, `"0"` (what OpenTelemetry Python's logging instrumentation writes
+/// but none is valid it is `invalid` (text never makes a record `invalid`:
+/// a key in prose whose value is no id is passed over); otherwise
+/// `missing`. A value that is empty, `"0"` (what OpenTelemetry Python's logging instrumentation writes
 /// when no span is active) or contains whitespace (a key named `trace`
 /// holding a stack trace) is not treated as an id at all.
 ///
@@ -200,6 +205,9 @@ pub fn check_indexed(record: LogRef<'_>, attributes_have_id_keys: bool) -> Trace
             }
         }
     }
+    if scan.trace.is_none() && !scan.invalid {
+        scan.trace = message_text(record.body).and_then(ids_in_text);
+    }
     match scan.trace {
         Some((trace, span)) => TraceCheck {
             state: TraceContextState::Recovered,
@@ -217,6 +225,23 @@ pub fn check_indexed(record: LogRef<'_>, attributes_have_id_keys: bool) -> Trace
 
 fn body_kvlist(v: Option<ValueRef<'_>>) -> Option<MapRef<'_>> {
     v?.as_map()
+}
+
+/// The text a trace id may be written in, when no field held one: a string
+/// body, or the message of a map body (see [`crate::trace_text`]).
+fn message_text(body: Option<ValueRef<'_>>) -> Option<&str> {
+    match body? {
+        ValueRef::Str(s) => Some(s),
+        body => {
+            let map = body.as_map()?;
+            ["message", "msg"]
+                .iter()
+                .find_map(|key| match map.get(key) {
+                    Some(ValueRef::Str(s)) => Some(s),
+                    _ => None,
+                })
+        }
+    }
 }
 
 #[derive(Default)]
@@ -261,7 +286,7 @@ impl Scan {
     }
 }
 
-enum Parsed {
+pub(crate) enum Parsed {
     Absent,
     Invalid,
     Valid([u8; 16], Option<[u8; 8]>),
@@ -313,7 +338,7 @@ fn after_last_traces_segment(s: &str) -> &str {
 }
 
 /// Parses the string forms of a trace id; see [`TRACE_KEYS`].
-fn parse_trace_str(s: &str) -> Parsed {
+pub(crate) fn parse_trace_str(s: &str) -> Parsed {
     let s = trim(s);
     if s.is_empty() || s == "0" || has_whitespace(s) {
         return Parsed::Absent;
@@ -368,10 +393,15 @@ fn parse_traceparent(s: &str) -> Parsed {
 
 fn parse_span_value(v: ValueRef<'_>) -> Option<[u8; 8]> {
     match v {
-        ValueRef::Str(s) => hex8(trim(s)),
+        ValueRef::Str(s) => parse_span_str(s),
         ValueRef::Bytes(b) => <[u8; 8]>::try_from(b).ok().filter(|id| *id != [0; 8]),
         _ => None,
     }
+}
+
+/// A span id written as 16 hex digits (either case), not all zero.
+pub(crate) fn parse_span_str(s: &str) -> Option<[u8; 8]> {
+    hex8(trim(s))
 }
 
 fn is_lower_hex(b: u8) -> bool {

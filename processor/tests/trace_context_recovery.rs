@@ -306,6 +306,67 @@ fn invalid_in_body() {
 }
 
 #[test]
+fn recovered_from_the_text_of_a_string_body() {
+    // OpenTelemetry Python's logging instrumentation, collected from stdout.
+    assert_recovered(
+        with_body(s(&format!(
+            "2026-12-07 10:00:01 ERROR [app] [trace_id={TRACE_HEX} span_id={SPAN_HEX} \
+             resource.service.name=backend trace_sampled=True] - Session access failed"
+        ))),
+        Some(SPAN),
+    );
+    // A JSON line that arrived as a string.
+    assert_recovered(
+        with_body(s(&format!(
+            r#"{{"level":"error","msg":"boom","traceId":"{TRACE_HEX}"}}"#
+        ))),
+        None,
+    );
+}
+
+#[test]
+fn recovered_from_the_message_of_a_map_body() {
+    assert_recovered(
+        with_body(map(vec![
+            kv(
+                "message",
+                s(&format!(
+                    "upstream failed traceparent=00-{TRACE_HEX}-{SPAN_HEX}-01"
+                )),
+            ),
+            kv("logger", s("app.api")),
+        ])),
+        Some(SPAN),
+    );
+}
+
+#[test]
+fn text_only_counts_when_no_field_holds_an_id() {
+    let text = s(&format!("failed trace_id={TRACE_HEX}"));
+    // The record's own field is the authority.
+    let present = LogRecord {
+        trace_id: vec![7; 16],
+        body: Some(AnyValue {
+            value: Some(text.clone()),
+        }),
+        ..Default::default()
+    };
+    assert_state(present, TraceContextState::Present);
+    // An invalid id in an attribute stays invalid: the text is not asked.
+    let mut invalid = with_body(text);
+    invalid.attributes.push(kv("trace_id", s("1234")));
+    assert_state(invalid, TraceContextState::Invalid);
+    // A key in prose whose value is no id is not an invalid id.
+    for prose in [
+        "ValidationError: trace_id Field required",
+        "trace_id=None",
+        "stacktrace: x",
+    ] {
+        assert_state(with_body(s(prose)), TraceContextState::Missing);
+    }
+}
+
+#[test]
 fn invalid_span_id_does_not_fail_the_trace() {
     assert_recovered(
         with_attrs(vec![

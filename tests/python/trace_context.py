@@ -5,7 +5,9 @@ LoggingHandler, in three trace-context situations, for tests/e2e_trace_context.r
 - --inside N: logged inside an active span (the SDK attaches trace and span ids);
 - --outside N: logged with no span (no trace context at all);
 - --cloud N: no span, only a Cloud Logging `logging.googleapis.com/trace`
-  attribute naming --trace-id (what a Cloud Run app's JSON logger writes).
+  attribute naming --trace-id (what a Cloud Run app's JSON logger writes);
+- --text N: no span, the ids only in the message text, as the OpenTelemetry
+  logging instrumentation's format writes them (`[trace_id=… span_id=…]`).
 
 Prints one JSON summary line; exits non-zero if any export failed.
 """
@@ -32,6 +34,8 @@ def main():
     parser.add_argument("--inside", type=int, default=0)
     parser.add_argument("--outside", type=int, default=0)
     parser.add_argument("--cloud", type=int, default=0)
+    parser.add_argument("--text", type=int, default=0)
+    parser.add_argument("--span-id", default="00f067aa0ba902b7")
     parser.add_argument("--trace-id", default="4bf92f3577b34da6a3ce929d0e0e4736")
     parser.add_argument("--project", default="netra-staging")
     args = parser.parse_args()
@@ -63,10 +67,20 @@ def main():
             extra={"logging.googleapis.com/trace": cloud_trace},
         )
 
+    for i in range(args.text):
+        log.error(
+            "[trace_id=%s span_id=%s resource.service.name=%s trace_sampled=True] - "
+            "Agent execution failed for run_%d",
+            args.trace_id,
+            args.span_id,
+            args.service,
+            1757373397 + i,
+        )
+
     flushed = logger_provider.force_flush(10_000) and tracer_provider.force_flush(10_000)
     logger_provider.shutdown()
     tracer_provider.shutdown()
-    sent = args.inside + args.outside + args.cloud
+    sent = args.inside + args.outside + args.cloud + args.text
     print(json.dumps({"logs_sent": sent, "logs_exported": log_exporter.exported, "spans_exported": span_exporter.exported}))
     ok = flushed and log_exporter.failed == 0 and log_exporter.exported == sent and span_exporter.failed == 0
     return 0 if ok else 1
