@@ -99,6 +99,18 @@ fn check_config_names_the_line_of_semantic_errors() {
         "9:15",
         "processors.gardener.sli.definitions.mine.events.0",
     );
+    // An id-consistency error points at the rule's key: the regex of one side,
+    // the name of a duplicate.
+    refused_at(
+        "processors:\n  gardener:\n    trace_context:\n      id_consistency:\n        - name: ok\n          left: { attribute: a }\n          right: { attribute: b }\n        - name: broken\n          left: { attribute: a }\n          right: { attribute: b, regex: '(' }\n",
+        "10:34",
+        "processors.gardener.trace_context.id_consistency.1.right.regex",
+    );
+    refused_at(
+        "processors:\n  gardener:\n    trace_context:\n      id_consistency:\n        - { name: twice, left: { attribute: a }, right: { attribute: b } }\n        - { name: twice, left: { attribute: c }, right: { attribute: d } }\n",
+        "6:13",
+        "processors.gardener.trace_context.id_consistency.1.name: trace_context.id_consistency: id_consistency rule `twice`: duplicate rule name",
+    );
     // Syntax and type errors kept their line.
     refused_at(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpont: 0.0.0.0:4317\n",

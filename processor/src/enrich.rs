@@ -88,7 +88,9 @@ impl BuildError {
             BuildError::Sli(SliConfigError::Matcher {
                 sli, list, index, ..
             }) => format!("sli.definitions.{sli}.{list}.{index}"),
-            BuildError::IdConsistency(_) => "trace_context.id_consistency".into(),
+            BuildError::IdConsistency(error) => {
+                format!("trace_context.id_consistency.{}", error.key_path())
+            }
         }
     }
 }

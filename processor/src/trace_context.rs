@@ -558,20 +558,36 @@ pub struct IdSource {
     pub regex: Option<String>,
 }
 
-/// Errors compiling [`IdConsistencyRule`]s.
+/// Errors compiling [`IdConsistencyRule`]s; `index` is the rule's place in
+/// the list, so that an error can point at it.
 #[derive(Debug, thiserror::Error)]
 pub enum IdConsistencyError {
     #[error("id_consistency rule `{rule}`: invalid regex for `{attribute}`: {source}")]
     Regex {
+        index: usize,
+        /// `left` or `right`.
+        side: &'static str,
         rule: String,
         attribute: String,
         #[source]
         source: Box<regex::Error>,
     },
-    #[error("id_consistency rule `{0}`: duplicate rule name")]
-    DuplicateName(String),
+    #[error("id_consistency rule `{name}`: duplicate rule name")]
+    DuplicateName { index: usize, name: String },
     #[error("id_consistency rule with an empty name")]
-    EmptyName,
+    EmptyName { index: usize },
+}
+
+impl IdConsistencyError {
+    /// The path of the failing key below `id_consistency`
+    /// (`1.left.regex`, `0.name`).
+    pub fn key_path(&self) -> String {
+        match self {
+            IdConsistencyError::Regex { index, side, .. } => format!("{index}.{side}.regex"),
+            IdConsistencyError::DuplicateName { index, .. }
+            | IdConsistencyError::EmptyName { index } => format!("{index}.name"),
+        }
+    }
 }
 
 struct CompiledSide {
@@ -581,11 +597,18 @@ struct CompiledSide {
 }
 
 impl CompiledSide {
-    fn compile(rule: &str, s: &IdSource) -> Result<Self, IdConsistencyError> {
+    fn compile(
+        index: usize,
+        side: &'static str,
+        rule: &str,
+        s: &IdSource,
+    ) -> Result<Self, IdConsistencyError> {
         let (regex, group) = match &s.regex {
             None => (None, 0),
             Some(r) => {
                 let re = Regex::new(r).map_err(|e| IdConsistencyError::Regex {
+                    index,
+                    side,
                     rule: rule.to_string(),
                     attribute: s.attribute.clone(),
                     source: Box::new(e),
@@ -644,17 +667,20 @@ impl IdConsistency {
     /// Compiles the rules; regex errors name the rule and the attribute.
     pub fn new(rules: &[IdConsistencyRule]) -> Result<Self, IdConsistencyError> {
         let mut out: Vec<(String, CompiledSide, CompiledSide)> = Vec::with_capacity(rules.len());
-        for r in rules {
+        for (index, r) in rules.iter().enumerate() {
             if r.name.is_empty() {
-                return Err(IdConsistencyError::EmptyName);
+                return Err(IdConsistencyError::EmptyName { index });
             }
             if out.iter().any(|(n, _, _)| *n == r.name) {
-                return Err(IdConsistencyError::DuplicateName(r.name.clone()));
+                return Err(IdConsistencyError::DuplicateName {
+                    index,
+                    name: r.name.clone(),
+                });
             }
             out.push((
                 r.name.clone(),
-                CompiledSide::compile(&r.name, &r.left)?,
-                CompiledSide::compile(&r.name, &r.right)?,
+                CompiledSide::compile(index, "left", &r.name, &r.left)?,
+                CompiledSide::compile(index, "right", &r.name, &r.right)?,
             ));
         }
         Ok(IdConsistency { rules: out })
