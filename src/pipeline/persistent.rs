@@ -84,19 +84,25 @@ fn encode(payload: &Payload) -> (u8, Vec<u8>) {
     }
 }
 
+/// Reads an entry back, with the receivers' checks: an entry written by an
+/// older build, which accepted trace and span ids of any length, is refused
+/// here as the receivers now refuse such a request (a downstream OTLP
+/// receiver would refuse the whole batch).
 fn decode(tag: u8, data: &[u8]) -> Result<Payload, String> {
     let payload = match tag {
         // Logs and traces stay encoded, as the receivers hand them over.
         TAG_LOGS => Payload::LogsEncoded {
-            records: wire::validate_logs_request(data).map_err(|e| e.to_string())?,
+            records: wire::validate_logs_request_strict(data).map_err(|e| e.to_string())?,
             parts: bytes::Bytes::copy_from_slice(data).into(),
         },
         TAG_TRACES => Payload::TracesEncoded {
-            spans: wire::validate_trace_request(data).map_err(|e| e.to_string())?,
+            spans: wire::validate_trace_request_strict(data).map_err(|e| e.to_string())?,
             parts: bytes::Bytes::copy_from_slice(data).into(),
         },
         TAG_METRICS => {
-            Payload::Metrics(ExportMetricsServiceRequest::decode(data).map_err(|e| e.to_string())?)
+            let request = ExportMetricsServiceRequest::decode(data).map_err(|e| e.to_string())?;
+            gardener_proto::ids::check_metrics(&request)?;
+            Payload::Metrics(request)
         }
         other => return Err(format!("unknown signal tag {other}")),
     };
@@ -381,5 +387,37 @@ mod tests {
         }
         assert!(decode(9, &data).is_err());
         assert!(decode(tag, &[0xff]).is_err(), "a corrupt entry is refused");
+    }
+
+    #[test]
+    fn entries_with_ids_an_older_build_accepted_are_refused() {
+        use gardener_proto::otlp::logs::v1::LogRecord;
+        use gardener_proto::otlp::trace::v1::Span;
+        let record = LogRecord {
+            trace_id: vec![1, 2],
+            ..Default::default()
+        };
+        let logs = gardener_proto::build::logs_request("api", vec![record]);
+        let (tag, data) = encode(&Payload::Logs(logs));
+        let error = decode(tag, &data).expect_err("a 2-byte trace id is refused");
+        assert!(error.contains("trace"), "{error}");
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![1; 3],
+            ..Default::default()
+        };
+        use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+        use gardener_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans};
+        let traces = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let (tag, data) = encode(&Payload::Traces(traces));
+        assert!(decode(tag, &data).is_err(), "a 3-byte span id is refused");
     }
 }
