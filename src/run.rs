@@ -23,7 +23,7 @@ use crate::pipeline::{exporters, persistent, queue, stage};
 use crate::receiver::grpc::{self, GrpcReceiver};
 use crate::receiver::grpc_guard::GuardLayer;
 use crate::receiver::http::{self, HttpReceiver};
-use crate::receiver::tls;
+use crate::receiver::{cors, tls};
 use crate::telemetry;
 
 /// The largest HTTP/2 frame the OTLP/gRPC receiver accepts (its
@@ -225,6 +225,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             )),
             read_timeout: http_config.read_timeout,
         });
+        let router = match &http_config.cors {
+            Some(cors) => match cors::layer(cors).map_err(anyhow::Error::msg)? {
+                Some(layer) => router.layer(layer),
+                None => router,
+            },
+            None => router,
+        };
         let read_header_timeout = http_config.read_header_timeout;
         let stop = stop_receivers.clone();
         readiness.receiver_listening();

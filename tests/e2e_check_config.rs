@@ -111,6 +111,12 @@ fn check_config_names_the_line_of_semantic_errors() {
         "6:13",
         "processors.gardener.trace_context.id_consistency.1.name: trace_context.id_consistency: id_consistency rule `twice`: duplicate rule name",
     );
+    // A CORS origin with two wildcards.
+    refused_at(
+        "receivers:\n  otlp:\n    protocols:\n      http:\n        cors:\n          allowed_origins:\n            - https://*.*.com\n",
+        "6:11",
+        "receivers.otlp.protocols.http.cors.allowed_origins: \"https://*.*.com\" has more than one `*`",
+    );
     // Syntax and type errors kept their line.
     refused_at(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpont: 0.0.0.0:4317\n",

@@ -161,6 +161,8 @@ pub struct HttpReceiverConfig {
     /// more are refused with 503 + `Retry-After`. Bounds the bodies held in
     /// memory to about this many times `max_request_body_size`.
     pub max_concurrent_requests: usize,
+    /// Optional CORS for browser exporters (`crate::receiver::cors`).
+    pub cors: Option<crate::receiver::cors::CorsConfig>,
 }
 
 impl Default for HttpReceiverConfig {
@@ -173,6 +175,7 @@ impl Default for HttpReceiverConfig {
             read_header_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             max_concurrent_requests: 64,
+            cors: None,
         }
     }
 }
@@ -516,6 +519,10 @@ impl Config {
             )?;
             if let Some(tls) = &http.tls {
                 crate::receiver::tls::load("receivers.otlp.protocols.http.tls", tls)?;
+            }
+            if let Some(cors) = &http.cors {
+                crate::receiver::cors::layer(cors)
+                    .map_err(|e| format!("receivers.otlp.protocols.http.cors.{e}"))?;
             }
         }
         if p.grpc.is_none() && p.http.is_none() {

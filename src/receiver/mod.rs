@@ -1,6 +1,7 @@
 //! OTLP receivers: gRPC on 4317 and HTTP on 4318, as the OTLP specification
 //! defines them (status codes, retryable vs. not, partial success).
 
+pub mod cors;
 pub mod decompress;
 pub mod grpc;
 pub mod grpc_encoded;
