@@ -216,15 +216,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         if let Some(tls) = &tls {
             tracing::info!(mutual = tls.mutual(), "OTLP/HTTP receiver uses TLS");
         }
-        let router = http::router(HttpReceiver {
-            ingest: ingest.clone(),
-            max_body: http_config.max_request_body_size,
-            auth_token: http_config.auth_token.as_deref().map(Arc::from),
-            in_flight: Arc::new(tokio::sync::Semaphore::new(
-                http_config.max_concurrent_requests,
-            )),
-            read_timeout: http_config.read_timeout,
-        });
+        let paths = http_config.url_paths().map_err(anyhow::Error::msg)?;
+        let router = http::router(
+            HttpReceiver {
+                ingest: ingest.clone(),
+                max_body: http_config.max_request_body_size,
+                auth_token: http_config.auth_token.as_deref().map(Arc::from),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(
+                    http_config.max_concurrent_requests,
+                )),
+                read_timeout: http_config.read_timeout,
+            },
+            &paths,
+        );
         let router = match &http_config.cors {
             Some(cors) => match cors::layer(cors).map_err(anyhow::Error::msg)? {
                 Some(layer) => router.layer(layer),

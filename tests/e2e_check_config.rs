@@ -117,6 +117,12 @@ fn check_config_names_the_line_of_semantic_errors() {
         "6:11",
         "receivers.otlp.protocols.http.cors.allowed_origins: \"https://*.*.com\" has more than one `*`",
     );
+    // A URL path axum would read as a parameter.
+    refused_at(
+        "receivers:\n  otlp:\n    protocols:\n      http:\n        logs_url_path: /v1/{signal}\n",
+        "5:9",
+        "receivers.otlp.protocols.http.logs_url_path: \"/v1/{signal}\" is not a path",
+    );
     // Syntax and type errors kept their line.
     refused_at(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpont: 0.0.0.0:4317\n",

@@ -253,3 +253,72 @@ fn rust_sdk_logs_and_spans_over_grpc_and_http_are_counted_exactly() {
     let status = collector.stop().expect("the collector was running");
     assert!(status.success(), "exit status {status} after SIGTERM");
 }
+
+/// The HTTP receiver on configured paths (`logs_url_path`, `traces_url_path`,
+/// the second written without its leading `/`, as the Collector allows):
+/// the SDK's exporters pointed at them deliver; the default path is a 404
+/// that names the configured ones.
+#[test]
+fn rust_sdk_http_exporters_reach_configured_url_paths() {
+    let c = Collector::start_with(&support::config_template(
+        20 * 1024 * 1024,
+        "",
+        "logs_url_path: /otlp/logs\ntraces_url_path: otlp/traces\n",
+    ));
+    let service = "custom-paths";
+    let logs = LogExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(c.http_url("/otlp/logs"))
+        .with_timeout(TIMEOUT)
+        .build()
+        .expect("build the OTLP log exporter");
+    let loggers = SdkLoggerProvider::builder()
+        .with_resource(resource(service))
+        .with_batch_exporter(logs)
+        .build();
+    let spans = SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(c.http_url("/otlp/traces"))
+        .with_timeout(TIMEOUT)
+        .build()
+        .expect("build the OTLP span exporter");
+    let tracers = SdkTracerProvider::builder()
+        .with_resource(resource(service))
+        .with_batch_exporter(spans)
+        .build();
+    let logger = loggers.logger("e2e-rust-sdk");
+    for i in 0..3 {
+        let mut record = logger.create_log_record();
+        record.set_severity_number(Severity::Error);
+        record.set_body(AnyValue::from(format!("request {i} failed")));
+        logger.emit(record);
+    }
+    let tracer = tracers.tracer("e2e-rust-sdk");
+    for i in 0..2 {
+        tracer.in_span(format!("GET /orders/{i}"), |_| {});
+    }
+    loggers.force_flush().expect("logs delivered");
+    tracers.force_flush().expect("spans delivered");
+    for (signal, n) in [("logs", 3.0), ("traces", 2.0)] {
+        c.wait_for_counter(
+            "gardener_records_total",
+            &[("signal", signal), ("service", service)],
+            n,
+            TIMEOUT,
+        );
+    }
+    let answer = support::http_client()
+        .post(c.http_url("/v1/logs"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .expect("POST the default path");
+    assert_eq!(answer.status().as_u16(), 404);
+    let text = answer.text().unwrap();
+    assert!(
+        text.contains("/otlp/logs, /otlp/traces and /v1/metrics"),
+        "{text}"
+    );
+}

@@ -163,6 +163,21 @@ pub struct HttpReceiverConfig {
     pub max_concurrent_requests: usize,
     /// Optional CORS for browser exporters (`crate::receiver::cors`).
     pub cors: Option<crate::receiver::cors::CorsConfig>,
+    /// The paths of the three signals (a leading `/` is added if missing).
+    pub logs_url_path: String,
+    pub traces_url_path: String,
+    pub metrics_url_path: String,
+}
+
+impl HttpReceiverConfig {
+    /// The checked URL paths, or an error naming the key below `http`.
+    pub fn url_paths(&self) -> Result<crate::receiver::http::UrlPaths, String> {
+        crate::receiver::http::UrlPaths::new(
+            &self.logs_url_path,
+            &self.traces_url_path,
+            &self.metrics_url_path,
+        )
+    }
 }
 
 impl Default for HttpReceiverConfig {
@@ -176,6 +191,9 @@ impl Default for HttpReceiverConfig {
             read_timeout: Duration::from_secs(30),
             max_concurrent_requests: 64,
             cors: None,
+            logs_url_path: "/v1/logs".into(),
+            traces_url_path: "/v1/traces".into(),
+            metrics_url_path: "/v1/metrics".into(),
         }
     }
 }
@@ -520,6 +538,8 @@ impl Config {
             if let Some(tls) = &http.tls {
                 crate::receiver::tls::load("receivers.otlp.protocols.http.tls", tls)?;
             }
+            http.url_paths()
+                .map_err(|e| format!("receivers.otlp.protocols.http.{e}"))?;
             if let Some(cors) = &http.cors {
                 crate::receiver::cors::layer(cors)
                     .map_err(|e| format!("receivers.otlp.protocols.http.cors.{e}"))?;

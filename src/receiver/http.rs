@@ -1,4 +1,5 @@
-//! OTLP/HTTP receiver: `POST /v1/logs`, `/v1/traces`, `/v1/metrics`.
+//! OTLP/HTTP receiver: `POST /v1/logs`, `/v1/traces`, `/v1/metrics` (or the
+//! configured `*_url_path`s).
 //!
 //! | condition | status | retryable |
 //! |---|---|---|
@@ -88,13 +89,78 @@ impl Format {
     }
 }
 
+/// The URL paths of the three signals (`logs_url_path`, … in the
+/// configuration, as the Collector's OTLP receiver names them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlPaths {
+    pub logs: String,
+    pub traces: String,
+    pub metrics: String,
+}
+
+impl Default for UrlPaths {
+    fn default() -> Self {
+        UrlPaths {
+            logs: "/v1/logs".into(),
+            traces: "/v1/traces".into(),
+            metrics: "/v1/metrics".into(),
+        }
+    }
+}
+
+impl UrlPaths {
+    /// Each path with a leading `/` (added when missing, as the Collector
+    /// does), or an error naming the key (`logs_url_path`, …): a path must
+    /// be made of letters, digits and `/._~-` (axum would read `{…}` and
+    /// `*` as parameters), and the three must differ.
+    pub fn new(logs: &str, traces: &str, metrics: &str) -> Result<UrlPaths, String> {
+        let path = |key: &str, value: &str| {
+            let value = if value.starts_with('/') {
+                value.to_string()
+            } else {
+                format!("/{value}")
+            };
+            let allowed = |c: char| c.is_ascii_alphanumeric() || "/._~-".contains(c);
+            if value == "/" || !value.chars().all(allowed) {
+                return Err(format!(
+                    "{key}: {value:?} is not a path of letters, digits and `/._~-`"
+                ));
+            }
+            Ok(value)
+        };
+        let paths = UrlPaths {
+            logs: path("logs_url_path", logs)?,
+            traces: path("traces_url_path", traces)?,
+            metrics: path("metrics_url_path", metrics)?,
+        };
+        if paths.traces == paths.logs || paths.metrics == paths.logs {
+            return Err(format!(
+                "logs_url_path: {:?} is also another signal's path",
+                paths.logs
+            ));
+        }
+        if paths.metrics == paths.traces {
+            return Err(format!(
+                "traces_url_path: {:?} is also metrics_url_path",
+                paths.traces
+            ));
+        }
+        Ok(paths)
+    }
+}
+
 /// The router serving the three OTLP paths.
-pub fn router(receiver: HttpReceiver) -> Router {
+pub fn router(receiver: HttpReceiver, paths: &UrlPaths) -> Router {
+    let known: Arc<str> = format!(
+        "OTLP/HTTP paths are {}, {} and {}",
+        paths.logs, paths.traces, paths.metrics
+    )
+    .into();
     Router::new()
-        .route("/v1/logs", post(logs))
-        .route("/v1/traces", post(traces))
-        .route("/v1/metrics", post(metrics_handler))
-        .fallback(unknown_path)
+        .route(&paths.logs, post(logs))
+        .route(&paths.traces, post(traces))
+        .route(&paths.metrics, post(metrics_handler))
+        .fallback(move |headers: HeaderMap| unknown_path(headers, known.clone()))
         .method_not_allowed_fallback(wrong_method)
         // Our own limit applies after decompression; axum's default (2 MB) must not.
         .layer(DefaultBodyLimit::disable())
@@ -105,13 +171,8 @@ pub fn router(receiver: HttpReceiver) -> Router {
 /// body (the OTLP specification wants one on every 4xx) and counted as every
 /// refusal is: a client pointed at the wrong path would otherwise fail
 /// unseen here.
-async fn unknown_path(headers: HeaderMap) -> Response {
-    refuse_route(
-        &headers,
-        StatusCode::NOT_FOUND,
-        "unknown_path",
-        "OTLP/HTTP paths are /v1/logs, /v1/traces and /v1/metrics",
-    )
+async fn unknown_path(headers: HeaderMap, known: Arc<str>) -> Response {
+    refuse_route(&headers, StatusCode::NOT_FOUND, "unknown_path", &known)
 }
 
 /// 405 for anything but POST on an OTLP path, likewise.
