@@ -17,7 +17,8 @@
 //! gzip and zstd request compression are accepted. Every refusal is counted
 //! in `gardener_receiver_refused_requests_total{transport="grpc",reason}`;
 //! `grpc_guard` counts those that tonic answers before a handler runs.
-//! `grpc_server` serves the connections (HTTP/2, `max_connection_age`).
+//! `grpc_server` serves the connections (HTTP/2, `max_connection_age`,
+//! `max_connection_idle`).
 
 use std::sync::Arc;
 
