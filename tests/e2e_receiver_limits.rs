@@ -490,8 +490,7 @@ fn stream_1_answered(frames: &[H2Frame]) -> bool {
 }
 
 /// Asserts that the server closed with GOAWAY NO_ERROR (graceful), the last
-/// one naming `last_stream`, after it finished stream 1 when `last_stream`
-/// is 1.
+/// one naming `last_stream`, and, when that is 1, answered stream 1.
 fn expect_graceful_goaway(received: &[u8], last_stream: u32) {
     let frames = h2_frames(received);
     let kinds: Vec<u8> = frames.iter().map(|f| f.kind).collect();
@@ -506,12 +505,22 @@ fn expect_graceful_goaway(received: &[u8], last_stream: u32) {
     let named = u32::from_be_bytes(last.payload[..4].try_into().unwrap()) & 0x7fff_ffff;
     assert_eq!(named, last_stream, "frames {kinds:?}");
     if last_stream == 1 {
-        let first_goaway = kinds.iter().position(|&k| k == GOAWAY).unwrap();
-        assert!(
-            stream_1_answered(&frames[..first_goaway]),
-            "GOAWAY before the answer; frames {kinds:?}"
-        );
+        assert!(stream_1_answered(&frames), "frames {kinds:?}");
     }
+}
+
+/// Asserts that stream 1 was answered before the first GOAWAY.
+fn expect_answered_before_goaway(received: &[u8]) {
+    let frames = h2_frames(received);
+    let kinds: Vec<u8> = frames.iter().map(|f| f.kind).collect();
+    let first_goaway = kinds
+        .iter()
+        .position(|&k| k == GOAWAY)
+        .unwrap_or(kinds.len());
+    assert!(
+        stream_1_answered(&frames[..first_goaway]),
+        "GOAWAY before the answer; frames {kinds:?}"
+    );
 }
 
 /// A gRPC connection whose client stops answering (gone, half-open) is
@@ -589,6 +598,7 @@ fn grpc_connections_idle_longer_than_max_connection_idle_are_closed() {
             pings.answer(received, socket)
         });
     expect_graceful_goaway(&received, 1);
+    expect_answered_before_goaway(&received);
     // Idle from the end of the call, which came after the request was sent.
     assert!(
         closed_after >= Duration::from_millis(900),
@@ -639,6 +649,7 @@ fn grpc_connections_with_a_call_in_progress_are_not_idle() {
         });
     let sent_at = sent_at.expect("the rest of the message was sent");
     expect_graceful_goaway(&received, 1);
+    expect_answered_before_goaway(&received);
     assert!(
         closed_after >= sent_at + Duration::from_millis(900),
         "closed after {closed_after:?}, the call ended after {sent_at:?}"
@@ -673,4 +684,48 @@ fn grpc_idle_connections_stay_open_by_default() {
     assert_eq!(closed_after, None, "closed; frames {types:?}");
     assert!(!types.contains(&GOAWAY), "frames {types:?}");
     assert!(stream_1_answered(&frames), "frames {types:?}");
+}
+
+/// On SIGTERM every gRPC connection is sent GOAWAY: an idle one closes at
+/// once, one with a call in progress lets the call finish (answered, not
+/// reset) and then closes, and the collector exits cleanly.
+#[test]
+fn grpc_connections_are_closed_gracefully_on_shutdown() {
+    let mut c = Collector::start_with(&limits_config("read_timeout: 10s", ""));
+    let valid = frame(&logs_request("grpc-shutdown", 1).encode_to_vec(), false);
+    let (head, rest) = valid.split_at(10);
+    let mut busy = h2_connect(&c);
+    busy.write_all(&h2_grpc_headers(1, grpc_raw::LOGS_EXPORT))
+        .unwrap();
+    busy.write_all(&h2_frame(DATA, 0, 1, head)).unwrap();
+    let idle = h2_connect(&c);
+    // Let the server take both connections and the call's start.
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = c.pid().expect("the collector is running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The rest of the message once the first GOAWAY has come.
+    let mut pings = PingAnswers::default();
+    let mut sent = false;
+    let (received, _) = read_bytes_until_closed_answering(busy, SLACK, |received, socket| {
+        pings.answer(received, socket);
+        if !sent && h2_frame_types(received).contains(&GOAWAY) {
+            socket
+                .write_all(&h2_frame(DATA, END_STREAM, 1, rest))
+                .unwrap();
+            sent = true;
+        }
+    });
+    assert!(sent, "no GOAWAY");
+    expect_graceful_goaway(&received, 1);
+    let mut pings = PingAnswers::default();
+    let (received, _) = read_bytes_until_closed_answering(idle, SLACK, |received, socket| {
+        pings.answer(received, socket)
+    });
+    expect_graceful_goaway(&received, 0);
+    let status = c.stop().expect("the collector was running");
+    assert!(status.success(), "exit status {status} after SIGTERM");
 }
