@@ -22,6 +22,7 @@ use crate::pipeline::memory::MemoryLimiter;
 use crate::pipeline::{exporters, persistent, queue, stage};
 use crate::receiver::grpc::{self, GrpcReceiver};
 use crate::receiver::grpc_guard::GuardLayer;
+use crate::receiver::grpc_server;
 use crate::receiver::http::{self, HttpReceiver};
 use crate::receiver::{cors, tls};
 use crate::telemetry;
@@ -167,41 +168,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             grpc_config.max_concurrent_requests,
             grpc_config.read_timeout,
         );
-        let max_concurrent_streams = grpc_config.max_concurrent_streams;
-        let (keepalive_interval, keepalive_timeout) = (
-            grpc_config.keepalive_interval,
-            grpc_config.keepalive_timeout,
-        );
-        let max_connection_age = grpc_config.max_connection_age;
+        let settings = grpc_server::ConnectionSettings {
+            max_frame_size: GRPC_MAX_FRAME_BYTES,
+            max_concurrent_streams: grpc_config.max_concurrent_streams,
+            keepalive_interval: grpc_config.keepalive_interval,
+            keepalive_timeout: grpc_config.keepalive_timeout,
+            max_connection_age: grpc_config.max_connection_age,
+            max_connection_idle: grpc_config.max_connection_idle,
+        };
         let stop = stop_receivers.clone();
         readiness.receiver_listening();
         tracing::info!(endpoint = %grpc_config.endpoint, "OTLP/gRPC receiver listening");
         receiver_tasks.push(tokio::spawn(async move {
-            let mut server = tonic::transport::Server::builder()
-                .max_frame_size(Some(GRPC_MAX_FRAME_BYTES))
-                .max_concurrent_streams(Some(max_concurrent_streams))
-                .http2_keepalive_interval(Some(keepalive_interval))
-                .http2_keepalive_timeout(Some(keepalive_timeout));
-            if let Some(age) = max_connection_age {
-                server = server.max_connection_age(age);
-            }
-            let server = server.layer(guard).add_routes(routes);
-            match tls {
-                // Our own acceptor, so that failed handshakes are counted.
-                Some(config) => {
-                    let incoming = tls::TlsListener::new(listener, config, "grpc").into_stream();
-                    server
-                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                        .await
-                }
-                None => {
-                    let incoming = tonic::transport::server::TcpIncoming::from(listener)
-                        .with_nodelay(Some(true));
-                    server
-                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                        .await
-                }
-            }
+            grpc_server::serve(
+                listener,
+                routes,
+                guard,
+                tls,
+                settings,
+                stop.cancelled_owned(),
+            )
+            .await
             .context("OTLP/gRPC receiver failed")
         }));
     }

@@ -1,7 +1,9 @@
 //! Slow and piled-up clients: the receivers time out what trickles or
 //! stalls, bound the requests in flight (refusing the excess with the
-//! retryable overload answer), and count every refusal. Timeouts are made
-//! small through the configuration so that each test takes a few seconds.
+//! retryable overload answer), and count every refusal; gRPC connections
+//! whose client is gone, that are too old or idle too long are closed.
+//! Timeouts are made small through the configuration so that each test
+//! takes a few seconds.
 
 mod support;
 
@@ -70,19 +72,38 @@ fn read_bytes_until_closed(socket: TcpStream, within: Duration) -> (Vec<u8>, Dur
 /// socket to `answer` after every read (to answer the server as a client
 /// would).
 fn read_bytes_until_closed_answering(
+    socket: TcpStream,
+    within: Duration,
+    answer: impl FnMut(&[u8], &mut TcpStream),
+) -> (Vec<u8>, Duration) {
+    let (received, closed_after) = read_bytes_for(socket, within, answer);
+    let closed_after = closed_after.unwrap_or_else(|| {
+        panic!(
+            "still open after {within:?}; received {:?}",
+            String::from_utf8_lossy(&received)
+        )
+    });
+    (received, closed_after)
+}
+
+/// Reads for `within` or until the server closes the connection, handing
+/// what was received so far and the socket to `answer` after every read
+/// (at least every 100 ms); returns what the server sent and when it
+/// closed (`None`: still open).
+fn read_bytes_for(
     mut socket: TcpStream,
     within: Duration,
     mut answer: impl FnMut(&[u8], &mut TcpStream),
-) -> (Vec<u8>, Duration) {
+) -> (Vec<u8>, Option<Duration>) {
     let started = Instant::now();
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
-    loop {
+    while started.elapsed() < within {
         match socket.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return (received, Some(started.elapsed())),
             Ok(n) => received.extend_from_slice(&buf[..n]),
             Err(e)
                 if matches!(
@@ -90,16 +111,11 @@ fn read_bytes_until_closed_answering(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
             // Reset by the server: closed too.
-            Err(_) => break,
+            Err(_) => return (received, Some(started.elapsed())),
         }
         answer(&received, &mut socket);
-        assert!(
-            started.elapsed() < within,
-            "still open after {within:?}; received {:?}",
-            String::from_utf8_lossy(&received)
-        );
     }
-    (received, started.elapsed())
+    (received, None)
 }
 
 /// Headers of a protobuf POST to /v1/logs declaring a `length`-byte body.
@@ -360,14 +376,151 @@ fn grpc_calls_given_up_by_the_client_are_counted() {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 /// Frame types in what the server sent (9-byte headers, then payloads).
-fn h2_frame_types(mut bytes: &[u8]) -> Vec<u8> {
-    let mut types = Vec::new();
+fn h2_frame_types(bytes: &[u8]) -> Vec<u8> {
+    h2_frames(bytes).iter().map(|f| f.kind).collect()
+}
+
+/// One HTTP/2 frame the server sent.
+struct H2Frame<'a> {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: &'a [u8],
+}
+
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const END_STREAM: u8 = 0x1;
+
+/// The complete frames in what the server sent.
+fn h2_frames(mut bytes: &[u8]) -> Vec<H2Frame<'_>> {
+    let mut frames = Vec::new();
     while bytes.len() >= 9 {
         let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
-        types.push(bytes[3]);
-        bytes = &bytes[(9 + len).min(bytes.len())..];
+        if bytes.len() < 9 + len {
+            break;
+        }
+        frames.push(H2Frame {
+            kind: bytes[3],
+            flags: bytes[4],
+            stream: u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff,
+            payload: &bytes[9..9 + len],
+        });
+        bytes = &bytes[9 + len..];
     }
-    types
+    frames
+}
+
+/// One HTTP/2 frame as a client sends it.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The HEADERS frame of a gRPC call to `path` on `stream`, each header an
+/// HPACK literal without indexing or Huffman coding.
+fn h2_grpc_headers(stream: u32, path: &str) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        // Lengths under 127 fit the 7-bit prefix.
+        assert!(name.len() < 127 && value.len() < 127);
+        block.push(0);
+        block.push(name.len() as u8);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    const END_HEADERS: u8 = 0x4;
+    h2_frame(HEADERS, END_HEADERS, stream, &block)
+}
+
+/// Answers the server's PINGs on a raw HTTP/2 connection, as a client does
+/// (hyper's graceful shutdown waits for one before it closes).
+#[derive(Default)]
+struct PingAnswers {
+    answered: usize,
+}
+
+impl PingAnswers {
+    /// Answers every complete PING in `received` not yet answered.
+    fn answer(&mut self, received: &[u8], socket: &mut TcpStream) {
+        let pings = h2_frames(received)
+            .into_iter()
+            .filter(|f| f.kind == PING && f.flags & 1 == 0);
+        for ping in pings.skip(self.answered) {
+            let _ = socket.write_all(&h2_frame(PING, 1, 0, ping.payload));
+            self.answered += 1;
+        }
+    }
+}
+
+/// Opens a raw HTTP/2 connection: the preface, an empty SETTINGS frame and
+/// the acknowledgement of the server's SETTINGS.
+fn h2_connect(c: &Collector) -> TcpStream {
+    let mut socket = TcpStream::connect(c.grpc_addr()).unwrap();
+    socket.write_all(H2_PREFACE).unwrap();
+    socket
+        .write_all(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
+        .unwrap();
+    socket
+}
+
+/// Whether the server answered stream 1 to its end (its last HEADERS)
+/// without resetting it.
+fn stream_1_answered(frames: &[H2Frame]) -> bool {
+    let on_1 = |f: &&H2Frame| f.stream == 1;
+    frames
+        .iter()
+        .filter(on_1)
+        .any(|f| f.kind == HEADERS && f.flags & END_STREAM != 0)
+        && !frames.iter().filter(on_1).any(|f| f.kind == RST_STREAM)
+}
+
+/// Asserts that the server closed with GOAWAY NO_ERROR (graceful), the last
+/// one naming `last_stream`, and, when that is 1, answered stream 1.
+fn expect_graceful_goaway(received: &[u8], last_stream: u32) {
+    let frames = h2_frames(received);
+    let kinds: Vec<u8> = frames.iter().map(|f| f.kind).collect();
+    let goaways: Vec<&H2Frame> = frames.iter().filter(|f| f.kind == GOAWAY).collect();
+    let last = goaways
+        .last()
+        .unwrap_or_else(|| panic!("no GOAWAY in frames {kinds:?}"));
+    for goaway in &goaways {
+        let code = u32::from_be_bytes(goaway.payload[4..8].try_into().unwrap());
+        assert_eq!(code, 0, "GOAWAY with error code {code}; frames {kinds:?}");
+    }
+    let named = u32::from_be_bytes(last.payload[..4].try_into().unwrap()) & 0x7fff_ffff;
+    assert_eq!(named, last_stream, "frames {kinds:?}");
+    if last_stream == 1 {
+        assert!(stream_1_answered(&frames), "frames {kinds:?}");
+    }
+}
+
+/// Asserts that stream 1 was answered before the first GOAWAY.
+fn expect_answered_before_goaway(received: &[u8]) {
+    let frames = h2_frames(received);
+    let kinds: Vec<u8> = frames.iter().map(|f| f.kind).collect();
+    let first_goaway = kinds
+        .iter()
+        .position(|&k| k == GOAWAY)
+        .unwrap_or(kinds.len());
+    assert!(
+        stream_1_answered(&frames[..first_goaway]),
+        "GOAWAY before the answer; frames {kinds:?}"
+    );
 }
 
 /// A gRPC connection whose client stops answering (gone, half-open) is
@@ -409,41 +562,170 @@ fn grpc_connections_that_do_not_answer_pings_are_closed() {
 #[test]
 fn grpc_connections_older_than_max_connection_age_are_closed() {
     let c = Collector::start_with(&limits_config("max_connection_age: 500ms", ""));
-    let mut socket = TcpStream::connect(c.grpc_addr()).unwrap();
-    socket.write_all(H2_PREFACE).unwrap();
+    let socket = h2_connect(&c);
     // Acknowledge the server's SETTINGS and PINGs, as a client does; stay
     // idle otherwise.
-    socket
-        .write_all(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
-        .unwrap();
-    let mut acked = 0;
+    let mut pings = PingAnswers::default();
     let (received, closed_after) =
         read_bytes_until_closed_answering(socket, SLACK + TIMEOUT, |received, socket| {
-            // Answer every complete PING (type 6, no ACK flag) not yet answered.
-            let mut at = 0;
-            let mut pings = 0;
-            while received.len() >= at + 9 {
-                let len = u32::from_be_bytes([0, received[at], received[at + 1], received[at + 2]])
-                    as usize;
-                if received.len() < at + 9 + len {
-                    break;
-                }
-                if received[at + 3] == 6 && received[at + 4] & 1 == 0 {
-                    pings += 1;
-                    if pings > acked {
-                        let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
-                        ack.extend_from_slice(&received[at + 9..at + 17]);
-                        let _ = socket.write_all(&ack);
-                        acked = pings;
-                    }
-                }
-                at += 9 + len;
-            }
+            pings.answer(received, socket)
         });
     let types = h2_frame_types(&received);
-    assert!(types.contains(&0x7), "no GOAWAY in frames {types:?}");
+    assert!(types.contains(&GOAWAY), "no GOAWAY in frames {types:?}");
     assert!(
         closed_after >= Duration::from_millis(400),
         "closed after {closed_after:?}"
     );
+}
+
+/// With `max_connection_idle`, a connection whose client made a call and
+/// then sends nothing more is sent GOAWAY (graceful: NO_ERROR, the call it
+/// served named as the last) once it has been idle that long, then closed.
+#[test]
+fn grpc_connections_idle_longer_than_max_connection_idle_are_closed() {
+    let c = Collector::start_with(&limits_config("max_connection_idle: 1s", ""));
+    let valid = frame(&logs_request("grpc-idle", 3).encode_to_vec(), false);
+    let mut socket = h2_connect(&c);
+    socket
+        .write_all(&h2_grpc_headers(1, grpc_raw::LOGS_EXPORT))
+        .unwrap();
+    socket
+        .write_all(&h2_frame(DATA, END_STREAM, 1, &valid))
+        .unwrap();
+    let mut pings = PingAnswers::default();
+    let (received, closed_after) =
+        read_bytes_until_closed_answering(socket, SLACK + TIMEOUT, |received, socket| {
+            pings.answer(received, socket)
+        });
+    expect_graceful_goaway(&received, 1);
+    expect_answered_before_goaway(&received);
+    // Idle from the end of the call, which came after the request was sent.
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "closed after {closed_after:?}"
+    );
+    c.expect_counter(
+        ACCEPTED,
+        &[("signal", "logs"), ("service", "grpc-idle")],
+        3.0,
+    );
+}
+
+/// A call in progress (its request still arriving) keeps the connection
+/// open past `max_connection_idle`; the call completes, and the connection
+/// is closed once it has been idle that long after it.
+#[test]
+fn grpc_connections_with_a_call_in_progress_are_not_idle() {
+    let c = Collector::start_with(&limits_config(
+        "max_connection_idle: 1s\nread_timeout: 10s",
+        "",
+    ));
+    let valid = frame(&logs_request("grpc-busy", 2).encode_to_vec(), false);
+    let (head, rest) = valid.split_at(10);
+    let mut socket = h2_connect(&c);
+    socket
+        .write_all(&h2_grpc_headers(1, grpc_raw::LOGS_EXPORT))
+        .unwrap();
+    socket.write_all(&h2_frame(DATA, 0, 1, head)).unwrap();
+    // The rest of the message after the idle limit and then some.
+    let hold = TIMEOUT + Duration::from_millis(600);
+    let started = Instant::now();
+    let mut pings = PingAnswers::default();
+    let mut sent_at = None;
+    let (received, closed_after) =
+        read_bytes_until_closed_answering(socket, hold + TIMEOUT + SLACK, |received, socket| {
+            pings.answer(received, socket);
+            if sent_at.is_none() && started.elapsed() >= hold {
+                let types = h2_frame_types(received);
+                assert!(
+                    !types.contains(&GOAWAY),
+                    "GOAWAY with a call in progress; frames {types:?}"
+                );
+                socket
+                    .write_all(&h2_frame(DATA, END_STREAM, 1, rest))
+                    .unwrap();
+                sent_at = Some(started.elapsed());
+            }
+        });
+    let sent_at = sent_at.expect("the rest of the message was sent");
+    expect_graceful_goaway(&received, 1);
+    expect_answered_before_goaway(&received);
+    assert!(
+        closed_after >= sent_at + Duration::from_millis(900),
+        "closed after {closed_after:?}, the call ended after {sent_at:?}"
+    );
+    c.expect_counter(
+        ACCEPTED,
+        &[("signal", "logs"), ("service", "grpc-busy")],
+        2.0,
+    );
+}
+
+/// Without `max_connection_idle` (the default), an idle connection whose
+/// client answers pings stays open.
+#[test]
+fn grpc_idle_connections_stay_open_by_default() {
+    let c = Collector::start_with(&limits_config("", ""));
+    let valid = frame(&logs_request("grpc-idle-default", 1).encode_to_vec(), false);
+    let mut socket = h2_connect(&c);
+    socket
+        .write_all(&h2_grpc_headers(1, grpc_raw::LOGS_EXPORT))
+        .unwrap();
+    socket
+        .write_all(&h2_frame(DATA, END_STREAM, 1, &valid))
+        .unwrap();
+    let mut pings = PingAnswers::default();
+    let (received, closed_after) =
+        read_bytes_for(socket, Duration::from_secs(2), |received, socket| {
+            pings.answer(received, socket)
+        });
+    let frames = h2_frames(&received);
+    let types: Vec<u8> = frames.iter().map(|f| f.kind).collect();
+    assert_eq!(closed_after, None, "closed; frames {types:?}");
+    assert!(!types.contains(&GOAWAY), "frames {types:?}");
+    assert!(stream_1_answered(&frames), "frames {types:?}");
+}
+
+/// On SIGTERM every gRPC connection is sent GOAWAY: an idle one closes at
+/// once, one with a call in progress lets the call finish (answered, not
+/// reset) and then closes, and the collector exits cleanly.
+#[test]
+fn grpc_connections_are_closed_gracefully_on_shutdown() {
+    let mut c = Collector::start_with(&limits_config("read_timeout: 10s", ""));
+    let valid = frame(&logs_request("grpc-shutdown", 1).encode_to_vec(), false);
+    let (head, rest) = valid.split_at(10);
+    let mut busy = h2_connect(&c);
+    busy.write_all(&h2_grpc_headers(1, grpc_raw::LOGS_EXPORT))
+        .unwrap();
+    busy.write_all(&h2_frame(DATA, 0, 1, head)).unwrap();
+    let idle = h2_connect(&c);
+    // Let the server take both connections and the call's start.
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = c.pid().expect("the collector is running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The rest of the message once the first GOAWAY has come.
+    let mut pings = PingAnswers::default();
+    let mut sent = false;
+    let (received, _) = read_bytes_until_closed_answering(busy, SLACK, |received, socket| {
+        pings.answer(received, socket);
+        if !sent && h2_frame_types(received).contains(&GOAWAY) {
+            socket
+                .write_all(&h2_frame(DATA, END_STREAM, 1, rest))
+                .unwrap();
+            sent = true;
+        }
+    });
+    assert!(sent, "no GOAWAY");
+    expect_graceful_goaway(&received, 1);
+    let mut pings = PingAnswers::default();
+    let (received, _) = read_bytes_until_closed_answering(idle, SLACK, |received, socket| {
+        pings.answer(received, socket)
+    });
+    expect_graceful_goaway(&received, 0);
+    let status = c.stop().expect("the collector was running");
+    assert!(status.success(), "exit status {status} after SIGTERM");
 }

@@ -116,6 +116,15 @@ pub struct GrpcReceiverConfig {
     /// grpc-go's `max_connection_age`. None (the default): no limit.
     #[serde(with = "humantime_serde")]
     pub max_connection_age: Option<Duration>,
+    /// Optional: how long a connection may go without a call in progress
+    /// (from its start or the end of its last call; a call lasts until its
+    /// response has been sent) before it is sent GOAWAY and closed
+    /// gracefully, as grpc-go's `max_connection_idle`. Unlike
+    /// `keepalive_timeout`, which closes connections whose client is gone,
+    /// this also closes those of live clients that stay connected without
+    /// sending. None (the default): no limit.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_idle: Option<Duration>,
 }
 
 impl Default for GrpcReceiverConfig {
@@ -131,6 +140,7 @@ impl Default for GrpcReceiverConfig {
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
             max_connection_age: None,
+            max_connection_idle: None,
         }
     }
 }
@@ -511,6 +521,9 @@ impl Config {
             )?;
             if let Some(age) = grpc.max_connection_age {
                 positive_duration("receivers.otlp.protocols.grpc.max_connection_age", age)?;
+            }
+            if let Some(idle) = grpc.max_connection_idle {
+                positive_duration("receivers.otlp.protocols.grpc.max_connection_idle", idle)?;
             }
             if let Some(tls) = &grpc.tls {
                 crate::receiver::tls::load("receivers.otlp.protocols.grpc.tls", tls)?;

@@ -166,13 +166,14 @@ fn receiver_timeouts_and_limits_have_defaults_and_are_checked() {
     assert_eq!(grpc.keepalive_interval, Duration::from_secs(60));
     assert_eq!(grpc.keepalive_timeout, Duration::from_secs(20));
     assert_eq!(grpc.max_connection_age, None);
+    assert_eq!(grpc.max_connection_idle, None);
     let http = p.http.as_ref().unwrap();
     assert_eq!(http.read_header_timeout, Duration::from_secs(10));
     assert_eq!(http.read_timeout, Duration::from_secs(30));
     assert_eq!(http.max_concurrent_requests, 64);
 
     let config = parse(
-        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        read_timeout: 250ms\n        max_concurrent_streams: 8\n        keepalive_interval: 5s\n        keepalive_timeout: 1s\n        max_connection_age: 30m\n      http:\n        read_header_timeout: 2s\n        max_concurrent_requests: 3\n",
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        read_timeout: 250ms\n        max_concurrent_streams: 8\n        keepalive_interval: 5s\n        keepalive_timeout: 1s\n        max_connection_age: 30m\n        max_connection_idle: 5m\n      http:\n        read_header_timeout: 2s\n        max_concurrent_requests: 3\n",
     )
     .unwrap();
     let p = &config.receivers.otlp.protocols;
@@ -192,6 +193,10 @@ fn receiver_timeouts_and_limits_have_defaults_and_are_checked() {
     assert_eq!(
         p.grpc.as_ref().unwrap().max_connection_age,
         Some(Duration::from_secs(1800))
+    );
+    assert_eq!(
+        p.grpc.as_ref().unwrap().max_connection_idle,
+        Some(Duration::from_secs(300))
     );
     assert_eq!(
         p.http.as_ref().unwrap().read_header_timeout,
@@ -219,6 +224,10 @@ fn receiver_timeouts_and_limits_have_defaults_and_are_checked() {
         (
             "receivers:\n  otlp:\n    protocols:\n      grpc:\n        max_connection_age: 0s\n",
             "receivers.otlp.protocols.grpc.max_connection_age",
+        ),
+        (
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        max_connection_idle: 0s\n",
+            "receivers.otlp.protocols.grpc.max_connection_idle",
         ),
     ] {
         let err = parse(text).unwrap_err().to_string();

@@ -12,11 +12,13 @@
 //! | queue full, shutting down | UNAVAILABLE with `RetryInfo` | yes |
 //! | more than `max_concurrent_requests` in flight | UNAVAILABLE with `RetryInfo` | yes |
 //! | message not received within `read_timeout` | DEADLINE_EXCEEDED | yes |
-//! | the client's own `grpc-timeout` passed before the answer | CANCELLED (tonic) | yes |
+//! | the client's own `grpc-timeout` passed before the answer | CANCELLED (as tonic's server answers) | yes |
 //!
 //! gzip and zstd request compression are accepted. Every refusal is counted
 //! in `gardener_receiver_refused_requests_total{transport="grpc",reason}`;
 //! `grpc_guard` counts those that tonic answers before a handler runs.
+//! `grpc_server` serves the connections (HTTP/2, `max_connection_age`,
+//! `max_connection_idle`).
 
 use std::sync::Arc;
 

@@ -20,13 +20,13 @@
 //! | UNAVAILABLE: more than `max_concurrent_requests` in flight | `concurrency_limit` (counted here, when refused) |
 //! | UNAVAILABLE from the pipeline, UNAUTHENTICATED | counted where refused (`Ingest`, `BearerAuth`), not here |
 //!
-//! | the call was given up before it was answered: past the client's own `grpc-timeout` (tonic answers CANCELLED, outside this layer) | `client_timeout` |
+//! | the call was given up before it was answered: past the client's own `grpc-timeout` (answered CANCELLED outside this layer, as tonic's server does) | `client_timeout` |
 //! | the call was given up before it was answered, otherwise (the client reset the stream or closed the connection) | `read_error` |
 //!
 //! A call given up is seen here as this layer's future dropped before it
-//! answered: tonic's `GrpcTimeout`, which wraps every layer of ours, drops
-//! it when the client's `grpc-timeout` passes, and hyper drops it when the
-//! client goes away.
+//! answered: the receiver's client-deadline layer (`grpc_server`, as
+//! tonic's `GrpcTimeout`), which wraps this one, drops it when the client's
+//! `grpc-timeout` passes, and hyper drops it when the client goes away.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -143,8 +143,9 @@ struct Unanswered {
     client_deadline: Option<Instant>,
 }
 
-/// tonic's `GrpcTimeout` started its timer a moment before this layer
-/// started ours, so it fires a moment before our deadline.
+/// The client-deadline layer (`grpc_server`) started its timer a moment
+/// before this layer started ours, so it fires a moment before our
+/// deadline.
 const CLIENT_DEADLINE_SLACK: Duration = Duration::from_millis(20);
 
 impl Drop for Unanswered {
@@ -163,7 +164,7 @@ impl Drop for Unanswered {
 /// The client's deadline from `grpc-timeout` (gRPC over HTTP/2: at most 8
 /// digits and a unit, H M S m u n); `None` if absent or malformed (tonic
 /// then ignores it too).
-fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+pub(super) fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     let value = headers.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {

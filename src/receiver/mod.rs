@@ -6,6 +6,7 @@ pub mod decompress;
 pub mod grpc;
 pub mod grpc_encoded;
 pub mod grpc_guard;
+pub mod grpc_server;
 pub mod http;
 pub mod otlp_json;
 pub mod tls;

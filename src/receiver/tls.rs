@@ -200,10 +200,10 @@ where
     Ok(())
 }
 
-/// A TLS listener for `axum::serve`. Connections are accepted by a
-/// background task and each handshake runs in its own task (bounded by
-/// [`HANDSHAKE_TIMEOUT`]), so a slow or hostile client cannot stall the
-/// accept loop. Failed handshakes (no or untrusted client certificate,
+/// A TLS listener (an `axum::serve::Listener`) for both receivers' accept
+/// loops. Connections are accepted by a background task and each handshake
+/// runs in its own task (bounded by [`HANDSHAKE_TIMEOUT`]), so a slow or
+/// hostile client cannot stall the accept loop. Failed handshakes (no or untrusted client certificate,
 /// plain text on a TLS port) are logged at debug level, counted by
 /// `transport` and `reason` (`error`, `timeout`) and dropped.
 pub struct TlsListener {
@@ -263,21 +263,6 @@ impl TlsListener {
 fn handshake_failed(transport: &'static str, reason: &'static str) {
     metrics::counter!(telemetry::TLS_HANDSHAKE_FAILURES, "transport" => transport, "reason" => reason)
         .increment(1);
-}
-
-impl TlsListener {
-    /// The accepted TLS connections as a stream, for tonic's
-    /// `serve_with_incoming_shutdown`.
-    pub fn into_stream(
-        self,
-    ) -> impl futures::Stream<Item = std::io::Result<TlsStream<TcpStream>>> + Send + 'static {
-        // The listener travels with the stream: dropping it would abort the
-        // accept task.
-        futures::stream::unfold(self, |mut listener| async move {
-            let (stream, _) = axum::serve::Listener::accept(&mut listener).await;
-            Some((Ok(stream), listener))
-        })
-    }
 }
 
 impl Drop for TlsListener {
