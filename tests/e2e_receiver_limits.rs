@@ -478,6 +478,18 @@ fn h2_connect(c: &Collector) -> TcpStream {
     socket
 }
 
+/// A connection with one logs call on stream 1: its headers and `data`,
+/// with END_STREAM when `end` (else the call stays in progress).
+fn h2_call(c: &Collector, data: &[u8], end: bool) -> TcpStream {
+    let mut socket = h2_connect(c);
+    socket
+        .write_all(&h2_grpc_headers(1, grpc_raw::LOGS_EXPORT))
+        .unwrap();
+    let flags = if end { END_STREAM } else { 0 };
+    socket.write_all(&h2_frame(DATA, flags, 1, data)).unwrap();
+    socket
+}
+
 /// Whether the server answered stream 1 to its end (its last HEADERS)
 /// without resetting it.
 fn stream_1_answered(frames: &[H2Frame]) -> bool {
@@ -585,13 +597,7 @@ fn grpc_connections_older_than_max_connection_age_are_closed() {
 fn grpc_connections_idle_longer_than_max_connection_idle_are_closed() {
     let c = Collector::start_with(&limits_config("max_connection_idle: 1s", ""));
     let valid = frame(&logs_request("grpc-idle", 3).encode_to_vec(), false);
-    let mut socket = h2_connect(&c);
-    socket
-        .write_all(&h2_grpc_headers(1, grpc_raw::LOGS_EXPORT))
-        .unwrap();
-    socket
-        .write_all(&h2_frame(DATA, END_STREAM, 1, &valid))
-        .unwrap();
+    let socket = h2_call(&c, &valid, true);
     let mut pings = PingAnswers::default();
     let (received, closed_after) =
         read_bytes_until_closed_answering(socket, SLACK + TIMEOUT, |received, socket| {
@@ -622,11 +628,7 @@ fn grpc_connections_with_a_call_in_progress_are_not_idle() {
     ));
     let valid = frame(&logs_request("grpc-busy", 2).encode_to_vec(), false);
     let (head, rest) = valid.split_at(10);
-    let mut socket = h2_connect(&c);
-    socket
-        .write_all(&h2_grpc_headers(1, grpc_raw::LOGS_EXPORT))
-        .unwrap();
-    socket.write_all(&h2_frame(DATA, 0, 1, head)).unwrap();
+    let socket = h2_call(&c, head, false);
     // The rest of the message after the idle limit and then some.
     let hold = TIMEOUT + Duration::from_millis(600);
     let started = Instant::now();
@@ -667,13 +669,7 @@ fn grpc_connections_with_a_call_in_progress_are_not_idle() {
 fn grpc_idle_connections_stay_open_by_default() {
     let c = Collector::start_with(&limits_config("", ""));
     let valid = frame(&logs_request("grpc-idle-default", 1).encode_to_vec(), false);
-    let mut socket = h2_connect(&c);
-    socket
-        .write_all(&h2_grpc_headers(1, grpc_raw::LOGS_EXPORT))
-        .unwrap();
-    socket
-        .write_all(&h2_frame(DATA, END_STREAM, 1, &valid))
-        .unwrap();
+    let socket = h2_call(&c, &valid, true);
     let mut pings = PingAnswers::default();
     let (received, closed_after) =
         read_bytes_for(socket, Duration::from_secs(2), |received, socket| {
@@ -694,10 +690,7 @@ fn grpc_connections_are_closed_gracefully_on_shutdown() {
     let mut c = Collector::start_with(&limits_config("read_timeout: 10s", ""));
     let valid = frame(&logs_request("grpc-shutdown", 1).encode_to_vec(), false);
     let (head, rest) = valid.split_at(10);
-    let mut busy = h2_connect(&c);
-    busy.write_all(&h2_grpc_headers(1, grpc_raw::LOGS_EXPORT))
-        .unwrap();
-    busy.write_all(&h2_frame(DATA, 0, 1, head)).unwrap();
+    let busy = h2_call(&c, head, false);
     let idle = h2_connect(&c);
     // Let the server take both connections and the call's start.
     std::thread::sleep(Duration::from_millis(300));
