@@ -722,3 +722,41 @@ fn grpc_connections_are_closed_gracefully_on_shutdown() {
     let status = c.stop().expect("the collector was running");
     assert!(status.success(), "exit status {status} after SIGTERM");
 }
+
+/// A client that makes the server reset stream after stream by its own
+/// protocol errors (here a malformed request on each stream it opens: a
+/// `connection` header, which HTTP/2 forbids; the "MadeYouReset" kind of
+/// flood) is sent GOAWAY ENHANCE_YOUR_CALM after hyper's limit of 1024 such
+/// resets, instead of keeping the server busy for ever (tonic's `Server`
+/// turned the limit off).
+#[test]
+fn grpc_clients_that_make_the_server_reset_streams_are_cut_off() {
+    const ENHANCE_YOUR_CALM: u32 = 0xb;
+    let mut c = Collector::start_with(&limits_config("", ""));
+    let mut socket = h2_connect(&c);
+    let mut flood = Vec::new();
+    for stream in (1..).step_by(2).take(1100) {
+        let mut headers = h2_grpc_headers(stream, grpc_raw::LOGS_EXPORT);
+        // One more literal header field: `connection`, which HTTP/2
+        // forbids (a stream error: the server resets the stream).
+        headers.extend_from_slice(b"\x00\x0aconnection\x05close");
+        let length = (headers.len() as u32 - 9).to_be_bytes();
+        headers[..3].copy_from_slice(&length[1..]);
+        flood.extend(headers);
+    }
+    // The server may close the connection before it has read the whole flood.
+    let _ = socket.write_all(&flood);
+    let (received, _) = read_bytes_until_closed(socket, SLACK + TIMEOUT);
+    let frames = h2_frames(&received);
+    let goaway = frames
+        .iter()
+        .find(|f| f.kind == GOAWAY)
+        .unwrap_or_else(|| panic!("no GOAWAY among {} frames", frames.len()));
+    let code = u32::from_be_bytes(goaway.payload[4..8].try_into().unwrap());
+    let resets = frames.iter().filter(|f| f.kind == RST_STREAM).count();
+    assert_eq!(code, ENHANCE_YOUR_CALM, "after {resets} resets");
+    // Streams were reset one by one until then (hyper may not write the
+    // last resets once it has decided to go away).
+    assert!(resets > 100, "{resets} streams reset");
+    c.assert_alive();
+}

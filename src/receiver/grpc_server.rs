@@ -117,7 +117,12 @@ where
     L: Listener,
 {
     // The settings tonic's `Server` gives hyper, with the values it passes
-    // for those we do not set.
+    // for those we do not set, but one: tonic passes `None` for
+    // `max_local_error_reset_streams`, which hyper reads as no limit on the
+    // streams a client may make the server reset by its own protocol
+    // errors (the "MadeYouReset" kind of flood, RUSTSEC-2024-0003); hyper's
+    // default (1024 a connection) is kept. `max_pending_accept_reset_streams`
+    // stays h2's default (20), as with tonic.
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -127,8 +132,6 @@ where
         .keep_alive_interval(Some(settings.keepalive_interval))
         .keep_alive_timeout(settings.keepalive_timeout)
         .adaptive_window(false)
-        .max_pending_accept_reset_streams(None)
-        .max_local_error_reset_streams(None)
         .max_frame_size(Some(settings.max_frame_size));
     // Each connection holds a receiver until it has closed; a message (or
     // the sender's drop) tells them to shut down.
