@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use gardener_exporter::batch::{Batch, Payload};
+use gardener_exporter::batch::{Batch, Payload, SignalKind};
 use gardener_processor::encoded::Edits;
 use gardener_processor::{Processor, ProcessorConfig, State, Tally};
 use gardener_proto::build;
@@ -28,9 +28,10 @@ thread_local! {
 /// The processor stage's per-batch work, shared by all workers.
 pub struct Enricher {
     processor: Processor,
-    /// Whether an exporter reads the enriched records; when none does, they
-    /// are counted but not rewritten.
-    records_read: bool,
+    /// Whether an exporter reads the enriched log records, and spans; when
+    /// none does, they are counted but not rewritten.
+    logs_read: bool,
+    traces_read: bool,
     state: Mutex<State>,
     counters: Mutex<CounterCache>,
 }
@@ -90,19 +91,21 @@ fn now_unix_nano() -> u64 {
 }
 
 impl Enricher {
-    /// `records_read`: whether any exporter reads the logs and spans (false
-    /// for a collector that only derives metrics from them).
+    /// `records_read`: whether any exporter reads the records of a signal
+    /// (false for a collector that only derives metrics from them, or whose
+    /// exporters take other signals).
     /// The error names what it is about ([`BuildError::key_path`]);
     /// `Config::processor_error` adds the line.
     pub fn new(
         config: &ProcessorConfig,
-        records_read: bool,
+        records_read: impl Fn(SignalKind) -> bool,
     ) -> Result<Self, gardener_processor::enrich::BuildError> {
         let processor = Processor::new(config)?;
         let state = Mutex::new(State::new(config, &processor));
         Ok(Self {
             processor,
-            records_read,
+            logs_read: records_read(SignalKind::Logs),
+            traces_read: records_read(SignalKind::Traces),
             state,
             counters: Mutex::default(),
         })
@@ -115,11 +118,11 @@ impl Enricher {
         }
         let mut tally = Tally::default();
         match &mut batch.payload {
-            Payload::Logs(request) if !self.records_read => {
+            Payload::Logs(request) if !self.logs_read => {
                 self.processor.tally_logs(request, &mut tally)
             }
             Payload::Logs(request) => self.processor.process_logs(request, &mut tally),
-            Payload::LogsEncoded { parts, .. } if !self.records_read => {
+            Payload::LogsEncoded { parts, .. } if !self.logs_read => {
                 for part in parts.parts() {
                     self.processor.tally_logs_encoded(part, &mut tally)
                 }
@@ -136,7 +139,7 @@ impl Enricher {
                     }
                 }
             }
-            Payload::TracesEncoded { parts, .. } if !self.records_read => {
+            Payload::TracesEncoded { parts, .. } if !self.traces_read => {
                 for part in parts.parts() {
                     self.processor.tally_traces_encoded(part, &mut tally)
                 }
@@ -153,7 +156,7 @@ impl Enricher {
                     }
                 }
             }
-            Payload::Traces(request) if !self.records_read => {
+            Payload::Traces(request) if !self.traces_read => {
                 self.processor.tally_traces(request, &mut tally)
             }
             Payload::Traces(request) => self.processor.process_traces(request, &mut tally),

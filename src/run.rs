@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use gardener_exporter::debug::DebugExporter;
 use gardener_exporter::googlecloud::GoogleCloudExporter;
+use gardener_exporter::otlp::config::renamed;
 use gardener_exporter::otlp::OtlpExporter;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -67,16 +68,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ));
     }
     let stop_exporters = CancellationToken::new();
-    if let Some(otlp) = &config.exporters.otlp {
+    for (name, otlp) in &config.exporters.otlp {
+        // Label values are `'static`; a configured name lives as long as
+        // the process anyway.
+        let name: &'static str = Box::leak(name.clone().into_boxed_str());
         let exporter = OtlpExporter::new(otlp)
-            .context("exporters.otlp")?
+            .map_err(|e| anyhow::anyhow!(renamed(&format!("{e:#}"), name)))
+            .with_context(|| format!("exporters.{name}"))?
+            .with_name(name)
             .with_shutdown(stop_exporters.clone());
-        exporter_handles.push(exporters::spawn(
-            exporter,
-            otlp.queue_capacity(),
-            otlp.sending_queue.max_bytes,
-            BatchPolicy::from_config(&otlp.sending_queue.batch),
-        ));
+        exporter_handles.push(
+            exporters::spawn(
+                exporter,
+                otlp.queue_capacity(),
+                otlp.sending_queue.max_bytes,
+                BatchPolicy::from_config(&otlp.sending_queue.batch),
+            )
+            .taking(|signal| otlp.takes(signal)),
+        );
     }
     let mut ingest = Ingest::new(queue_tx.clone(), memory);
     let persistent = match &config.service.queue.persistent {
@@ -94,8 +103,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("no log or trace exporter: records are counted into metrics, then dropped");
     }
     let enricher = Arc::new(
-        Enricher::new(&config.processors.gardener, !exporter_handles.is_empty())
-            .map_err(|e| config.processor_error(&e))?,
+        Enricher::new(&config.processors.gardener, |signal| {
+            exporter_handles.iter().any(|e| e.takes(signal))
+        })
+        .map_err(|e| config.processor_error(&e))?,
     );
     let workers = match config.service.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -123,6 +123,27 @@ fn check_config_names_the_line_of_semantic_errors() {
         "5:9",
         "receivers.otlp.protocols.http.logs_url_path: \"/v1/{signal}\" is not a path",
     );
+    // A named OTLP exporter's errors name it.
+    refused_at(
+        "exporters:\n  otlp/tempo:\n    endpoint: ftp://example.com:21\n",
+        "3:5",
+        "exporters.otlp/tempo.endpoint: scheme must be http or https",
+    );
+    refused_at(
+        "exporters:\n  otlp/loki:\n    endpoint: http://loki:4317\n    signals: []\n",
+        "4:5",
+        "exporters.otlp/loki.signals: empty",
+    );
+    refused_at(
+        "exporters:\n  otlp/loki:\n    endpoint: http://loki:4317\n    signals: [logs, events]\n",
+        "4:21",
+        "exporters.otlp/loki.signals",
+    );
+    refused_at(
+        "exporters:\n  otlphttp:\n    endpoint: http://loki:4318\n",
+        "2:3",
+        "unknown field `otlphttp`, expected one of `debug`, `otlp`, `otlp/NAME`, `googlecloud`",
+    );
     // Syntax and type errors kept their line.
     refused_at(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpont: 0.0.0.0:4317\n",

@@ -286,3 +286,99 @@ fn spans_are_forwarded_enriched_without_losing_anything() {
         "a span without error is forwarded as it came"
     );
 }
+
+/// Two OTLP exporters, named as Collector instances are (`otlp/NAME`), each
+/// taking one signal: logs reach only the one, spans only the other, and
+/// each counts what it sent under its own name.
+#[test]
+fn each_signal_goes_to_the_exporters_that_take_it() {
+    use gardener_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+    use gardener_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans};
+
+    let logs_backend = Downstream::start();
+    let traces_backend = Downstream::start();
+    let mut collector = Collector::start_with(&format!(
+        "{RECEIVERS}exporters:
+  otlp/logs:
+    endpoint: \"{}\"
+    signals: [logs]
+    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
+  otlp/traces:
+    endpoint: \"{}\"
+    signals: [traces]
+    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
+service:
+  admin:
+    endpoint: \"127.0.0.1:{{admin}}\"
+",
+        logs_backend.url(),
+        traces_backend.url()
+    ));
+    let resource = Some(Resource {
+        attributes: vec![kv("service.name", s("api"))],
+        ..Default::default()
+    });
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: resource.clone(),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    record("Database connection failed", 17, vec![]),
+                    record("GET /health 200", 9, vec![]),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let spans = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource,
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![0x4b; 16],
+                    span_id: vec![7; 8],
+                    name: "GET /api/threads".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = LogsServiceClient::connect(collector.grpc_url())
+            .await
+            .expect("connect");
+        client.export(logs).await.expect("logs accepted");
+        let mut client = TraceServiceClient::connect(collector.grpc_url())
+            .await
+            .expect("connect");
+        client.export(spans).await.expect("spans accepted");
+    });
+
+    for (exporter, signal, count) in [("otlp/logs", "logs", 2.0), ("otlp/traces", "traces", 1.0)] {
+        collector.wait_for_counter(
+            "gardener_exporter_sent_records_total",
+            &[("exporter", exporter), ("signal", signal)],
+            count,
+            Duration::from_secs(20),
+        );
+    }
+    collector.assert_alive();
+    assert_eq!(logs_backend.records_of("api"), 2);
+    assert_eq!(traces_backend.spans().len(), 1);
+    // Nothing crossed over, nothing is pending.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(logs_backend.spans().is_empty());
+    assert_eq!(traces_backend.records(), 0);
+    for (exporter, signal) in [("otlp/logs", "traces"), ("otlp/traces", "logs")] {
+        let sent = collector.counter(
+            "gardener_exporter_sent_records_total",
+            &[("exporter", exporter), ("signal", signal)],
+        );
+        assert_eq!(sent, 0.0, "{exporter} sent {signal}");
+    }
+}

@@ -18,8 +18,10 @@ use std::sync::Arc;
 
 use crate::encoded_parts::EncodedParts;
 
-/// Which OTLP signal a batch carries; `as_str` is the `signal` label value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which OTLP signal a batch carries; `as_str` is the `signal` label value
+/// (and the name in an exporter's `signals` list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SignalKind {
     Logs,
     Traces,

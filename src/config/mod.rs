@@ -232,14 +232,67 @@ pub struct Processors {
     pub gardener: ProcessorConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// `exporters`: `debug`, any number of OTLP exporters and `googlecloud`.
+#[derive(Debug, Clone, Default)]
 pub struct Exporters {
     pub debug: DebugExporterConfig,
-    /// Forward enriched logs and traces (and metrics untouched) over OTLP.
-    pub otlp: Option<OtlpExporterConfig>,
+    /// Forward enriched logs and traces (and metrics untouched) over OTLP,
+    /// in the order written: `(name, config)`, the name `otlp` or
+    /// `otlp/NAME` (instances named as the Collector names them).
+    pub otlp: Vec<(String, OtlpExporterConfig)>,
     /// Google Cloud Monitoring (off unless configured).
     pub googlecloud: Option<GoogleCloudConfig>,
+}
+
+/// The keys `exporters` takes, for the unknown-key error.
+const EXPORTER_KEYS: &[&str] = &["debug", "otlp", "otlp/NAME", "googlecloud"];
+
+/// By hand rather than derived: the OTLP exporters' keys are not fixed
+/// (`otlp/tempo`). Each value is deserialized in place, so an error inside
+/// one keeps its line and column.
+impl<'de> Deserialize<'de> for Exporters {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, Visitor};
+        struct ExportersVisitor;
+        impl<'de> Visitor<'de> for ExportersVisitor {
+            type Value = Exporters;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of exporters")
+            }
+
+            fn visit_unit<E: Error>(self) -> Result<Exporters, E> {
+                Ok(Exporters::default())
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Exporters, A::Error> {
+                let mut exporters = Exporters::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let is_otlp = key == "otlp"
+                        || key
+                            .strip_prefix("otlp/")
+                            .is_some_and(|name| !name.is_empty());
+                    match key.as_str() {
+                        "debug" => exporters.debug = map.next_value()?,
+                        "googlecloud" => exporters.googlecloud = map.next_value()?,
+                        _ if is_otlp => {
+                            if exporters.otlp.iter().any(|(name, _)| *name == key) {
+                                return Err(A::Error::custom(format!(
+                                    "duplicate exporter `{key}`"
+                                )));
+                            }
+                            if let Some(config) = map.next_value::<Option<OtlpExporterConfig>>()? {
+                                exporters.otlp.push((key, config));
+                            }
+                        }
+                        other => return Err(A::Error::unknown_field(other, EXPORTER_KEYS)),
+                    }
+                }
+                Ok(exporters)
+            }
+        }
+        deserializer.deserialize_map(ExportersVisitor)
+    }
 }
 
 /// `exporters.debug`: enriched records as JSON lines on stdout.
@@ -596,8 +649,8 @@ impl Config {
         if let Some(persistent) = &self.service.queue.persistent {
             persistent.validate()?;
         }
-        if let Some(otlp) = &self.exporters.otlp {
-            otlp.validate()?;
+        for (name, otlp) in &self.exporters.otlp {
+            otlp.validate_as(name)?;
         }
         if let Some(gc) = &self.exporters.googlecloud {
             gc.validate().map_err(|e| format!("exporters.{e}"))?;

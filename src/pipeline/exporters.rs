@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use gardener_exporter::batch::Batch;
+use gardener_exporter::batch::{Batch, SignalKind};
 use gardener_exporter::exporter::Exporter;
 use gardener_exporter::otlp::retry::REASON_SHUTDOWN;
 use gardener_exporter::split::{self, Bounds};
@@ -21,6 +21,9 @@ use crate::telemetry;
 /// The pipeline's handle on one running exporter.
 pub struct ExporterHandle {
     pub name: &'static str,
+    /// The signals it sends, by [`SignalKind`] index order (logs, traces,
+    /// metrics).
+    takes: [bool; 3],
     tx: mpsc::Sender<Arc<Batch>>,
     join: JoinHandle<()>,
     /// Records and bytes handed to the exporter and not yet delivered or
@@ -54,6 +57,19 @@ impl ClosingExporter {
 }
 
 impl ExporterHandle {
+    /// Sends only the signals `takes` says (by default all); the pipeline
+    /// finishes the others at once for this exporter.
+    pub fn taking(mut self, takes: impl Fn(SignalKind) -> bool) -> Self {
+        self.takes = SignalKind::ALL.map(takes);
+        self
+    }
+
+    /// Whether this exporter sends `signal`.
+    pub fn takes(&self, signal: SignalKind) -> bool {
+        let index = SignalKind::ALL.iter().position(|s| *s == signal);
+        index.is_some_and(|i| self.takes[i])
+    }
+
     /// Closes the channel; await the returned task.
     pub fn close(self) -> ClosingExporter {
         drop(self.tx);
@@ -136,6 +152,7 @@ pub fn spawn<E: Exporter>(
     });
     ExporterHandle {
         name,
+        takes: [true; 3],
         tx,
         join,
         pending,

@@ -39,6 +39,11 @@ async fn deliver(batch: Batch, exporters: &[ExporterHandle]) {
         batch.finish(false);
     }
     for exporter in exporters {
+        if !exporter.takes(batch.signal()) {
+            // Done with, for this exporter.
+            batch.finish(false);
+            continue;
+        }
         if exporter.send(batch.clone()).await.is_err() {
             metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "exporter_stopped", "exporter" => exporter.name)
                 .increment(batch.records as u64);

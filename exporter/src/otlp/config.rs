@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::batch::SignalKind;
+
 /// `exporters.otlp`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,6 +29,10 @@ pub struct OtlpExporterConfig {
     pub tls: TlsConfig,
     pub retry_on_failure: RetryConfig,
     pub sending_queue: SendingQueueConfig,
+    /// The signals this exporter sends (`logs`, `traces`, `metrics`);
+    /// unset: all three. With several OTLP exporters (`otlp/NAME`), how
+    /// each signal goes to its own backend.
+    pub signals: Option<Vec<SignalKind>>,
 }
 
 impl Default for OtlpExporterConfig {
@@ -41,6 +47,7 @@ impl Default for OtlpExporterConfig {
             tls: TlsConfig::default(),
             retry_on_failure: RetryConfig::default(),
             sending_queue: SendingQueueConfig::default(),
+            signals: None,
         }
     }
 }
@@ -202,8 +209,22 @@ impl Default for BatchConfig {
 }
 
 impl OtlpExporterConfig {
+    /// Whether this exporter sends `signal` (see `signals`).
+    pub fn takes(&self, signal: SignalKind) -> bool {
+        self.signals.as_ref().is_none_or(|s| s.contains(&signal))
+    }
+
+    /// [`validate`](Self::validate) for the exporter configured under
+    /// `exporters.NAME` (`otlp` or `otlp/…`): the message names its key.
+    pub fn validate_as(&self, name: &str) -> Result<(), String> {
+        self.validate().map_err(|e| renamed(&e, name))
+    }
+
     /// Checks what serde cannot; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
+        if self.signals.as_ref().is_some_and(Vec::is_empty) {
+            return Err("exporters.otlp.signals: empty; leave it out to send every signal".into());
+        }
         let endpoint = self.endpoint.trim();
         if endpoint.is_empty() {
             return Err("exporters.otlp.endpoint: required (e.g. http://127.0.0.1:4317)".into());
@@ -340,5 +361,13 @@ impl OtlpExporterConfig {
         } else {
             format!("https://{endpoint}")
         }
+    }
+}
+
+/// An error message about `exporters.otlp.…` made about `exporters.NAME.…`.
+pub fn renamed(message: &str, name: &str) -> String {
+    match message.strip_prefix("exporters.otlp") {
+        Some(rest) => format!("exporters.{name}{rest}"),
+        None => message.to_string(),
     }
 }

@@ -97,8 +97,10 @@ enum Transport {
     Http(HttpTransport),
 }
 
-/// The OTLP forwarding exporter (`exporter` label `otlp`).
+/// The OTLP forwarding exporter (`exporter` label `otlp`, or the name it
+/// is configured under: `otlp/NAME`).
 pub struct OtlpExporter {
+    name: &'static str,
     transport: Transport,
     retry: RetryConfig,
     shutdown: CancellationToken,
@@ -115,10 +117,17 @@ impl OtlpExporter {
             Protocol::HttpProtobuf => Transport::Http(HttpTransport::new(cfg)?),
         };
         Ok(Self {
+            name: "otlp",
             transport,
             retry: cfg.retry_on_failure.clone(),
             shutdown: CancellationToken::new(),
         })
+    }
+
+    /// The name in the `exporter` label of its metrics and in its logs.
+    pub fn with_name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
     }
 
     /// When `token` is cancelled, a batch waiting for its next retry gives up
@@ -140,7 +149,7 @@ impl OtlpExporter {
                         reason: REASON_ENCODE,
                         message: format!("framing the request: {e}"),
                     })?);
-                with_retry(&self.retry, &self.shutdown, signal, || {
+                with_retry(&self.retry, &self.shutdown, self.name, signal, || {
                     let mut transport = transport.clone();
                     let prepared = prepared.clone();
                     async move { transport.send(&prepared).await }
@@ -153,7 +162,7 @@ impl OtlpExporter {
                         reason: REASON_ENCODE,
                         message: format!("compressing the request body: {e}"),
                     })?);
-                with_retry(&self.retry, &self.shutdown, signal, || {
+                with_retry(&self.retry, &self.shutdown, self.name, signal, || {
                     let transport = transport.clone();
                     let batch = batch.clone();
                     let prepared = prepared.clone();
@@ -167,34 +176,39 @@ impl OtlpExporter {
 
 impl Exporter for OtlpExporter {
     fn name(&self) -> &'static str {
-        "otlp"
+        self.name
     }
 
     async fn export(&mut self, batch: Arc<Batch>) -> Result<(), ExportError> {
         let partial = self.deliver(&batch).await?;
         if let Some(partial) = partial {
-            report_partial_success(batch.signal().as_str(), batch.records, &partial);
+            report_partial_success(self.name, batch.signal().as_str(), batch.records, &partial);
         }
         Ok(())
     }
 }
 
 /// Logs a partial success and counts its rejected records.
-fn report_partial_success(signal: &'static str, records: usize, partial: &PartialSuccess) {
+fn report_partial_success(
+    exporter: &'static str,
+    signal: &'static str,
+    records: usize,
+    partial: &PartialSuccess,
+) {
     if partial.rejected > 0 {
         tracing::warn!(
-            exporter = "otlp",
+            exporter,
             signal,
             rejected = partial.rejected,
             records,
             error_message = %partial.error_message,
             "the OTLP peer rejected part of a batch"
         );
-        metrics::counter!(REJECTED_RECORDS, "exporter" => "otlp", "signal" => signal)
+        metrics::counter!(REJECTED_RECORDS, "exporter" => exporter, "signal" => signal)
             .increment(partial.rejected as u64);
     } else if !partial.error_message.is_empty() {
         tracing::warn!(
-            exporter = "otlp",
+            exporter,
             signal,
             message = %partial.error_message,
             "the OTLP peer accepted a batch with a warning"

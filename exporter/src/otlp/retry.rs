@@ -89,6 +89,7 @@ impl Backoff {
 pub async fn with_retry<T, F, Fut>(
     cfg: &RetryConfig,
     shutdown: &CancellationToken,
+    exporter: &'static str,
     signal: &'static str,
     mut attempt: F,
 ) -> Result<T, ExportError>
@@ -132,7 +133,7 @@ where
             return Err(shutdown_error(&message, attempts));
         }
         tracing::debug!(
-            exporter = "otlp",
+            exporter,
             signal,
             attempts,
             delay_ms = delay.as_millis() as u64,
@@ -140,7 +141,7 @@ where
             error = %message,
             "export failed; retrying"
         );
-        metrics::counter!(super::RETRIES, "exporter" => "otlp", "signal" => signal).increment(1);
+        metrics::counter!(super::RETRIES, "exporter" => exporter, "signal" => signal).increment(1);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.cancelled() => return Err(shutdown_error(&message, attempts)),
@@ -198,7 +199,7 @@ mod tests {
         let token = CancellationToken::new();
         let started = Instant::now();
         let mut n = 0;
-        let r: Result<(), _> = with_retry(&c, &token, "logs", || {
+        let r: Result<(), _> = with_retry(&c, &token, "otlp", "logs", || {
             n += 1;
             let first = n == 1;
             async move {
