@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use gardener_proto::build::{int, key_value as kv, string as s};
 use gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient;
-use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use gardener_proto::otlp::common::v1::{any_value::Value, KeyValue};
-use gardener_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use gardener_proto::otlp::logs::v1::LogRecord;
 use gardener_proto::otlp::resource::v1::Resource;
 use gardener_proto::otlp::trace::v1::Span;
 use support::downstream::Downstream;
@@ -77,19 +76,7 @@ fn grpc_logs_are_forwarded_enriched_without_losing_anything() {
         ],
     );
     let info = record("GET /health 200", 9, vec![kv("user.keep", s("me"))]);
-    let request = ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", s("api"))],
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![error.clone(), info.clone()],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
+    let request = gardener_proto::build::logs_request("api", vec![error.clone(), info.clone()]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut client = LogsServiceClient::connect(collector.grpc_url())
@@ -315,26 +302,16 @@ service:
         logs_backend.url(),
         traces_backend.url()
     ));
-    let resource = Some(Resource {
-        attributes: vec![kv("service.name", s("api"))],
-        ..Default::default()
-    });
-    let logs = ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: resource.clone(),
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![
-                    record("Database connection failed", 17, vec![]),
-                    record("GET /health 200", 9, vec![]),
-                ],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
+    let logs = gardener_proto::build::logs_request(
+        "api",
+        vec![
+            record("Database connection failed", 17, vec![]),
+            record("GET /health 200", 9, vec![]),
+        ],
+    );
     let spans = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource,
+            resource: Some(gardener_proto::build::service_resource("api")),
             scope_spans: vec![ScopeSpans {
                 spans: vec![Span {
                     trace_id: vec![0x4b; 16],
