@@ -227,11 +227,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             },
             &paths,
         );
-        let router = match &http_config.cors {
-            Some(cors) => match cors::layer(cors).map_err(anyhow::Error::msg)? {
-                Some(layer) => router.layer(layer),
-                None => router,
-            },
+        let cors = http_config.cors.as_ref().map(cors::layer).transpose();
+        let router = match cors.map_err(anyhow::Error::msg)?.flatten() {
+            Some(layer) => router.layer(layer),
             None => router,
         };
         let read_header_timeout = http_config.read_header_timeout;

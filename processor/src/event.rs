@@ -361,7 +361,8 @@ fn text_attr<'a>(attrs: MapRef<'a>, keys: &[&str]) -> Option<Cow<'a, str>> {
         .filter(|s| !s.is_empty())
 }
 
-const MESSAGE_KEYS: [&str; 3] = ["message", "msg", "textPayload"];
+/// The keys of a map body that hold its message, in order of preference.
+pub(crate) const MESSAGE_KEYS: [&str; 3] = ["message", "msg", "textPayload"];
 
 impl<'a> EventView<'a> {
     /// The view of a decoded log record.

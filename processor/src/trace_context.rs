@@ -128,7 +128,7 @@ pub(crate) const SPAN_KEYS: &[&str] = &[
 /// 3. top-level keys of a map body;
 /// 4. keys of maps nested one level inside a map body (a Cloud Logging
 ///    `jsonPayload`, a `context` or `labels` object);
-/// 5. the text of a string body, or of a map body's `message`/`msg`
+/// 5. the text of a string body, or of a map body's `message`/`msg`/`textPayload`
 ///    (`… [trace_id=… span_id=…] …`, see [`crate::trace_text`]), only
 ///    when no field held an id, valid or not.
 ///
@@ -228,13 +228,14 @@ fn body_kvlist(v: Option<ValueRef<'_>>) -> Option<MapRef<'_>> {
 }
 
 /// The text a trace id may be written in, when no field held one: a string
-/// body, or the message of a map body (see [`crate::trace_text`]).
+/// body, or the message of a map body, under the keys the event view reads
+/// it from (see [`crate::trace_text`]).
 fn message_text(body: Option<ValueRef<'_>>) -> Option<&str> {
     match body? {
         ValueRef::Str(s) => Some(s),
         body => {
             let map = body.as_map()?;
-            ["message", "msg"]
+            crate::event::MESSAGE_KEYS
                 .iter()
                 .find_map(|key| match map.get(key) {
                     Some(ValueRef::Str(s)) => Some(s),

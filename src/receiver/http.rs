@@ -98,16 +98,6 @@ pub struct UrlPaths {
     pub metrics: String,
 }
 
-impl Default for UrlPaths {
-    fn default() -> Self {
-        UrlPaths {
-            logs: "/v1/logs".into(),
-            traces: "/v1/traces".into(),
-            metrics: "/v1/metrics".into(),
-        }
-    }
-}
-
 impl UrlPaths {
     /// Each path with a leading `/` (added when missing, as the Collector
     /// does), or an error naming the key (`logs_url_path`, …): a path must

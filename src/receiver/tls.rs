@@ -203,8 +203,8 @@ where
 /// A TLS listener (an `axum::serve::Listener`) for both receivers' accept
 /// loops. Connections are accepted by a background task and each handshake
 /// runs in its own task (bounded by [`HANDSHAKE_TIMEOUT`]), so a slow or
-/// hostile client cannot stall the accept loop. Failed handshakes (no or untrusted client certificate,
-/// plain text on a TLS port) are logged at debug level, counted by
+/// hostile client cannot stall the accept loop. Failed handshakes (no or
+/// untrusted client certificate, plain text on a TLS port) are logged at debug level, counted by
 /// `transport` and `reason` (`error`, `timeout`) and dropped.
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
