@@ -152,8 +152,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         None => run_collector(cli.run),
         Some(Command::Run(args)) => run_collector(args),
         Some(Command::CheckConfig { file }) => {
-            Config::load(Some(&file))?.validate_deep()?;
+            let config = Config::load(Some(&file))?;
+            config.validate_deep()?;
             println!("{}: ok", file.display());
+            // What the pipelines (or the defaults) do with each signal.
+            print!("{}", config.routing()?);
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Signature { service, config }) => {

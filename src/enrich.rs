@@ -32,6 +32,10 @@ pub struct Enricher {
     /// none does, they are counted but not rewritten.
     logs_read: bool,
     traces_read: bool,
+    /// Whether logs, and spans, are enriched and counted at all (a
+    /// pipeline without the `gardener` processor forwards them untouched).
+    logs_enriched: bool,
+    traces_enriched: bool,
     state: Mutex<State>,
     counters: Mutex<CounterCache>,
 }
@@ -93,12 +97,14 @@ fn now_unix_nano() -> u64 {
 impl Enricher {
     /// `records_read`: whether any exporter reads the records of a signal
     /// (false for a collector that only derives metrics from them, or whose
-    /// exporters take other signals).
+    /// exporters take other signals); `enriched`: whether the processor
+    /// runs on a signal at all ([`crate::config::Route::enriched`]).
     /// The error names what it is about ([`BuildError::key_path`]);
     /// `Config::processor_error` adds the line.
     pub fn new(
         config: &ProcessorConfig,
         records_read: impl Fn(SignalKind) -> bool,
+        enriched: impl Fn(SignalKind) -> bool,
     ) -> Result<Self, gardener_processor::enrich::BuildError> {
         let processor = Processor::new(config)?;
         let state = Mutex::new(State::new(config, &processor));
@@ -106,6 +112,8 @@ impl Enricher {
             processor,
             logs_read: records_read(SignalKind::Logs),
             traces_read: records_read(SignalKind::Traces),
+            logs_enriched: enriched(SignalKind::Logs),
+            traces_enriched: enriched(SignalKind::Traces),
             state,
             counters: Mutex::default(),
         })
@@ -113,7 +121,12 @@ impl Enricher {
 
     /// Enriches the batch in place (when enabled) and counts what it found.
     pub fn process(&self, batch: &mut Batch) {
-        if !self.processor.enabled() {
+        let enriched = match batch.signal() {
+            SignalKind::Logs => self.logs_enriched,
+            SignalKind::Traces => self.traces_enriched,
+            SignalKind::Metrics => false,
+        };
+        if !enriched || !self.processor.enabled() {
             return;
         }
         let mut tally = Tally::default();

@@ -58,17 +58,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(limit_bytes = memory.limit_bytes(), "memory limiter on");
     }
 
+    let routing = config.routing()?;
+    for name in &routing.unused_exporters {
+        tracing::warn!(exporter = %name, "in no pipeline (service.pipelines): not started");
+    }
     let mut exporter_handles = Vec::new();
-    if config.exporters.debug.enabled {
-        exporter_handles.push(exporters::spawn(
-            DebugExporter::new(std::io::stdout()),
-            64,
-            config.service.queue.max_bytes,
-            None,
-        ));
+    if routing.uses("debug") {
+        exporter_handles.push(
+            exporters::spawn(
+                DebugExporter::new(std::io::stdout()),
+                64,
+                config.service.queue.max_bytes,
+                None,
+            )
+            .taking(|signal| routing.takes("debug", signal)),
+        );
     }
     let stop_exporters = CancellationToken::new();
     for (name, otlp) in &config.exporters.otlp {
+        if !routing.uses(name) {
+            continue;
+        }
         // Label values are `'static`; a configured name lives as long as
         // the process anyway.
         let name: &'static str = Box::leak(name.clone().into_boxed_str());
@@ -84,7 +94,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 otlp.sending_queue.max_bytes,
                 BatchPolicy::from_config(&otlp.sending_queue.batch),
             )
-            .taking(|signal| otlp.takes(signal)),
+            .taking(|signal| routing.takes(name, signal)),
         );
     }
     let mut ingest = Ingest::new(queue_tx.clone(), memory);
@@ -103,9 +113,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("no log or trace exporter: records are counted into metrics, then dropped");
     }
     let enricher = Arc::new(
-        Enricher::new(&config.processors.gardener, |signal| {
-            exporter_handles.iter().any(|e| e.takes(signal))
-        })
+        Enricher::new(
+            &config.processors.gardener,
+            |signal| exporter_handles.iter().any(|e| e.takes(signal)),
+            |signal| routing.route(signal).enriched,
+        )
         .map_err(|e| config.processor_error(&e))?,
     );
     let workers = match config.service.workers {
@@ -165,6 +177,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             },
             grpc_config.max_recv_msg_size_mib * 1024 * 1024,
             grpc_config.auth_token.as_deref().map(Arc::from),
+            |signal| routing.route(signal).received,
         );
         let tls = match &grpc_config.tls {
             Some(tls) => {
@@ -226,6 +239,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 read_timeout: http_config.read_timeout,
             },
             &paths,
+            |signal| routing.route(signal).received,
         );
         let cors = http_config.cors.as_ref().map(cors::layer).transpose();
         let router = match cors.map_err(anyhow::Error::msg)?.flatten() {

@@ -173,3 +173,37 @@ fn run_names_the_line_of_semantic_errors_at_start_up() {
         "{stderr}"
     );
 }
+
+/// `check-config` says what happens to each signal (the README shows this
+/// output for its `service.pipelines` example).
+#[test]
+fn check_config_prints_what_each_pipeline_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    let config = "exporters:\n  otlp/loki:\n    endpoint: http://loki:3100/otlp\n    protocol: http/protobuf\n  otlp/tempo:\n    endpoint: http://tempo:4317\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      processors: [gardener]\n      exporters: [otlp/loki]\n    traces:\n      receivers: [otlp]\n      processors: [gardener]\n      exporters: [otlp/tempo]\n";
+    std::fs::write(&path, config).unwrap();
+    let output = support::run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_log-gardener"))
+            .arg("check-config")
+            .arg(&path)
+            .env_remove("LOG_GARDENER_CONFIG"),
+        Duration::from_secs(30),
+    );
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(
+        summary,
+        [
+            "  logs: enriched and counted, forwarded to otlp/loki",
+            "  traces: enriched and counted, forwarded to otlp/tempo",
+            "  metrics: refused (no pipeline)",
+        ]
+    );
+    // And a pipeline mistake is refused at its line.
+    refused_at(
+        &config.replace("[otlp/tempo]", "[otlp/jaeger]"),
+        "16:7",
+        "service.pipelines.traces.exporters: `otlp/jaeger` is not configured under exporters (configured: otlp/loki, otlp/tempo)",
+    );
+}

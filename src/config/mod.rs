@@ -8,6 +8,7 @@
 
 mod env;
 mod locate;
+mod pipelines;
 mod presence;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use gardener_exporter::googlecloud::GoogleCloudConfig;
 use gardener_exporter::otlp::OtlpExporterConfig;
 use gardener_processor::ProcessorConfig;
 pub use locate::locate;
+pub use pipelines::{PipelineConfig, Pipelines, Route, Routing};
 
 /// The configuration compiled into the binary: what `log-gardener` runs with no flags.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.yaml");
@@ -235,7 +237,8 @@ pub struct Processors {
 /// `exporters`: `debug`, any number of OTLP exporters and `googlecloud`.
 #[derive(Debug, Clone, Default)]
 pub struct Exporters {
-    pub debug: DebugExporterConfig,
+    /// `Some` when written (`debug:` alone included): a pipeline may name it.
+    pub debug: Option<DebugExporterConfig>,
     /// Forward enriched logs and traces (and metrics untouched) over OTLP,
     /// in the order written: `(name, config)`, the name `otlp` or
     /// `otlp/NAME` (instances named as the Collector names them).
@@ -273,7 +276,12 @@ impl<'de> Deserialize<'de> for Exporters {
                             .strip_prefix("otlp/")
                             .is_some_and(|name| !name.is_empty());
                     match key.as_str() {
-                        "debug" => exporters.debug = map.next_value()?,
+                        "debug" => {
+                            exporters.debug = Some(
+                                map.next_value::<Option<DebugExporterConfig>>()?
+                                    .unwrap_or_default(),
+                            )
+                        }
                         "googlecloud" => exporters.googlecloud = map.next_value()?,
                         _ if is_otlp => {
                             if exporters.otlp.iter().any(|(name, _)| *name == key) {
@@ -299,7 +307,21 @@ impl<'de> Deserialize<'de> for Exporters {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DebugExporterConfig {
-    pub enabled: bool,
+    /// Without `service.pipelines`, only `true` starts it; with them, being
+    /// named by a pipeline does, and `false` is a contradiction.
+    pub enabled: Option<bool>,
+}
+
+impl Exporters {
+    /// `exporters.debug.enabled: true`.
+    pub fn debug_enabled(&self) -> bool {
+        self.debug.as_ref().and_then(|d| d.enabled) == Some(true)
+    }
+
+    /// `exporters.debug.enabled: false`, written.
+    pub fn debug_disabled_explicitly(&self) -> bool {
+        self.debug.as_ref().and_then(|d| d.enabled) == Some(false)
+    }
 }
 
 /// `service`: the admin endpoint, the pipeline's bounds and its lifecycle.
@@ -318,6 +340,9 @@ pub struct Service {
     pub memory_limit_mib: Option<u64>,
     /// Share of the cgroup memory limit used when `memory_limit_mib` is unset.
     pub memory_limit_cgroup_share: f64,
+    /// The Collector's pipelines; unset: every signal received, logs and
+    /// traces enriched, each exporter taking its `signals` ([`Routing`]).
+    pub pipelines: Option<Pipelines>,
 }
 
 impl Default for Service {
@@ -329,6 +354,7 @@ impl Default for Service {
             workers: 0,
             memory_limit_mib: None,
             memory_limit_cgroup_share: 0.8,
+            pipelines: None,
         }
     }
 }
@@ -655,7 +681,14 @@ impl Config {
         if let Some(gc) = &self.exporters.googlecloud {
             gc.validate().map_err(|e| format!("exporters.{e}"))?;
         }
+        Routing::resolve(self)?;
         Ok(())
+    }
+
+    /// What happens to each signal (validated at load, so `run` can
+    /// expect it).
+    pub fn routing(&self) -> Result<Routing, ConfigError> {
+        Routing::resolve(self).map_err(|message| self.invalid(None, message))
     }
 
     /// Also compiles what only compiling can check (rule and SLI regexes,

@@ -24,7 +24,7 @@ fn embedded_default_has_the_documented_endpoints() {
         Duration::from_secs(10)
     );
     assert!(config.processors.gardener.enabled);
-    assert!(!config.exporters.debug.enabled);
+    assert!(!config.exporters.debug_enabled());
 }
 
 #[test]

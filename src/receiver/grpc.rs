@@ -22,7 +22,7 @@
 
 use std::sync::Arc;
 
-use gardener_exporter::batch::Payload;
+use gardener_exporter::batch::{Payload, SignalKind};
 use gardener_proto::rpc;
 use prost::Message;
 use tonic::service::interceptor::InterceptedService;
@@ -99,16 +99,32 @@ impl tonic::service::Interceptor for BearerAuth {
     }
 }
 
-/// The three services, configured with limits, compression and auth, as a tonic router.
+/// The three services, configured with limits, compression and auth, as a
+/// tonic router; a signal `received` refuses is answered UNIMPLEMENTED
+/// (after the token check, as any call).
 pub fn routes(
     receiver: GrpcReceiver,
     max_message_bytes: usize,
     token: Option<Arc<str>>,
+    received: impl Fn(SignalKind) -> bool,
 ) -> tonic::service::Routes {
+    fn serving<S: grpc_encoded::EncodedSignal>(
+        server: EncodedServer<S>,
+        signal: SignalKind,
+        received: &impl Fn(SignalKind) -> bool,
+    ) -> EncodedServer<S> {
+        if received(signal) {
+            return server;
+        }
+        server.unserved(&super::unserved_signal(signal))
+    }
     let auth = BearerAuth { token };
     let logs = EncodedServer::<grpc_encoded::Logs>::new(receiver.clone(), max_message_bytes);
+    let logs = serving(logs, SignalKind::Logs, &received);
     let traces = EncodedServer::<grpc_encoded::Traces>::new(receiver.clone(), max_message_bytes);
+    let traces = serving(traces, SignalKind::Traces, &received);
     let metrics = EncodedServer::<grpc_encoded::Metrics>::new(receiver, max_message_bytes);
+    let metrics = serving(metrics, SignalKind::Metrics, &received);
     tonic::service::Routes::new(InterceptedService::new(logs, auth.clone()))
         .add_service(InterceptedService::new(traces, auth.clone()))
         .add_service(InterceptedService::new(metrics, auth))

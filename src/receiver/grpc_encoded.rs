@@ -27,6 +27,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -170,6 +171,10 @@ pub struct EncodedServer<S> {
     receiver: GrpcReceiver,
     accept: EnabledCompressionEncodings,
     max_message_bytes: usize,
+    /// Set for a signal no pipeline takes: every call is refused with
+    /// UNIMPLEMENTED and this message, as the Collector refuses a service
+    /// it does not register, but saying why.
+    unserved: Option<Arc<str>>,
     signal: PhantomData<fn() -> S>,
 }
 
@@ -180,6 +185,7 @@ impl<S> Clone for EncodedServer<S> {
             receiver: self.receiver.clone(),
             accept: self.accept,
             max_message_bytes: self.max_message_bytes,
+            unserved: self.unserved.clone(),
             signal: PhantomData,
         }
     }
@@ -194,8 +200,15 @@ impl<S: EncodedSignal> EncodedServer<S> {
             receiver,
             accept,
             max_message_bytes,
+            unserved: None,
             signal: PhantomData,
         }
+    }
+
+    /// Refuses every call with UNIMPLEMENTED and `message`.
+    pub fn unserved(mut self, message: &str) -> Self {
+        self.unserved = Some(message.into());
+        self
     }
 }
 
@@ -233,6 +246,10 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if request.uri().path() != S::PATH {
             return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        if let Some(message) = &self.unserved {
+            let status = Status::unimplemented(message.to_string());
+            return Box::pin(async move { Ok(status.into_http()) });
         }
         let this = self.clone();
         Box::pin(async move {

@@ -24,10 +24,10 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{any, post, MethodRouter};
 use axum::Router;
 use bytes::Bytes;
-use gardener_exporter::batch::Payload;
+use gardener_exporter::batch::{Payload, SignalKind};
 use gardener_proto::ids;
 use gardener_proto::otlp::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -139,17 +139,35 @@ impl UrlPaths {
     }
 }
 
-/// The router serving the three OTLP paths.
-pub fn router(receiver: HttpReceiver, paths: &UrlPaths) -> Router {
+/// The router serving the three OTLP paths; the path of a signal
+/// `received` refuses answers 404 (as the Collector's, which does not
+/// register it), saying why.
+pub fn router(
+    receiver: HttpReceiver,
+    paths: &UrlPaths,
+    received: impl Fn(SignalKind) -> bool,
+) -> Router {
     let known: Arc<str> = format!(
         "OTLP/HTTP paths are {}, {} and {}",
         paths.logs, paths.traces, paths.metrics
     )
     .into();
+    let served = |signal: SignalKind, handler: MethodRouter<HttpReceiver>| {
+        if received(signal) {
+            return handler;
+        }
+        let message: Arc<str> = super::unserved_signal(signal).into();
+        any(move |headers: HeaderMap| async move {
+            refuse_route(&headers, StatusCode::NOT_FOUND, "unknown_path", &message)
+        })
+    };
     Router::new()
-        .route(&paths.logs, post(logs))
-        .route(&paths.traces, post(traces))
-        .route(&paths.metrics, post(metrics_handler))
+        .route(&paths.logs, served(SignalKind::Logs, post(logs)))
+        .route(&paths.traces, served(SignalKind::Traces, post(traces)))
+        .route(
+            &paths.metrics,
+            served(SignalKind::Metrics, post(metrics_handler)),
+        )
         .fallback(move |headers: HeaderMap| unknown_path(headers, known.clone()))
         .method_not_allowed_fallback(wrong_method)
         // Our own limit applies after decompression; axum's default (2 MB) must not.

@@ -13,6 +13,15 @@ pub mod tls;
 
 use std::time::Duration;
 
+/// Why a signal no pipeline takes (`service.pipelines`) is refused, on both
+/// transports.
+pub fn unserved_signal(signal: gardener_exporter::batch::SignalKind) -> String {
+    format!(
+        "this collector has no {} pipeline (service.pipelines)",
+        signal.as_str()
+    )
+}
+
 /// How long clients are told to wait before retrying after an overload refusal.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
