@@ -198,6 +198,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             keepalive_interval: grpc_config.keepalive_interval,
             keepalive_timeout: grpc_config.keepalive_timeout,
             max_connection_age: grpc_config.max_connection_age,
+            max_connection_age_grace: grpc_config.max_connection_age_grace,
             max_connection_idle: grpc_config.max_connection_idle,
         };
         let stop = stop_receivers.clone();

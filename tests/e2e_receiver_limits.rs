@@ -590,6 +590,36 @@ fn grpc_connections_older_than_max_connection_age_are_closed() {
     );
 }
 
+/// With `max_connection_age_grace`, a call still in progress (its request
+/// still arriving, within a long `read_timeout`) gets that long after the
+/// age's GOAWAY, then the connection is closed under it; without it, the
+/// call would hold the connection until its read timeout.
+#[test]
+fn grpc_calls_outliving_max_connection_age_grace_are_cut_off() {
+    let c = Collector::start_with(&limits_config(
+        "max_connection_age: 300ms\nmax_connection_age_grace: 500ms\nread_timeout: 20s",
+        "",
+    ));
+    let valid = frame(&logs_request("grpc-aged", 2).encode_to_vec(), false);
+    let socket = h2_call(&c, &valid[..10], false);
+    let mut pings = PingAnswers::default();
+    let (received, closed_after) =
+        read_bytes_until_closed_answering(socket, SLACK + TIMEOUT, |received, socket| {
+            pings.answer(received, socket)
+        });
+    let types = h2_frame_types(&received);
+    assert!(types.contains(&GOAWAY), "no GOAWAY in frames {types:?}");
+    assert!(
+        closed_after >= Duration::from_millis(700),
+        "closed after {closed_after:?}, before age and grace"
+    );
+    c.expect_counter(
+        ACCEPTED,
+        &[("signal", "logs"), ("service", "grpc-aged")],
+        0.0,
+    );
+}
+
 /// With `max_connection_idle`, a connection whose client made a call and
 /// then sends nothing more is sent GOAWAY (graceful: NO_ERROR, the call it
 /// served named as the last) once it has been idle that long, then closed.

@@ -118,6 +118,12 @@ pub struct GrpcReceiverConfig {
     /// grpc-go's `max_connection_age`. None (the default): no limit.
     #[serde(with = "humantime_serde")]
     pub max_connection_age: Option<Duration>,
+    /// Optional: how long calls in progress get after the GOAWAY of
+    /// `max_connection_age` before the connection is closed under them,
+    /// as grpc-go's `max_connection_age_grace`. None (the default): as long
+    /// as they take (the `read_timeout` bounds a call's request).
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age_grace: Option<Duration>,
     /// Optional: how long a connection may go without a call in progress
     /// (from its start or the end of its last call; a call lasts until its
     /// response has been sent) before it is sent GOAWAY and closed
@@ -142,6 +148,7 @@ impl Default for GrpcReceiverConfig {
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
             max_connection_age: None,
+            max_connection_age_grace: None,
             max_connection_idle: None,
         }
     }
@@ -600,6 +607,15 @@ impl Config {
             )?;
             if let Some(age) = grpc.max_connection_age {
                 positive_duration("receivers.otlp.protocols.grpc.max_connection_age", age)?;
+            }
+            if let Some(grace) = grpc.max_connection_age_grace {
+                const KEY: &str = "receivers.otlp.protocols.grpc.max_connection_age_grace";
+                positive_duration(KEY, grace)?;
+                if grpc.max_connection_age.is_none() {
+                    return Err(format!(
+                        "{KEY}: has no effect without receivers.otlp.protocols.grpc.max_connection_age"
+                    ));
+                }
             }
             if let Some(idle) = grpc.max_connection_idle {
                 positive_duration("receivers.otlp.protocols.grpc.max_connection_idle", idle)?;

@@ -229,6 +229,14 @@ fn receiver_timeouts_and_limits_have_defaults_and_are_checked() {
             "receivers:\n  otlp:\n    protocols:\n      grpc:\n        max_connection_idle: 0s\n",
             "receivers.otlp.protocols.grpc.max_connection_idle",
         ),
+        (
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        max_connection_age_grace: 5s\n",
+            "receivers.otlp.protocols.grpc.max_connection_age_grace: has no effect without",
+        ),
+        (
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        max_connection_age: 1m\n        max_connection_age_grace: 0s\n",
+            "receivers.otlp.protocols.grpc.max_connection_age_grace",
+        ),
     ] {
         let err = parse(text).unwrap_err().to_string();
         assert!(err.contains(key), "{err}");

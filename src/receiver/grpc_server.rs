@@ -66,6 +66,9 @@ pub struct ConnectionSettings {
     pub keepalive_timeout: Duration,
     /// GOAWAY once a connection is this old, busy or idle.
     pub max_connection_age: Option<Duration>,
+    /// After the GOAWAY of `max_connection_age`, close the connection
+    /// under calls still in progress this much later.
+    pub max_connection_age_grace: Option<Duration>,
     /// GOAWAY once a connection has had no call in progress for this long.
     pub max_connection_idle: Option<Duration>,
 }
@@ -159,7 +162,10 @@ where
             builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
         tokio::spawn(serve_connection(
             connection,
-            settings.max_connection_age,
+            (
+                settings.max_connection_age,
+                settings.max_connection_age_grace,
+            ),
             idle,
             stop_rx.clone(),
         ));
@@ -175,25 +181,47 @@ where
 
 /// Drives one connection; starts its graceful shutdown (GOAWAY, calls in
 /// progress finish) once it is `max_connection_age` old, once it has been
-/// idle for the limit in `idle`, or when the receiver stops.
+/// idle for the limit in `idle`, or when the receiver stops. `age` is
+/// `(max_connection_age, max_connection_age_grace)`: after the GOAWAY of
+/// the age, the grace bounds how long calls in progress may still take.
 async fn serve_connection<C>(
     connection: C,
-    max_connection_age: Option<Duration>,
+    age: (Option<Duration>, Option<Duration>),
     idle: Option<(watch::Receiver<usize>, Duration)>,
     mut stop: watch::Receiver<()>,
 ) where
     C: GracefulConnection,
 {
+    /// Why the connection is being closed, when it is.
+    enum Closing {
+        Aged,
+        Other,
+    }
+    let (max_connection_age, grace) = age;
     let mut connection = pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => Some(result),
-        () = sleep_or_pending(max_connection_age) => None,
-        () = idle_or_pending(idle) => None,
-        _ = stop.changed() => None,
+    let closing = tokio::select! {
+        result = connection.as_mut() => Err(result),
+        () = sleep_or_pending(max_connection_age) => Ok(Closing::Aged),
+        () = idle_or_pending(idle) => Ok(Closing::Other),
+        _ = stop.changed() => Ok(Closing::Other),
     };
-    let result = match result {
-        Some(result) => result,
-        None => {
+    let result = match (closing, grace) {
+        (Err(result), _) => result,
+        (Ok(Closing::Aged), Some(grace)) => {
+            connection.as_mut().graceful_shutdown();
+            match tokio::time::timeout(grace, connection.as_mut()).await {
+                Ok(result) => result,
+                Err(_) => {
+                    // Dropping the connection closes its socket: the
+                    // client sees its calls fail as UNAVAILABLE and retries.
+                    tracing::debug!(
+                        "OTLP/gRPC connection closed with calls in progress after max_connection_age_grace"
+                    );
+                    Ok(())
+                }
+            }
+        }
+        (Ok(_), _) => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
