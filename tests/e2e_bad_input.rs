@@ -1122,8 +1122,7 @@ fn malformed_trace_requests_are_refused_on_grpc_and_http() {
 /// are 16/8 bytes or empty are accepted.
 #[test]
 fn ids_of_invalid_length_are_refused_on_grpc_and_http() {
-    use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
-    use gardener_proto::otlp::trace::v1::{span::Link, ResourceSpans, ScopeSpans, Span};
+    use gardener_proto::otlp::trace::v1::{span::Link, Span};
     let c = Collector::start();
     let logs = |service: &str, trace: usize, span: usize| {
         let record = LogRecord {
@@ -1147,17 +1146,7 @@ fn ids_of_invalid_length_are_refused_on_grpc_and_http() {
             }],
             ..Default::default()
         };
-        ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(gardener_proto::build::service_resource(service)),
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![span],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
-        .encode_to_vec()
+        gardener_proto::build::traces_request(service, vec![span]).encode_to_vec()
     };
     let bad_logs = [logs("bad", 15, 8), logs("bad", 16, 16), logs("bad", 0, 4)];
     let bad_traces = [

@@ -13,7 +13,6 @@ use gardener_proto::build::{int, key_value as kv, string as s};
 use gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient;
 use gardener_proto::otlp::common::v1::{any_value::Value, KeyValue};
 use gardener_proto::otlp::logs::v1::LogRecord;
-use gardener_proto::otlp::resource::v1::Resource;
 use gardener_proto::otlp::trace::v1::Span;
 use support::downstream::Downstream;
 use support::{Collector, RECEIVERS};
@@ -147,9 +146,9 @@ fn span_attr<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
 #[test]
 fn spans_are_forwarded_enriched_without_losing_anything() {
     use gardener_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
-    use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+
     use gardener_proto::otlp::trace::v1::span::Event;
-    use gardener_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Status};
+    use gardener_proto::otlp::trace::v1::Status;
     use gardener_proto::prost::Message;
 
     let downstream = Downstream::start();
@@ -190,19 +189,7 @@ fn spans_are_forwarded_enriched_without_losing_anything() {
         ],
         ..Default::default()
     });
-    let request = |spans: Vec<Span>| ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", s("api"))],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
+    let request = |spans: Vec<Span>| gardener_proto::build::traces_request("api", spans);
     let timeout = span(
         "invoke_agent triage",
         true,
@@ -280,8 +267,6 @@ fn spans_are_forwarded_enriched_without_losing_anything() {
 #[test]
 fn each_signal_goes_to_the_exporters_that_take_it() {
     use gardener_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
-    use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
-    use gardener_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans};
 
     let logs_backend = Downstream::start();
     let traces_backend = Downstream::start();
@@ -309,21 +294,15 @@ service:
             record("GET /health 200", 9, vec![]),
         ],
     );
-    let spans = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(gardener_proto::build::service_resource("api")),
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    trace_id: vec![0x4b; 16],
-                    span_id: vec![7; 8],
-                    name: "GET /api/threads".into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
+    let spans = gardener_proto::build::traces_request(
+        "api",
+        vec![Span {
+            trace_id: vec![0x4b; 16],
+            span_id: vec![7; 8],
+            name: "GET /api/threads".into(),
             ..Default::default()
         }],
-    };
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut client = LogsServiceClient::connect(collector.grpc_url())

@@ -13,9 +13,8 @@ use gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceC
 use gardener_proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use gardener_proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use gardener_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
-use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use gardener_proto::otlp::logs::v1::LogRecord;
-use gardener_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use gardener_proto::otlp::trace::v1::{Span, Status};
 use gardener_proto::prost::Message;
 use support::downstream::Downstream;
 use support::{Collector, RECEIVERS};
@@ -59,26 +58,20 @@ service:
             ..Default::default()
         }],
     );
-    let spans = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(gardener_proto::build::service_resource("api")),
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    trace_id: vec![0x4b; 16],
-                    span_id: vec![7; 8],
-                    name: "POST /v1/agents/run".into(),
-                    attributes: vec![kv("http.response.status_code", s("500"))],
-                    status: Some(Status {
-                        code: 2,
-                        message: "could not connect to server".into(),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
+    let spans = gardener_proto::build::traces_request(
+        "api",
+        vec![Span {
+            trace_id: vec![0x4b; 16],
+            span_id: vec![7; 8],
+            name: "POST /v1/agents/run".into(),
+            attributes: vec![kv("http.response.status_code", s("500"))],
+            status: Some(Status {
+                code: 2,
+                message: "could not connect to server".into(),
+            }),
             ..Default::default()
         }],
-    };
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let refused = runtime.block_on(async {
         let mut client = LogsServiceClient::connect(collector.grpc_url())

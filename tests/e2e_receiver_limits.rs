@@ -447,6 +447,16 @@ fn h2_grpc_headers(stream: u32, path: &str) -> Vec<u8> {
     h2_frame(HEADERS, END_HEADERS, stream, &block)
 }
 
+/// What the server sends on a raw HTTP/2 connection whose client stays
+/// silent but for answering PINGs, until it closes (within `SLACK +
+/// TIMEOUT`), and when it closed.
+fn read_until_closed_answering_pings(socket: TcpStream) -> (Vec<u8>, Duration) {
+    let mut pings = PingAnswers::default();
+    read_bytes_until_closed_answering(socket, SLACK + TIMEOUT, |received, socket| {
+        pings.answer(received, socket)
+    })
+}
+
 /// Answers the server's PINGs on a raw HTTP/2 connection, as a client does
 /// (hyper's graceful shutdown waits for one before it closes).
 #[derive(Default)]
@@ -577,11 +587,7 @@ fn grpc_connections_older_than_max_connection_age_are_closed() {
     let socket = h2_connect(&c);
     // Acknowledge the server's SETTINGS and PINGs, as a client does; stay
     // idle otherwise.
-    let mut pings = PingAnswers::default();
-    let (received, closed_after) =
-        read_bytes_until_closed_answering(socket, SLACK + TIMEOUT, |received, socket| {
-            pings.answer(received, socket)
-        });
+    let (received, closed_after) = read_until_closed_answering_pings(socket);
     let types = h2_frame_types(&received);
     assert!(types.contains(&GOAWAY), "no GOAWAY in frames {types:?}");
     assert!(
@@ -602,11 +608,7 @@ fn grpc_calls_outliving_max_connection_age_grace_are_cut_off() {
     ));
     let valid = frame(&logs_request("grpc-aged", 2).encode_to_vec(), false);
     let socket = h2_call(&c, &valid[..10], false);
-    let mut pings = PingAnswers::default();
-    let (received, closed_after) =
-        read_bytes_until_closed_answering(socket, SLACK + TIMEOUT, |received, socket| {
-            pings.answer(received, socket)
-        });
+    let (received, closed_after) = read_until_closed_answering_pings(socket);
     let types = h2_frame_types(&received);
     assert!(types.contains(&GOAWAY), "no GOAWAY in frames {types:?}");
     assert!(
@@ -628,11 +630,7 @@ fn grpc_connections_idle_longer_than_max_connection_idle_are_closed() {
     let c = Collector::start_with(&limits_config("max_connection_idle: 1s", ""));
     let valid = frame(&logs_request("grpc-idle", 3).encode_to_vec(), false);
     let socket = h2_call(&c, &valid, true);
-    let mut pings = PingAnswers::default();
-    let (received, closed_after) =
-        read_bytes_until_closed_answering(socket, SLACK + TIMEOUT, |received, socket| {
-            pings.answer(received, socket)
-        });
+    let (received, closed_after) = read_until_closed_answering_pings(socket);
     expect_graceful_goaway(&received, 1);
     expect_answered_before_goaway(&received);
     // Idle from the end of the call, which came after the request was sent.

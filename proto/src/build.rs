@@ -2,9 +2,11 @@
 //! records do not each spell out the nested generated structs.
 
 use crate::otlp::collector::logs::v1::ExportLogsServiceRequest;
+use crate::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use crate::otlp::common::v1::{any_value::Value, AnyValue, KeyValue, KeyValueList};
 use crate::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use crate::otlp::resource::v1::Resource;
+use crate::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 /// A string value.
 pub fn string(value: &str) -> AnyValue {
@@ -58,6 +60,20 @@ pub fn logs_request(service: &str, records: Vec<LogRecord>) -> ExportLogsService
             resource: Some(service_resource(service)),
             scope_logs: vec![ScopeLogs {
                 log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// A traces request: `spans` under one resource of `service` and one scope.
+pub fn traces_request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(service_resource(service)),
+            scope_spans: vec![ScopeSpans {
+                spans,
                 ..Default::default()
             }],
             ..Default::default()
