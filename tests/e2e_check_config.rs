@@ -144,6 +144,12 @@ fn check_config_names_the_line_of_semantic_errors() {
         "2:3",
         "unknown field `otlphttp`, expected one of `debug`, `otlp`, `otlp/NAME`, `googlecloud`",
     );
+    // A Collector key log-gardener does not have says where it does that.
+    refused_at(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\nprocessors:\n  memory_limiter:\n    limit_mib: 400\n  batch:\n",
+        "6:3",
+        "processors: unknown field `memory_limiter`, expected `gardener`; memory limiting is built in: service.memory_limit_mib",
+    );
     // Syntax and type errors kept their line.
     refused_at(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpont: 0.0.0.0:4317\n",

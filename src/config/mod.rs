@@ -7,6 +7,7 @@
 //! default (the most common way a collector config "works" but does nothing).
 
 mod env;
+mod hints;
 mod locate;
 mod pipelines;
 mod presence;
@@ -537,7 +538,7 @@ impl Config {
                     source_name: source_name.into(),
                     line,
                     column,
-                    message: strip_location(&e.to_string()),
+                    message: with_hint(strip_location(&e.to_string())),
                 }
             })?
         };
@@ -742,6 +743,15 @@ impl PersistentQueueConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// `message`, followed by where log-gardener does what the Collector key it
+/// refuses does, if it is one ([`hints`]).
+fn with_hint(message: String) -> String {
+    match hints::for_message(&message) {
+        Some(hint) => format!("{message}; {hint}"),
+        None => message,
     }
 }
 

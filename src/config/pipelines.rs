@@ -262,9 +262,11 @@ fn check_processors(
     }
     for name in processors {
         if name != PROCESSOR {
+            let hint = super::hints::processor_hint(name)
+                .map(|hint| format!(" ({hint})"))
+                .unwrap_or_default();
             return Err(format!(
-                "{key}.processors: `{name}` is not a processor of log-gardener; there is one: `{PROCESSOR}`{}",
-                builtin_hint(name)
+                "{key}.processors: `{name}` is not a processor of log-gardener; there is one: `{PROCESSOR}`{hint}"
             ));
         }
         if signal == SignalKind::Metrics {
@@ -279,19 +281,6 @@ fn check_processors(
         }
     }
     Ok(())
-}
-
-/// Where log-gardener does what a Collector processor of that name does.
-fn builtin_hint(name: &str) -> &'static str {
-    match name.split('/').next().unwrap_or(name) {
-        "batch" => {
-            " (batching is built into each OTLP exporter: exporters.otlp.sending_queue.batch)"
-        }
-        "memory_limiter" => {
-            " (memory limiting is built in: service.memory_limit_mib and service.memory_limit_cgroup_share)"
-        }
-        _ => "",
-    }
 }
 
 /// Every exporter the configuration defines, by the name a pipeline uses.
