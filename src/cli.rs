@@ -44,10 +44,13 @@ pub enum Command {
     /// Run the collector (the default). Without --config it runs the embedded
     /// default: OTLP gRPC :4317, OTLP HTTP :4318, admin and Prometheus :9464.
     Run(RunArgs),
-    /// Validate a configuration file; errors name the line and the key.
+    /// Validate a configuration (several files are merged, later ones
+    /// overriding, as repeated `run --config`); errors name the file, the
+    /// line and the key.
     CheckConfig {
-        /// The YAML file to check.
-        file: PathBuf,
+        /// The YAML file(s) to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Print the embedded default configuration.
     DefaultConfig,
@@ -128,9 +131,11 @@ impl LocalReportArgs {
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
-    /// YAML configuration file (OpenTelemetry-Collector shaped, ${env:VAR} expanded).
+    /// YAML configuration file (OpenTelemetry-Collector shaped, ${env:VAR}
+    /// expanded). Repeat it to merge several: later files override earlier
+    /// ones key by key (maps merge, lists and values are replaced).
     #[arg(long, short = 'c', env = "LOG_GARDENER_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
 }
 
 /// Sets up the collector's own logs on stderr (stdout belongs to the debug exporter).
@@ -151,10 +156,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => run_collector(cli.run),
         Some(Command::Run(args)) => run_collector(args),
-        Some(Command::CheckConfig { file }) => {
-            let config = Config::load(Some(&file))?;
+        Some(Command::CheckConfig { files }) => {
+            let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+            let config = Config::load_all(&paths)?;
             config.validate_deep()?;
-            println!("{}: ok", file.display());
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            println!("{}: ok", names.join(" + "));
             // What the pipelines (or the defaults) do with each signal.
             print!("{}", config.routing()?);
             Ok(ExitCode::SUCCESS)
@@ -210,7 +217,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_collector(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(args.config.as_deref())?;
+    let paths: Vec<&std::path::Path> = args.config.iter().map(PathBuf::as_path).collect();
+    let config = Config::load_all(&paths)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gardener")

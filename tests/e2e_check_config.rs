@@ -213,3 +213,67 @@ fn check_config_prints_what_each_pipeline_does() {
         "service.pipelines.traces.exporters: `otlp/jaeger` is not configured under exporters (configured: otlp/loki, otlp/tempo)",
     );
 }
+
+/// Several files merge as repeated Collector `--config` flags do: later
+/// ones override key by key; what only the merge shows names the file that
+/// wrote the key, for `check-config` and `run` alike.
+#[test]
+fn several_config_files_merge_with_later_ones_overriding() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.yaml");
+    let overrides = dir.path().join("prod.yaml");
+    std::fs::write(
+        &base,
+        "exporters:\n  otlp/tempo:\n    endpoint: http://tempo:4317\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp/tempo]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &overrides,
+        "service:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      processors: [gardener]\n",
+    )
+    .unwrap();
+    let gardener = |args: &[&std::ffi::OsStr]| {
+        support::run_with_timeout(
+            Command::new(env!("CARGO_BIN_EXE_log-gardener"))
+                .args(args)
+                .env_remove("LOG_GARDENER_CONFIG"),
+            Duration::from_secs(30),
+        )
+    };
+    let check = [
+        "check-config".as_ref(),
+        base.as_os_str(),
+        overrides.as_os_str(),
+    ];
+    let run = [
+        "run".as_ref(),
+        "--config".as_ref(),
+        base.as_os_str(),
+        "--config".as_ref(),
+        overrides.as_os_str(),
+    ];
+    let output = gardener(&check);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("  logs: enriched and counted, not forwarded\n  traces: forwarded untouched to otlp/tempo\n  metrics: refused (no pipeline)"),
+        "{stdout}"
+    );
+    // The override names an exporter only it could define, and does not.
+    std::fs::write(
+        &overrides,
+        "service:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [otlp/loki]\n",
+    )
+    .unwrap();
+    for args in [&check[..], &run[..]] {
+        let output = gardener(args);
+        assert!(!output.status.success(), "{args:?} accepted it");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(
+                "prod.yaml:5:7: service.pipelines.logs.exporters: `otlp/loki` is not configured"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -9,6 +9,7 @@
 mod env;
 mod hints;
 mod locate;
+mod merge;
 mod pipelines;
 mod presence;
 
@@ -35,17 +36,33 @@ pub struct Config {
     pub processors: Processors,
     pub exporters: Exporters,
     pub service: Service,
-    /// The text it was read from (after `${env:VAR}` expansion), so that an
-    /// error found later (compiling the processor at `run`) can name the line.
+    /// The files it was read from (after `${env:VAR}` expansion), so that
+    /// an error found later (compiling the processor at `run`) can name the
+    /// file and line.
     #[serde(skip)]
-    source: Option<std::sync::Arc<Source>>,
+    source: Option<std::sync::Arc<[Source]>>,
 }
 
-/// A configuration's name (its file) and text.
+/// One file of a configuration: its name and text.
 #[derive(Debug, Default)]
 struct Source {
     name: String,
     text: String,
+}
+
+impl Source {
+    /// Where `key` is written: the last of `files` that writes it (later
+    /// files override earlier ones), else the last that writes an ancestor.
+    fn locate<'s>(files: &'s [Source], key: &str) -> Option<(&'s Source, (usize, usize))> {
+        let writes = |file: &&Source| locate::is_written(&file.text, key);
+        match files.iter().rev().find(writes) {
+            Some(file) => locate(&file.text, key).map(|at| (file, at)),
+            None => files
+                .iter()
+                .rev()
+                .find_map(|file| locate(&file.text, key).map(|at| (file, at))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -487,14 +504,16 @@ fn at_line(at: &Option<(usize, usize)>) -> String {
 /// names (`service.queue.max_batches must be > 0`, `receivers.otlp...: ...
 /// is also service.admin.endpoint`) that is written in the text, else the
 /// first one (whose nearest written ancestor [`locate`] then finds).
-fn key_of_message<'m>(text: &str, message: &'m str) -> Option<&'m str> {
+fn key_of_message<'m>(files: &[Source], message: &'m str) -> Option<&'m str> {
     const SECTIONS: [&str; 4] = ["receivers.", "processors.", "exporters.", "service."];
     let keys: Vec<&str> = message
         .split(|c: char| c.is_whitespace() || matches!(c, ':' | '(' | ')' | ',' | '`' | '"'))
         .filter(|word| SECTIONS.iter().any(|s| word.starts_with(s)))
         .map(|word| word.trim_end_matches('.'))
         .collect();
-    let written = keys.iter().find(|key| locate::is_written(text, key));
+    let written = keys
+        .iter()
+        .find(|key| files.iter().any(|file| locate::is_written(&file.text, key)));
     written.or(keys.first()).copied()
 }
 
@@ -503,15 +522,31 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         match path {
             None => Self::parse("<embedded default>", EMBEDDED_DEFAULT, &|_| None),
-            Some(path) => {
-                let name = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-                    source_name: name.clone(),
-                    error,
-                })?;
-                Self::parse(&name, &text, &|var| std::env::var(var).ok())
-            }
+            Some(path) => Self::load_all(&[path]),
         }
+    }
+
+    /// Loads one file, or several merged as the Collector merges repeated
+    /// `--config` flags: a later file's keys override an earlier one's,
+    /// maps merge key by key, lists and values are replaced. Each file is
+    /// checked alone first (so a syntax, type or unknown-key error names
+    /// its own file and line); what only the merge can show (a pipeline
+    /// naming an exporter no file defines) names the file that wrote the
+    /// key. The embedded default when `paths` is empty.
+    pub fn load_all(paths: &[&Path]) -> Result<Self, ConfigError> {
+        if paths.is_empty() {
+            return Self::load(None);
+        }
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            let name = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                source_name: name.clone(),
+                error,
+            })?;
+            files.push((name, text));
+        }
+        Self::parse_all(&files, &|var| std::env::var(var).ok())
     }
 
     /// Parses YAML text after `${env:VAR}` expansion (with `lookup` supplying
@@ -521,12 +556,53 @@ impl Config {
         text: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        Self::parse_all(&[(source_name.into(), text.into())], lookup)
+    }
+
+    /// [`Config::parse`] of several `(name, text)` files, merged in order
+    /// ([`Config::load_all`]).
+    pub fn parse_all(
+        files: &[(String, String)],
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut sources = Vec::with_capacity(files.len());
+        let mut configs = Vec::with_capacity(files.len());
+        for (name, text) in files {
+            let (config, expanded) = Self::read(name, text, lookup)?;
+            configs.push(config);
+            sources.push(Source {
+                name: name.clone(),
+                text: expanded,
+            });
+        }
+        let mut config = match configs.len() {
+            1 => configs.pop().expect("one config"),
+            _ => merge::merged(&sources).map_err(|message| ConfigError::Invalid {
+                source_name: merge::names(&sources),
+                at: None,
+                message,
+            })?,
+        };
+        config.source = Some(sources.into());
+        config
+            .validate()
+            .map_err(|message| config.invalid(None, message))?;
+        Ok(config)
+    }
+
+    /// One file, expanded and deserialized (not validated): the config
+    /// and the expanded text.
+    fn read(
+        source_name: &str,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Config, String), ConfigError> {
         let expanded = expand_env(text, lookup).map_err(|e| ConfigError::Env {
             source_name: source_name.into(),
             line: e.line,
             message: e.message,
         })?;
-        let mut config: Config = if expanded.trim().is_empty() {
+        let config: Config = if expanded.trim().is_empty() {
             Config::default()
         } else {
             serde_yaml_ng::from_str(&expanded).map_err(|e| {
@@ -542,28 +618,23 @@ impl Config {
                 }
             })?
         };
-        config.source = Some(std::sync::Arc::new(Source {
-            name: source_name.into(),
-            text: expanded,
-        }));
-        config
-            .validate()
-            .map_err(|message| config.invalid(None, message))?;
-        Ok(config)
+        Ok((config, expanded))
     }
 
-    /// An [`ConfigError::Invalid`] naming the line of `key` (a full key
-    /// path), or else of the first key path the message names.
+    /// An [`ConfigError::Invalid`] naming the file and line of `key` (a
+    /// full key path), or else of the first key path the message names.
     fn invalid(&self, key: Option<&str>, message: String) -> ConfigError {
-        let (source_name, text) = match &self.source {
-            Some(source) => (source.name.as_str(), source.text.as_str()),
-            None => ("<configuration>", ""),
+        let files: &[Source] = self.source.as_deref().unwrap_or(&[]);
+        let found = key
+            .or_else(|| key_of_message(files, &message))
+            .and_then(|key| Source::locate(files, key));
+        let (source_name, at) = match found {
+            Some((file, at)) => (file.name.clone(), Some(at)),
+            None if files.is_empty() => ("<configuration>".into(), None),
+            None => (merge::names(files), None),
         };
-        let at = key
-            .or_else(|| key_of_message(text, &message))
-            .and_then(|key| locate(text, key));
         ConfigError::Invalid {
-            source_name: source_name.into(),
+            source_name,
             at,
             message,
         }
