@@ -119,14 +119,20 @@ impl Enricher {
         })
     }
 
-    /// Enriches the batch in place (when enabled) and counts what it found.
-    pub fn process(&self, batch: &mut Batch) {
-        let enriched = match batch.signal() {
+    /// Whether the processor reads records of `signal` (signs and counts
+    /// them): if no exporter takes them either, they are dropped.
+    pub fn reads(&self, signal: SignalKind) -> bool {
+        let enriched = match signal {
             SignalKind::Logs => self.logs_enriched,
             SignalKind::Traces => self.traces_enriched,
             SignalKind::Metrics => false,
         };
-        if !enriched || !self.processor.enabled() {
+        enriched && self.processor.enabled()
+    }
+
+    /// Enriches the batch in place (when enabled) and counts what it found.
+    pub fn process(&self, batch: &mut Batch) {
+        if !self.reads(batch.signal()) {
             return;
         }
         let mut tally = Tally::default();

@@ -160,3 +160,40 @@ service:
         collector.stderr()
     );
 }
+
+/// Without pipelines and with no exporter (the embedded default), logs and
+/// spans are read by the gardener (that is the point: metrics from them),
+/// but metrics are read by nothing: they are accepted, and the drop is
+/// counted rather than silent.
+#[test]
+fn records_nothing_reads_are_counted_as_dropped() {
+    let collector = Collector::start_with(&support::default_config_on_loopback());
+    let points = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"queue_depth","gauge":{"dataPoints":[{"asDouble":1,"timeUnixNano":"1"},{"asDouble":2,"timeUnixNano":"2"}]}}]}]}]}"#;
+    let logs = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"severityNumber":17,"body":{"stringValue":"boom"}}]}]}]}"#;
+    for (path, body) in [("/v1/metrics", points), ("/v1/logs", logs)] {
+        let response = support::http_client()
+            .post(collector.http_url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let dropped = [("reason", "not_forwarded"), ("exporter", "none")];
+    collector.wait_for_counter(
+        "gardener_dropped_records_total",
+        &dropped,
+        2.0,
+        Duration::from_secs(10),
+    );
+    collector.wait_for_counter(
+        "gardener_records_total",
+        &[("signal", "logs"), ("service", "unknown")],
+        1.0,
+        Duration::from_secs(10),
+    );
+    // The log was read (signed), not dropped.
+    std::thread::sleep(Duration::from_millis(200));
+    collector.expect_counter("gardener_dropped_records_total", &dropped, 2.0);
+    assert!(collector.stderr().contains("not_forwarded"));
+}

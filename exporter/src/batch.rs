@@ -31,6 +31,15 @@ pub enum SignalKind {
 impl SignalKind {
     pub const ALL: [SignalKind; 3] = [SignalKind::Logs, SignalKind::Traces, SignalKind::Metrics];
 
+    /// Its position in [`SignalKind::ALL`], for arrays indexed by signal.
+    pub fn index(self) -> usize {
+        match self {
+            SignalKind::Logs => 0,
+            SignalKind::Traces => 1,
+            SignalKind::Metrics => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SignalKind::Logs => "logs",

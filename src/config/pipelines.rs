@@ -66,18 +66,10 @@ pub struct Route {
     pub exporters: Vec<String>,
 }
 
-fn index(signal: SignalKind) -> usize {
-    match signal {
-        SignalKind::Logs => 0,
-        SignalKind::Traces => 1,
-        SignalKind::Metrics => 2,
-    }
-}
-
 impl Routing {
     /// What happens to `signal`.
     pub fn route(&self, signal: SignalKind) -> &Route {
-        &self.routes[index(signal)]
+        &self.routes[signal.index()]
     }
 
     /// Whether the exporter `name` sends `signal`.
@@ -154,7 +146,7 @@ impl Routing {
                     "{key}: neither processors nor exporters, so everything it receives would be dropped"
                 ));
             }
-            let i = index(signal);
+            let i = signal.index();
             match chains[i] {
                 Some((first, processors)) if processors != pipeline.processors.as_slice() => {
                     return Err(format!(
@@ -203,7 +195,10 @@ impl std::fmt::Display for Routing {
                 }
                 (true, true, true) => writeln!(f, "enriched and counted, not forwarded")?,
                 (true, false, false) => writeln!(f, "forwarded untouched to {exporters}")?,
-                (true, false, true) => writeln!(f, "accepted, not forwarded")?,
+                (true, false, true) => writeln!(
+                    f,
+                    "accepted and dropped (counted, reason=\"not_forwarded\")"
+                )?,
             }
         }
         for name in &self.unused_exporters {

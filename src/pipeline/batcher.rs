@@ -90,11 +90,7 @@ pub struct PendingBySignal([Pending; 3]);
 
 impl PendingBySignal {
     pub fn get(&mut self, signal: SignalKind) -> &mut Pending {
-        let index = SignalKind::ALL
-            .iter()
-            .position(|s| *s == signal)
-            .expect("every signal is in SignalKind::ALL");
-        &mut self.0[index]
+        &mut self.0[signal.index()]
     }
 
     /// The earliest deadline of any non-empty group.

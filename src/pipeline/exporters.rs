@@ -66,8 +66,7 @@ impl ExporterHandle {
 
     /// Whether this exporter sends `signal`.
     pub fn takes(&self, signal: SignalKind) -> bool {
-        let index = SignalKind::ALL.iter().position(|s| *s == signal);
-        index.is_some_and(|i| self.takes[i])
+        self.takes[signal.index()]
     }
 
     /// Closes the channel; await the returned task.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use gardener_exporter::batch::Batch;
+use gardener_exporter::batch::{Batch, SignalKind};
 use tokio::task::JoinHandle;
 
 use crate::enrich::Enricher;
@@ -18,6 +18,17 @@ pub fn spawn_workers(
     enricher: Arc<Enricher>,
     exporters: Arc<Vec<ExporterHandle>>,
 ) -> Vec<JoinHandle<()>> {
+    // Signals neither the processor nor any exporter reads (metrics with
+    // no exporter taking them, say): accepted, then dropped, and counted so.
+    let unread = SignalKind::ALL
+        .map(|signal| !enricher.reads(signal) && !exporters.iter().any(|e| e.takes(signal)));
+    for (signal, _) in SignalKind::ALL.iter().zip(unread).filter(|(_, u)| *u) {
+        tracing::info!(
+            signal = signal.as_str(),
+            "neither the gardener nor an exporter reads this signal: its records are dropped, counted in {}{{reason=\"not_forwarded\"}}",
+            telemetry::DROPPED_RECORDS
+        );
+    }
     (0..workers.max(1))
         .map(|_| {
             let queue = queue.clone();
@@ -25,6 +36,11 @@ pub fn spawn_workers(
             let exporters = exporters.clone();
             tokio::spawn(async move {
                 while let Some(mut batch) = queue.recv().await {
+                    let signal = batch.signal();
+                    if unread[signal.index()] {
+                        metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "not_forwarded", "exporter" => "none")
+                            .increment(batch.records as u64);
+                    }
                     enricher.process(&mut batch);
                     deliver(batch, &exporters).await;
                 }
