@@ -29,17 +29,17 @@ pub fn spawn_workers(
             telemetry::DROPPED_RECORDS
         );
     }
+    let not_forwarded = metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "not_forwarded", "exporter" => "none");
     (0..workers.max(1))
         .map(|_| {
             let queue = queue.clone();
             let enricher = enricher.clone();
             let exporters = exporters.clone();
+            let not_forwarded = not_forwarded.clone();
             tokio::spawn(async move {
                 while let Some(mut batch) = queue.recv().await {
-                    let signal = batch.signal();
-                    if unread[signal.index()] {
-                        metrics::counter!(telemetry::DROPPED_RECORDS, "reason" => "not_forwarded", "exporter" => "none")
-                            .increment(batch.records as u64);
+                    if unread[batch.signal().index()] {
+                        not_forwarded.increment(batch.records as u64);
                     }
                     enricher.process(&mut batch);
                     deliver(batch, &exporters).await;
