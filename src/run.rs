@@ -8,6 +8,7 @@ use anyhow::Context;
 use gardener_exporter::debug::DebugExporter;
 use gardener_exporter::googlecloud::GoogleCloudExporter;
 use gardener_exporter::otlp::config::renamed;
+use gardener_exporter::otlp::google_auth::GoogleAuth;
 use gardener_exporter::otlp::OtlpExporter;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -82,11 +83,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // Label values are `'static`; a configured name lives as long as
         // the process anyway.
         let name: &'static str = Box::leak(name.clone().into_boxed_str());
-        let exporter = OtlpExporter::new(otlp)
+        let mut exporter = OtlpExporter::new(otlp)
             .map_err(|e| anyhow::anyhow!(renamed(&format!("{e:#}"), name)))
             .with_context(|| format!("exporters.{name}"))?
             .with_name(name)
             .with_shutdown(stop_exporters.clone());
+        if let Some(google) = otlp.auth.as_ref().and_then(|auth| auth.google.as_ref()) {
+            let auth = GoogleAuth::new(google)
+                .await
+                .with_context(|| format!("exporters.{name}"))?;
+            tracing::info!(
+                exporter = name,
+                ?auth,
+                "OTLP exporter sends Google credentials"
+            );
+            exporter = exporter.with_google_auth(Arc::new(auth));
+        }
         exporter_handles.push(
             exporters::spawn(
                 exporter,

@@ -144,6 +144,27 @@ fn check_config_names_the_line_of_semantic_errors() {
         "2:3",
         "unknown field `otlphttp`, expected one of `debug`, `otlp`, `otlp/NAME`, `googlecloud`",
     );
+    // Google credentials on an OTLP exporter.
+    refused_at(
+        "exporters:\n  otlp/gcp:\n    endpoint: https://telemetry.googleapis.com\n    auth: {}\n",
+        "4:5",
+        "exporters.otlp/gcp.auth: names no authenticator (there is one: google)",
+    );
+    refused_at(
+        "exporters:\n  otlp/gcp:\n    endpoint: https://telemetry.googleapis.com\n    auth:\n      google:\n        scopes: []\n",
+        "6:9",
+        "exporters.otlp/gcp.auth.google.scopes: empty",
+    );
+    refused_at(
+        "exporters:\n  otlp/gcp:\n    endpoint: https://telemetry.googleapis.com\n    auth:\n      google:\n        credentials_file: /nonexistent/sa.json\n",
+        "6:9",
+        "exporters.otlp/gcp.auth.google.credentials_file: /nonexistent/sa.json is not a readable file",
+    );
+    refused_at(
+        "exporters:\n  otlp/gcp:\n    endpoint: https://telemetry.googleapis.com\n    headers:\n      Authorization: Bearer x\n    auth:\n      google:\n",
+        "5:7",
+        "exporters.otlp/gcp.headers.Authorization: auth.google sets it",
+    );
     // A Collector key log-gardener does not have says where it does that.
     refused_at(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\nprocessors:\n  memory_limiter:\n    limit_mib: 400\n  batch:\n",

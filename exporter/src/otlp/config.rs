@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::google_auth::GoogleAuthConfig;
 use crate::batch::SignalKind;
 
 /// `exporters.otlp`.
@@ -33,6 +34,29 @@ pub struct OtlpExporterConfig {
     /// unset: all three. With several OTLP exporters (`otlp/NAME`), how
     /// each signal goes to its own backend.
     pub signals: Option<Vec<SignalKind>>,
+    /// Credentials added to every request (`auth: google:`).
+    pub auth: Option<AuthConfig>,
+}
+
+/// `exporters.otlp.auth`: the authenticator of every request.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Google OAuth 2.0 access tokens (`google:` alone: Application
+    /// Default Credentials, the defaults).
+    #[serde(default, deserialize_with = "present_means_enabled")]
+    pub google: Option<GoogleAuthConfig>,
+}
+
+/// A key written with no value (`google:`) enables it with its defaults.
+fn present_means_enabled<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(
+        Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
+    ))
 }
 
 impl Default for OtlpExporterConfig {
@@ -48,6 +72,7 @@ impl Default for OtlpExporterConfig {
             retry_on_failure: RetryConfig::default(),
             sending_queue: SendingQueueConfig::default(),
             signals: None,
+            auth: None,
         }
     }
 }
@@ -224,6 +249,25 @@ impl OtlpExporterConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.signals.as_ref().is_some_and(Vec::is_empty) {
             return Err("exporters.otlp.signals: empty; leave it out to send every signal".into());
+        }
+        if let Some(auth) = &self.auth {
+            match &auth.google {
+                Some(google) => google.validate()?,
+                None => {
+                    return Err(
+                        "exporters.otlp.auth: names no authenticator (there is one: google)".into(),
+                    )
+                }
+            }
+            let authorization = self
+                .headers
+                .keys()
+                .find(|h| h.eq_ignore_ascii_case("authorization"));
+            if let Some(key) = authorization {
+                return Err(format!(
+                    "exporters.otlp.headers.{key}: auth.google sets it; leave one out"
+                ));
+            }
         }
         let endpoint = self.endpoint.trim();
         if endpoint.is_empty() {

@@ -2,6 +2,7 @@
 //! each batch encoded and compressed once ([`GrpcTransport::prepare`]) and
 //! sent as it is on every attempt (`encoded_client`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use gardener_proto::prost::Message;
@@ -12,6 +13,7 @@ use tonic::{Code, Status};
 
 use super::config::{Compression, OtlpExporterConfig};
 use super::encoded_client::{EncodedClient, WireMessage};
+use super::google_auth::GoogleAuth;
 use super::retry::Failure;
 use super::PartialSuccess;
 use crate::batch::{Payload, SignalKind};
@@ -29,6 +31,8 @@ pub struct GrpcTransport {
     timeout: Duration,
     compression: Compression,
     level: u32,
+    /// Credentials for every call (`auth.google`).
+    pub(super) auth: Option<Arc<GoogleAuth>>,
 }
 
 /// A batch framed and compressed for the wire, reused by every attempt.
@@ -67,6 +71,7 @@ impl GrpcTransport {
             timeout: cfg.timeout,
             compression: cfg.compression,
             level: cfg.compression_level(),
+            auth: None,
         })
     }
 
@@ -84,7 +89,19 @@ impl GrpcTransport {
     /// rejected, if anything.
     pub async fn send(&mut self, prepared: &Prepared) -> Result<Option<PartialSuccess>, Failure> {
         let timeout = self.timeout;
-        let request = self.request(prepared.message.clone());
+        let mut request = self.request(prepared.message.clone());
+        if let Some(auth) = &self.auth {
+            for (name, value) in auth.headers().await? {
+                let key = MetadataKey::from_bytes(name.as_str().as_bytes())
+                    .expect("a header name is a metadata key");
+                let value =
+                    MetadataValue::try_from(value.as_bytes()).map_err(|_| Failure::Retryable {
+                        message: format!("{name}: not a valid metadata value"),
+                        hint: None,
+                    })?;
+                request.metadata_mut().insert(key, value);
+            }
+        }
         let client = &mut self.client;
         let path = match prepared.signal {
             SignalKind::Logs => LOGS_PATH,

@@ -1,6 +1,7 @@
 //! OTLP/HTTP with binary protobuf bodies: `POST {endpoint}/v1/{logs,traces,metrics}`.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::compress::{compress_parts, compressed_capacity};
 use super::config::{Compression, OtlpExporterConfig};
+use super::google_auth::GoogleAuth;
 use super::retry::Failure;
 use super::PartialSuccess;
 use crate::batch::{Payload, SignalKind};
@@ -35,6 +37,8 @@ pub struct HttpTransport {
     compression: Compression,
     level: u32,
     timeout: Duration,
+    /// Credentials for every request (`auth.google`).
+    pub(super) auth: Option<Arc<GoogleAuth>>,
 }
 
 impl HttpTransport {
@@ -64,6 +68,7 @@ impl HttpTransport {
             compression: cfg.compression,
             level: cfg.compression_level(),
             timeout: cfg.timeout,
+            auth: None,
         })
     }
 
@@ -112,6 +117,9 @@ impl HttpTransport {
                 message: format!("cannot build request to {}: {e}", prepared.url),
             })?;
         request.headers_mut().extend(self.headers.clone());
+        if let Some(auth) = &self.auth {
+            request.headers_mut().extend(auth.headers().await?);
+        }
 
         let exchange = async {
             let response = self

@@ -18,6 +18,7 @@
 pub mod compress;
 pub mod config;
 pub mod encoded_client;
+pub mod google_auth;
 pub mod grpc;
 pub mod http;
 pub mod retry;
@@ -28,9 +29,10 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use self::config::{
-    BatchConfig, Compression, CompressionParams, OtlpExporterConfig, Protocol, RetryConfig,
-    SendingQueueConfig, TlsConfig,
+    AuthConfig, BatchConfig, Compression, CompressionParams, OtlpExporterConfig, Protocol,
+    RetryConfig, SendingQueueConfig, TlsConfig,
 };
+use self::google_auth::GoogleAuth;
 use self::grpc::GrpcTransport;
 use self::http::HttpTransport;
 use self::retry::{with_retry, REASON_ENCODE};
@@ -122,6 +124,15 @@ impl OtlpExporter {
             retry: cfg.retry_on_failure.clone(),
             shutdown: CancellationToken::new(),
         })
+    }
+
+    /// Adds Google credentials to every request (`auth.google`).
+    pub fn with_google_auth(mut self, auth: Arc<GoogleAuth>) -> Self {
+        match &mut self.transport {
+            Transport::Grpc(transport) => transport.auth = Some(auth),
+            Transport::Http(transport) => transport.auth = Some(auth),
+        }
+        self
     }
 
     /// The name in the `exporter` label of its metrics and in its logs.
