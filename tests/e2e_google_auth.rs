@@ -21,6 +21,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use base64::Engine;
+use gardener_exporter::batch::log_records;
 use gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient;
 use gardener_proto::otlp::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
@@ -118,7 +119,7 @@ impl LogsService for GrpcLogs {
             return Err(tonic::Status::unauthenticated("no valid access token"));
         }
         let headers = google_headers(text);
-        let records = records(request.get_ref());
+        let records = log_records(request.get_ref());
         self.0
             .exports
             .lock()
@@ -126,15 +127,6 @@ impl LogsService for GrpcLogs {
             .push(("grpc", headers, records));
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
-}
-
-fn records(request: &ExportLogsServiceRequest) -> usize {
-    request
-        .resource_logs
-        .iter()
-        .flat_map(|r| &r.scope_logs)
-        .map(|s| s.log_records.len())
-        .sum()
 }
 
 /// The HTTP stand-in of `POST /v1/logs`.
@@ -150,7 +142,7 @@ async fn http_logs(seen: Arc<Seen>, headers: HeaderMap, body: Bytes) -> (StatusC
     seen.exports
         .lock()
         .unwrap()
-        .push(("http", google, records(&request)));
+        .push(("http", google, log_records(&request)));
     (
         StatusCode::OK,
         ExportLogsServiceResponse::default().encode_to_vec(),

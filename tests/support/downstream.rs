@@ -64,13 +64,7 @@ impl LogsService for Service {
         self.0.calls.fetch_add(1, Ordering::Relaxed);
         let per_record = self.0.delay_per_record_us.load(Ordering::Relaxed);
         if per_record > 0 {
-            let records: usize = request
-                .get_ref()
-                .resource_logs
-                .iter()
-                .flat_map(|r| &r.scope_logs)
-                .map(|s| s.log_records.len())
-                .sum();
+            let records = gardener_exporter::batch::log_records(request.get_ref());
             tokio::time::sleep(Duration::from_micros(per_record * records as u64)).await;
         }
         let mut bodies = self.0.bodies.lock().unwrap();
