@@ -80,8 +80,27 @@ struct QuietKind {
     attribute_keys: Box<[KeySummary]>,
     absent: u64,
     message: bool,
+    /// The kind's matchers that have a message regex, for
+    /// [`SliEngine::message_may_decide`].
+    message_matchers: Box<[MessageMatcher]>,
+    /// Their slots' bits: a literal of another slot (a regex of another
+    /// kind's matchers) leaves the event to the full classification, as
+    /// any literal did before matchers could be ruled out.
+    message_bits: u64,
     span_name: bool,
     categories: Box<[CategoryCondition]>,
+}
+
+/// A matcher of a quiet kind with a message regex: where it is
+/// (`defs[def]`, its `bad` or `events` list, index `index`), its regex's
+/// prefilter slot as a bit, and its `severity_min`.
+#[derive(Debug)]
+struct MessageMatcher {
+    def: u32,
+    bad: bool,
+    index: u32,
+    bit: u64,
+    severity_min: Option<i32>,
 }
 
 /// A matcher's `category` (`prefix: false`) or `category_prefix`.
@@ -106,6 +125,14 @@ const MAX_QUIET_CATEGORIES: usize = 32;
 
 /// Most attribute conditions a quiet key holds the answers to.
 const MAX_QUIET_ATTRIBUTES: usize = 64;
+
+/// Longest message whose literal suffixes the quiet test scans for (see
+/// [`SliEngine::message_may_decide`]); a longer one is left to the full
+/// classification. The scan costs a few instructions a byte, and the full
+/// classification it may save is cheap for errors, whose category most
+/// matchers answer first: on long messages (errors, most of them) it cost
+/// more than it saved, on request logs a fraction.
+const MAX_QUIET_SUFFIX_SCAN: usize = 64;
 
 /// The attributes the HTTP status falls back to, in order.
 const HTTP_STATUS_KEYS: [&str; 2] = ["http.response.status_code", "http.status_code"];
@@ -648,7 +675,7 @@ impl SliEngine {
             .span_name
             .filter(|n| kind_is_span(kind) && n.len() <= quiet::MAX_NAME);
         let mut named = false;
-        if plan.message && possible.message.bits(ev.message) != 0 {
+        if plan.message && self.message_may_decide(plan, ev, possible.message.bits(ev.message)) {
             if name != Some(ev.message) {
                 return None;
             }
@@ -686,6 +713,43 @@ impl SliEngine {
             attributes,
         )?;
         Some((key, name.filter(|_| named)))
+    }
+
+    /// Whether the message of `ev` (whose prefilter slots are `bits`) may
+    /// make one of the kind's matchers hold: some matcher whose regex's
+    /// literal prefix occurs in it, whose severity condition `ev` meets,
+    /// and whose regex's own filter of literal suffixes does not rule the
+    /// message out (asked of messages up to [`MAX_QUIET_SUFFIX_SCAN`]
+    /// bytes; a longer one may always decide). When none may, every
+    /// matcher with a message regex fails for `ev` whatever the rest of
+    /// its message: its regex cannot match, or its severity condition
+    /// fails, and the severity is part of the quiet key. The outcome is
+    /// then a function of the key, as for an event without any literal.
+    ///
+    /// Why more than the literal prefixes: a request log for
+    /// `/api/agents` holds `agent`, the prefix of a regex that also needs
+    /// `started` or `completed` and of one only asked of errors. Those
+    /// were a tenth of the records and went through the full
+    /// classification every time.
+    fn message_may_decide(&self, plan: &QuietKind, ev: &SliEvent<'_>, bits: u64) -> bool {
+        bits != 0
+            && (bits & !plan.message_bits != 0
+                || plan.message_matchers.iter().any(|m| {
+                    bits & m.bit != 0
+                        && m.severity_min.is_none_or(|min| ev.severity_number >= min)
+                        && (ev.message.len() > MAX_QUIET_SUFFIX_SCAN
+                            || self.message_regex(m).suffix_may_match(ev.message))
+                }))
+    }
+
+    /// The message regex of a [`MessageMatcher`].
+    fn message_regex(&self, m: &MessageMatcher) -> &PrefilteredRegex {
+        let def = &self.defs[m.def as usize];
+        let list = if m.bad { &def.bad } else { &def.events };
+        list[m.index as usize]
+            .message
+            .as_ref()
+            .expect("a MessageMatcher has a message regex")
     }
 
     /// Calls `out` for the SLIs of a remembered outcome, as
@@ -928,21 +992,31 @@ fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<
     {
         return None;
     }
-    let matchers = defs.iter().flat_map(|d| {
-        let events = d.events_for[kind].iter().map(|&k| &d.events[k as usize]);
-        events.chain(d.bad_for[kind].iter().map(|&k| &d.bad[k as usize]))
+    // Each of the kind's matchers with where it is: (def, bad, index).
+    let matchers = defs.iter().enumerate().flat_map(|(i, d)| {
+        let events = d.events_for[kind]
+            .iter()
+            .map(move |&k| ((i, false, k), &d.events[k as usize]));
+        events.chain(
+            d.bad_for[kind]
+                .iter()
+                .map(move |&k| ((i, true, k), &d.bad[k as usize])),
+        )
     });
     let mut plan = QuietKind {
         attributes: Box::new([]),
         attribute_keys: Box::new([]),
         absent: 0,
         message: false,
+        message_matchers: Box::new([]),
+        message_bits: 0,
         span_name: false,
         categories: Box::new([]),
     };
     let mut attributes = Vec::new();
     let mut categories = Vec::new();
-    for m in matchers {
+    let mut message_matchers = Vec::new();
+    for ((def, bad, index), m) in matchers {
         for a in &m.attributes {
             if !attributes.iter().any(|b: &AttrMatcher| b.same_condition(a)) {
                 attributes.push(a.clone());
@@ -968,6 +1042,15 @@ fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<
                 regex.slot?;
                 *uses = true;
             }
+        }
+        if let Some(slot) = m.message.as_ref().and_then(|r| r.slot) {
+            message_matchers.push(MessageMatcher {
+                def: u32::try_from(def).ok()?,
+                bad,
+                index,
+                bit: 1 << slot,
+                severity_min: m.severity_min,
+            });
         }
     }
     // The quiet test scans the message (span name) of every event of the
@@ -1000,6 +1083,8 @@ fn quiet_kind(defs: &[SliDef], kind: usize, summaries: &[KeySummary]) -> Option<
     plan.attribute_keys = attributes.iter().map(|a| summaries[a.slot]).collect();
     plan.attributes = attributes.into_boxed_slice();
     plan.categories = categories.into_boxed_slice();
+    plan.message_bits = message_matchers.iter().fold(0, |bits, m| bits | m.bit);
+    plan.message_matchers = message_matchers.into_boxed_slice();
     Some(plan)
 }
 
@@ -1139,11 +1224,15 @@ impl PrefilteredRegex {
 
     fn is_match(&self, haystack: &str, possible: &Possible<'_>) -> bool {
         possible.may_match(self.slot, haystack)
-            && self
-                .suffixes
-                .as_ref()
-                .is_none_or(|s| !haystack.is_ascii() || s.scan(haystack) != 0)
+            && self.suffix_may_match(haystack)
             && self.regex.is_match(haystack)
+    }
+
+    /// False only when the filter of literal suffixes rules `haystack` out.
+    fn suffix_may_match(&self, haystack: &str) -> bool {
+        self.suffixes
+            .as_ref()
+            .is_none_or(|s| !haystack.is_ascii() || s.scan(haystack) != 0)
     }
 }
 

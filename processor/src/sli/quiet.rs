@@ -5,7 +5,10 @@
 //! few dozen instructions, on every record; errors, which have a category,
 //! ask more. An event is quiet when none of the things that make events
 //! differ beyond a few bits can play a part: no message or span name that a
-//! regex could match (the literal prefilter rules them all out), and every
+//! regex could match (the literal prefilter rules them all out; for a
+//! message, a matcher may also be ruled out by its regex's literal
+//! suffixes, or by a severity condition the event fails, since the
+//! severity is part of the key), and every
 //! SLI is labelled by the service alone. What the engine decides for a
 //! quiet event is then a function of its signal, severity, HTTP status,
 //! span kind and span status, of its category's answers to the matchers'
