@@ -230,6 +230,56 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
+/// The payloads of the length-delimited occurrences of field `tag` (1 to
+/// 15) of a message, in wire order: what
+/// `fields(message).filter_map(|f| match f { (tag, WireValue::Len(b)) => Some(b), _ => None })`
+/// yields, stopping where [`fields`] stops.
+///
+/// Why: a request's records are read this way, one per record, and a
+/// record's one-byte key is compared as a byte here, where the general
+/// iterator decoded it and went through its tuple and a filter.
+#[inline]
+pub fn len_fields(message: &[u8], tag: u32) -> LenFields<'_> {
+    assert!((1..16).contains(&tag), "a one-byte key");
+    LenFields {
+        fields: fields(message),
+        key: (tag << 3 | LEN) as u8,
+        tag,
+    }
+}
+
+/// Iterator of [`len_fields`].
+#[derive(Clone, Debug)]
+pub struct LenFields<'a> {
+    fields: Fields<'a>,
+    /// The one-byte key of the field with wire type LEN.
+    key: u8,
+    tag: u32,
+}
+
+impl<'a> Iterator for LenFields<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            let f = &mut self.fields;
+            if f.buf.get(f.pos) == Some(&self.key) {
+                // What `read_key` reads from this byte: (tag, LEN).
+                f.pos += 1;
+                return match read_len(f.buf, &mut f.pos) {
+                    Some(payload) => Some(payload),
+                    None => f.fail().map(|_| &[][..]),
+                };
+            }
+            match f.next()? {
+                (tag, WireValue::Len(b)) if tag == self.tag => return Some(b),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// The field of a message that holds exactly one field with a one-byte key
 /// (field numbers up to 15), as [`fields`] would yield it; `None` for any
 /// other message. Most `AnyValue`s are one such field, and reading them
@@ -441,11 +491,8 @@ impl<'a> ScopeLogsRef<'a> {
 
     /// The bytes of each `log_records` entry (field 2), in wire order; read
     /// one with [`log_record`].
-    pub fn records(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        fields(self.bytes).filter_map(|f| match f {
-            (2, WireValue::Len(b)) => Some(b),
-            _ => None,
-        })
+    pub fn records(&self) -> LenFields<'a> {
+        len_fields(self.bytes, 2)
     }
 }
 

@@ -1496,3 +1496,46 @@ fn splice_appends_inside_the_spans_of_a_trace_request() {
         request
     );
 }
+
+/// `len_fields` yields what the general iterator's filter yields, on
+/// well-formed messages with other fields and other wire types between the
+/// wanted ones, a two-byte key of the same field number, and on truncated
+/// or malformed bytes.
+#[test]
+fn len_fields_agree_with_the_general_iterator() {
+    let mut message = Vec::new();
+    put_bytes_field(&mut message, 2, b"first");
+    put_varint_field(&mut message, 2, 7);
+    put_bytes_field(&mut message, 1, b"scope");
+    put_bytes_field(&mut message, 2, &[b'x'; 200]);
+    put_bytes_field(&mut message, 3, b"schema");
+    // Field 2 with an overlong two-byte key (0x92 0x00): same field.
+    message.extend_from_slice(&[0x92, 0x00, 1, b'y']);
+    put_bytes_field(&mut message, 2, b"");
+    let reference = |m: &[u8]| -> Vec<Vec<u8>> {
+        fields(m)
+            .filter_map(|f| match f {
+                (2, WireValue::Len(b)) => Some(b.to_vec()),
+                _ => None,
+            })
+            .collect()
+    };
+    let fast = |m: &[u8]| -> Vec<Vec<u8>> { len_fields(m, 2).map(<[u8]>::to_vec).collect() };
+    assert_eq!(fast(&message).len(), 4);
+    for end in 0..=message.len() {
+        assert_eq!(fast(&message[..end]), reference(&message[..end]), "{end}");
+    }
+    for bad in [
+        &[0x12, 0xff][..],
+        &[0x12, 5, 1],
+        &[0x00, 0x12, 0],
+        &[0x17, 0x12, 0],
+    ] {
+        assert_eq!(fast(bad), reference(bad), "{bad:?}");
+    }
+}
+
+fn put_varint_field(out: &mut Vec<u8>, field: u32, value: u64) {
+    put_key(out, field, 0);
+    put_varint(out, value);
+}
