@@ -675,7 +675,7 @@ fn severity_label(view: &EventView<'_>) -> &'static str {
 
 fn code_location(view: &EventView<'_>) -> Option<String> {
     match (&view.code_file, &view.code_function) {
-        (Some(file), Some(function)) => Some(format!("{file}:{function}")),
+        (Some(file), Some(function)) => Some(crate::stack::concat3(file, ":", function)),
         (None, Some(function)) => Some(function.to_string()),
         (Some(file), None) => Some(file.to_string()),
         (None, None) => None,

@@ -330,7 +330,7 @@ fn exception_text<'e>(
     exception_message: Option<&'e str>,
 ) -> Option<Cow<'e, str>> {
     match (exception_type, exception_message) {
-        (Some(t), Some(m)) => Some(Cow::Owned(format!("{t}: {m}"))),
+        (Some(t), Some(m)) => Some(Cow::Owned(stack::concat3(t, ": ", m))),
         (Some(t), None) => Some(Cow::Borrowed(t)),
         (None, Some(m)) => Some(Cow::Borrowed(m)),
         (None, None) => None,
