@@ -237,6 +237,7 @@ impl<'a> Entry<'a> {
     }
 
     /// The value ([`ValueRef::Empty`] for a pair without one).
+    #[inline]
     pub fn value(&self) -> ValueRef<'a> {
         match self.value {
             EntryValue::Owned(v) => v.map_or(ValueRef::Empty, ValueRef::owned),
