@@ -346,10 +346,18 @@ impl<'a> AttrIndex<'a> {
         Some((route, is_template))
     }
 
+    /// The first status key whose value is a status. An int in its usual
+    /// encoding (a request log's) is read without the general value
+    /// ([`Entry::plain_int`]), with the same range test as [`as_status`].
     fn status(&self) -> Option<u16> {
         [HTTP_RESPONSE_STATUS_CODE, HTTP_STATUS_CODE]
             .iter()
-            .find_map(|&k| self.slots[k].and_then(|e| as_status(e.value())))
+            .find_map(|&k| {
+                self.slots[k].and_then(|e| match e.plain_int() {
+                    Some(n) => (100..=599).contains(&n).then_some(n as u16),
+                    None => as_status(e.value()),
+                })
+            })
     }
 }
 

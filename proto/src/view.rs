@@ -236,6 +236,22 @@ impl<'a> Entry<'a> {
         utf8(self.key)
     }
 
+    /// The value when [`value`](Self::value) is [`ValueRef::Int`] and the
+    /// value is encoded as usual (decoded, or an `AnyValue` of that one
+    /// field: [`wire::plain_int_value`]); `None` otherwise, which does not
+    /// say the value is not an int. A caller after ints (the HTTP status)
+    /// reads this first and the general value only on `None`.
+    #[inline]
+    pub fn plain_int(&self) -> Option<i64> {
+        match self.value {
+            EntryValue::Owned(Some(AnyValue {
+                value: Some(Value::IntValue(i)),
+            })) => Some(*i),
+            EntryValue::Wire(Some(message)) => wire::plain_int_value(message),
+            _ => None,
+        }
+    }
+
     /// The value ([`ValueRef::Empty`] for a pair without one).
     #[inline]
     pub fn value(&self) -> ValueRef<'a> {

@@ -1539,3 +1539,39 @@ fn put_varint_field(out: &mut Vec<u8>, field: u32, value: u64) {
     put_key(out, field, 0);
     put_varint(out, value);
 }
+
+/// `plain_int_value` is `Some(v as i64)` exactly when `single_field` reads
+/// one varint `int_value`: ints of every width (negative ones take ten
+/// bytes), truncated, overlong and trailing bytes, other fields and keys.
+#[test]
+fn plain_int_values_are_what_single_field_reads() {
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    for v in [0i64, 1, 127, 128, 200, 599, 16_384, -1, i64::MIN, i64::MAX] {
+        let mut m = Vec::new();
+        put_varint_field(&mut m, 3, v as u64);
+        for end in 0..=m.len() {
+            messages.push(m[..end].to_vec());
+        }
+        let mut trailing = m.clone();
+        trailing.push(0);
+        messages.push(trailing);
+        let mut twice = m.clone();
+        twice.extend_from_slice(&m);
+        messages.push(twice);
+        let mut other = Vec::new();
+        put_varint_field(&mut other, 2, v as u64);
+        messages.push(other);
+    }
+    messages.push(vec![0x18, 0x80, 0x00]);
+    messages.push(vec![0x98, 0x00, 0x05]);
+    messages.push(vec![
+        0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02,
+    ]);
+    for m in &messages {
+        let want = match single_field(m) {
+            Some((3, WireValue::Varint(v))) => Some(v as i64),
+            _ => None,
+        };
+        assert_eq!(plain_int_value(m), want, "{m:?}");
+    }
+}
