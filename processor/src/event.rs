@@ -330,10 +330,17 @@ impl<'a> AttrIndex<'a> {
         self.id_keys
     }
 
-    /// The first of `keys` whose value has text; `None` when that text is empty.
+    /// The first of `keys` whose value has text; `None` when that text is
+    /// empty. A string in its usual encoding is read without the general
+    /// value ([`Entry::plain_str`]).
     fn text(&self, keys: &[usize]) -> Option<Cow<'a, str>> {
         keys.iter()
-            .find_map(|&k| self.slots[k].and_then(|e| as_text(e.value())))
+            .find_map(|&k| {
+                self.slots[k].and_then(|e| match e.plain_str() {
+                    Some(s) => Some(Cow::Borrowed(s)),
+                    None => as_text(e.value()),
+                })
+            })
             .filter(|s| !s.is_empty())
     }
 

@@ -267,7 +267,12 @@ impl Scan {
             if !is_trace && !is_span {
                 continue;
             }
-            let value = entry.value();
+            // A string in its usual encoding (the Cloud Logging trace and
+            // span ids) is read without the general value.
+            let value = match entry.plain_str() {
+                Some(s) => ValueRef::Str(s),
+                None => entry.value(),
+            };
             if !value.is_set() {
                 continue;
             }

@@ -252,6 +252,22 @@ impl<'a> Entry<'a> {
         }
     }
 
+    /// The string when [`value`](Self::value) is [`ValueRef::Str`] and the
+    /// value is encoded as usual (decoded, or an `AnyValue` of that one
+    /// field: [`wire::plain_string_value`]); `None` otherwise, which does
+    /// not say the value is not a string. As [`value`](Self::value), bytes
+    /// that are not UTF-8 read as "".
+    #[inline]
+    pub fn plain_str(&self) -> Option<&'a str> {
+        match self.value {
+            EntryValue::Owned(Some(AnyValue {
+                value: Some(Value::StringValue(s)),
+            })) => Some(s),
+            EntryValue::Wire(Some(message)) => wire::plain_string_value(message).map(utf8),
+            _ => None,
+        }
+    }
+
     /// The value ([`ValueRef::Empty`] for a pair without one).
     #[inline]
     pub fn value(&self) -> ValueRef<'a> {

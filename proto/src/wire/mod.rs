@@ -35,9 +35,9 @@ mod tests;
 pub use metrics_count::count_metrics_messages;
 pub use reader::{
     fields, key_value, len_fields, log_record, log_record_with, logs_request, plain_int_value,
-    plain_key_value, put_bytes_field, put_key, put_string_attribute, put_varint, single_field,
-    varint_len, Fields, KeyValueRef, LenFields, LogRecordRef, LogsRequestRef, ResourceLogsIter,
-    ResourceLogsRef, ScopeLogsIter, ScopeLogsRef, WireValue,
+    plain_key_value, plain_string_value, put_bytes_field, put_key, put_string_attribute,
+    put_varint, single_field, varint_len, Fields, KeyValueRef, LenFields, LogRecordRef,
+    LogsRequestRef, ResourceLogsIter, ResourceLogsRef, ScopeLogsIter, ScopeLogsRef, WireValue,
 };
 pub use splice::{splice_logs_request, splice_trace_request};
 pub use split::{split_request, SplitPart};

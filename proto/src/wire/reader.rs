@@ -251,6 +251,23 @@ pub fn plain_int_value(message: &[u8]) -> Option<i64> {
     (pos == message.len()).then_some(v as i64)
 }
 
+/// The `string_value` bytes of an encoded `AnyValue` whose only field it
+/// is (key byte `0x0a`, then a length and the bytes that end the
+/// message), as [`single_field`] reads it: `Some(b)` exactly when
+/// `single_field(message)` is `Some((1, WireValue::Len(b)))`; `None` for
+/// any other message. What [`plain_int_value`] is for ints, for the
+/// strings the event view and the trace check read.
+#[inline]
+pub fn plain_string_value(message: &[u8]) -> Option<&[u8]> {
+    const STRING_VALUE: u8 = 1 << 3 | LEN as u8;
+    if message.first() != Some(&STRING_VALUE) {
+        return None;
+    }
+    let mut pos = 1;
+    let b = read_len(message, &mut pos)?;
+    (pos == message.len()).then_some(b)
+}
+
 /// The payloads of the length-delimited occurrences of field `tag` (1 to
 /// 15) of a message, in wire order: what
 /// `fields(message).filter_map(|f| match f { (tag, WireValue::Len(b)) => Some(b), _ => None })`

@@ -1575,3 +1575,36 @@ fn plain_int_values_are_what_single_field_reads() {
         assert_eq!(plain_int_value(m), want, "{m:?}");
     }
 }
+
+/// `plain_string_value` is `Some(b)` exactly when `single_field` reads one
+/// `string_value` field: strings of one- and two-byte lengths, truncated,
+/// trailing bytes, a repeated field, other fields, a two-byte key.
+#[test]
+fn plain_string_values_are_what_single_field_reads() {
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    for text in ["", "x", &"y".repeat(127), &"z".repeat(300)] {
+        let mut m = Vec::new();
+        put_bytes_field(&mut m, 1, text.as_bytes());
+        for end in 0..=m.len() {
+            messages.push(m[..end].to_vec());
+        }
+        let mut trailing = m.clone();
+        trailing.push(0);
+        messages.push(trailing);
+        let mut twice = m.clone();
+        twice.extend_from_slice(&m);
+        messages.push(twice);
+        let mut bytes = Vec::new();
+        put_bytes_field(&mut bytes, 7, text.as_bytes());
+        messages.push(bytes);
+    }
+    messages.push(vec![0x8a, 0x00, 0x01, b'a']);
+    messages.push(vec![0x0a, 0x81, 0x00, b'a']);
+    for m in &messages {
+        let want = match single_field(m) {
+            Some((1, WireValue::Len(b))) => Some(b),
+            _ => None,
+        };
+        assert_eq!(plain_string_value(m), want, "{m:?}");
+    }
+}
