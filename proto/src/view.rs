@@ -420,6 +420,11 @@ impl<'a> LogRef<'a> {
         LogRef::from_wire(wire::log_record(message), MapRef::wire(message, 6))
     }
 
+    // Always inlined: as a call it copied the record read by
+    // `log_record_with` in and the view out through memory, and read the
+    // body's value apart from where the record is read (some 60
+    // instructions a record on the processor's path).
+    #[inline(always)]
     fn from_wire(r: wire::LogRecordRef<'a>, attributes: MapRef<'a>) -> Self {
         LogRef {
             time_unix_nano: r.time_unix_nano,
