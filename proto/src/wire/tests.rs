@@ -1540,6 +1540,16 @@ fn put_varint_field(out: &mut Vec<u8>, field: u32, value: u64) {
     put_varint(out, value);
 }
 
+/// `m` cut at every length, with a trailing byte, and written twice: the
+/// ways one field's encoding goes wrong for a reader that expects exactly
+/// one field.
+fn cut_padded_and_doubled(m: &[u8]) -> Vec<Vec<u8>> {
+    let mut variants: Vec<Vec<u8>> = (0..=m.len()).map(|end| m[..end].to_vec()).collect();
+    variants.push([m, &[0]].concat());
+    variants.push([m, m].concat());
+    variants
+}
+
 /// `plain_int_value` is `Some(v as i64)` exactly when `single_field` reads
 /// one varint `int_value`: ints of every width (negative ones take ten
 /// bytes), truncated, overlong and trailing bytes, other fields and keys.
@@ -1549,15 +1559,7 @@ fn plain_int_values_are_what_single_field_reads() {
     for v in [0i64, 1, 127, 128, 200, 599, 16_384, -1, i64::MIN, i64::MAX] {
         let mut m = Vec::new();
         put_varint_field(&mut m, 3, v as u64);
-        for end in 0..=m.len() {
-            messages.push(m[..end].to_vec());
-        }
-        let mut trailing = m.clone();
-        trailing.push(0);
-        messages.push(trailing);
-        let mut twice = m.clone();
-        twice.extend_from_slice(&m);
-        messages.push(twice);
+        messages.extend(cut_padded_and_doubled(&m));
         let mut other = Vec::new();
         put_varint_field(&mut other, 2, v as u64);
         messages.push(other);
@@ -1585,15 +1587,7 @@ fn plain_string_values_are_what_single_field_reads() {
     for text in ["", "x", &"y".repeat(127), &"z".repeat(300)] {
         let mut m = Vec::new();
         put_bytes_field(&mut m, 1, text.as_bytes());
-        for end in 0..=m.len() {
-            messages.push(m[..end].to_vec());
-        }
-        let mut trailing = m.clone();
-        trailing.push(0);
-        messages.push(trailing);
-        let mut twice = m.clone();
-        twice.extend_from_slice(&m);
-        messages.push(twice);
+        messages.extend(cut_padded_and_doubled(&m));
         let mut bytes = Vec::new();
         put_bytes_field(&mut bytes, 7, text.as_bytes());
         messages.push(bytes);
