@@ -51,6 +51,9 @@ pub enum Command {
         /// The YAML file(s) to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Override one key after the files (as `run --set`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Print the embedded default configuration.
     DefaultConfig,
@@ -136,6 +139,11 @@ pub struct RunArgs {
     /// ones key by key (maps merge, lists and values are replaced).
     #[arg(long, short = 'c', env = "LOG_GARDENER_CONFIG")]
     pub config: Vec<PathBuf>,
+    /// Override one key after the files, as the Collector's `--set`:
+    /// `--set exporters::otlp::endpoint=http://gateway:4317` (keys
+    /// separated by `::` or `.`, the value read as YAML). Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 /// Sets up the collector's own logs on stderr (stdout belongs to the debug exporter).
@@ -156,9 +164,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => run_collector(cli.run),
         Some(Command::Run(args)) => run_collector(args),
-        Some(Command::CheckConfig { files }) => {
+        Some(Command::CheckConfig { files, set }) => {
             let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
-            let config = Config::load_all(&paths)?;
+            let config = Config::load_all(&paths, &set)?;
             config.validate_deep()?;
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             println!("{}: ok", names.join(" + "));
@@ -218,7 +226,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn run_collector(args: RunArgs) -> anyhow::Result<ExitCode> {
     let paths: Vec<&std::path::Path> = args.config.iter().map(PathBuf::as_path).collect();
-    let config = Config::load_all(&paths)?;
+    let config = Config::load_all(&paths, &args.set)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gardener")

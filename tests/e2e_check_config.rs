@@ -298,3 +298,56 @@ fn several_config_files_merge_with_later_ones_overriding() {
         );
     }
 }
+
+/// `--set KEY=VALUE` overrides one key after the files, as the Collector's
+/// does (keys separated by `::` or `.`, the value read as YAML); a mistake
+/// in it names the flag.
+#[test]
+fn set_overrides_one_key_after_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.yaml");
+    std::fs::write(
+        &base,
+        "exporters:\n  otlp/tempo:\n    endpoint: http://tempo:4317\n",
+    )
+    .unwrap();
+    let gardener = |args: &[&str]| {
+        support::run_with_timeout(
+            Command::new(env!("CARGO_BIN_EXE_log-gardener"))
+                .args(args)
+                .env_remove("LOG_GARDENER_CONFIG"),
+            Duration::from_secs(30),
+        )
+    };
+    let base = base.to_str().unwrap();
+    let output = gardener(&[
+        "check-config",
+        base,
+        "--set",
+        "exporters::otlp/tempo::signals=[traces]",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("  logs: enriched and counted, not forwarded\n  traces: enriched and counted, forwarded to otlp/tempo\n"), "{stdout}");
+    for args in [
+        &["check-config", base, "--set", "service.queue.max_batches=0"][..],
+        &[
+            "run",
+            "--config",
+            base,
+            "--set",
+            "service.queue.max_batches=0",
+        ][..],
+        &["run", "--set", "service.queue.max_batches=0"][..],
+    ] {
+        let output = gardener(args);
+        assert!(!output.status.success(), "{args:?} accepted it");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(
+                "--set service.queue.max_batches=0: service.queue.max_batches must be > 0"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -8,9 +8,39 @@
 //! written with no value (`grpc:`) in a later file keeps what an earlier
 //! file set under it: "present" enables a section, it does not reset it.
 
-use serde_yaml_ng::Value;
+use serde_yaml_ng::{Mapping, Value};
 
 use super::{Config, Source};
+
+/// The name of a `--set` override's source, before `KEY=VALUE`.
+pub(super) const SET_PREFIX: &str = "--set ";
+
+/// A `--set KEY=VALUE` override as a configuration file of its own:
+/// (name, YAML text). `KEY` is a key path, its keys separated by `::` (the
+/// Collector's) or `.`; `VALUE` is read as YAML (`8`, `true`, `2s`,
+/// `[logs, traces]`; nothing is null, as `key:` alone).
+pub(super) fn set_override(arg: &str) -> Result<(String, String), String> {
+    let (path, value) = arg
+        .split_once('=')
+        .ok_or("not KEY=VALUE (e.g. exporters::otlp::endpoint=http://collector:4317)")?;
+    let keys: Vec<&str> = if path.contains("::") {
+        path.split("::").collect()
+    } else {
+        path.split('.').collect()
+    };
+    if keys.iter().any(|k| k.trim().is_empty()) {
+        return Err(format!("`{path}` is not a key path"));
+    }
+    let mut tree: Value =
+        serde_yaml_ng::from_str(value).map_err(|e| format!("the value is not YAML: {e}"))?;
+    for key in keys.iter().rev() {
+        let mut map = Mapping::new();
+        map.insert(Value::String(key.to_string()), tree);
+        tree = Value::Mapping(map);
+    }
+    let text = serde_yaml_ng::to_string(&tree).map_err(|e| e.to_string())?;
+    Ok((format!("{SET_PREFIX}{arg}"), text))
+}
 
 /// The files' names, for an error no single file is to blame for.
 pub(super) fn names(files: &[Source]) -> String {
@@ -53,6 +83,8 @@ fn merge_into(base: &mut Value, over: Value) {
 
 #[cfg(test)]
 mod tests {
+    use gardener_exporter::batch::SignalKind;
+
     use super::*;
 
     fn parse(files: &[(&str, &str)]) -> Result<Config, String> {
@@ -108,6 +140,50 @@ exporters:
         let config = parse(&[("base.yaml", base), ("again.yaml", again)]).unwrap();
         let grpc = config.receivers.otlp.protocols.grpc.unwrap();
         assert_eq!(grpc.endpoint, "127.0.0.1:5317");
+    }
+
+    #[test]
+    fn set_overrides_apply_last_and_name_themselves() {
+        let set = |arg: &str| set_override(arg).unwrap();
+        let base = (
+            "base.yaml".to_string(),
+            "service:\n  queue:\n    max_batches: 8\n".to_string(),
+        );
+        let files = [
+            base.clone(),
+            set("service::queue::max_bytes=4096"),
+            set("exporters.otlp/tempo.endpoint=http://tempo:4317"),
+            set("exporters::otlp/tempo::signals=[traces]"),
+        ];
+        let config = Config::parse_all(&files, &|_| None).unwrap();
+        assert_eq!(config.service.queue.max_batches, 8);
+        assert_eq!(config.service.queue.max_bytes, 4096);
+        let (name, tempo) = &config.exporters.otlp[0];
+        assert_eq!(name, "otlp/tempo");
+        assert!(tempo.takes(SignalKind::Traces) && !tempo.takes(SignalKind::Logs));
+
+        let err = Config::parse_all(
+            &[base.clone(), set("service::queue::max_batches=0")],
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "--set service::queue::max_batches=0: service.queue.max_batches must be > 0"
+        );
+        let err = Config::parse_all(&[base, set("service::queue::max_batches=lots")], &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "--set service::queue::max_batches=lots: service.queue.max_batches: invalid type"
+            ),
+            "{err}"
+        );
+        assert!(set_override("exporters").is_err());
+        assert!(set_override("exporters::::otlp=1").is_err());
+        assert!(set_override("a=[unclosed").is_err());
     }
 
     #[test]

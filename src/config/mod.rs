@@ -51,6 +51,12 @@ struct Source {
 }
 
 impl Source {
+    /// Whether line numbers in it mean anything: not for a `--set`
+    /// override, whose text log-gardener made.
+    fn has_lines(&self) -> bool {
+        !self.name.starts_with(merge::SET_PREFIX)
+    }
+
     /// Where `key` is written: the last of `files` that writes it (later
     /// files override earlier ones), else the last that writes an ancestor.
     fn locate<'s>(files: &'s [Source], key: &str) -> Option<(&'s Source, (usize, usize))> {
@@ -522,7 +528,7 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         match path {
             None => Self::parse("<embedded default>", EMBEDDED_DEFAULT, &|_| None),
-            Some(path) => Self::load_all(&[path]),
+            Some(path) => Self::load_all(&[path], &[]),
         }
     }
 
@@ -533,11 +539,14 @@ impl Config {
     /// its own file and line); what only the merge can show (a pipeline
     /// naming an exporter no file defines) names the file that wrote the
     /// key. The embedded default when `paths` is empty.
-    pub fn load_all(paths: &[&Path]) -> Result<Self, ConfigError> {
-        if paths.is_empty() {
+    ///
+    /// `overrides` (`--set KEY=VALUE`, as the Collector's) are applied
+    /// after the files (or the embedded default), in order.
+    pub fn load_all(paths: &[&Path], overrides: &[String]) -> Result<Self, ConfigError> {
+        if paths.is_empty() && overrides.is_empty() {
             return Self::load(None);
         }
-        let mut files = Vec::with_capacity(paths.len());
+        let mut files = Vec::with_capacity(paths.len() + overrides.len());
         for path in paths {
             let name = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
@@ -545,6 +554,18 @@ impl Config {
                 error,
             })?;
             files.push((name, text));
+        }
+        if paths.is_empty() {
+            files.push(("<embedded default>".into(), EMBEDDED_DEFAULT.into()));
+        }
+        for arg in overrides {
+            files.push(
+                merge::set_override(arg).map_err(|message| ConfigError::Invalid {
+                    source_name: format!("{}{arg}", merge::SET_PREFIX),
+                    at: None,
+                    message,
+                })?,
+            );
         }
         Self::parse_all(&files, &|var| std::env::var(var).ok())
     }
@@ -606,6 +627,16 @@ impl Config {
             Config::default()
         } else {
             serde_yaml_ng::from_str(&expanded).map_err(|e| {
+                let message = with_hint(strip_location(&e.to_string()));
+                if source_name.starts_with(merge::SET_PREFIX) {
+                    // Its text is ours: the line of the user's words is
+                    // the flag itself.
+                    return ConfigError::Invalid {
+                        source_name: source_name.into(),
+                        at: None,
+                        message,
+                    };
+                }
                 let (line, column) = e
                     .location()
                     .map(|l| (l.line(), l.column()))
@@ -614,7 +645,7 @@ impl Config {
                     source_name: source_name.into(),
                     line,
                     column,
-                    message: with_hint(strip_location(&e.to_string())),
+                    message,
                 }
             })?
         };
@@ -629,7 +660,7 @@ impl Config {
             .or_else(|| key_of_message(files, &message))
             .and_then(|key| Source::locate(files, key));
         let (source_name, at) = match found {
-            Some((file, at)) => (file.name.clone(), Some(at)),
+            Some((file, at)) => (file.name.clone(), Some(at).filter(|_| file.has_lines())),
             None if files.is_empty() => ("<configuration>".into(), None),
             None => (merge::names(files), None),
         };
