@@ -8,18 +8,31 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
+/// Runs `log-gardener ARGS...` (without `LOG_GARDENER_CONFIG`).
+fn invoke<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
+    support::run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_log-gardener"))
+            .args(args)
+            .env_remove("LOG_GARDENER_CONFIG"),
+        Duration::from_secs(30),
+    )
+}
+
+/// Asserts that `log-gardener ARGS...` fails with `message` on stderr.
+fn refused_with<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], message: &str) {
+    let output = invoke(args);
+    assert!(!output.status.success(), "{args:?} accepted it");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(message), "{args:?}: {stderr}");
+}
+
 /// Runs `log-gardener ARGS... FILE` on `config`: (success, stderr).
 fn gardener(args: &[&str], config: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, config).unwrap();
-    let output = support::run_with_timeout(
-        Command::new(env!("CARGO_BIN_EXE_log-gardener"))
-            .args(args)
-            .arg(&path)
-            .env_remove("LOG_GARDENER_CONFIG"),
-        Duration::from_secs(30),
-    );
+    let path = path.to_str().unwrap();
+    let output = invoke(&[args, &[path]].concat());
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -209,13 +222,7 @@ fn check_config_prints_what_each_pipeline_does() {
     let path = dir.path().join("config.yaml");
     let config = "exporters:\n  otlp/loki:\n    endpoint: http://loki:3100/otlp\n    protocol: http/protobuf\n  otlp/tempo:\n    endpoint: http://tempo:4317\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      processors: [gardener]\n      exporters: [otlp/loki]\n    traces:\n      receivers: [otlp]\n      processors: [gardener]\n      exporters: [otlp/tempo]\n";
     std::fs::write(&path, config).unwrap();
-    let output = support::run_with_timeout(
-        Command::new(env!("CARGO_BIN_EXE_log-gardener"))
-            .arg("check-config")
-            .arg(&path)
-            .env_remove("LOG_GARDENER_CONFIG"),
-        Duration::from_secs(30),
-    );
+    let output = invoke(&["check-config".as_ref(), path.as_os_str()]);
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     let summary: Vec<&str> = stdout.lines().skip(1).collect();
@@ -253,14 +260,6 @@ fn several_config_files_merge_with_later_ones_overriding() {
         "service:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      processors: [gardener]\n",
     )
     .unwrap();
-    let gardener = |args: &[&std::ffi::OsStr]| {
-        support::run_with_timeout(
-            Command::new(env!("CARGO_BIN_EXE_log-gardener"))
-                .args(args)
-                .env_remove("LOG_GARDENER_CONFIG"),
-            Duration::from_secs(30),
-        )
-    };
     let check = [
         "check-config".as_ref(),
         base.as_os_str(),
@@ -273,7 +272,7 @@ fn several_config_files_merge_with_later_ones_overriding() {
         "--config".as_ref(),
         overrides.as_os_str(),
     ];
-    let output = gardener(&check);
+    let output = invoke(&check);
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -287,14 +286,9 @@ fn several_config_files_merge_with_later_ones_overriding() {
     )
     .unwrap();
     for args in [&check[..], &run[..]] {
-        let output = gardener(args);
-        assert!(!output.status.success(), "{args:?} accepted it");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.contains(
-                "prod.yaml:5:7: service.pipelines.logs.exporters: `otlp/loki` is not configured"
-            ),
-            "{args:?}: {stderr}"
+        refused_with(
+            args,
+            "prod.yaml:5:7: service.pipelines.logs.exporters: `otlp/loki` is not configured",
         );
     }
 }
@@ -311,16 +305,8 @@ fn set_overrides_one_key_after_the_files() {
         "exporters:\n  otlp/tempo:\n    endpoint: http://tempo:4317\n",
     )
     .unwrap();
-    let gardener = |args: &[&str]| {
-        support::run_with_timeout(
-            Command::new(env!("CARGO_BIN_EXE_log-gardener"))
-                .args(args)
-                .env_remove("LOG_GARDENER_CONFIG"),
-            Duration::from_secs(30),
-        )
-    };
     let base = base.to_str().unwrap();
-    let output = gardener(&[
+    let output = invoke(&[
         "check-config",
         base,
         "--set",
@@ -340,14 +326,9 @@ fn set_overrides_one_key_after_the_files() {
         ][..],
         &["run", "--set", "service.queue.max_batches=0"][..],
     ] {
-        let output = gardener(args);
-        assert!(!output.status.success(), "{args:?} accepted it");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.contains(
-                "--set service.queue.max_batches=0: service.queue.max_batches must be > 0"
-            ),
-            "{args:?}: {stderr}"
+        refused_with(
+            args,
+            "--set service.queue.max_batches=0: service.queue.max_batches must be > 0",
         );
     }
 }
