@@ -106,10 +106,19 @@ fn starts_a_key(bytes: &[u8], start: usize) -> bool {
     }
 }
 
+/// The longest value read after a key. Every form of id the check accepts
+/// fits in far fewer characters (a Cloud Logging trace name with a
+/// 30-character project id is 72). Why a bound at all: the key's stem can
+/// recur inside a value's characters (`trace_id=trace_id=…`), and without
+/// one, each occurrence would read the rest of the line: a megabyte of
+/// that took minutes of a worker's time.
+const MAX_VALUE_LEN: usize = 256;
+
 /// The value written after a key that starts with a stem ending at `at`:
 /// one of `suffixes`, an optional closing quote, `=` or `:` with optional
 /// spaces around it, an optional opening quote, then the value's
-/// characters (letters, digits, `-_./;=`), less a sentence's final `.`/`;`.
+/// characters (letters, digits, `-_./;=`), less a sentence's final `.`/`;`;
+/// `None` for a run of such characters longer than [`MAX_VALUE_LEN`].
 fn value_after_key<'t>(bytes: &'t [u8], at: usize, suffixes: &[&str]) -> Option<&'t str> {
     let rest = &bytes[at..];
     // The longest suffix that ends the key (no letter or digit after it).
@@ -148,6 +157,9 @@ fn value_after_key<'t>(bytes: &'t [u8], at: usize, suffixes: &[&str]) -> Option<
         .is_some_and(|b| b.is_ascii_alphanumeric() || b"-_./;=".contains(b))
     {
         i += 1;
+        if i - start > MAX_VALUE_LEN {
+            return None;
+        }
     }
     let mut value = &bytes[start..i];
     while let [head @ .., b'.' | b';'] = value {
@@ -275,6 +287,22 @@ mod tests {
                 proptest::prop_assert_eq!(ids_in_text(&line).map(|(t, _)| t), Some(t));
             }
         }
+    }
+
+    #[test]
+    fn a_value_longer_than_any_id_is_passed_over() {
+        let long = format!("projects/{}/traces/{TRACE}", "p".repeat(MAX_VALUE_LEN));
+        assert_eq!(found(&format!("trace={long}")), None);
+        let fits = format!("projects/{}/traces/{TRACE}", "p".repeat(30));
+        assert_eq!(found(&format!("trace={fits}")), ids(None));
+    }
+
+    #[test]
+    fn a_key_repeated_inside_its_own_value_is_read_in_bounded_steps() {
+        // Each `trace_id=` starts a key whose value runs to the end of the
+        // repetition; unbounded, this line took minutes.
+        let line = format!("{} trace_id={TRACE}", "trace_id=".repeat(100_000));
+        assert_eq!(found(&line), ids(None));
     }
 
     #[test]
