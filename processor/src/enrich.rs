@@ -127,14 +127,21 @@ pub struct Tally {
     /// (service.name, service.version) pairs: a batch may mix revisions, and
     /// each keeps its own signature hits.
     services: Vec<(String, Option<String>)>,
+    /// Where each name is in `services`, once there are more than
+    /// [`SCAN_LIMIT`] (empty until then).
+    service_index: HashMap<String, Vec<u32>, foldhash::fast::RandomState>,
     /// Signed records, aggregated by (service, fingerprint, severity).
     pub signatures: Vec<SignatureHit>,
     /// foldhash, not SipHash: looked up once per signed record, with keys
     /// that come from this process.
     signature_index: HashMap<(u32, u64, &'static str), usize, foldhash::fast::RandomState>,
-    /// Log records per service by trace-context state (index = `TraceContextState::ALL`).
-    trace_context: Vec<(u32, [u64; 4])>,
+    /// Log records by trace-context state (index = `TraceContextState::ALL`),
+    /// by service (index = the service's in `services`).
+    trace_context: Vec<[u64; 4]>,
     sli: Vec<SliCount>,
+    /// The first position in `sli` of each hash of (SLI, labels), once
+    /// there are more than [`SCAN_LIMIT`] (empty until then).
+    sli_index: HashMap<u64, u32, foldhash::fast::RandomState>,
     /// Per SLI (index modulo [`SLI_HINTS`]), where in `sli` it was last
     /// counted: records come grouped by resource, so the next count of an
     /// SLI is nearly always for the same labels (the service), and one
@@ -148,6 +155,14 @@ pub struct Tally {
 
 const SLI_HINTS: usize = 8;
 
+/// Up to this many services (or SLI label sets) a batch's [`Tally`] finds
+/// one by a scan, beyond it through a hash index. Why both: batches carry
+/// a few services, for which a scan is cheapest; but a request may carry
+/// tens of thousands of resources of distinct services, and a scan per
+/// resource and per record then made the batch quadratic (80,000 services
+/// in one request: half a minute of a worker's time).
+const SCAN_LIMIT: usize = 8;
+
 #[derive(Debug)]
 struct SliCount {
     sli: usize,
@@ -158,23 +173,38 @@ struct SliCount {
 
 impl Tally {
     /// The index of `service` (the resource's name, [`service_name_of`])
-    /// in this batch (a linear scan: batches carry few services).
+    /// in this batch.
     fn intern(&mut self, service: &str, resource: MapRef<'_>) -> u32 {
         let version = resource
             .get("service.version")
             .and_then(crate::event::as_text);
-        let found = self
-            .services
-            .iter()
-            .position(|(s, v)| s == service && v.as_deref() == version.as_deref());
-        match found {
-            Some(i) => i as u32,
-            None => {
-                self.services
-                    .push((service.to_string(), version.map(|v| v.into_owned())));
-                (self.services.len() - 1) as u32
-            }
+        let same =
+            |(s, v): &(String, Option<String>)| s == service && v.as_deref() == version.as_deref();
+        let found = if self.services.len() <= SCAN_LIMIT {
+            self.services.iter().position(same)
+        } else {
+            self.service_index.get(service).and_then(|at| {
+                at.iter()
+                    .map(|&i| i as usize)
+                    .find(|&i| same(&self.services[i]))
+            })
+        };
+        if let Some(i) = found {
+            return i as u32;
         }
+        let index = self.services.len() as u32;
+        self.services
+            .push((service.to_string(), version.map(|v| v.into_owned())));
+        if self.services.len() == SCAN_LIMIT + 1 {
+            for (i, (name, _)) in self.services.iter().enumerate() {
+                let at = self.service_index.entry(name.clone()).or_default();
+                at.push(i as u32);
+            }
+        } else if self.services.len() > SCAN_LIMIT + 1 {
+            let at = self.service_index.entry(service.to_string()).or_default();
+            at.push(index);
+        }
+        index
     }
 
     fn service(&self, index: u32) -> &str {
@@ -190,14 +220,11 @@ impl Tally {
             .iter()
             .position(|s| *s == state)
             .unwrap_or(0);
-        match self.trace_context.iter_mut().find(|(s, _)| *s == service) {
-            Some((_, counts)) => counts[slot] += 1,
-            None => {
-                let mut counts = [0; 4];
-                counts[slot] = 1;
-                self.trace_context.push((service, counts));
-            }
+        let service = service as usize;
+        if self.trace_context.len() <= service {
+            self.trace_context.resize(service + 1, [0; 4]);
         }
+        self.trace_context[service][slot] += 1;
     }
 
     fn count_sli(&mut self, sli: usize, labels: &[std::borrow::Cow<'_, str>], bad: bool) {
@@ -206,40 +233,72 @@ impl Tally {
                 && c.labels.len() == labels.len()
                 && c.labels.iter().zip(labels).all(|(a, b)| a == b)
         };
-        let hint = &mut self.sli_hints[sli % SLI_HINTS];
-        let at = match self.sli.get(*hint as usize) {
-            Some(c) if is_it(c) => Some(*hint as usize),
-            _ => self.sli.iter().position(is_it),
+        let hint = self.sli_hints[sli % SLI_HINTS] as usize;
+        let at = match self.sli.get(hint) {
+            Some(c) if is_it(c) => Some(hint),
+            _ if self.sli.len() <= SCAN_LIMIT => self.sli.iter().position(is_it),
+            _ => {
+                let key = self.sli_key(sli, labels.iter().map(|l| &**l));
+                match self.sli_index.get(&key) {
+                    Some(&i) if is_it(&self.sli[i as usize]) => Some(i as usize),
+                    // Absent, or a hash two label sets share: the scan answers.
+                    Some(_) => self.sli.iter().position(is_it),
+                    None => None,
+                }
+            }
         };
-        match at {
-            Some(i) => {
-                *hint = i as u32;
-                let count = &mut self.sli[i];
-                count.events += 1;
-                count.bad += bad as u64;
+        let at = at.unwrap_or_else(|| {
+            self.sli.push(SliCount {
+                sli,
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+                events: 0,
+                bad: 0,
+            });
+            let index = self.sli.len() - 1;
+            if self.sli.len() == SCAN_LIMIT + 1 {
+                for i in 0..self.sli.len() {
+                    self.index_sli(i);
+                }
+            } else if self.sli.len() > SCAN_LIMIT + 1 {
+                self.index_sli(index);
             }
-            None => {
-                *hint = self.sli.len() as u32;
-                self.sli.push(SliCount {
-                    sli,
-                    labels: labels.iter().map(|l| l.to_string()).collect(),
-                    events: 1,
-                    bad: bad as u64,
-                })
-            }
+            index
+        });
+        self.sli_hints[sli % SLI_HINTS] = at as u32;
+        let count = &mut self.sli[at];
+        count.events += 1;
+        count.bad += bad as u64;
+    }
+
+    /// The hash of an SLI and its label values in `sli_index`.
+    fn sli_key<'l>(&self, sli: usize, labels: impl Iterator<Item = &'l str>) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.sli_index.hasher().build_hasher();
+        sli.hash(&mut h);
+        for label in labels {
+            label.hash(&mut h);
         }
+        h.finish()
+    }
+
+    /// Enters `sli[i]` into `sli_index`, unless an earlier entry has its hash.
+    fn index_sli(&mut self, i: usize) {
+        let c = &self.sli[i];
+        let key = self.sli_key(c.sli, c.labels.iter().map(String::as_str));
+        self.sli_index.entry(key).or_insert(i as u32);
     }
 
     /// `(service, state, count)` for every non-zero trace-context count.
     pub fn trace_context(&self) -> impl Iterator<Item = (&str, TraceContextState, u64)> + '_ {
         self.trace_context
             .iter()
+            .enumerate()
             .flat_map(move |(service, counts)| {
                 TraceContextState::ALL
                     .iter()
                     .zip(counts)
                     .filter(|(_, n)| **n > 0)
-                    .map(move |(state, n)| (self.service(*service), *state, *n))
+                    .map(move |(state, n)| (self.service(service as u32), *state, *n))
             })
     }
 
@@ -812,6 +871,45 @@ mod tests {
         );
     }
 
+    /// Past the scan limit services are found through the index: each
+    /// (name, version) is interned once, and its counts stay its own.
+    #[test]
+    fn many_services_in_one_batch_are_each_counted_once() {
+        let processor = Processor::new(&ProcessorConfig::default()).unwrap();
+        let versioned = |i: usize| i % 40 >= 20 && i.is_multiple_of(3);
+        let resource = |i: usize| {
+            let mut attributes = vec![text("service.name", &format!("svc-{}", i % 20))];
+            if versioned(i) {
+                attributes.push(text("service.version", "rev-2"));
+            }
+            resource_logs(attributes, "Database connection failed")
+        };
+        let mut request = ExportLogsServiceRequest {
+            resource_logs: (0..120).map(resource).collect(),
+        };
+        let mut tally = Tally::default();
+        processor.process_logs(&mut request, &mut tally);
+        let mut want: HashMap<(String, Option<String>), u64> = HashMap::new();
+        for i in 0..120 {
+            let version = versioned(i).then(|| "rev-2".to_string());
+            *want
+                .entry((format!("svc-{}", i % 20), version))
+                .or_default() += 1;
+        }
+        assert_eq!(tally.services.len(), want.len(), "{:?}", tally.services);
+        let mut by_service: HashMap<&str, u64> = HashMap::new();
+        for (service, _, n) in tally.trace_context() {
+            *by_service.entry(service).or_default() += n;
+        }
+        assert_eq!(by_service.len(), 20);
+        assert!(by_service.values().all(|&n| n == 6), "{by_service:?}");
+        for hit in &tally.signatures {
+            let key = (hit.service.clone(), hit.service_version.clone());
+            assert_eq!(Some(&hit.count), want.get(&key), "{key:?}");
+        }
+        assert_eq!(tally.signatures.len(), want.len());
+    }
+
     /// SLI counts are kept per (SLI, label values) whatever the order the
     /// records come in (the last position of each SLI is tried first).
     #[test]
@@ -821,12 +919,16 @@ mod tests {
         let mut want: HashMap<(usize, Vec<String>), (u64, u64)> = HashMap::new();
         let services = ["api", "auth", "worker"];
         // SLIs 1 and 9 share a hint slot; runs of one service, then mixed.
-        for i in 0..300u64 {
+        for i in 0..400u64 {
             let sli = [0, 1, 9, 2][(i % 4) as usize];
+            // Later, many services: past the scan limit, through the index.
+            let many = format!("svc-{}", i % 37);
             let service = if i < 100 {
                 services[(i / 40) as usize % 3]
-            } else {
+            } else if i < 200 {
                 services[(i * 7 % 3) as usize]
+            } else {
+                many.as_str()
             };
             let bad = i % 5 == 0;
             let labels: Vec<Cow<'_, str>> = if sli == 2 {
