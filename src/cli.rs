@@ -80,7 +80,8 @@ pub enum Command {
         /// The export file.
         file: PathBuf,
         /// Send to a collector instead: http://HOST:4318 (OTLP/HTTP protobuf) or
-        /// grpc://HOST:4317; retried with backoff while it answers 503/UNAVAILABLE.
+        /// grpc://HOST:4317; a batch is retried with backoff while the collector
+        /// answers busy (429, 502, 503, 504 or UNAVAILABLE) or cannot be reached.
         #[arg(long)]
         to: Option<String>,
         /// With --to: how long one batch is retried while the collector cannot
@@ -233,4 +234,28 @@ fn run_collector(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(crate::run::run(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// `replay --help` names every answer `--to` retries (see `replay::Retry`
+    /// and its HTTP and gRPC callers), not only 503.
+    #[test]
+    fn replay_to_help_names_the_retried_answers() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("replay")
+            .expect("replay subcommand")
+            .render_long_help()
+            .to_string();
+        let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains("429, 502, 503, 504 or UNAVAILABLE")
+                && flat.contains("cannot be reached"),
+            "{help}"
+        );
+    }
 }
