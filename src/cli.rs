@@ -170,9 +170,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load_all(&paths, &set)?;
             config.validate_deep()?;
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-            println!("{}: ok", names.join(" + "));
             // What the pipelines (or the defaults) do with each signal.
-            print!("{}", config.routing()?);
+            let routing = config.routing()?;
+            write_stdout(&format!("{}: ok\n{routing}", names.join(" + ")))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Signature { service, config }) => {
@@ -219,9 +219,21 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::DefaultConfig) => {
-            print!("{}", crate::config::EMBEDDED_DEFAULT);
+            write_stdout(crate::config::EMBEDDED_DEFAULT)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Writes a command's output to stdout. A reader that went away (`| head`)
+/// ends the output, as for `signature`: not a failure, and never the panic
+/// of `print!` on a closed pipe.
+pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

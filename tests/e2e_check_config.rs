@@ -332,3 +332,56 @@ fn set_overrides_one_key_after_the_files() {
         );
     }
 }
+
+/// `check-config`, `default-config` and a report on stdout end quietly when
+/// their reader is gone (`log-gardener check-config x.yaml | head -1`):
+/// exit 0 and no panic, as `signature` already did.
+#[test]
+fn output_to_a_closed_pipe_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ok.yaml");
+    std::fs::write(
+        &config,
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n",
+    )
+    .unwrap();
+    let export = dir.path().join("export.json");
+    std::fs::write(
+        &export,
+        r#"[{"textPayload":"connection refused","severity":"ERROR","timestamp":"2026-01-01T00:00:00Z"}]"#,
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let export = export.to_str().unwrap();
+    for args in [
+        &["check-config", config][..],
+        &["default-config"][..],
+        &["replay", export][..],
+        &["replay", export, "--format", "json"][..],
+    ] {
+        // The read end is closed before the command starts: its first write
+        // meets a closed pipe.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_log-gardener"))
+            .args(args)
+            .env_remove("LOG_GARDENER_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "{args:?} did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && !stderr.contains("panicked"),
+            "{args:?}: {:?}\n{stderr}",
+            output.status
+        );
+    }
+}
