@@ -58,6 +58,14 @@ fn check_config_names_the_line_of_semantic_errors() {
         "6:11",
         "processors.gardener.sli.definitions.http_5xx.threshold",
     );
+    // missing_ratio_threshold out of range: its own key and line, not those
+    // of the SLI it becomes (`sli.definitions.trace_context_missing.threshold`,
+    // at `gardener:`).
+    refused_at(
+        "processors:\n  gardener:\n    trace_context:\n      missing_ratio_threshold: 3\n",
+        "4:7",
+        "processors.gardener.trace_context.missing_ratio_threshold: trace_context: missing_ratio_threshold 3 is not in [0, 1]",
+    );
     // min_severity outside 0..=24.
     refused_at(
         "# a comment\nprocessors:\n  gardener:\n    signatures:\n      min_severity: 30\n",
