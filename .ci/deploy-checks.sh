@@ -145,11 +145,12 @@ step "helm lint --strict (tests/deploy/values-custom.yaml)" "$HELM" lint --stric
 render() {
   "$HELM" template lg "$CHART" --namespace observability >"$WORK/render-default.yaml" &&
     "$HELM" template lg "$CHART" --namespace observability -f "$T/values-custom.yaml" >"$WORK/render-custom.yaml" &&
-    grep -c '^kind:' "$WORK/render-default.yaml" "$WORK/render-custom.yaml"
+    "$HELM" template lg "$CHART" --namespace observability --set googleCloud.enabled=true >"$WORK/render-gc-noproject.yaml" &&
+    grep -c '^kind:' "$WORK/render-default.yaml" "$WORK/render-custom.yaml" "$WORK/render-gc-noproject.yaml"
 }
 step "helm template (default and custom values)" render
 step "rendered manifests: config merge, resources, probes, securityContext, monitors, rules" \
-  "$PY" "$T/check_helm.py" "$WORK/render-default.yaml" "$WORK/render-custom.yaml"
+  "$PY" "$T/check_helm.py" "$WORK/render-default.yaml" "$WORK/render-custom.yaml" "$WORK/render-gc-noproject.yaml"
 schema_rejects() {
   local bad=0
   for set in "imagee.tag=x" "logFormat=xml" "ports.admin.containerPort=70000" "podMonitor.enabled=yes"; do
@@ -189,7 +190,7 @@ if [ -n "$BIN" ] && [ -x "$BIN" ]; then
     "$PY" - "$WORK" <<'EOF' || return 1
 import sys, yaml
 work = sys.argv[1]
-for which in ("default", "custom"):
+for which in ("default", "custom", "gc-noproject"):
     for d in yaml.safe_load_all(open(f"{work}/render-{which}.yaml")):
         if d and d["kind"] == "ConfigMap":
             open(f"{work}/helm-{which}-config.yaml", "w").write(d["data"]["config.yaml"])
@@ -205,6 +206,15 @@ EOF
         rc=1
       fi
     done
+    # googleCloud.enabled without a project: the collector must start
+    # without GOOGLE_CLOUD_PROJECT in its environment.
+    f="$WORK/helm-gc-noproject-config.yaml"
+    if out="$(env -u GOOGLE_CLOUD_PROJECT "$BIN" check-config "$f" 2>&1)"; then
+      echo "ok   $(basename "$f") (no GOOGLE_CLOUD_PROJECT)"
+    else
+      echo "FAIL $(basename "$f") (no GOOGLE_CLOUD_PROJECT): $out"
+      rc=1
+    fi
     return $rc
   }
   step "log-gardener check-config on the Cloud Run and Helm configs" check_configs

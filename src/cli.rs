@@ -10,12 +10,7 @@ use crate::config::Config;
 /// An OpenTelemetry-compatible collector that turns WARNING and ERROR floods
 /// into error signatures, trace-context checks and SLI counters.
 #[derive(Debug, Parser)]
-#[command(
-    name = "log-gardener",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "log-gardener", version, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -80,7 +75,8 @@ pub enum Command {
         /// The export file.
         file: PathBuf,
         /// Send to a collector instead: http://HOST:4318 (OTLP/HTTP protobuf) or
-        /// grpc://HOST:4317; retried with backoff while it answers 503/UNAVAILABLE.
+        /// grpc://HOST:4317; a batch is retried with backoff while the collector
+        /// answers busy (429, 502, 503, 504 or UNAVAILABLE) or cannot be reached.
         #[arg(long)]
         to: Option<String>,
         /// With --to: how long one batch is retried while the collector cannot
@@ -146,6 +142,45 @@ pub struct RunArgs {
     pub set: Vec<String>,
 }
 
+impl Cli {
+    /// Parses the process's command line; on an error, prints it and exits
+    /// as clap does.
+    pub fn parse_args() -> Self {
+        Self::try_parse_args(std::env::args_os()).unwrap_or_else(|error| error.exit())
+    }
+
+    /// Parses `args` (the program name first). The global flags
+    /// (`--log-format`, `--log-level`) go before or after the subcommand;
+    /// `run`'s own `--config` and `--set`, accepted without a subcommand,
+    /// are refused before one (`log-gardener -c x.yaml check-config y.yaml`
+    /// would otherwise ignore them).
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::parser::ValueSource;
+        use clap::{CommandFactory, FromArgMatches};
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        if let Some(subcommand) = matches.subcommand_name() {
+            for (id, flag) in [("config", "--config"), ("set", "--set")] {
+                if matches.value_source(id) == Some(ValueSource::CommandLine) {
+                    return Err(command.error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!(
+                            "{flag} before the subcommand '{subcommand}' is not read by it; \
+                             give '{subcommand}' its options after its name \
+                             (see log-gardener {subcommand} --help)"
+                        ),
+                    ));
+                }
+            }
+        }
+        Self::from_arg_matches(&matches).map_err(|error| error.format(&mut command))
+    }
+}
+
 /// Sets up the collector's own logs on stderr (stdout belongs to the debug exporter).
 pub fn init_logging(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
@@ -169,9 +204,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load_all(&paths, &set)?;
             config.validate_deep()?;
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-            println!("{}: ok", names.join(" + "));
             // What the pipelines (or the defaults) do with each signal.
-            print!("{}", config.routing()?);
+            let routing = config.routing()?;
+            write_stdout(&format!("{}: ok\n{routing}", names.join(" + ")))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Signature { service, config }) => {
@@ -218,9 +253,21 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::DefaultConfig) => {
-            print!("{}", crate::config::EMBEDDED_DEFAULT);
+            write_stdout(crate::config::EMBEDDED_DEFAULT)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Writes a command's output to stdout. A reader that went away (`| head`)
+/// ends the output, as for `signature`: not a failure, and never the panic
+/// of `print!` on a closed pipe.
+pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
@@ -233,4 +280,100 @@ fn run_collector(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(crate::run::run(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cli, Command, LogFormat};
+    use clap::CommandFactory;
+
+    /// The global flags are accepted before the subcommand as after it, as
+    /// the README's "Global flags" says (`log-gardener --log-format json run`
+    /// was refused as a conflict with the subcommand).
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        for args in [
+            &[
+                "log-gardener",
+                "--log-format",
+                "json",
+                "run",
+                "-c",
+                "a.yaml",
+            ][..],
+            &[
+                "log-gardener",
+                "run",
+                "--log-format",
+                "json",
+                "-c",
+                "a.yaml",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_args(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.log_format, LogFormat::Json, "{args:?}");
+            match cli.command {
+                Some(Command::Run(run)) => {
+                    assert_eq!(run.config, [std::path::PathBuf::from("a.yaml")])
+                }
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        let cli = Cli::try_parse_args([
+            "log-gardener",
+            "--log-level",
+            "debug",
+            "check-config",
+            "a.yaml",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_level, "debug");
+        assert!(matches!(cli.command, Some(Command::CheckConfig { .. })));
+        // Without a subcommand, run's flags as before.
+        let cli =
+            Cli::try_parse_args(["log-gardener", "--log-format", "json", "-c", "a.yaml"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.config, [std::path::PathBuf::from("a.yaml")]);
+        assert_eq!(cli.log_format, LogFormat::Json);
+    }
+
+    /// `run`'s --config and --set before another subcommand are refused,
+    /// naming the flag, rather than ignored.
+    #[test]
+    fn run_flags_before_a_subcommand_are_refused() {
+        for (args, flag) in [
+            (
+                &["log-gardener", "-c", "x.yaml", "check-config", "y.yaml"][..],
+                "--config",
+            ),
+            (
+                &["log-gardener", "--set", "a.b=1", "default-config"][..],
+                "--set",
+            ),
+        ] {
+            let error = Cli::try_parse_args(args).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("{flag} before the subcommand")),
+                "{args:?}: {error}"
+            );
+        }
+    }
+
+    /// `replay --help` names every answer `--to` retries (see `replay::Retry`
+    /// and its HTTP and gRPC callers), not only 503.
+    #[test]
+    fn replay_to_help_names_the_retried_answers() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("replay")
+            .expect("replay subcommand")
+            .render_long_help()
+            .to_string();
+        let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains("429, 502, 503, 504 or UNAVAILABLE")
+                && flat.contains("cannot be reached"),
+            "{help}"
+        );
+    }
 }

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use log_gardener::cli;
 
 /// jemalloc instead of the system allocator (feature `jemalloc`, on by
@@ -31,7 +30,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: &[u8] = b"background_thread:true\0";
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     cli::init_logging(&cli);
     match cli::dispatch(cli) {
         Ok(code) => code,

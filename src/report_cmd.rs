@@ -16,11 +16,11 @@ pub enum ReportFormat {
 }
 
 pub fn print(report: &Report, format: ReportFormat) -> anyhow::Result<()> {
-    match format {
-        ReportFormat::Markdown => print!("{}", report.to_markdown()),
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
-    }
-    Ok(())
+    let text = match format {
+        ReportFormat::Markdown => report.to_markdown(),
+        ReportFormat::Json => serde_json::to_string_pretty(report)? + "\n",
+    };
+    crate::cli::write_stdout(&text)
 }
 
 /// GET {url}/v1/report over plain HTTP/1.1.

@@ -58,6 +58,14 @@ fn check_config_names_the_line_of_semantic_errors() {
         "6:11",
         "processors.gardener.sli.definitions.http_5xx.threshold",
     );
+    // missing_ratio_threshold out of range: its own key and line, not those
+    // of the SLI it becomes (`sli.definitions.trace_context_missing.threshold`,
+    // at `gardener:`).
+    refused_at(
+        "processors:\n  gardener:\n    trace_context:\n      missing_ratio_threshold: 3\n",
+        "4:7",
+        "processors.gardener.trace_context.missing_ratio_threshold: trace_context: missing_ratio_threshold 3 is not in [0, 1]",
+    );
     // min_severity outside 0..=24.
     refused_at(
         "# a comment\nprocessors:\n  gardener:\n    signatures:\n      min_severity: 30\n",
@@ -329,6 +337,59 @@ fn set_overrides_one_key_after_the_files() {
         refused_with(
             args,
             "--set service.queue.max_batches=0: service.queue.max_batches must be > 0",
+        );
+    }
+}
+
+/// `check-config`, `default-config` and a report on stdout end quietly when
+/// their reader is gone (`log-gardener check-config x.yaml | head -1`):
+/// exit 0 and no panic, as `signature` already did.
+#[test]
+fn output_to_a_closed_pipe_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ok.yaml");
+    std::fs::write(
+        &config,
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n",
+    )
+    .unwrap();
+    let export = dir.path().join("export.json");
+    std::fs::write(
+        &export,
+        r#"[{"textPayload":"connection refused","severity":"ERROR","timestamp":"2026-01-01T00:00:00Z"}]"#,
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let export = export.to_str().unwrap();
+    for args in [
+        &["check-config", config][..],
+        &["default-config"][..],
+        &["replay", export][..],
+        &["replay", export, "--format", "json"][..],
+    ] {
+        // The read end is closed before the command starts: its first write
+        // meets a closed pipe.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_log-gardener"))
+            .args(args)
+            .env_remove("LOG_GARDENER_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "{args:?} did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && !stderr.contains("panicked"),
+            "{args:?}: {:?}\n{stderr}",
+            output.status
         );
     }
 }

@@ -33,6 +33,10 @@ pub enum BuildError {
     Sli(#[from] crate::sli::SliConfigError),
     #[error("trace_context.id_consistency: {0}")]
     IdConsistency(#[from] crate::trace_context::IdConsistencyError),
+    /// Checked here rather than as the threshold of the SLI it becomes, so
+    /// that the error names the key the user wrote.
+    #[error("trace_context: missing_ratio_threshold {0} is not in [0, 1]")]
+    MissingRatioThreshold(f64),
 }
 
 impl BuildError {
@@ -91,6 +95,7 @@ impl BuildError {
             BuildError::IdConsistency(error) => {
                 format!("trace_context.id_consistency.{}", error.key_path())
             }
+            BuildError::MissingRatioThreshold(_) => "trace_context.missing_ratio_threshold".into(),
         }
     }
 }
@@ -364,6 +369,11 @@ pub struct Processor {
 
 impl Processor {
     pub fn new(config: &ProcessorConfig) -> Result<Self, BuildError> {
+        if let Some(threshold) = config.trace_context.missing_ratio_threshold {
+            if !(0.0..=1.0).contains(&threshold) {
+                return Err(BuildError::MissingRatioThreshold(threshold));
+            }
+        }
         Ok(Self {
             enabled: config.enabled,
             trace_checks: config.trace_context.enabled,

@@ -1,8 +1,9 @@
 """Checks of the Helm chart's rendered manifests.
 
-usage: check_helm.py DEFAULT_RENDER.yaml CUSTOM_RENDER.yaml
-(the output of `helm template` with the chart's defaults and with
-tests/deploy/values-custom.yaml).
+usage: check_helm.py DEFAULT_RENDER.yaml CUSTOM_RENDER.yaml [GC_NO_PROJECT_RENDER.yaml]
+(the output of `helm template` with the chart's defaults, with
+tests/deploy/values-custom.yaml and, optionally, with only
+`--set googleCloud.enabled=true`).
 """
 import sys
 
@@ -12,6 +13,7 @@ from _common import check, dig, finish, load_yaml, load_yaml_all, path
 
 default_docs = load_yaml_all(sys.argv[1])
 custom_docs = load_yaml_all(sys.argv[2])
+gc_docs = load_yaml_all(sys.argv[3]) if len(sys.argv) > 3 else None
 custom_values = load_yaml(path("tests", "deploy", "values-custom.yaml"))
 canonical_rules = load_yaml(path("helm", "log-gardener", "files", "prometheus-rules.yaml"))
 
@@ -167,6 +169,20 @@ spec = pr.get("spec", {})
 urls = [r["annotations"]["runbook_url"] for g in spec.get("groups", []) for r in g["rules"] if "alert" in r]
 check(bool(urls) and all(u.startswith(base + "deploy/prometheus/runbooks.md#") for u in urls),
       "[custom] PrometheusRule runbook_url values carry runbookBaseUrl", f"{urls}")
+
+# ---- googleCloud.enabled without a project ----
+if gc_docs is not None:
+    print("googleCloud.enabled=true, no project:")
+    gk = by_kind(gc_docs)
+    _, c3, cfg3 = check_common("gc-noproject", gk)
+    gc3 = dig(cfg3, "exporters", "googlecloud")
+    check(isinstance(gc3, dict) and "project" not in gc3,
+          "[gc-noproject] the googlecloud exporter has no project key (the exporter finds the project itself)", f"{gc3}")
+    cm3 = one(gk, "ConfigMap") or {}
+    check("${env:" not in dig(cm3, "data", "config.yaml", default=""),
+          "[gc-noproject] no ${env:...} reference the pod's environment may not satisfy")
+    env3 = {e["name"] for e in c3.get("env", [])}
+    check("GOOGLE_CLOUD_PROJECT" not in env3, "[gc-noproject] no empty GOOGLE_CLOUD_PROJECT env")
 
 
 def strip_runbooks(rules):

@@ -150,6 +150,7 @@ pub fn detect(
                 first(
                     &[
                         md.cluster_location.as_deref(),
+                        get(env, "CLUSTER_LOCATION"),
                         md.zone.as_deref(),
                         region.as_deref(),
                     ],
@@ -361,6 +362,45 @@ mod tests {
         assert_eq!(r.labels["pod_name"], "pod-1");
         assert_eq!(r.labels["cluster_name"], "unknown");
         assert_eq!(r.labels["location"], "global");
+    }
+
+    /// Off GKE's metadata server, the cluster's name and location come from
+    /// `CLUSTER_NAME` and `CLUSTER_LOCATION` (what the Helm chart's
+    /// `googleCloud.clusterName` / `clusterLocation` set); the metadata
+    /// server's values win where it answers.
+    #[test]
+    fn kubernetes_cluster_from_env() {
+        let e = env(&[
+            ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+            ("HOSTNAME", "pod-1"),
+            ("CLUSTER_NAME", "prod-eu"),
+            ("CLUSTER_LOCATION", "europe-west1"),
+        ]);
+        let r = detect(
+            &e,
+            &MetadataValues::default(),
+            "proj",
+            &ResourceOverride::default(),
+        );
+        assert_eq!(r.r#type, "k8s_container");
+        assert_complete(&r);
+        assert_eq!(r.labels["cluster_name"], "prod-eu");
+        assert_eq!(r.labels["location"], "europe-west1");
+        // A zone alone (a GCE VM's metadata) does not beat the variable.
+        let md = MetadataValues {
+            zone: Some("europe-west1-b".into()),
+            ..Default::default()
+        };
+        let r = detect(&e, &md, "proj", &ResourceOverride::default());
+        assert_eq!(r.labels["location"], "europe-west1");
+        let md = MetadataValues {
+            cluster_name: Some("gke-name".into()),
+            cluster_location: Some("us-central1".into()),
+            ..Default::default()
+        };
+        let r = detect(&e, &md, "proj", &ResourceOverride::default());
+        assert_eq!(r.labels["cluster_name"], "gke-name");
+        assert_eq!(r.labels["location"], "us-central1");
     }
 
     #[test]

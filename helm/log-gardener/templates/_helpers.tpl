@@ -79,7 +79,12 @@ exporters:
     enabled: false
   {{- if .Values.googleCloud.enabled }}
   googlecloud:
-    project: {{ .Values.googleCloud.project | default "${env:GOOGLE_CLOUD_PROJECT}" | quote }}
+    {{- /* Without a project the exporter finds it itself (GOOGLE_CLOUD_PROJECT,
+    the credentials, the metadata server); an ${env:...} reference here would
+    stop the collector at start-up when the variable is not set. */}}
+    {{- with .Values.googleCloud.project }}
+    project: {{ . | quote }}
+    {{- end }}
     interval: {{ .Values.googleCloud.interval | quote }}
     metric_prefix: {{ .Values.googleCloud.metricPrefix | quote }}
   {{- end }}
