@@ -111,6 +111,37 @@ fn every_category_has_a_working_example() {
     }
 }
 
+/// Database connection failures in the words of other stacks (MySQL,
+/// MongoDB, generic ORMs) count for `db_connection_error` too; other
+/// database errors, and connection failures of other servers, do not.
+#[test]
+fn database_connection_failures_in_other_wordings() {
+    let s = Signer::new(&SignatureConfig::default()).unwrap();
+    let category = |msg: &str| s.sign_message("svc", msg).category.to_string();
+    for msg in [
+        "could not connect to database",
+        "Unable to connect to the database",
+        "connection to database failed",
+        "connection refused to postgres at 10.0.0.5:5432",
+        "Failed to connect to database: timeout",
+        "Can't connect to MySQL server on 'db' (111)",
+        "Lost connection to MySQL server during query",
+        "MongoServerSelectionError: connect ECONNREFUSED 127.0.0.1:27017",
+        "FATAL: remaining connection slots are reserved for non-replication superuser connections",
+    ] {
+        assert_eq!(category(msg), "database_connection", "{msg}");
+    }
+    for (msg, want) in [
+        ("database query timeout after 30s", "timeout"),
+        ("Redis connection lost, retrying in 5s", "redis"),
+        ("Failed to connect to websocket", "websocket_error"),
+        ("user not found in database", "uncategorized"),
+        ("Database migration failed", "uncategorized"),
+    ] {
+        assert_eq!(category(msg), want, "{msg}");
+    }
+}
+
 #[test]
 fn categories_are_documented_in_the_yaml_header() {
     let specs = RulePack::parse_yaml(DEFAULT_RULES_YAML).unwrap();
