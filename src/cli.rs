@@ -83,6 +83,11 @@ pub enum Command {
         /// be reached or answers busy (at most 10 attempts); then replay fails.
         #[arg(long, requires = "to", value_parser = humantime::parse_duration, default_value = "30s")]
         timeout: std::time::Duration,
+        /// With --to: the bearer token of a collector whose receiver has
+        /// `auth_token` (sent as `Authorization: Bearer TOKEN`). Prefer the
+        /// environment variable: a flag's value shows in the process list.
+        #[arg(long, env = "LOG_GARDENER_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: Option<String>,
         #[command(flatten)]
         local: LocalReportArgs,
     },
@@ -221,11 +226,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             to,
             timeout,
+            auth_token,
             local,
         }) => {
             match to {
                 Some(to) => {
-                    let read = crate::replay::send(&file, &to, &local.map_options(), timeout)?;
+                    let sending = crate::replay::Sending {
+                        timeout,
+                        auth_token: auth_token.as_deref(),
+                    };
+                    let read = crate::replay::send(&file, &to, &local.map_options(), &sending)?;
                     eprintln!("replay: sent {} log records to {to}", read.records);
                 }
                 None => {

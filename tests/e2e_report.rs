@@ -564,3 +564,68 @@ fn replay_reads_structured_log_lines_as_cloud_logging_does() {
     assert_eq!(agent["severity"], "ERROR");
     assert_eq!(report["trace_context"]["present"], 1, "{stdout}");
 }
+
+/// `replay --to` a collector whose receivers want a bearer token: without
+/// one it fails at once saying how to give it (a 401 is not retried);
+/// with the token from the environment (or `--auth-token`) every record
+/// arrives, over HTTP and gRPC.
+#[test]
+fn replay_sends_the_bearer_token_a_collector_wants() {
+    let collector = Collector::start_with(&support::config_template(
+        20 * 1024 * 1024,
+        "auth_token: grpc-secret",
+        "auth_token: http-secret",
+    ));
+    let path = fixture("two_revisions.json");
+    let replay = |to: &str, token: Option<(&str, &str)>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_log-gardener"));
+        command
+            .args([
+                "replay",
+                path.to_str().unwrap(),
+                "--to",
+                to,
+                "--timeout",
+                "5s",
+            ])
+            .env_remove("LOG_GARDENER_CONFIG")
+            .env_remove("LOG_GARDENER_AUTH_TOKEN");
+        match token {
+            Some(("env", token)) => command.env("LOG_GARDENER_AUTH_TOKEN", token),
+            Some((_, token)) => command.args(["--auth-token", token]),
+            None => &mut command,
+        };
+        let output = support::run_with_timeout(&mut command, Duration::from_secs(60));
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.success(), stderr)
+    };
+    let http = format!("http://127.0.0.1:{}", collector.ports.http);
+    let grpc = format!("grpc://127.0.0.1:{}", collector.ports.grpc);
+    for to in [&http, &grpc] {
+        let (ok, stderr) = replay(to, None);
+        assert!(!ok, "{to}: accepted without a token: {stderr}");
+        assert!(stderr.contains("LOG_GARDENER_AUTH_TOKEN"), "{to}: {stderr}");
+        assert!(
+            !stderr.contains("retrying"),
+            "{to}: a 401 was retried: {stderr}"
+        );
+        let (ok, stderr) = replay(to, Some(("flag", "wrong")));
+        assert!(
+            !ok && stderr.contains("refused the token"),
+            "{to}: {stderr}"
+        );
+    }
+    // Each refused replay stopped at its first request.
+    for transport in ["http", "grpc"] {
+        collector.expect_counter(
+            "gardener_receiver_refused_requests_total",
+            &[("transport", transport), ("reason", "unauthenticated")],
+            2.0,
+        );
+    }
+    // Success means every batch was answered 2xx / OK.
+    let (ok, stderr) = replay(&http, Some(("env", "http-secret")));
+    assert!(ok && stderr.contains("sent"), "{stderr}");
+    let (ok, stderr) = replay(&grpc, Some(("flag", "grpc-secret")));
+    assert!(ok && stderr.contains("sent"), "{stderr}");
+}

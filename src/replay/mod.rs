@@ -635,12 +635,16 @@ async fn post_once(
     host: &str,
     addr: &str,
     path: &str,
+    auth_token: Option<&str>,
     body: &[u8],
 ) -> std::io::Result<(u16, Option<u64>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let authorization = auth_token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{authorization}Content-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
@@ -750,17 +754,22 @@ async fn send_http(
     host: &str,
     addr: &str,
     path: &str,
+    auth_token: Option<&str>,
     request: &ExportLogsServiceRequest,
 ) -> anyhow::Result<()> {
     use prost::Message;
     let body = request.encode_to_vec();
     retry
         .run(|| async {
-            match post_once(host, addr, path, &body).await {
+            match post_once(host, addr, path, auth_token, &body).await {
                 Ok((200..=299, _)) => Attempt::Sent,
                 Ok((status @ (429 | 502 | 503 | 504), hint)) => {
                     Attempt::Retry(format!("HTTP {status}"), hint)
                 }
+                Ok((401, _)) => Attempt::Fatal(format!(
+                    "HTTP 401{}",
+                    unauthenticated_hint(auth_token.is_some())
+                )),
                 Ok((status, _)) => Attempt::Fatal(format!("HTTP {status}")),
                 Err(e) => Attempt::Retry(e.to_string(), None),
             }
@@ -789,12 +798,18 @@ async fn send_grpc(
     client: &gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient<
         tonic::transport::Channel,
     >,
+    authorization: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     request: ExportLogsServiceRequest,
 ) -> anyhow::Result<()> {
     retry
         .run(|| {
             let mut client = client.clone();
-            let request = request.clone();
+            let mut request = tonic::Request::new(request.clone());
+            if let Some(value) = authorization {
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
+            }
             async move {
                 match client.export(request).await {
                     Ok(_) => Attempt::Sent,
@@ -809,6 +824,13 @@ async fn send_grpc(
                     {
                         Attempt::Retry(status_text(&status), None)
                     }
+                    Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                        Attempt::Fatal(format!(
+                            "{}{}",
+                            status_text(&status),
+                            unauthenticated_hint(authorization.is_some())
+                        ))
+                    }
                     Err(status) => Attempt::Fatal(status_text(&status)),
                 }
             }
@@ -816,15 +838,43 @@ async fn send_grpc(
         .await
 }
 
+/// What to add to a collector's "unauthenticated" answer: how to send a
+/// token when none was sent.
+fn unauthenticated_hint(token_sent: bool) -> &'static str {
+    if token_sent {
+        " (the collector refused the token)"
+    } else {
+        " (the collector wants a bearer token: set LOG_GARDENER_AUTH_TOKEN or --auth-token)"
+    }
+}
+
+/// How `replay --to` sends: `timeout` bounds the retries of each batch
+/// (`--timeout`, 30 s by default); `auth_token` is sent as a bearer token.
+pub struct Sending<'a> {
+    pub timeout: Duration,
+    pub auth_token: Option<&'a str>,
+}
+
 /// Sends the file to a collector; returns what was read (and so sent).
-/// `timeout` bounds the retries of each batch (`--timeout`, 30 s by default).
 pub fn send(
     path: &Path,
     to: &str,
     options: &MapOptions,
-    timeout: Duration,
+    sending: &Sending<'_>,
 ) -> anyhow::Result<ReadSummary> {
     let target = parse_target(to)?;
+    let (timeout, auth_token) = (sending.timeout, sending.auth_token);
+    // Checked before anything is read or sent: a header value is visible ASCII.
+    let authorization = auth_token
+        .map(|token| {
+            let valid = !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic());
+            anyhow::ensure!(
+                valid,
+                "--auth-token (or LOG_GARDENER_AUTH_TOKEN): a token is printable ASCII without spaces"
+            );
+            Ok(tonic::metadata::MetadataValue::try_from(format!("Bearer {token}"))?)
+        })
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -848,7 +898,7 @@ pub fn send(
                         warned: false,
                     };
                     while let Some(request) = rx.recv().await {
-                        send_http(&mut retry, &host, &addr, &path, &request).await?;
+                        send_http(&mut retry, &host, &addr, &path, auth_token, &request).await?;
                     }
                 }
                 Target::Grpc(url) => {
@@ -865,7 +915,7 @@ pub fn send(
                         .connect_lazy();
                     let client = gardener_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient::new(channel);
                     while let Some(request) = rx.recv().await {
-                        send_grpc(&mut retry, &client, request).await?;
+                        send_grpc(&mut retry, &client, authorization.as_ref(), request).await?;
                     }
                 }
             }
