@@ -232,6 +232,17 @@ mod tests {
             .collect()
     }
 
+    /// What `detect` finds from `e` alone: no metadata server answers and
+    /// nothing is overridden (project `proj`).
+    fn detect_off_google(e: &HashMap<String, String>) -> MonitoredResource {
+        detect(
+            e,
+            &MetadataValues::default(),
+            "proj",
+            &ResourceOverride::default(),
+        )
+    }
+
     fn labels(r: &MonitoredResource) -> BTreeMap<&str, &str> {
         r.labels
             .iter()
@@ -281,12 +292,7 @@ mod tests {
     #[test]
     fn cloud_run_without_metadata_fills_defaults() {
         let e = env(&[("K_SERVICE", "api")]);
-        let r = detect(
-            &e,
-            &MetadataValues::default(),
-            "proj",
-            &ResourceOverride::default(),
-        );
+        let r = detect_off_google(&e);
         assert_eq!(r.r#type, "generic_task");
         assert_complete(&r);
         assert_eq!(r.labels["location"], "global");
@@ -351,12 +357,7 @@ mod tests {
             ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
             ("HOSTNAME", "pod-1"),
         ]);
-        let r = detect(
-            &e,
-            &MetadataValues::default(),
-            "proj",
-            &ResourceOverride::default(),
-        );
+        let r = detect_off_google(&e);
         assert_eq!(r.r#type, "k8s_container");
         assert_complete(&r);
         assert_eq!(r.labels["pod_name"], "pod-1");
@@ -376,12 +377,7 @@ mod tests {
             ("CLUSTER_NAME", "prod-eu"),
             ("CLUSTER_LOCATION", "europe-west1"),
         ]);
-        let r = detect(
-            &e,
-            &MetadataValues::default(),
-            "proj",
-            &ResourceOverride::default(),
-        );
+        let r = detect_off_google(&e);
         assert_eq!(r.r#type, "k8s_container");
         assert_complete(&r);
         assert_eq!(r.labels["cluster_name"], "prod-eu");
@@ -406,12 +402,7 @@ mod tests {
     #[test]
     fn generic_node() {
         let e = env(&[("HOSTNAME", "laptop")]);
-        let r = detect(
-            &e,
-            &MetadataValues::default(),
-            "proj",
-            &ResourceOverride::default(),
-        );
+        let r = detect_off_google(&e);
         assert_eq!(r.r#type, "generic_node");
         assert_complete(&r);
         assert_eq!(
