@@ -77,7 +77,7 @@ fn classify_general(t: &[u8]) -> Option<Placeholder> {
         return None;
     }
     // Contains digits from here on.
-    if is_known_digit_word(t) {
+    if is_known_digit_word(t) || (dots > 0 && is_qualified_class_name(t)) {
         return None;
     }
     if t.len() == 36 && is_uuid(t) {
@@ -114,6 +114,27 @@ fn classify_general(t: &[u8]) -> Option<Placeholder> {
         return Some(Placeholder::Path);
     }
     Some(Placeholder::Id)
+}
+
+/// A class named by its module path where a module's name holds digits:
+/// `psycopg2.OperationalError`, `urllib3.exceptions.MaxRetryError`. Each
+/// dot-separated part is a word of letters and underscores or a known
+/// digit word, and the last starts with a capital (a class, not a file
+/// such as `psycopg2.py`). Why: masked, the exception's class left the
+/// template (`<id>: could not connect`), and errors of different classes
+/// shared a signature.
+fn is_qualified_class_name(t: &[u8]) -> bool {
+    let mut parts = t.split(|&b| b == b'.');
+    let last_is_class = t
+        .rsplit(|&b| b == b'.')
+        .next()
+        .is_some_and(|last| last.first().is_some_and(u8::is_ascii_uppercase));
+    last_is_class
+        && parts.all(|part| {
+            !part.is_empty()
+                && (part.iter().all(|&b| b.is_ascii_alphabetic() || b == b'_')
+                    || is_known_digit_word(part))
+        })
 }
 
 /// The counter fields of a byte for [`count_classes`]: a bit set of field

@@ -1140,6 +1140,22 @@ mod tests {
         );
         assert_eq!(m("std::io::Error oops"), "std::io::Error oops");
     }
+
+    #[test]
+    fn classes_of_modules_with_digits_keep_their_names() {
+        for kept in [
+            "psycopg2.OperationalError: could not connect to server",
+            "psycopg2.errors.UniqueViolation: duplicate key",
+            "urllib3.exceptions.MaxRetryError: retries exceeded",
+            "boto3 client failed",
+        ] {
+            assert_eq!(m(kept), kept);
+        }
+        // Not a class (a file, a version, an unknown module): masked as before.
+        assert_eq!(m("File psycopg2.py failed"), "File <path> failed");
+        assert_eq!(m("v2.Error: boom"), "<id>: boom");
+        assert_eq!(m("mod9.Error: boom"), "<id>: boom");
+    }
     #[test]
     fn secrets_masked() {
         assert_eq!(
