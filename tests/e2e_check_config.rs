@@ -66,6 +66,12 @@ fn check_config_names_the_line_of_semantic_errors() {
         "4:7",
         "processors.gardener.trace_context.missing_ratio_threshold: trace_context: missing_ratio_threshold 3 is not in [0, 1]",
     );
+    // The SLI-wide hysteresis factor: its key, and no SLI named in the message.
+    refused_at(
+        "processors:\n  gardener:\n    sli:\n      clear_factor: 2\n",
+        "4:7",
+        "processors.gardener.sli.clear_factor: sli: clear_factor 2 is not in (0, 1]",
+    );
     // min_severity outside 0..=24.
     refused_at(
         "# a comment\nprocessors:\n  gardener:\n    signatures:\n      min_severity: 30\n",

@@ -58,11 +58,7 @@ impl BuildError {
                 format!("signatures.rules.{index}")
             }
             BuildError::Rules(_) => "signatures.rules".into(),
-            BuildError::Sli(SliConfigError::Invalid { sli, message }) if sli == "*" => {
-                // The only SLI-wide check: `clear_factor`.
-                let field = message.split_whitespace().next().unwrap_or_default();
-                format!("sli.{field}")
-            }
+            BuildError::Sli(SliConfigError::ClearFactor(_)) => "sli.clear_factor".into(),
             BuildError::Sli(SliConfigError::Invalid { sli, message }) => {
                 // Messages about one field of a definition start with it
                 // (`threshold 5 is not in [0, 1]`, "`events` is required").

@@ -391,6 +391,9 @@ impl HttpStatusConfig {
 /// Errors turning an [`SliConfig`] into an [`super::SliEngine`].
 #[derive(Debug, thiserror::Error)]
 pub enum SliConfigError {
+    /// The one check of all SLIs together (`sli.clear_factor`).
+    #[error("clear_factor {0} is not in (0, 1]")]
+    ClearFactor(f64),
     #[error("sli `{sli}`: {message}")]
     Invalid { sli: String, message: String },
     #[error("sli `{sli}`: invalid regex `{pattern}`: {source}")]
@@ -431,7 +434,8 @@ impl SliConfigError {
                 index,
                 message: format!("invalid regex `{pattern}`: {source}"),
             },
-            matcher @ SliConfigError::Matcher { .. } => matcher,
+            // Not about a matcher: as it was.
+            other @ (SliConfigError::Matcher { .. } | SliConfigError::ClearFactor(_)) => other,
         }
     }
 }

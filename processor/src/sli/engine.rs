@@ -530,10 +530,7 @@ impl SliEngine {
     /// overrides, then user SLIs).
     pub fn new(config: &SliConfig) -> Result<Self, SliConfigError> {
         if !(config.clear_factor > 0.0 && config.clear_factor <= 1.0) {
-            return Err(SliConfigError::Invalid {
-                sli: "*".into(),
-                message: format!("clear_factor {} is not in (0, 1]", config.clear_factor),
-            });
+            return Err(SliConfigError::ClearFactor(config.clear_factor));
         }
         let mut defs: Vec<SliDef> = config
             .effective()
