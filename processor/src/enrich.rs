@@ -445,8 +445,14 @@ impl Processor {
             }
         }
         let mut view = EventView::log_fields(resource.service_name, record, attrs);
-        view.complete_log(record, attrs, |view| self.signer.should_sign(view));
-        let signature = self.signature_of(&view, service, tally);
+        // Asked once: what a log record's signing depends on (signal,
+        // severity, HTTP status) is settled when `complete_log` asks.
+        let mut signed = false;
+        view.complete_log(record, attrs, |view| {
+            signed = self.signer.should_sign(view);
+            signed
+        });
+        let signature = signed.then(|| self.count_signature(&view, service, tally));
         let added = trace.map(|t| (attributes::TRACE_CONTEXT, t.state.as_str()));
         // The summary of the added key, made at compile time.
         const TRACE_CONTEXT_KEY: KeySummary =
@@ -548,6 +554,11 @@ impl Processor {
         if !self.signer.should_sign(view) {
             return None;
         }
+        Some(self.count_signature(view, service, tally))
+    }
+
+    /// Signs a view that is to be signed and counts its signature.
+    fn count_signature(&self, view: &EventView<'_>, service: u32, tally: &mut Tally) -> Signature {
         let signature = self.signer.sign(view);
         let time = view.time_unix_nano;
         let severity = severity_label(view);
@@ -573,7 +584,7 @@ impl Processor {
                 signature: signature.clone(),
             });
         }
-        Some(signature)
+        signature
     }
 
     fn classify(
