@@ -416,7 +416,7 @@ impl Processor {
         let service = resource.service;
         let trace = self
             .trace_checks
-            .then(|| check_indexed(record, attrs.has_id_keys()));
+            .then(|| check_indexed(record, attrs.id_attributes()));
         // The rest sees the record as it will be: with the recovered ids
         // (a copy that borrows them for this call).
         let mut record = record;
