@@ -481,7 +481,7 @@ impl Processor {
         let service = resource.service;
         let trace = self
             .trace_checks
-            .then(|| check_indexed(record, attrs.has_id_keys()));
+            .then(|| check_indexed(record, attrs.id_attributes()));
         // The rest sees the record as it will be: with the recovered ids
         // (a copy that borrows them for this call).
         let mut record = record;
@@ -510,8 +510,14 @@ impl Processor {
             }
         }
         let mut view = EventView::log_fields(resource.service_name, record, attrs);
-        view.complete_log(record, attrs, |view| self.signer.should_sign(view));
-        let signature = self.signature_of(&view, service, tally);
+        // Asked once: what a log record's signing depends on (signal,
+        // severity, HTTP status) is settled when `complete_log` asks.
+        let mut signed = false;
+        view.complete_log(record, attrs, |view| {
+            signed = self.signer.should_sign(view);
+            signed
+        });
+        let signature = signed.then(|| self.count_signature(&view, service, tally));
         let added = trace.map(|t| (attributes::TRACE_CONTEXT, t.state.as_str()));
         // The summary of the added key, made at compile time.
         const TRACE_CONTEXT_KEY: KeySummary =
@@ -613,6 +619,11 @@ impl Processor {
         if !self.signer.should_sign(view) {
             return None;
         }
+        Some(self.count_signature(view, service, tally))
+    }
+
+    /// Signs a view that is to be signed and counts its signature.
+    fn count_signature(&self, view: &EventView<'_>, service: u32, tally: &mut Tally) -> Signature {
         let signature = self.signer.sign(view);
         let time = view.time_unix_nano;
         let severity = severity_label(view);
@@ -638,7 +649,7 @@ impl Processor {
                 signature: signature.clone(),
             });
         }
-        Some(signature)
+        signature
     }
 
     fn classify(

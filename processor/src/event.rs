@@ -196,10 +196,18 @@ fn as_status(v: ValueRef<'_>) -> Option<u16> {
 pub struct AttrIndex<'a> {
     slots: [Option<Entry<'a>>; ATTR_KEYS.len()],
     keys: KeySummary,
-    /// Some key is one the trace check reads ([`crate::trace_context`]'s
-    /// trace and span id keys): without one, it need not scan them again.
-    id_keys: bool,
+    /// The first [`ID_ATTRIBUTES`] attributes whose key is one the trace
+    /// check reads ([`crate::trace_context`]'s trace and span id keys), in
+    /// order, each with whether it is a trace key; and how many there are
+    /// (saturating). The check reads these instead of scanning every
+    /// attribute again, and nothing when there are none (most records).
+    ids: [Option<(Entry<'a>, bool)>; ID_ATTRIBUTES],
+    id_count: u8,
 }
+
+/// Id attributes an [`AttrIndex`] keeps (a record has one or two: the
+/// Cloud Logging trace and span id); with more, the trace check scans.
+const ID_ATTRIBUTES: usize = 2;
 
 const EXCEPTION_TYPE: usize = 0;
 const EXCEPTION_MESSAGE: usize = 1;
@@ -242,11 +250,12 @@ const ATTR_KEYS: [&str; 18] = [
     "textPayload",
 ];
 
-/// What [`attr_slot`] says of a trace or span id key of the trace check
-/// (not a slot: the view does not read them).
-const ID_KEY: usize = ATTR_KEYS.len();
+/// What [`attr_slot`] says of a trace id key and of a span id key of the
+/// trace check (not slots: the view does not read them).
+const TRACE_ID_KEY: usize = ATTR_KEYS.len();
+const SPAN_ID_KEY: usize = ATTR_KEYS.len() + 1;
 
-/// The slot of `key`, or [`ID_KEY`]. A match on byte strings compiles to a
+/// The slot of `key`, or [`TRACE_ID_KEY`] or [`SPAN_ID_KEY`]. A match on byte strings compiles to a
 /// switch on the length and comparisons of constant size, inlined: the
 /// attributes the view does not read cost a comparison of lengths, or a
 /// few loads.
@@ -280,12 +289,10 @@ fn attr_slot(key: &[u8]) -> Option<usize> {
         | b"traceparent"
         | b"otelTraceID"
         | b"x-cloud-trace-context"
-        | b"X-Cloud-Trace-Context"
-        | b"logging.googleapis.com/spanId"
-        | b"spanId"
-        | b"span_id"
-        | b"span.id"
-        | b"otelSpanID" => ID_KEY,
+        | b"X-Cloud-Trace-Context" => TRACE_ID_KEY,
+        b"logging.googleapis.com/spanId" | b"spanId" | b"span_id" | b"span.id" | b"otelSpanID" => {
+            SPAN_ID_KEY
+        }
         _ => return None,
     })
 }
@@ -306,7 +313,8 @@ impl<'a> AttrIndex<'a> {
         AttrIndex {
             slots: [None; ATTR_KEYS.len()],
             keys: KeySummary::default(),
-            id_keys: false,
+            ids: [None; ID_ATTRIBUTES],
+            id_count: 0,
         }
     }
 
@@ -318,16 +326,31 @@ impl<'a> AttrIndex<'a> {
             match self.slots.get_mut(i) {
                 Some(slot @ None) => *slot = Some(entry),
                 Some(Some(_)) => {}
-                // ID_KEY, one past the last slot.
-                None => self.id_keys = true,
+                // TRACE_ID_KEY or SPAN_ID_KEY, past the last slot.
+                None => self.offer_id(entry, i == TRACE_ID_KEY),
             }
         }
+    }
+
+    #[cold]
+    fn offer_id(&mut self, entry: Entry<'a>, trace: bool) {
+        if let Some(id) = self.ids.get_mut(usize::from(self.id_count)) {
+            *id = Some((entry, trace));
+        }
+        self.id_count = self.id_count.saturating_add(1);
     }
 
     /// False when no attribute has a trace or span id key of the trace
     /// check (`trace_context::check_indexed`).
     pub fn has_id_keys(&self) -> bool {
-        self.id_keys
+        self.id_count > 0
+    }
+
+    /// The attributes with a trace or span id key, in order, each with
+    /// whether it is a trace key; `None` when there are more than the
+    /// index keeps (the check then scans them all).
+    pub fn id_attributes(&self) -> Option<&[Option<(Entry<'a>, bool)>]> {
+        self.ids.get(..usize::from(self.id_count))
     }
 
     /// The first of `keys` whose value has text; `None` when that text is
@@ -933,8 +956,11 @@ mod tests {
     #[test]
     fn the_id_keys_are_the_trace_checks() {
         use crate::trace_context::{SPAN_KEYS, TRACE_KEYS};
-        for key in TRACE_KEYS.iter().chain(SPAN_KEYS) {
-            assert_eq!(attr_slot(key.as_bytes()), Some(ID_KEY), "{key}");
+        for key in TRACE_KEYS {
+            assert_eq!(attr_slot(key.as_bytes()), Some(TRACE_ID_KEY), "{key}");
+        }
+        for key in SPAN_KEYS {
+            assert_eq!(attr_slot(key.as_bytes()), Some(SPAN_ID_KEY), "{key}");
         }
         let kv = |k: &str| KeyValue {
             key: k.into(),
@@ -949,6 +975,56 @@ mod tests {
         assert!(!AttrIndex::new(MapRef::owned(&plain)).has_id_keys());
         let with_span = [kv("url.path"), kv("span_id")];
         assert!(AttrIndex::new(MapRef::owned(&with_span)).has_id_keys());
+    }
+
+    /// The trace check reading only the id attributes the index kept
+    /// finds what it finds scanning every attribute: in any order, with
+    /// valid, invalid and duplicate ids, and past what the index keeps.
+    #[test]
+    fn the_indexed_trace_check_is_the_full_one() {
+        use crate::trace_context::{check, check_indexed};
+        let kv = |k: &str, v: &str| kv(k, s(v));
+        let trace = "projects/p/traces/0af7651916cd43dd8448eb211c80319c";
+        let pool = [
+            kv("logging.googleapis.com/trace", trace),
+            kv("logging.googleapis.com/spanId", "b7ad6b7169203331"),
+            kv("trace_id", "not-an-id"),
+            kv("span_id", "00f067aa0ba902b7"),
+            kv(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            kv("url.path", "/x"),
+            kv("trace", ""),
+        ];
+        let mut checked = 0;
+        for a in 0..pool.len() {
+            for b in 0..pool.len() {
+                for c in 0..pool.len() {
+                    for n in 0..=3 {
+                        let attributes: Vec<KeyValue> =
+                            [a, b, c][..n].iter().map(|&i| pool[i].clone()).collect();
+                        let record = LogRecord {
+                            attributes,
+                            ..Default::default()
+                        };
+                        let view = LogRef::owned(&record);
+                        let index = AttrIndex::new(view.attributes);
+                        assert_eq!(
+                            check_indexed(view, index.id_attributes()),
+                            check(view),
+                            "{:?}",
+                            record.attributes
+                        );
+                        checked += usize::from(index.id_attributes().is_none());
+                    }
+                }
+            }
+        }
+        assert!(
+            checked > 0,
+            "some records have more id attributes than kept"
+        );
     }
 
     #[test]

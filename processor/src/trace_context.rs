@@ -17,7 +17,7 @@
 
 use gardener_proto::otlp::common::v1::KeyValue;
 use gardener_proto::otlp::logs::v1::LogRecord;
-use gardener_proto::view::{LogRef, MapRef, ValueRef};
+use gardener_proto::view::{Entry, LogRef, MapRef, ValueRef};
 
 use crate::sli::engine::length_bit;
 use crate::text::{has_whitespace, trim};
@@ -164,14 +164,19 @@ pub struct TraceCheck {
 
 /// [`check_and_recover`] without the writing, for a record of either form.
 pub fn check(record: LogRef<'_>) -> TraceCheck {
-    check_indexed(record, true)
+    check_indexed(record, None)
 }
 
-/// [`check`], told whether the record's attributes may hold an id key
-/// (`TRACE_KEYS`, `SPAN_KEYS`): the processor knows from its index of
-/// the attributes, and most records have none, so their attributes are not
-/// scanned a second time.
-pub fn check_indexed(record: LogRef<'_>, attributes_have_id_keys: bool) -> TraceCheck {
+/// [`check`], told which of the record's attributes have an id key
+/// (`TRACE_KEYS`, `SPAN_KEYS`), in order, each with whether it is a
+/// trace key (`None`: not known, every attribute is looked at): the
+/// processor knows from its index of the attributes
+/// ([`crate::event::AttrIndex::id_attributes`]), and most records have
+/// none, so their attributes are not scanned a second time.
+pub fn check_indexed(
+    record: LogRef<'_>,
+    id_attributes: Option<&[Option<(Entry<'_>, bool)>]>,
+) -> TraceCheck {
     let state_only = |state| TraceCheck {
         state,
         trace_id: None,
@@ -187,8 +192,13 @@ pub fn check_indexed(record: LogRef<'_>, attributes_have_id_keys: bool) -> Trace
         );
     }
     let mut scan = Scan::default();
-    if attributes_have_id_keys {
-        scan.keys(record.attributes);
+    match id_attributes {
+        Some(ids) => {
+            for &(entry, is_trace) in ids.iter().flatten() {
+                scan.entry(entry, is_trace);
+            }
+        }
+        None => scan.keys(record.attributes),
     }
     if scan.trace.is_none() {
         if let Some(body) = body_kvlist(record.body) {
@@ -264,30 +274,34 @@ impl Scan {
             }
             let is_trace = TRACE_KEYS.iter().any(|k| k.as_bytes() == key);
             let is_span = !is_trace && SPAN_KEYS.iter().any(|k| k.as_bytes() == key);
-            if !is_trace && !is_span {
-                continue;
+            if is_trace || is_span {
+                self.entry(entry, is_trace);
             }
-            // A string in its usual encoding (the Cloud Logging trace and
-            // span ids) is read without the general value.
-            let value = match entry.plain_str() {
-                Some(s) => ValueRef::Str(s),
-                None => entry.value(),
-            };
-            if !value.is_set() {
-                continue;
+        }
+    }
+
+    /// Reads an attribute with a trace id key (`is_trace`) or a span id key.
+    fn entry(&mut self, entry: Entry<'_>, is_trace: bool) {
+        // A string in its usual encoding (the Cloud Logging trace and
+        // span ids) is read without the general value.
+        let value = match entry.plain_str() {
+            Some(s) => ValueRef::Str(s),
+            None => entry.value(),
+        };
+        if !value.is_set() {
+            return;
+        }
+        if is_trace {
+            if self.trace.is_some() {
+                return;
             }
-            if is_trace {
-                if self.trace.is_some() {
-                    continue;
-                }
-                match parse_trace_value(value) {
-                    Parsed::Absent => {}
-                    Parsed::Invalid => self.invalid = true,
-                    Parsed::Valid(t, s) => self.trace = Some((t, s)),
-                }
-            } else if self.span.is_none() {
-                self.span = parse_span_value(value);
+            match parse_trace_value(value) {
+                Parsed::Absent => {}
+                Parsed::Invalid => self.invalid = true,
+                Parsed::Valid(t, s) => self.trace = Some((t, s)),
             }
+        } else if self.span.is_none() {
+            self.span = parse_span_value(value);
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct SliEngine {
     /// Literal prefilters of the message and span-name regexes.
     message_prefilter: Option<Prefilter>,
     span_name_prefilter: Option<Prefilter>,
+    /// Both in one, for spans whose message is their name.
+    joint_prefilter: Option<JointPrefilter>,
     /// The attribute keys the matchers read ([`HTTP_STATUS_KEYS`] first);
     /// each [`AttrMatcher`] has its slot here.
     attr_keys: Vec<Box<str>>,
@@ -167,6 +169,61 @@ impl Possible<'_> {
                 bits
             }
         }
+    }
+}
+
+/// True when `a` and `b` are the same bytes in memory (not only equal).
+fn same_text(a: &str, b: &str) -> bool {
+    std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()
+}
+
+/// The message and span-name prefilters as one automaton, for a span
+/// whose message is its name (a span's message is its name unless it has
+/// a status message): one scan of the name answers both, where each
+/// prefilter scanned it once. The span-name slots' bits are shifted above
+/// the message's; the slots a literal stands for are those it stands for
+/// in either prefilter, so each side's bits are what its own prefilter
+/// finds.
+#[derive(Debug)]
+struct JointPrefilter {
+    prefilter: Prefilter,
+    /// Where the span-name slots' bits start (above every message slot).
+    shift: u32,
+}
+
+impl JointPrefilter {
+    /// `None` when the slots of both do not fit in 64 bits, or when the
+    /// joint scan would walk the automaton over every byte where each
+    /// prefilter alone looks for the places a literal begins. It may look
+    /// for twice as many beginnings as one prefilter: each costs a few
+    /// vector instructions per 16 bytes, a second scan costs more.
+    fn new(
+        (message, message_literals): (&Prefilter, Vec<(Vec<u8>, u64)>),
+        (span_name, span_name_literals): (&Prefilter, Vec<(Vec<u8>, u64)>),
+    ) -> Option<JointPrefilter> {
+        let shift = u64::BITS - message.all.leading_zeros();
+        if span_name.all.leading_zeros() < shift {
+            return None;
+        }
+        let mut literals = message_literals;
+        for (literal, owners) in span_name_literals {
+            let owners = owners << shift;
+            match literals.iter_mut().find(|(l, _)| *l == literal) {
+                Some((_, o)) => *o |= owners,
+                None => literals.push((literal, owners)),
+            }
+        }
+        let prefilter = Prefilter::of_literals_with(literals, 2 * MAX_BEGINNINGS)?;
+        let slower = prefilter.beginnings.is_none()
+            && message.beginnings.is_some()
+            && span_name.beginnings.is_some();
+        (!slower).then_some(JointPrefilter { prefilter, shift })
+    }
+
+    /// The slots whose regex may match `text`: (message, span name).
+    fn scan(&self, text: &str) -> (u64, u64) {
+        let bits = self.prefilter.scan(text);
+        (bits & ((1 << self.shift) - 1), bits >> self.shift)
     }
 }
 
@@ -316,20 +373,25 @@ impl Prefilter {
     /// A prefilter for patterns given by their literal prefixes
     /// (`prefixes[i]`, from [`literal_prefixes`]; slot = index); `None` if
     /// none qualifies. `slots[i]` is set for the patterns that got one (a
-    /// pattern without prefixes gets none).
-    fn build(prefixes: &[Option<&[Vec<u8>]>], slots: &mut [Option<u8>]) -> Option<Prefilter> {
-        let prefilter = Self::build_literals(prefixes, slots);
+    /// pattern without prefixes gets none). Also returns the literals with
+    /// the slots each stands for (for a [`JointPrefilter`]).
+    #[allow(clippy::type_complexity)]
+    fn build(
+        prefixes: &[Option<&[Vec<u8>]>],
+        slots: &mut [Option<u8>],
+    ) -> Option<(Prefilter, Vec<(Vec<u8>, u64)>)> {
+        let literals = Self::literals(prefixes, slots);
+        let prefilter = Self::of_literals(literals.clone());
         if prefilter.is_none() {
             // No literal, or too many for a DFA: every regex simply runs.
             slots.iter_mut().for_each(|s| *s = None);
         }
-        prefilter
+        Some((prefilter?, literals))
     }
 
-    fn build_literals(
-        prefixes: &[Option<&[Vec<u8>]>],
-        slots: &mut [Option<u8>],
-    ) -> Option<Prefilter> {
+    /// The distinct literals of `prefixes`, each with the slots it stands
+    /// for; sets `slots[i]` for the patterns that have prefixes.
+    fn literals(prefixes: &[Option<&[Vec<u8>]>], slots: &mut [Option<u8>]) -> Vec<(Vec<u8>, u64)> {
         let mut literals: Vec<(Vec<u8>, u64)> = Vec::new();
         for (i, set) in prefixes.iter().enumerate().take(PREFILTER_SLOTS) {
             let Some(set) = set else {
@@ -343,12 +405,18 @@ impl Prefilter {
                 }
             }
         }
-        Self::of_literals(literals)
+        literals
     }
 
     /// A prefilter for `literals`, each with the slots it stands for (a
     /// bit each); `None` if there are none or too many for a DFA.
     fn of_literals(literals: Vec<(Vec<u8>, u64)>) -> Option<Prefilter> {
+        Self::of_literals_with(literals, MAX_BEGINNINGS)
+    }
+
+    /// [`of_literals`](Self::of_literals) looking for at most
+    /// `max_beginnings` beginnings.
+    fn of_literals_with(literals: Vec<(Vec<u8>, u64)>, max_beginnings: usize) -> Option<Prefilter> {
         if literals.is_empty() {
             return None;
         }
@@ -373,7 +441,7 @@ impl Prefilter {
         for (literal, _) in &literals {
             match (Beginning::of(literal), beginnings.as_mut()) {
                 (Some(b), Some(list)) if list.contains(&b) => {}
-                (Some(b), Some(list)) if list.len() < MAX_BEGINNINGS => list.push(b),
+                (Some(b), Some(list)) if list.len() < max_beginnings => list.push(b),
                 _ => beginnings = None,
             }
         }
@@ -537,8 +605,17 @@ impl SliEngine {
             .into_iter()
             .map(|(name, def)| SliDef::compile(name, def))
             .collect::<Result<_, _>>()?;
-        let message_prefilter = build_prefilter(&mut defs, |m| &mut m.message);
-        let span_name_prefilter = build_prefilter(&mut defs, |m| &mut m.span_name);
+        let message = build_prefilter(&mut defs, |m| &mut m.message);
+        let span_name = build_prefilter(&mut defs, |m| &mut m.span_name);
+        let (message_prefilter, message_literals) = message.unzip();
+        let (span_name_prefilter, span_name_literals) = span_name.unzip();
+        let joint_prefilter = match (&message_prefilter, &span_name_prefilter) {
+            (Some(m), Some(n)) => JointPrefilter::new(
+                (m, message_literals.unwrap_or_default()),
+                (n, span_name_literals.unwrap_or_default()),
+            ),
+            _ => None,
+        };
         let mut attr_keys: Vec<Box<str>> = HTTP_STATUS_KEYS.map(Box::from).to_vec();
         for m in defs
             .iter_mut()
@@ -563,6 +640,7 @@ impl SliEngine {
             defs,
             message_prefilter,
             span_name_prefilter,
+            joint_prefilter,
             attr_keys,
             attr_key_summaries,
             quiet,
@@ -637,6 +715,12 @@ impl SliEngine {
             &self.attr_key_summaries,
             ev.attribute_keys,
         );
+        // A span whose message is its name: one scan answers both (done
+        // now, as either would be the first time a matcher asks; a span's
+        // matchers nearly always ask for both).
+        if let Some(name) = ev.span_name {
+            self.scan_name_once(name, ev.message, &possible);
+        }
         let kind = kind_index(ev.signal, ev.category.is_some());
         let quiet = self.quiet_key(ev, &possible, kind);
         let remembered = match quiet {
@@ -653,6 +737,24 @@ impl SliEngine {
             Some((key, None)) => quiet::remember(self.id, key, outcome),
             Some((key, Some(name))) => quiet::remember_named(self.id, key, name, outcome),
             None => {}
+        }
+    }
+
+    /// Scans a span's name for both its prefilters at once when it is
+    /// also the message (see [`JointPrefilter`]), setting what each
+    /// haystack's prefilter would find. Out of line: inlined, it changed
+    /// how the rest of `classify` compiled, costing log records more than
+    /// the test it adds.
+    #[inline(never)]
+    fn scan_name_once(&self, name: &str, message: &str, possible: &Haystacks<'_, '_>) {
+        if let Some(joint) = self
+            .joint_prefilter
+            .as_ref()
+            .filter(|_| same_text(name, message))
+        {
+            let (message, span_name) = joint.scan(name);
+            possible.message.bits.set(Some(message));
+            possible.span_name.bits.set(Some(span_name));
         }
     }
 
@@ -1150,10 +1252,11 @@ fn index_attributes<'a>(
 
 /// Builds the prefilter of one kind of regex (`field` picks it from a
 /// matcher) over all matchers, and gives each matcher its slot.
+#[allow(clippy::type_complexity)]
 fn build_prefilter(
     defs: &mut [SliDef],
     field: impl Fn(&mut Matcher) -> &mut Option<PrefilteredRegex>,
-) -> Option<Prefilter> {
+) -> Option<(Prefilter, Vec<(Vec<u8>, u64)>)> {
     let mut matchers: Vec<&mut Matcher> = defs
         .iter_mut()
         .flat_map(|d| d.events.iter_mut().chain(d.bad.iter_mut()))
@@ -1871,8 +1974,53 @@ mod tests {
         let mut slots = vec![None; patterns.len()];
         let prefixes: Vec<_> = patterns.iter().map(|p| literal_prefixes(p)).collect();
         let refs: Vec<_> = prefixes.iter().map(Option::as_deref).collect();
-        let p = Prefilter::build(&refs, &mut slots).expect("a prefilter");
+        let (p, _) = Prefilter::build(&refs, &mut slots).expect("a prefilter");
         (p, slots)
+    }
+
+    /// A span's name that is also its message is scanned once, by the
+    /// joint prefilter, and each side gets what its own prefilter finds.
+    #[test]
+    fn joint_scan_answers_as_both_prefilters() {
+        let e = SliEngine::builtin();
+        let (message, span_name) = (
+            e.message_prefilter.as_ref().expect("a message prefilter"),
+            e.span_name_prefilter
+                .as_ref()
+                .expect("a span-name prefilter"),
+        );
+        let joint = e.joint_prefilter.as_ref().expect("the built-ins have one");
+        let pieces = [
+            "websocket",
+            "WebSocket connection ",
+            "accepted",
+            "closed",
+            "code",
+            "1006",
+            "agent",
+            "Agent.execute",
+            "invoke_agent",
+            "agent.run",
+            "/ws",
+            "ws.connect",
+            "handshake",
+            "GET ",
+            "/api/threads/",
+            " 200",
+            "\"WebSocket /ws\" ",
+            "x",
+            " ",
+        ];
+        for h in random_haystacks(&pieces, 20_000, 8, 0x2545f4914f6cdd1d) {
+            assert_eq!(
+                joint.scan(&h),
+                (message.scan(&h), span_name.scan(&h)),
+                "{h:?}"
+            );
+        }
+        // The classification uses it only for the very same text.
+        let (a, b) = ("ws.connect".to_string(), "ws.connect".to_string());
+        assert!(same_text(&a, &a) && !same_text(&a, &b));
     }
 
     /// The DFA walk reports exactly the slots whose literals occur
