@@ -8,6 +8,7 @@
 //! contend per record.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use gardener_proto::build;
 use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
@@ -20,6 +21,7 @@ use crate::attributes;
 use crate::config::ProcessorConfig;
 use crate::event::{service_name_of, AttrIndex, EventView, Signal};
 use crate::key_summary::KeySummary;
+use crate::positions::Positions;
 use crate::signature::{Signature, Signer};
 use crate::sli::{EventKeys, SliEngine, SliEvent, SliSignal};
 use crate::trace_context::{check_indexed, IdConsistency, TraceCheck, TraceContextState};
@@ -128,9 +130,8 @@ pub struct Tally {
     /// (service.name, service.version) pairs: a batch may mix revisions, and
     /// each keeps its own signature hits.
     services: Vec<(String, Option<String>)>,
-    /// Where each name is in `services`, once there are more than
-    /// [`SCAN_LIMIT`] (empty until then).
-    service_index: HashMap<String, Vec<u32>, foldhash::fast::RandomState>,
+    /// Where each (name, version) is in `services`, past a scan.
+    service_positions: Positions,
     /// Signed records, aggregated by (service, fingerprint, severity).
     pub signatures: Vec<SignatureHit>,
     /// foldhash, not SipHash: looked up once per signed record, with keys
@@ -140,9 +141,8 @@ pub struct Tally {
     /// by service (index = the service's in `services`).
     trace_context: Vec<[u64; 4]>,
     sli: Vec<SliCount>,
-    /// The first position in `sli` of each hash of (SLI, labels), once
-    /// there are more than [`SCAN_LIMIT`] (empty until then).
-    sli_index: HashMap<u64, u32, foldhash::fast::RandomState>,
+    /// Where each (SLI, label values) is in `sli`, past a scan.
+    sli_positions: Positions,
     /// Per SLI (index modulo [`SLI_HINTS`]), where in `sli` it was last
     /// counted: records come grouped by resource, so the next count of an
     /// SLI is nearly always for the same labels (the service), and one
@@ -155,14 +155,6 @@ pub struct Tally {
 }
 
 const SLI_HINTS: usize = 8;
-
-/// Up to this many services (or SLI label sets) a batch's [`Tally`] finds
-/// one by a scan, beyond it through a hash index. Why both: batches carry
-/// a few services, for which a scan is cheapest; but a request may carry
-/// tens of thousands of resources of distinct services, and a scan per
-/// resource and per record then made the batch quadratic (80,000 services
-/// in one request: half a minute of a worker's time).
-const SCAN_LIMIT: usize = 8;
 
 #[derive(Debug)]
 struct SliCount {
@@ -181,31 +173,15 @@ impl Tally {
             .and_then(crate::event::as_text);
         let same =
             |(s, v): &(String, Option<String>)| s == service && v.as_deref() == version.as_deref();
-        let found = if self.services.len() <= SCAN_LIMIT {
-            self.services.iter().position(same)
-        } else {
-            self.service_index.get(service).and_then(|at| {
-                at.iter()
-                    .map(|&i| i as usize)
-                    .find(|&i| same(&self.services[i]))
-            })
-        };
-        if let Some(i) = found {
+        let key = |p: &Positions| service_key(p, service, version.as_deref());
+        if let Some(i) = self.service_positions.find(&self.services, same, key) {
             return i as u32;
         }
-        let index = self.services.len() as u32;
         self.services
             .push((service.to_string(), version.map(|v| v.into_owned())));
-        if self.services.len() == SCAN_LIMIT + 1 {
-            for (i, (name, _)) in self.services.iter().enumerate() {
-                let at = self.service_index.entry(name.clone()).or_default();
-                at.push(i as u32);
-            }
-        } else if self.services.len() > SCAN_LIMIT + 1 {
-            let at = self.service_index.entry(service.to_string()).or_default();
-            at.push(index);
-        }
-        index
+        self.service_positions
+            .pushed(&self.services, |p, (s, v)| service_key(p, s, v.as_deref()));
+        (self.services.len() - 1) as u32
     }
 
     fn service(&self, index: u32) -> &str {
@@ -237,16 +213,9 @@ impl Tally {
         let hint = self.sli_hints[sli % SLI_HINTS] as usize;
         let at = match self.sli.get(hint) {
             Some(c) if is_it(c) => Some(hint),
-            _ if self.sli.len() <= SCAN_LIMIT => self.sli.iter().position(is_it),
-            _ => {
-                let key = self.sli_key(sli, labels.iter().map(|l| &**l));
-                match self.sli_index.get(&key) {
-                    Some(&i) if is_it(&self.sli[i as usize]) => Some(i as usize),
-                    // Absent, or a hash two label sets share: the scan answers.
-                    Some(_) => self.sli.iter().position(is_it),
-                    None => None,
-                }
-            }
+            _ => self.sli_positions.find(&self.sli, is_it, |p| {
+                sli_key(p, sli, labels.iter().map(|l| &**l))
+            }),
         };
         let at = at.unwrap_or_else(|| {
             self.sli.push(SliCount {
@@ -255,38 +224,15 @@ impl Tally {
                 events: 0,
                 bad: 0,
             });
-            let index = self.sli.len() - 1;
-            if self.sli.len() == SCAN_LIMIT + 1 {
-                for i in 0..self.sli.len() {
-                    self.index_sli(i);
-                }
-            } else if self.sli.len() > SCAN_LIMIT + 1 {
-                self.index_sli(index);
-            }
-            index
+            self.sli_positions.pushed(&self.sli, |p, c| {
+                sli_key(p, c.sli, c.labels.iter().map(String::as_str))
+            });
+            self.sli.len() - 1
         });
         self.sli_hints[sli % SLI_HINTS] = at as u32;
         let count = &mut self.sli[at];
         count.events += 1;
         count.bad += bad as u64;
-    }
-
-    /// The hash of an SLI and its label values in `sli_index`.
-    fn sli_key<'l>(&self, sli: usize, labels: impl Iterator<Item = &'l str>) -> u64 {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = self.sli_index.hasher().build_hasher();
-        sli.hash(&mut h);
-        for label in labels {
-            label.hash(&mut h);
-        }
-        h.finish()
-    }
-
-    /// Enters `sli[i]` into `sli_index`, unless an earlier entry has its hash.
-    fn index_sli(&mut self, i: usize) {
-        let c = &self.sli[i];
-        let key = self.sli_key(c.sli, c.labels.iter().map(String::as_str));
-        self.sli_index.entry(key).or_insert(i as u32);
     }
 
     /// `(service, state, count)` for every non-zero trace-context count.
@@ -330,6 +276,24 @@ impl Tally {
             .iter()
             .map(|(s, id)| (self.service(*s), id.as_slice()))
     }
+}
+
+/// The hash of a service's (name, version) in a [`Tally`]'s positions.
+fn service_key(positions: &Positions, name: &str, version: Option<&str>) -> u64 {
+    let mut h = positions.hasher();
+    name.hash(&mut h);
+    version.hash(&mut h);
+    h.finish()
+}
+
+/// The hash of an SLI and its label values in a [`Tally`]'s positions.
+fn sli_key<'l>(positions: &Positions, sli: usize, labels: impl Iterator<Item = &'l str>) -> u64 {
+    let mut h = positions.hasher();
+    sli.hash(&mut h);
+    for label in labels {
+        label.hash(&mut h);
+    }
+    h.finish()
 }
 
 fn min_nonzero(a: u64, b: u64) -> u64 {

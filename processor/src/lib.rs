@@ -13,6 +13,7 @@ pub mod key_summary;
 pub mod mask;
 pub mod memo;
 pub mod orphans;
+mod positions;
 pub mod rules;
 pub mod secrets;
 pub mod signature;
