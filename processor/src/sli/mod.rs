@@ -13,12 +13,14 @@
 //! * [`engine`]: [`SliEngine`], the compiled matchers that classify one
 //!   [`SliEvent`] per record, cheaply and without allocating when nothing
 //!   matches, with the per-thread table of remembered outcomes of quiet
-//!   events in `quiet`;
+//!   events in `quiet` and the literal prefilters that let most messages
+//!   skip every regex in `prefilter`;
 //! * [`windows`]: [`SliWindows`], bounded sliding windows with a
 //!   minimum-events guard and hysteresis.
 
 pub mod config;
 pub mod engine;
+mod prefilter;
 mod quiet;
 pub mod windows;
 
