@@ -65,12 +65,18 @@ hostPort.
 receivers:
   otlp:
     protocols:
+      {{- /* The collector enables a protocol by its being listed: a protocol
+      switched off in ports.* is left out (and so are its ports). */}}
+      {{- if .Values.ports.otlpGrpc.enabled }}
       grpc:
         endpoint: {{ printf "0.0.0.0:%d" (int .Values.ports.otlpGrpc.containerPort) }}
         max_recv_msg_size_mib: 4
+      {{- end }}
+      {{- if .Values.ports.otlpHttp.enabled }}
       http:
         endpoint: {{ printf "0.0.0.0:%d" (int .Values.ports.otlpHttp.containerPort) }}
         max_request_body_size: 20971520
+      {{- end }}
 processors:
   gardener:
     enabled: true
@@ -96,8 +102,19 @@ service:
 
 {{/* The effective collector configuration: defaults, then .Values.config over them. */}}
 {{- define "log-gardener.config" -}}
+{{- if not (or .Values.ports.otlpGrpc.enabled .Values.ports.otlpHttp.enabled) -}}
+{{- fail "ports.otlpGrpc.enabled and ports.otlpHttp.enabled are both false: the collector would receive nothing; keep at least one OTLP protocol on" -}}
+{{- end -}}
 {{- $defaults := include "log-gardener.defaultConfig" . | fromYaml -}}
 {{- $user := deepCopy (.Values.config | default dict) -}}
 {{- $config := mustMergeOverwrite $defaults $user -}}
+{{- $protocols := dig "receivers" "otlp" "protocols" (dict) $config -}}
+{{- range $proto, $key := dict "grpc" "otlpGrpc" "http" "otlpHttp" -}}
+{{- $port := index $.Values.ports $key -}}
+{{- if and (not $port.enabled) (hasKey $protocols $proto) -}}
+{{- fail (printf "ports.%s.enabled is false but config.receivers.otlp.protocols.%s is set, which would turn the protocol back on without its ports: remove one of the two" $key $proto) -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
+
