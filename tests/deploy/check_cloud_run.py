@@ -119,6 +119,10 @@ check(bool(sec.get("secretName")), "the config volume is a Secret Manager secret
 items = sec.get("items") or []
 check(any(cfg_path.endswith("/" + i.get("path", "")) for i in items),
       "the secret item's path is the file passed to --config", f"{items}")
+# A mounted secret is read when the file is read: "latest" would hand later
+# instances of a revision whatever version was added since.
+check(all(isinstance(i.get("key"), str) and i["key"].isdigit() for i in items),
+      "the config secret is a pinned version (a quoted number), not latest", f"{items}")
 check(all(m.get("name") in vols for c in containers for m in c.get("volumeMounts") or []),
       "every volumeMount refers to a declared volume")
 for m in mounts:
