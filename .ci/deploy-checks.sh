@@ -177,7 +177,8 @@ chart_refuses() {
     "config.receivers.otlp.protocols.grpc.endpoint=0.0.0.0:5317|but ports.otlpGrpc.containerPort is 4317" \
     "config.service.admin.endpoint=127.0.0.1:9464|a loopback address is not reachable" \
     "config.service.memory_limit_mib=256|config.service.memory_limit_mib (256) is not below resources.limits.memory (256Mi, 256 MiB)" \
-    "resources.limits.memory=1G,config.service.memory_limit_mib=1000|is not below resources.limits.memory (1G, 953 MiB)"; do
+    "resources.limits.memory=1G,config.service.memory_limit_mib=1000|is not below resources.limits.memory (1G, 953 MiB)" \
+    "config.service.shutdown_grace_period=1m|config.service.shutdown_grace_period (1m) is not below terminationGracePeriodSeconds (30)"; do
     set="${case%%|*}"
     want="${case#*|}"
     if out="$("$HELM" template lg "$CHART" --set "$set" 2>&1 >/dev/null)"; then
@@ -192,7 +193,8 @@ chart_refuses() {
   done
   # ... and accepts what is fine: an ${env:...} host, a limit below the container's.
   for set in 'config.receivers.otlp.protocols.http.endpoint=${env:POD_IP}:4318' \
-    "resources.limits.memory=512Mi,config.service.memory_limit_mib=400"; do
+    "resources.limits.memory=512Mi,config.service.memory_limit_mib=400" \
+    "config.service.shutdown_grace_period=1m 30s,terminationGracePeriodSeconds=100"; do
     if "$HELM" template lg "$CHART" --set "$set" >/dev/null; then echo "accepted: --set $set"; else
       echo "refused a valid value: --set $set"
       bad=1
@@ -200,7 +202,7 @@ chart_refuses() {
   done
   return $bad
 }
-step "chart refuses inconsistent values (protocols, endpoints vs ports, memory_limit_mib vs the memory limit)" chart_refuses
+step "chart refuses inconsistent values (protocols, endpoints vs ports, memory and grace period vs the pod's)" chart_refuses
 step "kubernetes-validate --strict (core kinds; CRDs skipped explicitly)" \
   "$PY" "$T/check_k8s_validate.py" "$WORK/render-default.yaml" "$WORK/render-custom.yaml" \
   "$WORK/render-no-grpc.yaml" "$WORK/render-no-http.yaml"

@@ -136,7 +136,34 @@ kernel kills the collector before its limiter refuses anything. */ -}}
 {{- fail (printf "config.service.memory_limit_mib (%d) is not below resources.limits.memory (%v, %s MiB): the container would be OOM-killed before the collector's memory limiter refuses data; leave memory_limit_mib unset (80%% of the container's limit) or lower it" (int $limitMib) $shown $containerMib) -}}
 {{- end -}}
 {{- end -}}
+{{- /* The drain on SIGTERM must end before the kubelet's SIGKILL. */ -}}
+{{- $grace := dig "service" "shutdown_grace_period" "" $config -}}
+{{- $graceSeconds := include "log-gardener.durationSeconds" $grace -}}
+{{- if and $graceSeconds (ge (float64 $graceSeconds) (float64 .Values.terminationGracePeriodSeconds)) -}}
+{{- fail (printf "config.service.shutdown_grace_period (%v) is not below terminationGracePeriodSeconds (%v): the kubelet would kill the collector before it has drained what it accepted; raise terminationGracePeriodSeconds" $grace .Values.terminationGracePeriodSeconds) -}}
+{{- end -}}
 {{- toYaml $config -}}
+{{- end -}}
+
+{{/* durationSeconds DURATION: a duration as the collector reads it ("10s",
+"1m30s", "1m 30s", "500ms") in seconds; empty for a form it does not know. */}}
+{{- define "log-gardener.durationSeconds" -}}
+{{- $d := toString . | lower | nospace -}}
+{{- $units := dict "ms" 0.001 "s" 1.0 "sec" 1.0 "secs" 1.0 "second" 1.0 "seconds" 1.0 "m" 60.0 "min" 60.0 "mins" 60.0 "minute" 60.0 "minutes" 60.0 "h" 3600.0 "hr" 3600.0 "hrs" 3600.0 "hour" 3600.0 "hours" 3600.0 -}}
+{{- $ok := regexMatch "^([0-9]+(\\.[0-9]+)?[a-z]+)+$" $d -}}
+{{- $total := 0.0 -}}
+{{- if $ok -}}
+{{- range regexFindAll "[0-9.]+[a-z]+" $d -1 -}}
+{{- $n := regexFind "^[0-9.]+" . -}}
+{{- $u := trimPrefix $n . -}}
+{{- if hasKey $units $u -}}
+{{- $total = addf $total (mulf (float64 $n) (get $units $u)) -}}
+{{- else -}}
+{{- $ok = false -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $ok -}}{{ $total }}{{- end -}}
 {{- end -}}
 
 {{/*
