@@ -143,6 +143,8 @@ ds, c, cfg = check_common("default", dk)
 ports = {p["name"]: p for p in c.get("ports", [])}
 check(ports.get("otlp-grpc", {}).get("hostPort") == 4317 and ports.get("otlp-http", {}).get("hostPort") == 4318,
       "[default] hostPorts 4317/4318 on by default")
+check(set(dig(cfg, "receivers", "otlp", "protocols", default={}) or {}) == {"grpc", "http"},
+      "[default] both OTLP protocols are on")
 check(dig(cfg, "processors", "gardener", "enabled") is True, "[default] the gardener processor is on")
 check("googlecloud" not in (cfg.get("exporters") or {}), "[default] Cloud Monitoring is off unless enabled")
 check(dig(one(dk, "ServiceAccount") or {}, "automountServiceAccountToken") is False, "[default] no API token mounted")
