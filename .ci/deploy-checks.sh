@@ -146,11 +146,14 @@ render() {
   "$HELM" template lg "$CHART" --namespace observability >"$WORK/render-default.yaml" &&
     "$HELM" template lg "$CHART" --namespace observability -f "$T/values-custom.yaml" >"$WORK/render-custom.yaml" &&
     "$HELM" template lg "$CHART" --namespace observability --set googleCloud.enabled=true >"$WORK/render-gc-noproject.yaml" &&
-    grep -c '^kind:' "$WORK/render-default.yaml" "$WORK/render-custom.yaml" "$WORK/render-gc-noproject.yaml"
+    "$HELM" template lg "$CHART" --namespace observability --set ports.otlpGrpc.enabled=false >"$WORK/render-no-grpc.yaml" &&
+    "$HELM" template lg "$CHART" --namespace observability --set ports.otlpHttp.enabled=false >"$WORK/render-no-http.yaml" &&
+    grep -c '^kind:' "$WORK"/render-*.yaml
 }
-step "helm template (default and custom values)" render
-step "rendered manifests: config merge, resources, probes, securityContext, monitors, rules" \
-  "$PY" "$T/check_helm.py" "$WORK/render-default.yaml" "$WORK/render-custom.yaml" "$WORK/render-gc-noproject.yaml"
+step "helm template (default, custom, googleCloud without project, one OTLP protocol off)" render
+step "rendered manifests: config merge, resources, probes, securityContext, monitors, rules, protocol switches" \
+  "$PY" "$T/check_helm.py" "$WORK/render-default.yaml" "$WORK/render-custom.yaml" "$WORK/render-gc-noproject.yaml" \
+  --no-grpc "$WORK/render-no-grpc.yaml" --no-http "$WORK/render-no-http.yaml"
 schema_rejects() {
   local bad=0
   for set in "imagee.tag=x" "logFormat=xml" "ports.admin.containerPort=70000" "podMonitor.enabled=yes"; do
@@ -164,8 +167,45 @@ schema_rejects() {
   return $bad
 }
 step "values.schema.json rejects invalid values" schema_rejects
+# chart_refuses: values the schema cannot judge, refused by the templates
+# (`fail`) with a message naming the keys. Each case: --set values|expected text.
+chart_refuses() {
+  local bad=0 case set want out
+  for case in \
+    "ports.otlpGrpc.enabled=false,ports.otlpHttp.enabled=false|are both false" \
+    "ports.otlpHttp.enabled=false,config.receivers.otlp.protocols.http.auth_token=t|ports.otlpHttp.enabled is false but config.receivers.otlp.protocols.http is set" \
+    "config.receivers.otlp.protocols.grpc.endpoint=0.0.0.0:5317|but ports.otlpGrpc.containerPort is 4317" \
+    "config.service.admin.endpoint=127.0.0.1:9464|a loopback address is not reachable" \
+    "config.service.memory_limit_mib=256|config.service.memory_limit_mib (256) is not below resources.limits.memory (256Mi, 256 MiB)" \
+    "resources.limits.memory=1G,config.service.memory_limit_mib=1000|is not below resources.limits.memory (1G, 953 MiB)" \
+    "config.service.shutdown_grace_period=1m|config.service.shutdown_grace_period (1m) is not below terminationGracePeriodSeconds (30)"; do
+    set="${case%%|*}"
+    want="${case#*|}"
+    if out="$("$HELM" template lg "$CHART" --set "$set" 2>&1 >/dev/null)"; then
+      echo "accepted: --set $set"
+      bad=1
+    elif grep -qF -- "$want" <<<"$out"; then
+      echo "refused:  --set $set"
+    else
+      echo "refused --set $set, but without \"$want\": $out"
+      bad=1
+    fi
+  done
+  # ... and accepts what is fine: an ${env:...} host, a limit below the container's.
+  for set in 'config.receivers.otlp.protocols.http.endpoint=${env:POD_IP}:4318' \
+    "resources.limits.memory=512Mi,config.service.memory_limit_mib=400" \
+    "config.service.shutdown_grace_period=1m 30s,terminationGracePeriodSeconds=100"; do
+    if "$HELM" template lg "$CHART" --set "$set" >/dev/null; then echo "accepted: --set $set"; else
+      echo "refused a valid value: --set $set"
+      bad=1
+    fi
+  done
+  return $bad
+}
+step "chart refuses inconsistent values (protocols, endpoints vs ports, memory and grace period vs the pod's)" chart_refuses
 step "kubernetes-validate --strict (core kinds; CRDs skipped explicitly)" \
-  "$PY" "$T/check_k8s_validate.py" "$WORK/render-default.yaml" "$WORK/render-custom.yaml"
+  "$PY" "$T/check_k8s_validate.py" "$WORK/render-default.yaml" "$WORK/render-custom.yaml" \
+  "$WORK/render-no-grpc.yaml" "$WORK/render-no-http.yaml"
 
 # -------------------------------------------------------------- Cloud Run
 echo "== Cloud Run"
@@ -190,12 +230,13 @@ if [ -n "$BIN" ] && [ -x "$BIN" ]; then
     "$PY" - "$WORK" <<'EOF' || return 1
 import sys, yaml
 work = sys.argv[1]
-for which in ("default", "custom", "gc-noproject"):
+for which in ("default", "custom", "gc-noproject", "no-grpc", "no-http"):
     for d in yaml.safe_load_all(open(f"{work}/render-{which}.yaml")):
         if d and d["kind"] == "ConfigMap":
             open(f"{work}/helm-{which}-config.yaml", "w").write(d["data"]["config.yaml"])
 EOF
-    for f in "$ROOT/deploy/cloud-run/collector-config.yaml" "$WORK/helm-default-config.yaml" "$WORK/helm-custom-config.yaml"; do
+    for f in "$ROOT/deploy/cloud-run/collector-config.yaml" "$WORK/helm-default-config.yaml" "$WORK/helm-custom-config.yaml" \
+      "$WORK/helm-no-grpc-config.yaml" "$WORK/helm-no-http-config.yaml"; do
       if out="$(GOOGLE_CLOUD_PROJECT=ci-project OTLP_FORWARD_ENDPOINT=http://127.0.0.1:4317 "$BIN" check-config "$f" 2>&1)"; then
         echo "ok   $(basename "$f")"
       elif grep -Eq 'exporters: unknown field `(otlp|googlecloud)`' <<<"$out"; then

@@ -119,6 +119,10 @@ check(bool(sec.get("secretName")), "the config volume is a Secret Manager secret
 items = sec.get("items") or []
 check(any(cfg_path.endswith("/" + i.get("path", "")) for i in items),
       "the secret item's path is the file passed to --config", f"{items}")
+# A mounted secret is read when the file is read: "latest" would hand later
+# instances of a revision whatever version was added since.
+check(all(isinstance(i.get("key"), str) and i["key"].isdigit() for i in items),
+      "the config secret is a pinned version (a quoted number), not latest", f"{items}")
 check(all(m.get("name") in vols for c in containers for m in c.get("volumeMounts") or []),
       "every volumeMount refers to a declared volume")
 for m in mounts:
@@ -154,6 +158,14 @@ def strings(o):
 
 used = {v for s in strings(cfg) for v in re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", s)}
 check(used <= env_names, "every ${env:VAR} in the config is set on the sidecar", f"missing: {sorted(used - env_names)}")
+# The sidecar's memory limiter must act below the container's memory limit,
+# and must not depend on the cgroup the container sees inside the instance.
+mem = str(lim.get("memory", ""))
+m = re.fullmatch(r"(\d+)(Mi|Gi)", mem)
+limit_mib = int(m.group(1)) * (1024 if m.group(2) == "Gi" else 1) if m else 0
+cfg_limit = dig(cfg, "service", "memory_limit_mib")
+check(isinstance(cfg_limit, int) and 0 < cfg_limit < limit_mib,
+      "service.memory_limit_mib is set and below the sidecar's memory limit", f"{cfg_limit} vs {mem}")
 grace = dig(cfg, "service", "shutdown_grace_period", default="10s")
 m = re.fullmatch(r"(\d+)s", str(grace))
 check(m is not None and int(m.group(1)) < 10, "shutdown_grace_period fits Cloud Run's 10 s SIGTERM window", grace)

@@ -1,9 +1,11 @@
 """Checks of the Helm chart's rendered manifests.
 
 usage: check_helm.py DEFAULT_RENDER.yaml CUSTOM_RENDER.yaml [GC_NO_PROJECT_RENDER.yaml]
+                     [--no-grpc RENDER.yaml] [--no-http RENDER.yaml]
 (the output of `helm template` with the chart's defaults, with
 tests/deploy/values-custom.yaml and, optionally, with only
-`--set googleCloud.enabled=true`).
+`--set googleCloud.enabled=true`, `--set ports.otlpGrpc.enabled=false`,
+`--set ports.otlpHttp.enabled=false`).
 """
 import sys
 
@@ -11,9 +13,16 @@ import yaml
 
 from _common import check, dig, finish, load_yaml, load_yaml_all, path
 
-default_docs = load_yaml_all(sys.argv[1])
-custom_docs = load_yaml_all(sys.argv[2])
-gc_docs = load_yaml_all(sys.argv[3]) if len(sys.argv) > 3 else None
+args = sys.argv[1:]
+named = {}
+for flag in ("--no-grpc", "--no-http"):
+    if flag in args:
+        i = args.index(flag)
+        named[flag] = load_yaml_all(args[i + 1])
+        del args[i:i + 2]
+default_docs = load_yaml_all(args[0])
+custom_docs = load_yaml_all(args[1])
+gc_docs = load_yaml_all(args[2]) if len(args) > 2 else None
 custom_values = load_yaml(path("tests", "deploy", "values-custom.yaml"))
 canonical_rules = load_yaml(path("helm", "log-gardener", "files", "prometheus-rules.yaml"))
 
@@ -50,7 +59,12 @@ def check_common(label, kinds):
     check(sel and all(pod_labels.get(k) == v for k, v in sel.items()),
           f"[{label}] DaemonSet selector matches the pod labels")
     ports = {p["name"]: p for p in c.get("ports", [])}
-    check({"otlp-grpc", "otlp-http", "admin"} <= set(ports), f"[{label}] ports otlp-grpc, otlp-http, admin", f"{list(ports)}")
+    cfg = config_of(kinds)
+    protocols = set(dig(cfg, "receivers", "otlp", "protocols", default={}) or {})
+    check(bool(protocols) and protocols <= {"grpc", "http"}, f"[{label}] the config enables OTLP gRPC, HTTP or both", f"{protocols}")
+    want_ports = {f"otlp-{p}" for p in protocols} | {"admin"}
+    check(set(ports) == want_ports, f"[{label}] container ports are admin and those of the enabled protocols ({sorted(want_ports)})",
+          f"{list(ports)}")
     check("hostPort" not in ports.get("admin", {}), f"[{label}] the admin port is never a hostPort")
     lp, rp = c.get("livenessProbe", {}), c.get("readinessProbe", {})
     check(dig(lp, "httpGet", "path") == "/healthz" and dig(lp, "httpGet", "port") in ("admin", ports.get("admin", {}).get("containerPort")),
@@ -89,9 +103,10 @@ def check_common(label, kinds):
     sa = one(kinds, "ServiceAccount")
     if sa:
         check(podspec.get("serviceAccountName") == dig(sa, "metadata", "name"), f"[{label}] pod uses the chart's ServiceAccount")
-    cfg = config_of(kinds)
     check(set(cfg) <= {"receivers", "processors", "exporters", "service"}, f"[{label}] config top-level keys are the collector's", f"{list(cfg)}")
     for proto, pname in (("grpc", "otlp-grpc"), ("http", "otlp-http")):
+        if proto not in protocols:
+            continue
         ep = dig(cfg, "receivers", "otlp", "protocols", proto, "endpoint", default="")
         check(ep == f"0.0.0.0:{ports.get(pname, {}).get('containerPort')}", f"[{label}] OTLP {proto} endpoint matches the container port", ep)
     check(dig(cfg, "service", "admin", "endpoint") == f"0.0.0.0:{ports.get('admin', {}).get('containerPort')}",
@@ -103,6 +118,9 @@ def check_common(label, kinds):
         check(ssel and all(pod_labels.get(k) == v for k, v in ssel.items()), f"[{label}] Service selects the collector pods")
         check(all(p.get("targetPort") in ports for p in dig(svc, "spec", "ports", default=[])),
               f"[{label}] Service targetPorts are named container ports")
+        check({p.get("name") for p in dig(svc, "spec", "ports", default=[])} == want_ports,
+              f"[{label}] Service ports are admin and those of the enabled protocols",
+              f"{[p.get('name') for p in dig(svc, 'spec', 'ports', default=[])]}")
     for mon_kind in ("PodMonitor", "ServiceMonitor"):
         mon = one(kinds, mon_kind)
         if not mon:
@@ -125,6 +143,8 @@ ds, c, cfg = check_common("default", dk)
 ports = {p["name"]: p for p in c.get("ports", [])}
 check(ports.get("otlp-grpc", {}).get("hostPort") == 4317 and ports.get("otlp-http", {}).get("hostPort") == 4318,
       "[default] hostPorts 4317/4318 on by default")
+check(set(dig(cfg, "receivers", "otlp", "protocols", default={}) or {}) == {"grpc", "http"},
+      "[default] both OTLP protocols are on")
 check(dig(cfg, "processors", "gardener", "enabled") is True, "[default] the gardener processor is on")
 check("googlecloud" not in (cfg.get("exporters") or {}), "[default] Cloud Monitoring is off unless enabled")
 check(dig(one(dk, "ServiceAccount") or {}, "automountServiceAccountToken") is False, "[default] no API token mounted")
@@ -183,6 +203,27 @@ if gc_docs is not None:
           "[gc-noproject] no ${env:...} reference the pod's environment may not satisfy")
     env3 = {e["name"] for e in c3.get("env", [])}
     check("GOOGLE_CLOUD_PROJECT" not in env3, "[gc-noproject] no empty GOOGLE_CLOUD_PROJECT env")
+
+# ---- one OTLP protocol switched off ----
+for flag, off, on in (("--no-grpc", "grpc", "http"), ("--no-http", "http", "grpc")):
+    if flag not in named:
+        continue
+    key = {"grpc": "otlpGrpc", "http": "otlpHttp"}[off]
+    lbl = f"no-{off}"
+    print(f"ports.{key}.enabled=false:")
+    k = by_kind(named[flag])
+    _, cx, cfgx = check_common(lbl, k)
+    protos = dig(cfgx, "receivers", "otlp", "protocols", default={}) or {}
+    check(off not in protos and on in protos, f"[{lbl}] the config lists {on} and not {off}", f"{sorted(protos)}")
+    portsx = {p["name"]: p for p in cx.get("ports", [])}
+    check(f"otlp-{off}" not in portsx and f"otlp-{on}" in portsx, f"[{lbl}] no otlp-{off} container port, otlp-{on} kept")
+    default_host = {"grpc": 4317, "http": 4318}
+    check([p.get("hostPort") for p in portsx.values() if "hostPort" in p] == [default_host[on]],
+          f"[{lbl}] only the {on} hostPort ({default_host[on]}) is opened on the node")
+    svcx = one(k, "Service") or {}
+    svc_ports = [p.get("port") for p in dig(svcx, "spec", "ports", default=[])]
+    check(default_host[off] not in svc_ports and default_host[on] in svc_ports,
+          f"[{lbl}] the Service has no {off} port, keeps the {on} port", f"{svc_ports}")
 
 
 def strip_runbooks(rules):
