@@ -19,6 +19,7 @@ use crate::admin::{self, AdminState, Readiness};
 use crate::config::Config;
 use crate::enrich::Enricher;
 use crate::pipeline::batcher::BatchPolicy;
+use crate::pipeline::in_flight::{self, InFlightBytes};
 use crate::pipeline::ingest::Ingest;
 use crate::pipeline::memory::MemoryLimiter;
 use crate::pipeline::{exporters, persistent, queue, stage};
@@ -109,7 +110,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .taking(|signal| routing.takes(name, signal)),
         );
     }
-    let mut ingest = Ingest::new(queue_tx.clone(), memory);
+    let in_flight = InFlightBytes::new(in_flight::limit_for(
+        config.service.in_flight_max_bytes,
+        memory.limit_bytes(),
+    ));
+    let mut ingest = Ingest::new(queue_tx.clone(), memory.clone(), in_flight);
     let persistent = match &config.service.queue.persistent {
         Some(persistent_config) => {
             let (appender, persistent) =
@@ -203,6 +208,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let guard = GuardLayer::new(
             grpc_config.max_concurrent_requests,
             grpc_config.read_timeout,
+        )
+        .with_admission(
+            ingest.clone(),
+            grpc_config.max_recv_msg_size_mib * 1024 * 1024,
         );
         let settings = grpc_server::ConnectionSettings {
             max_frame_size: GRPC_MAX_FRAME_BYTES,

@@ -788,3 +788,160 @@ fn grpc_clients_that_make_the_server_reset_streams_are_cut_off() {
     assert!(resets > 100, "{resets} streams reset");
     c.assert_alive();
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// The bytes of the requests being received are bounded over both
+/// transports together (`service.in_flight_max_bytes`): a request whose
+/// bytes do not fit beside those of the others is refused with the
+/// retryable overload answer and counted as `in_flight_limit`; a request
+/// alone is accepted whatever its size; a compressed gRPC call reserves
+/// the largest message it may decompress to (`max_recv_msg_size_mib`).
+#[test]
+fn request_bytes_in_flight_are_bounded_over_both_transports() {
+    let config = limits_config("read_timeout: 10s", "read_timeout: 10s").replace(
+        "  shutdown_grace_period: 5s\n",
+        "  shutdown_grace_period: 5s\n  in_flight_max_bytes: 100000\n",
+    );
+    let c = Collector::start_with(&config);
+    let post = |body: Vec<u8>| {
+        support::http_client()
+            .post(c.http_url("/v1/logs"))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let big = logs_request("big", 8000).encode_to_vec();
+    let medium = logs_request("medium", 2000).encode_to_vec();
+    assert!(big.len() > 150_000 && medium.len() > 30_000);
+
+    // Alone, a request twice the bound gets in.
+    assert_eq!(post(big.clone()).status(), 200);
+
+    // One that stalls after 80 kB holds them.
+    let mut stalled = TcpStream::connect(format!("127.0.0.1:{}", c.ports.http)).unwrap();
+    stalled.write_all(post_head(big.len()).as_bytes()).unwrap();
+    stalled.write_all(&big[..80_000]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // 50 kB more does not fit, over HTTP or gRPC, nor a compressed gRPC
+    // call of a few bytes, which may decompress to 4 MiB.
+    let refused = post(medium.clone());
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let status = rpc::Status::decode(refused.bytes().unwrap()).unwrap();
+    assert_eq!(status.code, tonic::Code::Unavailable as i32);
+    assert!(status.message.contains("too many bytes"), "{status:?}");
+    let small = logs_request("small", 1).encode_to_vec();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let grpc_calls = |expected: tonic::Code| {
+        runtime.block_on(async {
+            let mut connection = Connection::open(c.grpc_addr()).await;
+            let plain = connection
+                .call(grpc_raw::LOGS_EXPORT, &[], frame(&medium, false))
+                .await;
+            assert_eq!(plain.code, expected, "{plain:?}");
+            let compressed = connection
+                .call(
+                    grpc_raw::LOGS_EXPORT,
+                    &[("grpc-encoding", "gzip")],
+                    frame(&gzip(&small), true),
+                )
+                .await;
+            assert_eq!(compressed.code, expected, "{compressed:?}");
+            if expected == tonic::Code::Unavailable {
+                // RetryInfo rides in the details: OTLP clients retry.
+                for answer in [&plain, &compressed] {
+                    assert!(answer.message.contains("too many bytes"), "{answer:?}");
+                    assert!(
+                        answer.headers.contains_key("grpc-status-details-bin"),
+                        "{answer:?}"
+                    );
+                }
+            }
+        })
+    };
+    grpc_calls(tonic::Code::Unavailable);
+
+    // The stalled request ends; then everything fits again.
+    stalled.write_all(&big[80_000..]).unwrap();
+    let mut answer = [0u8; 12];
+    stalled.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    grpc_calls(tonic::Code::Ok);
+    assert_eq!(post(medium).status(), 200);
+
+    c.expect_counter(
+        REFUSED,
+        &[("transport", "http"), ("reason", "in_flight_limit")],
+        1.0,
+    );
+    c.expect_counter(
+        REFUSED,
+        &[("transport", "grpc"), ("reason", "in_flight_limit")],
+        2.0,
+    );
+    expect_refusals_in_all(&c, "http", 1.0);
+    expect_refusals_in_all(&c, "grpc", 2.0);
+    c.expect_counter(ACCEPTED, &[("signal", "logs"), ("service", "big")], 16000.0);
+}
+
+/// Above its memory limit the collector refuses a request as soon as its
+/// headers are in, before its body takes memory: a body that never comes
+/// is answered at once with the retryable overload answer (not after the
+/// read timeout), over both transports, counted as `memory_limit`.
+#[test]
+fn above_the_memory_limit_requests_are_refused_before_their_bodies_are_read() {
+    // 1 MiB: below any process's resident memory, so always over.
+    let config = limits_config("read_timeout: 10s", "read_timeout: 10s").replace(
+        "  shutdown_grace_period: 5s\n",
+        "  shutdown_grace_period: 5s\n  memory_limit_mib: 1\n",
+    );
+    let c = Collector::start_with(&config);
+    // The limiter's first sample is taken 100 ms after the start.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let started = Instant::now();
+    let mut socket = TcpStream::connect(format!("127.0.0.1:{}", c.ports.http)).unwrap();
+    socket.write_all(post_head(1000).as_bytes()).unwrap();
+    let mut answer = [0u8; 12];
+    socket.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 503");
+    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut connection = Connection::open(c.grpc_addr()).await;
+        let mut partial = frame(&[0u8; 1000], false);
+        partial.truncate(15);
+        let started = Instant::now();
+        let answer = connection
+            .start(grpc_raw::LOGS_EXPORT, &[], partial, false)
+            .await
+            .answer()
+            .await;
+        assert_eq!(answer.code, tonic::Code::Unavailable, "{answer:?}");
+        assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+    });
+    c.expect_counter(
+        REFUSED,
+        &[("transport", "http"), ("reason", "memory_limit")],
+        1.0,
+    );
+    c.expect_counter(
+        REFUSED,
+        &[("transport", "grpc"), ("reason", "memory_limit")],
+        1.0,
+    );
+}

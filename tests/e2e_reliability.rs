@@ -524,20 +524,40 @@ fn records_held_when_the_grace_period_ends_are_counted() {
     );
 }
 
+/// 160 connections that each start an upload of a body declared 20 MB
+/// long and send 1 MiB of it, then stall; kept open while the result is.
+fn start_uploads(collector: &Collector) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    let addr = format!("127.0.0.1:{}", collector.ports.http);
+    let chunk = vec![0u8; 1 << 20];
+    let mut uploads = Vec::new();
+    for _ in 0..160 {
+        let Ok(mut socket) = std::net::TcpStream::connect(&addr) else {
+            break;
+        };
+        let head = "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 20000000\r\n\r\n";
+        if socket.write_all(head.as_bytes()).is_ok() && socket.write_all(&chunk).is_ok() {
+            uploads.push(socket);
+        }
+    }
+    uploads
+}
+
 /// After a burst of memory (uploads that were started and abandoned), the
 /// collector gives the memory back and accepts data again: the memory
 /// limiter reads resident memory, and an allocator that kept freed pages
 /// (jemalloc returns them only from later allocations in the same arena,
 /// unless its background thread does it on a timer) held the collector over
 /// its limit, refusing everything, for minutes with nothing in flight.
+/// The bound on the bytes in flight is off, so that the burst gets in.
 #[test]
 fn memory_limiter_lets_data_in_again_after_a_burst_is_gone() {
-    use std::io::Write;
     let config = format!(
         "{RECEIVERS}service:
   admin:
     endpoint: \"127.0.0.1:{{admin}}\"
   memory_limit_mib: 64
+  in_flight_max_bytes: 0
   shutdown_grace_period: 2s
 "
     );
@@ -555,21 +575,10 @@ fn memory_limiter_lets_data_in_again_after_a_burst_is_gone() {
     };
     assert_eq!(post(), 200, "before the burst");
 
-    // 160 uploads of 1 MiB each, of bodies declared 20 MB long: the
-    // receiver reads 64 at once (`max_concurrent_requests`), 64 MiB held on
-    // top of the collector's own, over the 64 MiB limit.
-    let addr = format!("127.0.0.1:{}", collector.ports.http);
-    let chunk = vec![0u8; 1 << 20];
-    let mut uploads = Vec::new();
-    for _ in 0..160 {
-        let Ok(mut socket) = std::net::TcpStream::connect(&addr) else {
-            break;
-        };
-        let head = "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 20000000\r\n\r\n";
-        if socket.write_all(head.as_bytes()).is_ok() && socket.write_all(&chunk).is_ok() {
-            uploads.push(socket);
-        }
-    }
+    // 160 uploads of 1 MiB each: the receiver reads 64 at once
+    // (`max_concurrent_requests`), 64 MiB held on top of the collector's
+    // own, over the 64 MiB limit.
+    let uploads = start_uploads(&collector);
     std::thread::sleep(Duration::from_millis(500));
     let pid = collector.pid().expect("running");
     let peak = support::rss_bytes(pid).unwrap_or(0);
@@ -590,6 +599,57 @@ fn memory_limiter_lets_data_in_again_after_a_burst_is_gone() {
             support::rss_bytes(pid)
         );
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The same burst with the bound on the bytes in flight at its default (a
+/// quarter of the memory limit, 24 MiB): the uploads past it are refused
+/// with the retryable answer as their bytes arrive, and the collector
+/// stays under its memory limit (without the bound, the 64 uploads read at
+/// once held 64 MiB of bodies and about as much again in copies and read
+/// buffers).
+#[test]
+fn a_burst_of_uploads_is_refused_before_it_takes_the_collector_over_its_limit() {
+    let config = format!(
+        "{RECEIVERS}service:
+  admin:
+    endpoint: \"127.0.0.1:{{admin}}\"
+  memory_limit_mib: 96
+  shutdown_grace_period: 2s
+"
+    );
+    let collector = Collector::start_with(&config);
+    let pid = collector.pid().expect("running");
+    let uploads = start_uploads(&collector);
+    std::thread::sleep(Duration::from_millis(500));
+    let peak = support::rss_bytes(pid).unwrap_or(0);
+    assert!(peak < 96 << 20, "{} MiB resident", peak >> 20);
+    let refused = collector.counter(
+        "gardener_receiver_refused_requests_total",
+        &[("transport", "http"), ("reason", "in_flight_limit")],
+    );
+    assert!(refused >= 30.0, "{refused} uploads refused");
+    // Once the stalled uploads are gone, their bytes are released and data
+    // gets in again.
+    drop(uploads);
+    let body = build::logs_request("after", vec![LogRecord::default()]).encode_to_vec();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = support::http_client()
+            .post(collector.http_url("/v1/logs"))
+            .header("content-type", "application/x-protobuf")
+            .body(body.clone())
+            .send()
+            .unwrap()
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} 10 s after the burst"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -355,6 +355,9 @@ impl Exporters {
     }
 }
 
+/// `service.in_flight_max_bytes` when it is unset and there is no memory limit.
+pub const DEFAULT_IN_FLIGHT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
 /// `service`: the admin endpoint, the pipeline's bounds and its lifecycle.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -371,6 +374,10 @@ pub struct Service {
     pub memory_limit_mib: Option<u64>,
     /// Share of the cgroup memory limit used when `memory_limit_mib` is unset.
     pub memory_limit_cgroup_share: f64,
+    /// Bytes of request bodies being received or decompressed at once, over
+    /// every receiver (`pipeline::in_flight`); unset: a quarter of the
+    /// memory limit, or [`DEFAULT_IN_FLIGHT_MAX_BYTES`] without one; 0: off.
+    pub in_flight_max_bytes: Option<u64>,
     /// The Collector's pipelines; unset: every signal received, logs and
     /// traces enriched, each exporter taking its `signals` ([`Routing`]).
     pub pipelines: Option<Pipelines>,
@@ -385,6 +392,7 @@ impl Default for Service {
             workers: 0,
             memory_limit_mib: None,
             memory_limit_cgroup_share: 0.8,
+            in_flight_max_bytes: None,
             pipelines: None,
         }
     }

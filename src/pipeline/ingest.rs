@@ -6,6 +6,7 @@ use gardener_proto::view::{encoded_resource_logs, encoded_resource_spans, MapRef
 
 use std::sync::Arc;
 
+use crate::pipeline::in_flight::{InFlightBytes, Reservation};
 use crate::pipeline::memory::MemoryLimiter;
 use crate::pipeline::persistent::Appender;
 use crate::pipeline::queue::{QueueSender, Refusal};
@@ -16,16 +17,41 @@ use crate::telemetry;
 pub struct Ingest {
     queue: QueueSender,
     memory: Arc<MemoryLimiter>,
+    in_flight: Arc<InFlightBytes>,
     persistent: Option<Appender>,
 }
 
 impl Ingest {
-    pub fn new(queue: QueueSender, memory: Arc<MemoryLimiter>) -> Self {
+    pub fn new(
+        queue: QueueSender,
+        memory: Arc<MemoryLimiter>,
+        in_flight: Arc<InFlightBytes>,
+    ) -> Self {
         Self {
             queue,
             memory,
+            in_flight,
             persistent: None,
         }
+    }
+
+    /// Whether a request may start being received: refused at once while
+    /// the collector is above its memory limit or shutting down, before its
+    /// body takes memory (`submit` would refuse it then anyway).
+    pub fn admit(&self) -> Result<(), Refusal> {
+        if self.memory.is_over() {
+            Err(Refusal::MemoryLimit)
+        } else if self.queue.is_closed() {
+            Err(Refusal::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A reservation for the bytes of one request being received
+    /// ([`InFlightBytes`]); hold it until the request is submitted.
+    pub fn reservation(&self) -> Reservation {
+        self.in_flight.reservation()
     }
 
     /// Receivers' requests go through the persistent queue first.

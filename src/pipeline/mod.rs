@@ -3,6 +3,7 @@
 
 pub mod batcher;
 pub mod exporters;
+pub mod in_flight;
 pub mod ingest;
 pub mod memory;
 pub mod persistent;

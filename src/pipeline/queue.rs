@@ -21,6 +21,9 @@ pub enum Refusal {
     ShuttingDown,
     /// Resident memory is above the memory limiter's limit: retry later.
     MemoryLimit,
+    /// The request's bytes do not fit beside those of the requests being
+    /// received (`service.in_flight_max_bytes`): retry later.
+    InFlightLimit,
     /// The persistent queue is at its size cap: retry later.
     PersistentQueueFull,
     /// Writing to the persistent queue failed (I/O error): retry later.
@@ -33,6 +36,7 @@ impl Refusal {
             Refusal::QueueFull => "queue_full",
             Refusal::ShuttingDown => "shutting_down",
             Refusal::MemoryLimit => "memory_limit",
+            Refusal::InFlightLimit => "in_flight_limit",
             Refusal::PersistentQueueFull => "persistent_queue_full",
             Refusal::PersistentQueueError => "persistent_queue_error",
         }
@@ -44,6 +48,7 @@ impl Refusal {
             Refusal::QueueFull => "collector is overloaded, retry later",
             Refusal::ShuttingDown => "collector is shutting down, retry later",
             Refusal::MemoryLimit => "collector is above its memory limit, retry later",
+            Refusal::InFlightLimit => "collector is receiving too many bytes at once, retry later",
             Refusal::PersistentQueueFull => "collector's persistent queue is full, retry later",
             Refusal::PersistentQueueError => {
                 "collector cannot write its persistent queue, retry later"

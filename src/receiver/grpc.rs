@@ -9,7 +9,8 @@
 //! | a trace id not 0 or 16 bytes, a span id not 0 or 8 (records, spans, parents, links, exemplars) | INVALID_ARGUMENT | no |
 //! | metrics of more than one message per 4 bytes (`wire::count_metrics_messages`) | INVALID_ARGUMENT | no |
 //! | missing or wrong bearer token (when configured) | UNAUTHENTICATED | no |
-//! | queue full, shutting down | UNAVAILABLE with `RetryInfo` | yes |
+//! | queue full, shutting down, above the memory limit (before the message is read) | UNAVAILABLE with `RetryInfo` | yes |
+//! | the message's bytes do not fit beside the others in flight (`service.in_flight_max_bytes`; `grpc_guard`) | UNAVAILABLE with `RetryInfo` | yes |
 //! | more than `max_concurrent_requests` in flight | UNAVAILABLE with `RetryInfo` | yes |
 //! | message not received within `read_timeout` | DEADLINE_EXCEEDED | yes |
 //! | the client's own `grpc-timeout` passed before the answer | CANCELLED (as tonic's server answers) | yes |

@@ -18,6 +18,8 @@
 //! | DEADLINE_EXCEEDED: the message did not arrive within `read_timeout` | `timeout` |
 //! | the request stream failed (reset, connection error) | `read_error` |
 //! | UNAVAILABLE: more than `max_concurrent_requests` in flight | `concurrency_limit` (counted here, when refused) |
+//! | UNAVAILABLE: above the memory limit, shutting down (refused before the message is read) | `memory_limit`, `shutting_down` (counted here) |
+//! | UNAVAILABLE: the message's bytes do not fit in `service.in_flight_max_bytes` | `in_flight_limit` (counted here) |
 //! | UNAVAILABLE from the pipeline, UNAUTHENTICATED | counted where refused (`Ingest`, `BearerAuth`), not here |
 //!
 //! | the call was given up before it was answered: past the client's own `grpc-timeout` (answered CANCELLED outside this layer, as tonic's server does) | `client_timeout` |
@@ -41,6 +43,9 @@ use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tonic::{Code, Status};
 
+use crate::pipeline::in_flight::Reservation;
+use crate::pipeline::ingest::Ingest;
+use crate::pipeline::queue::Refusal;
 use crate::telemetry;
 
 /// Builds [`Guard`]s sharing one in-flight bound.
@@ -48,6 +53,19 @@ use crate::telemetry;
 pub struct GuardLayer {
     in_flight: Arc<Semaphore>,
     read_timeout: Duration,
+    admission: Option<Admission>,
+}
+
+/// The pipeline's say before and while a message is read: refused at once
+/// above the memory limit or while shutting down, and its bytes reserved in
+/// the pipeline's in-flight bound as they arrive.
+#[derive(Clone)]
+struct Admission {
+    ingest: Ingest,
+    /// The largest decompressed message: reserved at once for a compressed
+    /// call, whose message tonic decompresses into memory of that size at
+    /// most, and cannot be watched while it does.
+    max_message: usize,
 }
 
 impl GuardLayer {
@@ -57,7 +75,19 @@ impl GuardLayer {
         Self {
             in_flight: Arc::new(Semaphore::new(max_concurrent_requests)),
             read_timeout,
+            admission: None,
         }
+    }
+
+    /// Asks `ingest` before reading a message and reserves its bytes there
+    /// ([`Ingest::admit`], [`Ingest::reservation`]); `max_message` is the
+    /// largest decompressed message (`max_recv_msg_size_mib`).
+    pub fn with_admission(mut self, ingest: Ingest, max_message: usize) -> Self {
+        self.admission = Some(Admission {
+            ingest,
+            max_message,
+        });
+        self
     }
 }
 
@@ -69,6 +99,7 @@ impl<S> tower::Layer<S> for GuardLayer {
             inner,
             in_flight: self.in_flight.clone(),
             read_timeout: self.read_timeout,
+            admission: self.admission.clone(),
         }
     }
 }
@@ -79,6 +110,7 @@ pub struct Guard<S> {
     inner: S,
     in_flight: Arc<Semaphore>,
     read_timeout: Duration,
+    admission: Option<Admission>,
 }
 
 /// What happened to a request's stream, as [`DeadlineBody`] saw it.
@@ -110,6 +142,17 @@ where
             );
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
+        let reservation = match &self.admission {
+            None => None,
+            Some(admission) => match admission.reserve(request.headers()) {
+                Ok(reservation) => Some(Arc::new(reservation)),
+                Err(refusal) => {
+                    count(refusal.as_str());
+                    let status = super::grpc::unavailable_with_retry_info(refusal.message());
+                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                }
+            },
+        };
         let unanswered = Unanswered {
             client_deadline: client_timeout(request.headers()).map(|t| Instant::now() + t),
         };
@@ -120,6 +163,7 @@ where
                 deadline: Box::pin(tokio::time::sleep(self.read_timeout)),
                 read_timeout: self.read_timeout,
                 stream: stream.clone(),
+                reservation: reservation.clone(),
             })
         });
         let response = self.inner.call(request);
@@ -128,10 +172,29 @@ where
             // Answered (an error is tonic's to answer): not given up.
             std::mem::forget(unanswered);
             let response = response?;
-            // The message was received and handled: the answer is small.
+            // The message was received and handled (queued or refused):
+            // the answer is small.
             drop(permit);
+            drop(reservation);
             Ok(counted(response, stream.load(Ordering::Relaxed)))
         })
+    }
+}
+
+impl Admission {
+    /// A reservation for a call with these headers, holding the largest
+    /// decompressed message when it is compressed; the refusal when the
+    /// pipeline takes nothing now or the reservation does not fit.
+    fn reserve(&self, headers: &http::HeaderMap) -> Result<Reservation, Refusal> {
+        self.ingest.admit()?;
+        let reservation = self.ingest.reservation();
+        let compressed = headers
+            .get("grpc-encoding")
+            .is_some_and(|e| e.as_bytes() != b"identity");
+        if compressed && !reservation.grow(self.max_message) {
+            return Err(Refusal::InFlightLimit);
+        }
+        Ok(reservation)
     }
 }
 
@@ -184,12 +247,15 @@ pub(super) fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 
 /// A request body that fails with DEADLINE_EXCEEDED once `read_timeout`
 /// has passed (tonic answers with that status and the stream is reset),
-/// and records what happened to it in `stream`.
+/// and records what happened to it in `stream`; with a `reservation`, it
+/// reserves each frame's bytes there and fails with UNAVAILABLE (and
+/// `RetryInfo`) when they do not fit.
 struct DeadlineBody {
     inner: Body,
     deadline: Pin<Box<tokio::time::Sleep>>,
     read_timeout: Duration,
     stream: Arc<AtomicU8>,
+    reservation: Option<Arc<Reservation>>,
 }
 
 impl HttpBody for DeadlineBody {
@@ -202,8 +268,18 @@ impl HttpBody for DeadlineBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            if matches!(frame, Some(Err(_))) {
-                this.stream.store(STREAM_FAILED, Ordering::Relaxed);
+            match &frame {
+                Some(Err(_)) => this.stream.store(STREAM_FAILED, Ordering::Relaxed),
+                Some(Ok(frame)) => {
+                    let bytes = frame.data_ref().map_or(0, Bytes::len);
+                    if this.reservation.as_ref().is_some_and(|r| !r.grow(bytes)) {
+                        let refusal = Refusal::InFlightLimit;
+                        count(refusal.as_str());
+                        let status = super::grpc::unavailable_with_retry_info(refusal.message());
+                        return Poll::Ready(Some(Err(status)));
+                    }
+                }
+                None => {}
             }
             return Poll::Ready(frame);
         }

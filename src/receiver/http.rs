@@ -9,7 +9,8 @@
 //! | missing or wrong bearer token (when configured) | 401 | no |
 //! | body larger than `max_request_body_size` (before or after decompression) | 413 | no |
 //! | `Content-Type` not protobuf or JSON; unknown `Content-Encoding` | 415 | no |
-//! | queue full, shutting down | 503 with `Retry-After` | yes |
+//! | queue full, shutting down, above the memory limit (before the body is read) | 503 with `Retry-After` | yes |
+//! | the body's bytes do not fit beside the others in flight (`service.in_flight_max_bytes`) | 503 with `Retry-After` | yes |
 //! | more than `max_concurrent_requests` in flight (`concurrency_limit`) | 503 with `Retry-After` | yes |
 //! | body not received within `read_timeout` (`timeout`; the connection is closed) | 408 | no |
 //! | wrong method / unknown path | 405 / 404 | no |
@@ -40,14 +41,16 @@ use gardener_proto::otlp::collector::trace::v1::{
 };
 use gardener_proto::rpc;
 use gardener_proto::wire;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use prost::Message;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use super::decompress::{decompress, DecompressError, Encoding};
 use super::{otlp_json, RETRY_AFTER};
+use crate::pipeline::in_flight::Reservation;
 use crate::pipeline::ingest::Ingest;
+use crate::pipeline::queue::Refusal;
 use crate::telemetry;
 
 /// What the HTTP handlers share.
@@ -375,17 +378,31 @@ where
         )
         .into_response(format);
     };
-    let received = receive(&receiver, &headers, body).await.and_then(|data| {
-        let size = data.len();
-        payload(data, format).map(|p| (p, size)).map_err(|message| {
-            Refuse::new(
-                StatusCode::BAD_REQUEST,
-                tonic::Code::InvalidArgument,
-                "malformed",
-                message,
-            )
-        })
-    });
+    if let Err(refusal) = receiver.ingest.admit() {
+        return Refuse::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            tonic::Code::Unavailable,
+            refusal.as_str(),
+            refusal.message(),
+        )
+        .into_response(format);
+    }
+    // Held until the request is in the queue (or refused): the bytes of
+    // its body, as read and as decompressed.
+    let reservation = receiver.ingest.reservation();
+    let received = receive(&receiver, &headers, body, &reservation)
+        .await
+        .and_then(|data| {
+            let size = data.len();
+            payload(data, format).map(|p| (p, size)).map_err(|message| {
+                Refuse::new(
+                    StatusCode::BAD_REQUEST,
+                    tonic::Code::InvalidArgument,
+                    "malformed",
+                    message,
+                )
+            })
+        });
     match received {
         Ok((payload, size)) => match receiver.ingest.submit(payload, size).await {
             Ok(_) => {
@@ -412,11 +429,13 @@ where
     }
 }
 
-/// Authenticates, reads and decompresses a request body.
+/// Authenticates, reads and decompresses a request body, reserving its
+/// bytes in `reservation` as they arrive and as they are decompressed.
 async fn receive(
     receiver: &HttpReceiver,
     headers: &HeaderMap,
     body: Body,
+    reservation: &Reservation,
 ) -> Result<Bytes, Refuse> {
     if let Some(token) = &receiver.auth_token {
         if !bearer_matches(headers, token) {
@@ -449,9 +468,18 @@ async fn receive(
             format!("request body exceeds {} bytes", receiver.max_body),
         )
     };
+    let in_flight_limit = || {
+        let refusal = Refusal::InFlightLimit;
+        Refuse::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            tonic::Code::Unavailable,
+            refusal.as_str(),
+            refusal.message(),
+        )
+    };
     let read = tokio::time::timeout(
         receiver.read_timeout,
-        Limited::new(body, receiver.max_body).collect(),
+        read_body(body, receiver.max_body, reservation),
     )
     .await
     .map_err(|_| {
@@ -465,20 +493,16 @@ async fn receive(
             ),
         )
     })?;
-    let raw = read
-        .map_err(|e| {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                too_large()
-            } else {
-                Refuse::new(
-                    StatusCode::BAD_REQUEST,
-                    tonic::Code::InvalidArgument,
-                    "read_error",
-                    "cannot read request body",
-                )
-            }
-        })?
-        .to_bytes();
+    let raw = read.map_err(|e| match e {
+        ReadError::TooLarge => too_large(),
+        ReadError::InFlightLimit => in_flight_limit(),
+        ReadError::Stream => Refuse::new(
+            StatusCode::BAD_REQUEST,
+            tonic::Code::InvalidArgument,
+            "read_error",
+            "cannot read request body",
+        ),
+    })?;
     let data = decompress(encoding, raw, receiver.max_body).map_err(|e| match e {
         DecompressError::TooLarge(_) => too_large(),
         DecompressError::Corrupt(_) => Refuse::new(
@@ -488,7 +512,62 @@ async fn receive(
             e.to_string(),
         ),
     })?;
+    if encoding != Encoding::Identity && !reservation.grow(data.len()) {
+        return Err(in_flight_limit());
+    }
     Ok(data)
+}
+
+/// Why [`read_body`] stopped.
+enum ReadError {
+    /// More than the receiver's `max_request_body_size`.
+    TooLarge,
+    /// The bytes did not fit in the in-flight bound.
+    InFlightLimit,
+    /// The client's stream failed.
+    Stream,
+}
+
+/// The whole body, at most `max` bytes, each frame's bytes reserved in
+/// `reservation` before they are kept.
+async fn read_body(
+    mut body: Body,
+    max: usize,
+    reservation: &Reservation,
+) -> Result<Bytes, ReadError> {
+    let declared = http_body::Body::size_hint(&body).lower();
+    if declared > max as u64 {
+        return Err(ReadError::TooLarge); // its Content-Length says so
+    }
+    // One frame (most bodies) is kept as it came, without a copy; more are
+    // copied into one buffer of the declared length (pages are resident
+    // only once written), so that it is not reallocated as it grows: each
+    // doubling's copy would leave freed pages behind, resident until the
+    // allocator returns them, two to three times what the body holds.
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| ReadError::Stream)?.into_data() else {
+            continue; // trailers
+        };
+        let so_far = first.as_ref().map_or(0, Bytes::len) + joined.len();
+        if so_far + data.len() > max {
+            return Err(ReadError::TooLarge);
+        }
+        if !reservation.grow(data.len()) {
+            return Err(ReadError::InFlightLimit);
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            None => joined.extend_from_slice(&data),
+            Some(head) => {
+                joined.reserve((declared as usize).max(head.len() + data.len()));
+                joined.extend_from_slice(&head);
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| joined.into()))
 }
 
 fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {

@@ -164,6 +164,13 @@ pub async fn serve_http(
     }
 }
 
+/// The most a connection's read buffer grows to (hyper's default is about
+/// 400 KiB). It holds a body's bytes between the socket and the handler,
+/// outside the in-flight bound (`pipeline::in_flight`): with 64 requests
+/// reading large bodies at once, hyper's default held 25 MiB beside the
+/// bound's own.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 async fn serve_connections<L>(
     mut listener: L,
     router: Router,
@@ -176,7 +183,8 @@ where
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(read_header_timeout);
+        .header_read_timeout(read_header_timeout)
+        .max_buf_size(READ_BUFFER_BYTES);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
