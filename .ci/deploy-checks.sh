@@ -178,7 +178,9 @@ chart_refuses() {
     "config.service.admin.endpoint=127.0.0.1:9464|a loopback address is not reachable" \
     "config.service.memory_limit_mib=256|config.service.memory_limit_mib (256) is not below resources.limits.memory (256Mi, 256 MiB)" \
     "resources.limits.memory=1G,config.service.memory_limit_mib=1000|is not below resources.limits.memory (1G, 953 MiB)" \
-    "config.service.shutdown_grace_period=1m|config.service.shutdown_grace_period (1m) is not below terminationGracePeriodSeconds (30)"; do
+    "config.service.shutdown_grace_period=1m|config.service.shutdown_grace_period (1m) is not below terminationGracePeriodSeconds (30)" \
+    "podLabels.app\\.kubernetes\\.io/name=x|podLabels.app.kubernetes.io/name: the chart sets this label for the DaemonSet's selector" \
+    "commonLabels.app\\.kubernetes\\.io/instance=x|commonLabels.app.kubernetes.io/instance: the chart sets this label"; do
     set="${case%%|*}"
     want="${case#*|}"
     if out="$("$HELM" template lg "$CHART" --set "$set" 2>&1 >/dev/null)"; then
@@ -202,7 +204,7 @@ chart_refuses() {
   done
   return $bad
 }
-step "chart refuses inconsistent values (protocols, endpoints vs ports, memory and grace period vs the pod's)" chart_refuses
+step "chart refuses inconsistent values (protocols, endpoints vs ports, memory and grace period vs the pod's, selector labels)" chart_refuses
 step "kubernetes-validate --strict (core kinds; CRDs skipped explicitly)" \
   "$PY" "$T/check_k8s_validate.py" "$WORK/render-default.yaml" "$WORK/render-custom.yaml" \
   "$WORK/render-no-grpc.yaml" "$WORK/render-no-http.yaml"

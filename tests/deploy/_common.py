@@ -28,14 +28,29 @@ def check(cond, what, detail=""):
     return bool(cond)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader refusing a key written twice in one mapping: PyYAML keeps
+    the last, the Kubernetes API server refuses the manifest."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml_all(p):
     with open(p) as f:
-        return [d for d in yaml.safe_load_all(f) if d is not None]
+        return [d for d in yaml.load_all(f, Loader=UniqueKeyLoader) if d is not None]
 
 
 def load_yaml(p):
     with open(p) as f:
-        return yaml.safe_load(f)
+        return yaml.load(f, Loader=UniqueKeyLoader)
 
 
 def dig(obj, *keys, default=None):

@@ -155,6 +155,12 @@ print("custom values (tests/deploy/values-custom.yaml):")
 check({"PodMonitor", "ServiceMonitor", "PrometheusRule"} <= set(ck), "[custom] PodMonitor, ServiceMonitor and PrometheusRule rendered", f"{sorted(ck)}")
 ds2, c2, cfg2 = check_common("custom", ck)
 check(c2.get("resources") == custom_values["resources"], "[custom] resources are the ones from the values file", f"{c2.get('resources')}")
+for doc in custom_docs:
+    labels = dig(doc, "metadata", "labels", default={}) or {}
+    check(labels.get("app.kubernetes.io/component") == "telemetry-agent" and labels.get("team") == "observability",
+          f"[custom] {doc['kind']}: commonLabels over the chart's labels", f"{labels}")
+check(dig(ds2, "spec", "template", "metadata", "labels", "app.kubernetes.io/component") == "telemetry-agent",
+      "[custom] podLabels over the chart's pod labels")
 check(dig(cfg2, "exporters", "otlp", "endpoint") == custom_values["config"]["exporters"]["otlp"]["endpoint"],
       "[custom] the ConfigMap config contains the custom exporters.otlp key")
 check(dig(cfg2, "exporters", "otlp", "headers", "x-tenant") == "team-a", "[custom] nested custom map kept")

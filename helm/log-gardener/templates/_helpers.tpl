@@ -21,16 +21,32 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Labels on every resource. */}}
+{{/* Labels on every resource: the chart's, with commonLabels over them
+(one key each: a label written twice is a duplicate YAML key). */}}
 {{- define "log-gardener.labels" -}}
-helm.sh/chart: {{ include "log-gardener.chart" . }}
+{{- include "log-gardener.checkUserLabels" . -}}
+{{- $chart := dict "helm.sh/chart" (include "log-gardener.chart" .) "app.kubernetes.io/version" (toString (.Values.image.tag | default .Chart.AppVersion)) "app.kubernetes.io/managed-by" .Release.Service "app.kubernetes.io/component" "agent" -}}
 {{ include "log-gardener.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/component: agent
-{{- with .Values.commonLabels }}
-{{ toYaml . }}
-{{- end }}
+{{ merge (deepCopy (.Values.commonLabels | default dict)) $chart | toYaml }}
+{{- end -}}
+
+{{/* The pods' labels: the selector labels, the component, podLabels over it. */}}
+{{- define "log-gardener.podLabels" -}}
+{{- include "log-gardener.checkUserLabels" . -}}
+{{ include "log-gardener.selectorLabels" . }}
+{{ merge (deepCopy (.Values.podLabels | default dict)) (dict "app.kubernetes.io/component" "agent") | toYaml }}
+{{- end -}}
+
+{{/* commonLabels and podLabels may override the chart's labels but for the
+selector's: the DaemonSet's selector is immutable and must match its pods. */}}
+{{- define "log-gardener.checkUserLabels" -}}
+{{- range $values := list "commonLabels" "podLabels" -}}
+{{- range $key := list "app.kubernetes.io/name" "app.kubernetes.io/instance" -}}
+{{- if hasKey (index $.Values $values | default dict) $key -}}
+{{- fail (printf "%s.%s: the chart sets this label for the DaemonSet's selector (set nameOverride instead)" $values $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Selector labels (immutable on a DaemonSet: keep them minimal). */}}
