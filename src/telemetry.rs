@@ -37,6 +37,7 @@ pub const DROPPED_RECORDS: &str = "gardener_dropped_records_total";
 pub const QUEUE_DEPTH: &str = "gardener_queue_depth";
 pub const QUEUE_BYTES: &str = "gardener_queue_bytes";
 pub const MEMORY_RSS: &str = "gardener_memory_rss_bytes";
+pub const IN_FLIGHT_BYTES: &str = "gardener_receiver_in_flight_bytes";
 pub const PERSISTENT_BYTES: &str = "gardener_persistent_queue_bytes";
 pub const PERSISTENT_ENTRIES: &str = "gardener_persistent_queue_entries";
 pub const PERSISTENT_REPLAYED: &str = "gardener_persistent_queue_replayed_records_total";
@@ -210,6 +211,11 @@ fn describe() {
         QUEUE_BYTES,
         Unit::Bytes,
         "Encoded bytes waiting in the pipeline queue."
+    );
+    describe_gauge!(
+        IN_FLIGHT_BYTES,
+        Unit::Bytes,
+        "Bytes of requests being received or decompressed, not yet queued (bounded by service.in_flight_max_bytes)."
     );
     describe_gauge!(
         MEMORY_RSS,

@@ -828,6 +828,8 @@ fn request_bytes_in_flight_are_bounded_over_both_transports() {
     stalled.write_all(post_head(big.len()).as_bytes()).unwrap();
     stalled.write_all(&big[..80_000]).unwrap();
     std::thread::sleep(Duration::from_millis(300));
+    let in_flight = || c.counter("gardener_receiver_in_flight_bytes", &[]);
+    assert!(in_flight() >= 60_000.0, "{}", in_flight());
 
     // 50 kB more does not fit, over HTTP or gRPC, nor a compressed gRPC
     // call of a few bytes, which may decompress to 4 MiB.
@@ -892,6 +894,7 @@ fn request_bytes_in_flight_are_bounded_over_both_transports() {
     expect_refusals_in_all(&c, "http", 1.0);
     expect_refusals_in_all(&c, "grpc", 2.0);
     c.expect_counter(ACCEPTED, &[("signal", "logs"), ("service", "big")], 16000.0);
+    assert_eq!(in_flight(), 0.0);
 }
 
 /// Above its memory limit the collector refuses a request as soon as its

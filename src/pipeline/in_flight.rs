@@ -41,6 +41,8 @@ pub fn limit_for(configured: Option<u64>, memory_limit_bytes: u64) -> usize {
 pub struct InFlightBytes {
     limit: usize,
     reserved: AtomicUsize,
+    /// `gardener_receiver_in_flight_bytes`: `reserved` after each change.
+    gauge: metrics::Gauge,
 }
 
 impl InFlightBytes {
@@ -49,6 +51,7 @@ impl InFlightBytes {
         Arc::new(Self {
             limit,
             reserved: AtomicUsize::new(0),
+            gauge: metrics::gauge!(crate::telemetry::IN_FLIGHT_BYTES),
         })
     }
 
@@ -96,12 +99,15 @@ impl Reservation {
                 let alone = reserved == held;
                 let total = reserved.checked_add(bytes)?;
                 (budget.limit == 0 || total <= budget.limit || alone).then_some(total)
-            })
-            .is_ok();
-        if fits {
-            self.held.fetch_add(bytes, Ordering::AcqRel);
+            });
+        match fits {
+            Ok(before) => {
+                self.held.fetch_add(bytes, Ordering::AcqRel);
+                budget.gauge.set((before + bytes) as f64);
+                true
+            }
+            Err(_) => false,
         }
-        fits
     }
 
     /// Bytes this reservation holds.
@@ -113,7 +119,10 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         let held = *self.held.get_mut();
-        self.budget.reserved.fetch_sub(held, Ordering::AcqRel);
+        if held > 0 {
+            let before = self.budget.reserved.fetch_sub(held, Ordering::AcqRel);
+            self.budget.gauge.set((before - held) as f64);
+        }
     }
 }
 
