@@ -195,6 +195,9 @@ impl<S: EncodedSignal> EncodedServer<S> {
     pub fn new(receiver: GrpcReceiver, max_message_bytes: usize) -> Self {
         let mut accept = EnabledCompressionEncodings::default();
         accept.enable(CompressionEncoding::Gzip);
+        // What the Python SDK's OTLP/gRPC exporter sends with
+        // `compression=Compression.Deflate` (zlib, as grpc core writes it).
+        accept.enable(CompressionEncoding::Deflate);
         accept.enable(CompressionEncoding::Zstd);
         Self {
             receiver,
