@@ -410,3 +410,42 @@ fn every_content_encoding_the_collectors_exporter_sends_is_accepted() {
         assert_eq!(status, 400, "corrupt {encoding}");
     }
 }
+
+/// JSON as the proto3 JSON mapping lets it be written and as the
+/// OpenTelemetry Collector's exporters and JavaScript clients write it:
+/// `null` for a default, an empty map as `"kvlistValue":{}`, a `KeyValue`
+/// with an empty key without `key`, 32-bit integers as strings, URL-safe
+/// unpadded base64, entity references with some fields left out, and a
+/// string cut inside a surrogate pair (`"\ud83d"`). Each was a 400 that
+/// dropped the whole request.
+#[test]
+fn json_the_proto3_mapping_allows_and_other_writers_send_is_accepted() {
+    let collector = Collector::start();
+    let body = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"mapping-svc"}}],
+      "entityRefs":[{"type":"service","idKeys":["service.name"]}],"droppedAttributesCount":null},"schemaUrl":null,
+      "scopeLogs":[{"scope":null,"logRecords":[
+        {"timeUnixNano":"1757373397000000000","severityNumber":17,"severityText":null,"traceId":null,
+         "body":{"stringValue":"payment failed for cut \ud83d"},"droppedAttributesCount":"2","flags":"1",
+         "attributes":[{"value":{"kvlistValue":{}}},{"key":"empty","value":{"arrayValue":{}}},
+                       {"key":"raw","value":{"bytesValue":"-_8"}}]},
+        {"timeUnixNano":1757373397000000001,"severityNumber":"SEVERITY_NUMBER_WARN",
+         "body":{"kvlistValue":{"values":[{"value":{"stringValue":"keyless"}},{"key":"n","value":null}]}}}
+      ]}]}]}"#;
+    assert_json_ok(&collector, "/v1/logs", None, body.as_bytes().to_vec());
+    expect(&collector, "logs", "mapping-svc", 2.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let lines = debug_lines(&collector, "logs");
+        if lines
+            .iter()
+            .any(|l| l.contains("payment failed for cut \u{fffd}"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no debug line with the replacement character: {lines:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
