@@ -1440,6 +1440,20 @@ fn grpc_refusals_are_counted_once_by_reason() {
     let gz: &[(&str, &str)] = &[("grpc-encoding", "gzip")];
     let zs: &[(&str, &str)] = &[("grpc-encoding", "zstd")];
     let br: &[(&str, &str)] = &[("grpc-encoding", "br")];
+    // What the Collector's exporter sends with `compression: snappy`.
+    let sn: &[(&str, &str)] = &[("grpc-encoding", "snappy")];
+    let snappy = |data: &[u8]| {
+        let mut w = snap::write::FrameEncoder::new(Vec::new());
+        w.write_all(data).unwrap();
+        w.into_inner().unwrap()
+    };
+    // What the Python SDK sends with `Compression.Deflate`.
+    let df: &[(&str, &str)] = &[("grpc-encoding", "deflate")];
+    let zlib = |data: &[u8]| {
+        let mut w = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        w.write_all(data).unwrap();
+        w.finish().unwrap()
+    };
     #[rustfmt::skip]
     let cases: Vec<RawCase> = vec![
         ("truncated logs", logs, &[], frame(&valid[..valid.len() - 4], false), tonic::Code::Internal, "malformed"),
@@ -1451,14 +1465,19 @@ fn grpc_refusals_are_counted_once_by_reason() {
         ("corrupt gzip", logs, gz, frame(b"\x1f\x8b\x08\x00junkjunk", true), tonic::Code::Internal, "malformed"),
         ("corrupt zstd", logs, zs, frame(b"\x28\xb5\x2f\xfdjunkjunk", true), tonic::Code::Internal, "malformed"),
         ("compressed flag, no encoding", logs, &[], frame(&gzip(&valid), true), tonic::Code::Internal, "malformed"),
-        ("frame length past the data", logs, &[], truncated_frame, tonic::Code::Internal, "malformed"),
+        ("frame length past the data", logs, &[], truncated_frame.clone(), tonic::Code::Internal, "malformed"),
         ("gzip bomb", logs, gz, frame(&gzip_bomb, true), tonic::Code::ResourceExhausted, "too_large"),
         ("zstd bomb, metrics", grpc_raw::METRICS_EXPORT, zs, frame(&zstd_bomb, true), tonic::Code::ResourceExhausted, "too_large"),
+        ("corrupt snappy", logs, sn, frame(b"\xff\x06\x00\x00sNaPpYjunkjunk", true), tonic::Code::Internal, "malformed"),
+        ("snappy bomb", logs, sn, frame(&snappy(&zeros), true), tonic::Code::ResourceExhausted, "too_large"),
+        ("snappy frame past the data", logs, sn, truncated_frame.clone(), tonic::Code::Internal, "malformed"),
         ("declared 4 GiB", logs, &[], declared_huge, tonic::Code::ResourceExhausted, "too_large"),
         ("grpc-encoding br", logs, br, frame(&valid, true), tonic::Code::Unimplemented, "unsupported_encoding"),
         ("unknown method", "/opentelemetry.proto.collector.logs.v1.LogsService/Nope", &[], frame(&valid, false), tonic::Code::Unimplemented, "unknown_path"),
         ("valid", logs, &[], frame(&valid, false), tonic::Code::Ok, ""),
         ("valid gzip", logs, gz, frame(&gzip(&valid), true), tonic::Code::Ok, ""),
+        ("valid snappy", logs, sn, frame(&snappy(&valid), true), tonic::Code::Ok, ""),
+        ("valid deflate", logs, df, frame(&zlib(&valid), true), tonic::Code::Ok, ""),
     ];
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1480,7 +1499,7 @@ fn grpc_refusals_are_counted_once_by_reason() {
             *expected.entry(reason).or_default() += 1.0;
         }
     }
-    c.expect_counter(RECORDS, &[("signal", "logs"), ("service", "counted")], 4.0);
+    c.expect_counter(RECORDS, &[("signal", "logs"), ("service", "counted")], 8.0);
     for (reason, count) in &expected {
         c.expect_counter(
             REFUSED_REQUESTS,

@@ -1,6 +1,7 @@
 //! OTLP/HTTP with JSON bodies (hand-written fixtures in the OTLP JSON
 //! encoding: hex ids, enum names and numbers, camelCase, int64 as strings,
-//! kvlist/array/bytes bodies), protobuf bodies, and gzip-compressed JSON.
+//! kvlist/array/bytes bodies), protobuf bodies, and every Content-Encoding
+//! the Collector's otlphttp exporter sends.
 
 mod support;
 
@@ -331,4 +332,120 @@ fn snake_case_field_names_yield_the_same_records_as_lower_camel_case() {
     assert_eq!(wait_for_lines("logs", 14), twice(&camel_logs));
     assert_eq!(wait_for_lines("traces", 10), twice(&camel_traces));
     assert_eq!(wait_for_lines("metrics", 2), twice(&camel_metrics));
+}
+
+/// Each `Content-Encoding` the OpenTelemetry Collector's `otlphttp`
+/// exporter can send (its `compression` setting: gzip, zstd, zlib,
+/// deflate, snappy, x-snappy-framed, lz4) is accepted, protobuf and JSON.
+/// zlib, snappy, x-snappy-framed and lz4 were answered 415.
+#[test]
+fn every_content_encoding_the_collectors_exporter_sends_is_accepted() {
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut w = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        w.write_all(data).unwrap();
+        w.finish().unwrap()
+    }
+    fn snappy_framed(data: &[u8]) -> Vec<u8> {
+        let mut w = snap::write::FrameEncoder::new(Vec::new());
+        w.write_all(data).unwrap();
+        w.into_inner().unwrap()
+    }
+    fn snappy_block(data: &[u8]) -> Vec<u8> {
+        snap::raw::Encoder::new().compress_vec(data).unwrap()
+    }
+    fn lz4(data: &[u8]) -> Vec<u8> {
+        let mut w = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        w.write_all(data).unwrap();
+        w.finish().unwrap()
+    }
+    fn zstd(data: &[u8]) -> Vec<u8> {
+        zstd::encode_all(data, 3).unwrap()
+    }
+    type Compress = fn(&[u8]) -> Vec<u8>;
+    let encodings: [(&str, &str, Compress); 8] = [
+        ("gzip", "gzip", gzip),
+        ("deflate", "deflate", zlib),
+        ("zlib", "zlib", zlib),
+        ("zstd", "zstd", zstd),
+        // The block format, as the Collector sends `snappy` since v0.125.
+        ("snappy", "snappy-block", snappy_block),
+        // The framing format, as it sent `snappy` before.
+        ("snappy", "snappy-framed", snappy_framed),
+        ("x-snappy-framed", "x-snappy-framed", snappy_framed),
+        ("lz4", "lz4", lz4),
+    ];
+    let collector = Collector::start();
+    for (encoding, service, compress) in encodings {
+        let body = compress(&protobuf_logs(service, 3).encode_to_vec());
+        let (status, response_type, response) = post(
+            &collector,
+            "/v1/logs",
+            "application/x-protobuf",
+            Some(encoding),
+            body,
+        );
+        assert_eq!(
+            status,
+            200,
+            "{service}: {}",
+            String::from_utf8_lossy(&response)
+        );
+        assert_eq!(response_type, "application/x-protobuf");
+        let json = compress(&fixture("logs.json"));
+        assert_json_ok(&collector, "/v1/logs", Some(encoding), json);
+    }
+    for (_, service, _) in encodings {
+        expect(&collector, "logs", service, 3.0);
+    }
+    expect(&collector, "logs", "json-api", 4.0 * encodings.len() as f64);
+    // A corrupt body of each new encoding is a 400, not a 415.
+    for encoding in ["snappy", "x-snappy-framed", "lz4", "zlib"] {
+        let (status, _, _) = post(
+            &collector,
+            "/v1/logs",
+            "application/x-protobuf",
+            Some(encoding),
+            b"not compressed at all".to_vec(),
+        );
+        assert_eq!(status, 400, "corrupt {encoding}");
+    }
+}
+
+/// JSON as the proto3 JSON mapping lets it be written and as the
+/// OpenTelemetry Collector's exporters and JavaScript clients write it:
+/// `null` for a default, an empty map as `"kvlistValue":{}`, a `KeyValue`
+/// with an empty key without `key`, 32-bit integers as strings, URL-safe
+/// unpadded base64, entity references with some fields left out, and a
+/// string cut inside a surrogate pair (`"\ud83d"`). Each was a 400 that
+/// dropped the whole request.
+#[test]
+fn json_the_proto3_mapping_allows_and_other_writers_send_is_accepted() {
+    let collector = Collector::start();
+    let body = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"mapping-svc"}}],
+      "entityRefs":[{"type":"service","idKeys":["service.name"]}],"droppedAttributesCount":null},"schemaUrl":null,
+      "scopeLogs":[{"scope":null,"logRecords":[
+        {"timeUnixNano":"1757373397000000000","severityNumber":17,"severityText":null,"traceId":null,
+         "body":{"stringValue":"payment failed for cut \ud83d"},"droppedAttributesCount":"2","flags":"1",
+         "attributes":[{"value":{"kvlistValue":{}}},{"key":"empty","value":{"arrayValue":{}}},
+                       {"key":"raw","value":{"bytesValue":"-_8"}}]},
+        {"timeUnixNano":1757373397000000001,"severityNumber":"SEVERITY_NUMBER_WARN",
+         "body":{"kvlistValue":{"values":[{"value":{"stringValue":"keyless"}},{"key":"n","value":null}]}}}
+      ]}]}]}"#;
+    assert_json_ok(&collector, "/v1/logs", None, body.as_bytes().to_vec());
+    expect(&collector, "logs", "mapping-svc", 2.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let lines = debug_lines(&collector, "logs");
+        if lines
+            .iter()
+            .any(|l| l.contains("payment failed for cut \u{fffd}"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no debug line with the replacement character: {lines:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -136,3 +136,44 @@ fn python_sdk_over_grpc_and_http_is_counted_exactly() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Every compression the Python SDK's exporters offer (`Compression.Gzip`
+/// and `Compression.Deflate`, over gRPC and over HTTP) is accepted. gRPC
+/// deflate (`grpc-encoding: deflate`) was answered UNIMPLEMENTED.
+#[test]
+fn python_sdk_compressions_are_accepted_over_grpc_and_http() {
+    support::python();
+    let collector = Collector::start();
+    for (protocol, compression, service) in [
+        ("grpc", "gzip", "py-grpc-gzip"),
+        ("grpc", "deflate", "py-grpc-deflate"),
+        ("http", "gzip", "py-http-gzip"),
+        ("http", "deflate", "py-http-deflate"),
+    ] {
+        let summary = support::run_python_script(
+            &collector,
+            "send_otlp.py",
+            protocol,
+            &[
+                "--service",
+                service,
+                "--logs",
+                "4",
+                "--spans",
+                "2",
+                "--compression",
+                compression,
+            ],
+            SCRIPT_TIMEOUT,
+        );
+        assert_eq!(
+            summary["logs_exported"], 4,
+            "{protocol} {compression}: {summary}"
+        );
+        assert_eq!(
+            summary["spans_exported"], 2,
+            "{protocol} {compression}: {summary}"
+        );
+        support::expect_service_counts(&collector, service, 4, 2, 0);
+    }
+}

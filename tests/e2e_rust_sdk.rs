@@ -1,8 +1,9 @@
 //! The Rust OpenTelemetry SDK (`opentelemetry-otlp`) as a real client: logs
 //! through the logs bridge API and spans through the tracer, over OTLP/gRPC
-//! (tonic) and OTLP/HTTP (protobuf), into the binary running the embedded
-//! default configuration on loopback ports. `/metrics` must show exactly the
-//! numbers sent, per signal and service.
+//! (tonic; plain, gzip and zstd) and OTLP/HTTP (protobuf and JSON; plain and
+//! gzip), into the binary running the embedded default configuration on
+//! loopback ports. `/metrics` must show exactly the numbers sent, per signal
+//! and service.
 
 mod support;
 
@@ -11,7 +12,10 @@ use std::time::Duration;
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
 use opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{LogExporter, Protocol, SpanExporter, WithExportConfig};
+use opentelemetry_otlp::{
+    Compression, LogExporter, Protocol, SpanExporter, WithExportConfig, WithHttpConfig,
+    WithTonicConfig,
+};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
@@ -321,4 +325,119 @@ fn rust_sdk_http_exporters_reach_configured_url_paths() {
         text.contains("/otlp/logs, /otlp/traces and /v1/metrics"),
         "{text}"
     );
+}
+
+/// How one run of [`rust_sdk_compressions_and_json_are_accepted`] exports.
+#[derive(Clone, Copy, Debug)]
+enum Wire {
+    Grpc(Compression),
+    Http(Protocol, Option<Compression>),
+}
+
+fn providers(c: &Collector, wire: Wire, service: &str) -> (SdkLoggerProvider, SdkTracerProvider) {
+    let (logs, spans) = match wire {
+        Wire::Grpc(compression) => (
+            LogExporter::builder()
+                .with_tonic()
+                .with_endpoint(c.grpc_url())
+                .with_compression(compression)
+                .with_timeout(TIMEOUT)
+                .build(),
+            SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(c.grpc_url())
+                .with_compression(compression)
+                .with_timeout(TIMEOUT)
+                .build(),
+        ),
+        Wire::Http(protocol, compression) => {
+            let logs = LogExporter::builder()
+                .with_http()
+                .with_protocol(protocol)
+                .with_endpoint(c.http_url("/v1/logs"))
+                .with_timeout(TIMEOUT);
+            let spans = SpanExporter::builder()
+                .with_http()
+                .with_protocol(protocol)
+                .with_endpoint(c.http_url("/v1/traces"))
+                .with_timeout(TIMEOUT);
+            match compression {
+                Some(compression) => (
+                    logs.with_compression(compression).build(),
+                    spans.with_compression(compression).build(),
+                ),
+                None => (logs.build(), spans.build()),
+            }
+        }
+    };
+    let loggers = SdkLoggerProvider::builder()
+        .with_resource(resource(service))
+        .with_batch_exporter(logs.expect("build the OTLP log exporter"))
+        .build();
+    let tracers = SdkTracerProvider::builder()
+        .with_resource(resource(service))
+        .with_batch_exporter(spans.expect("build the OTLP span exporter"))
+        .build();
+    (loggers, tracers)
+}
+
+/// The Rust SDK's other ways of exporting: gRPC with gzip and with zstd,
+/// OTLP/HTTP with gzip, and OTLP/JSON (`Protocol::HttpJson`, its serde
+/// encoding: map and array bodies, int64 as strings, hex ids), plain and
+/// gzip-compressed. Every record and span arrives, with its trace context.
+#[test]
+fn rust_sdk_compressions_and_json_are_accepted() {
+    let c = Collector::start_with(&support::default_config_on_loopback());
+    let runs = [
+        ("rs-grpc-gzip", Wire::Grpc(Compression::Gzip)),
+        ("rs-grpc-zstd", Wire::Grpc(Compression::Zstd)),
+        (
+            "rs-http-gzip",
+            Wire::Http(Protocol::HttpBinary, Some(Compression::Gzip)),
+        ),
+        ("rs-http-json", Wire::Http(Protocol::HttpJson, None)),
+        (
+            "rs-http-json-gzip",
+            Wire::Http(Protocol::HttpJson, Some(Compression::Gzip)),
+        ),
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    for (service, wire) in runs {
+        let (loggers, tracers) = providers(&c, wire, service);
+        let logger = loggers.logger("e2e-rust-sdk");
+        let tracer = tracers.tracer("e2e-rust-sdk");
+        tracer.in_span("GET /orders", |_| {
+            for i in 0..3 {
+                let mut record = logger.create_log_record();
+                record.set_severity_number(Severity::Error);
+                record.set_body(AnyValue::Map(Box::new(
+                    [
+                        (
+                            "message".into(),
+                            AnyValue::from(format!("order {i} failed")),
+                        ),
+                        ("empty".into(), AnyValue::Map(Box::default())),
+                        (
+                            "codes".into(),
+                            AnyValue::ListAny(Box::new(vec![500.into(), 1.5.into()])),
+                        ),
+                    ]
+                    .into(),
+                )));
+                record.add_attribute("bytes", AnyValue::Bytes(Box::new(vec![0xfb, 0xff])));
+                record.add_attribute("count", i as i64);
+                logger.emit(record);
+            }
+        });
+        loggers.force_flush().expect("logs delivered");
+        tracers.force_flush().expect("spans delivered");
+        loggers.shutdown().expect("shut the logger provider down");
+        tracers.shutdown().expect("shut the tracer provider down");
+        support::expect_service_counts(&c, service, 3, 1, 3);
+    }
 }

@@ -12,11 +12,14 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 3 {
         return;
     }
-    let encoding = match data[0] % 4 {
+    let encoding = match data[0] % 7 {
         0 => Encoding::Identity,
         1 => Encoding::Gzip,
         2 => Encoding::Deflate,
-        _ => Encoding::Zstd,
+        3 => Encoding::Zstd,
+        4 => Encoding::Snappy,
+        5 => Encoding::SnappyFramed,
+        _ => Encoding::Lz4,
     };
     let limit = u16::from_le_bytes([data[1], data[2]]) as usize;
     let body = bytes::Bytes::copy_from_slice(&data[3..]);

@@ -3,28 +3,50 @@
 
 use std::io::Read;
 
-/// The body encodings the HTTP receiver accepts (`Content-Encoding`).
+/// The body encodings the HTTP receiver accepts (`Content-Encoding`): those
+/// of the OpenTelemetry Collector's `confighttp` server, which its
+/// `otlphttp` exporter's `compression` setting sends (`gzip`, `zstd`,
+/// `zlib`, `deflate`, `snappy`, `x-snappy-framed`, `lz4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     Identity,
     Gzip,
+    /// zlib (RFC 1950), as HTTP's `deflate` is and as the Collector reads
+    /// both `deflate` and `zlib`.
     Deflate,
     Zstd,
+    /// `snappy`: the block format, or the framing format when the body
+    /// starts with its stream identifier (the Collector's exporter sent
+    /// framed snappy under this name before v0.125).
+    Snappy,
+    /// `x-snappy-framed`: the snappy framing format.
+    SnappyFramed,
+    /// `lz4`: the LZ4 frame format.
+    Lz4,
 }
 
 impl Encoding {
     /// `None` for an encoding we do not support.
     pub fn from_header(value: Option<&str>) -> Option<Encoding> {
-        match value.map(|v| v.trim().to_ascii_lowercase()) {
-            None => Some(Encoding::Identity),
-            Some(v) if v.is_empty() || v == "identity" => Some(Encoding::Identity),
-            Some(v) if v == "gzip" || v == "x-gzip" => Some(Encoding::Gzip),
-            Some(v) if v == "deflate" => Some(Encoding::Deflate),
-            Some(v) if v == "zstd" => Some(Encoding::Zstd),
-            Some(_) => None,
-        }
+        let Some(value) = value else {
+            return Some(Encoding::Identity);
+        };
+        Some(match value.trim().to_ascii_lowercase().as_str() {
+            "" | "identity" => Encoding::Identity,
+            "gzip" | "x-gzip" => Encoding::Gzip,
+            "deflate" | "zlib" => Encoding::Deflate,
+            "zstd" => Encoding::Zstd,
+            "snappy" => Encoding::Snappy,
+            "x-snappy-framed" => Encoding::SnappyFramed,
+            "lz4" => Encoding::Lz4,
+            _ => return None,
+        })
     }
 }
+
+/// The first bytes of a snappy framing-format stream (its stream
+/// identifier chunk).
+const SNAPPY_STREAM_IDENTIFIER: &[u8] = b"\xff\x06\x00\x00sNaPpY";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecompressError {
@@ -48,6 +70,13 @@ pub fn decompress(
             zstd::stream::read::Decoder::new(&body[..])
                 .map_err(|_| DecompressError::Corrupt(encoding))?,
         ),
+        Encoding::Snappy if !body.starts_with(SNAPPY_STREAM_IDENTIFIER) => {
+            return snappy_block(&body, limit);
+        }
+        Encoding::Snappy | Encoding::SnappyFramed => {
+            Box::new(snap::read::FrameDecoder::new(&body[..]))
+        }
+        Encoding::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(&body[..])),
     };
     let mut out = Vec::with_capacity((body.len() * 4).min(limit));
     // Read one byte past the limit to tell "exactly limit" from "more".
@@ -58,6 +87,19 @@ pub fn decompress(
     if out.len() > limit {
         return Err(DecompressError::TooLarge(limit));
     }
+    Ok(out.into())
+}
+
+/// A snappy block: its header states its decompressed length, checked
+/// against `limit` before anything is allocated.
+fn snappy_block(body: &[u8], limit: usize) -> Result<bytes::Bytes, DecompressError> {
+    let corrupt = |_| DecompressError::Corrupt(Encoding::Snappy);
+    if snap::raw::decompress_len(body).map_err(corrupt)? > limit {
+        return Err(DecompressError::TooLarge(limit));
+    }
+    let out = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(corrupt)?;
     Ok(out.into())
 }
 
@@ -117,6 +159,78 @@ mod tests {
     fn parses_headers() {
         assert_eq!(Encoding::from_header(None), Some(Encoding::Identity));
         assert_eq!(Encoding::from_header(Some("GZIP")), Some(Encoding::Gzip));
+        assert_eq!(Encoding::from_header(Some("zlib")), Some(Encoding::Deflate));
+        assert_eq!(
+            Encoding::from_header(Some("snappy")),
+            Some(Encoding::Snappy)
+        );
+        assert_eq!(
+            Encoding::from_header(Some("x-snappy-framed")),
+            Some(Encoding::SnappyFramed)
+        );
+        assert_eq!(Encoding::from_header(Some("lz4")), Some(Encoding::Lz4));
         assert_eq!(Encoding::from_header(Some("br")), None);
+    }
+
+    fn snappy_framed(data: &[u8]) -> bytes::Bytes {
+        let mut w = snap::write::FrameEncoder::new(Vec::new());
+        w.write_all(data).unwrap();
+        w.into_inner().unwrap().into()
+    }
+
+    fn lz4(data: &[u8]) -> bytes::Bytes {
+        let mut w = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        w.write_all(data).unwrap();
+        w.finish().unwrap().into()
+    }
+
+    #[test]
+    fn snappy_block_and_framed_and_lz4_round_trip() {
+        let data = b"hello otlp".repeat(100);
+        let block = snap::raw::Encoder::new().compress_vec(&data).unwrap();
+        assert_eq!(
+            &decompress(Encoding::Snappy, block.into(), 1000).unwrap()[..],
+            &data[..]
+        );
+        // `snappy` reads the framing format too, by its stream identifier.
+        assert_eq!(
+            &decompress(Encoding::Snappy, snappy_framed(&data), 1000).unwrap()[..],
+            &data[..]
+        );
+        assert_eq!(
+            &decompress(Encoding::SnappyFramed, snappy_framed(&data), 1000).unwrap()[..],
+            &data[..]
+        );
+        assert_eq!(
+            &decompress(Encoding::Lz4, lz4(&data), 1000).unwrap()[..],
+            &data[..]
+        );
+    }
+
+    #[test]
+    fn snappy_and_lz4_bombs_stop_at_the_limit_and_garbage_is_corrupt() {
+        let zeros = vec![0u8; 8 * 1024 * 1024];
+        let block = snap::raw::Encoder::new().compress_vec(&zeros).unwrap();
+        for (encoding, body) in [
+            (Encoding::Snappy, bytes::Bytes::from(block)),
+            (Encoding::SnappyFramed, snappy_framed(&zeros)),
+            (Encoding::Lz4, lz4(&zeros)),
+        ] {
+            assert!(
+                body.len() < 512 * 1024,
+                "{encoding:?}: {} bytes",
+                body.len()
+            );
+            assert_eq!(
+                decompress(encoding, body, 1024 * 1024),
+                Err(DecompressError::TooLarge(1024 * 1024)),
+                "{encoding:?}"
+            );
+            assert_eq!(
+                decompress(encoding, bytes::Bytes::from_static(b"not compressed"), 4096),
+                Err(DecompressError::Corrupt(encoding)),
+                "{encoding:?}"
+            );
+        }
     }
 }

@@ -15,7 +15,7 @@
 //! | message not received within `read_timeout` | DEADLINE_EXCEEDED | yes |
 //! | the client's own `grpc-timeout` passed before the answer | CANCELLED (as tonic's server answers) | yes |
 //!
-//! gzip and zstd request compression are accepted. Every refusal is counted
+//! gzip, deflate (zlib), zstd and snappy (`grpc_snappy`) request compression are accepted. Every refusal is counted
 //! in `gardener_receiver_refused_requests_total{transport="grpc",reason}`;
 //! `grpc_guard` counts those that tonic answers before a handler runs.
 //! `grpc_server` serves the connections (HTTP/2, `max_connection_age`,

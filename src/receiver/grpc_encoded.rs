@@ -21,7 +21,9 @@
 //! | metrics mostly of empty messages (see `super::metrics_too_dense`) | INVALID_ARGUMENT |
 //!
 //! Everything else is what the generated servers do: the same paths,
-//! compression and size limits (tonic's `Grpc`), the same responses.
+//! compression and size limits (tonic's `Grpc`), the same responses; and
+//! `grpc-encoding: snappy`, which tonic does not know, is decompressed
+//! first (`grpc_snappy`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -45,6 +47,7 @@ use tonic::{Request, Response, Status};
 use tonic_prost::ProstEncoder;
 
 use super::grpc::GrpcReceiver;
+use super::grpc_snappy;
 
 /// What differs between the services: the names, the response, and how the
 /// request bytes become a payload.
@@ -195,6 +198,9 @@ impl<S: EncodedSignal> EncodedServer<S> {
     pub fn new(receiver: GrpcReceiver, max_message_bytes: usize) -> Self {
         let mut accept = EnabledCompressionEncodings::default();
         accept.enable(CompressionEncoding::Gzip);
+        // What the Python SDK's OTLP/gRPC exporter sends with
+        // `compression=Compression.Deflate` (zlib, as grpc core writes it).
+        accept.enable(CompressionEncoding::Deflate);
         accept.enable(CompressionEncoding::Zstd);
         Self {
             receiver,
@@ -232,7 +238,7 @@ impl<S: EncodedSignal> tonic::server::UnaryService<Encoded> for Export<S> {
 impl<S, B> tower::Service<http::Request<B>> for EncodedServer<S>
 where
     S: EncodedSignal,
-    B: http_body::Body + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tonic::codegen::StdError> + Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
@@ -253,6 +259,14 @@ where
         }
         let this = self.clone();
         Box::pin(async move {
+            let request = if grpc_snappy::is_snappy(request.headers()) {
+                match grpc_snappy::decompressed(request, this.max_message_bytes).await {
+                    Ok(request) => request,
+                    Err(status) => return Ok(status.into_http()),
+                }
+            } else {
+                request.map(tonic::body::Body::new)
+            };
             let mut grpc = tonic::server::Grpc::new(EncodedCodec::<S>(PhantomData))
                 .apply_compression_config(this.accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(this.max_message_bytes), None);

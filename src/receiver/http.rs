@@ -457,7 +457,7 @@ async fn receive(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             tonic::Code::InvalidArgument,
             "unsupported_encoding",
-            "Content-Encoding must be gzip, deflate, zstd or identity",
+            "Content-Encoding must be gzip, deflate, zlib, zstd, snappy, x-snappy-framed, lz4 or identity",
         )
     })?;
     let too_large = || {

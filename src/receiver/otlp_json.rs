@@ -19,6 +19,8 @@ use gardener_proto::otlp::logs::v1::SeverityNumber;
 use gardener_proto::otlp::metrics::v1::AggregationTemporality;
 use gardener_proto::otlp::trace::v1::span::SpanKind;
 use gardener_proto::otlp::trace::v1::status::StatusCode;
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -46,7 +48,8 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, JsonError> {
             body.len()
         )));
     }
-    let mut value: Value = serde_json::from_slice(body).map_err(|e| JsonError(e.to_string()))?;
+    let body = without_lone_surrogates(body);
+    let mut value: Value = serde_json::from_slice(&body).map_err(|e| JsonError(e.to_string()))?;
     if !value.is_object() {
         return Err(JsonError("the body must be a JSON object".into()));
     }
@@ -79,6 +82,55 @@ fn count_objects(body: &[u8]) -> usize {
     objects
 }
 
+/// `body` with each escaped UTF-16 surrogate that is not half of a pair
+/// (`"\ud83d"`) replaced by `"\ufffd"`, as the OpenTelemetry Collector's
+/// parser (jsoniter) reads it. JSON's grammar allows such escapes, and
+/// JavaScript writes them: `JSON.stringify` of a string cut inside a
+/// surrogate pair (an attribute truncated to a length limit counted in
+/// UTF-16 units) escapes the half it kept. serde_json refuses them, which
+/// refused the whole request.
+fn without_lone_surrogates(body: &[u8]) -> Cow<'_, [u8]> {
+    let mut fixed: Option<Vec<u8>> = None;
+    let mut in_string = false;
+    let mut i = 0;
+    while i < body.len() {
+        match (in_string, body[i]) {
+            (false, b'"') => {
+                in_string = true;
+                i += 1;
+            }
+            (true, b'"') => {
+                in_string = false;
+                i += 1;
+            }
+            (true, b'\\') => match surrogate_at(body, i) {
+                Some(0xD800..=0xDBFF) if matches!(surrogate_at(body, i + 6), Some(0xDC00..)) => {
+                    i += 12
+                }
+                Some(_) => {
+                    fixed.get_or_insert_with(|| body.to_vec())[i..i + 6]
+                        .copy_from_slice(br"\ufffd");
+                    i += 6;
+                }
+                // Another escape: the escaped character cannot end the string.
+                None => i += 2,
+            },
+            _ => i += 1,
+        }
+    }
+    fixed.map_or(Cow::Borrowed(body), Cow::Owned)
+}
+
+/// The UTF-16 surrogate escaped at `body[i..]` (`\uD800` to `\uDFFF`), if any.
+fn surrogate_at(body: &[u8], i: usize) -> Option<u16> {
+    let escape = body.get(i..i + 6)?;
+    if &escape[..2] != br"\u" || !escape[2..].iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let unit = u16::from_str_radix(std::str::from_utf8(&escape[2..]).ok()?, 16).ok()?;
+    (0xD800..=0xDFFF).contains(&unit).then_some(unit)
+}
+
 /// `resource_logs` → `resourceLogs`: the proto3 JSON name of a proto field
 /// name (what prost-serde's `rename_all = "camelCase"` produces).
 fn lower_camel(snake: &str) -> String {
@@ -97,13 +149,53 @@ fn lower_camel(snake: &str) -> String {
     out
 }
 
-/// Renames snake_case field names to lowerCamelCase, and rewrites enum
-/// names (`"SEVERITY_NUMBER_ERROR"`, `"SPAN_KIND_SERVER"`,
-/// `"STATUS_CODE_ERROR"`, `"AGGREGATION_TEMPORALITY_CUMULATIVE"`) and numeric
-/// strings in enum fields to numbers. Depth is bounded by the parser's limit.
+/// Fields of 32-bit integer types (besides the enums): the proto3 JSON
+/// mapping lets their values be numbers or strings, and the OTLP types'
+/// serde support takes numbers only.
+const INT32_FIELDS: [&str; 7] = [
+    "droppedAttributesCount",
+    "droppedEventsCount",
+    "droppedLinksCount",
+    "flags",
+    "scale",
+    "offset",
+    "keyStrindex",
+];
+
+/// Fields of type `double` the OTLP types' serde support takes as numbers
+/// only, where the proto3 JSON mapping also lets them be strings.
+const DOUBLE_FIELDS: [&str; 6] = [
+    "doubleValue",
+    "asDouble",
+    "sum",
+    "min",
+    "max",
+    "zeroThreshold",
+];
+
+/// Makes a parsed body what the OTLP types' serde support decodes as the
+/// proto3 JSON mapping and the OpenTelemetry Collector read it:
+///
+/// - snake_case field names are renamed to lowerCamelCase (when a body has
+///   both spellings of a field, the lowerCamelCase one is kept);
+/// - a field whose value is `null` is removed: the mapping reads `null` as
+///   the field's default (it was refused as "invalid type: null");
+/// - enum names (`"SEVERITY_NUMBER_ERROR"`, `"SPAN_KIND_SERVER"`,
+///   `"STATUS_CODE_ERROR"`, `"AGGREGATION_TEMPORALITY_CUMULATIVE"`) and
+///   numbers written as strings in enum, 32-bit integer and double fields
+///   become numbers;
+/// - `bytesValue` in URL-safe base64 or without padding, which the mapping
+///   accepts, becomes padded standard base64;
+/// - the messages whose serde support requires every field
+///   (`KeyValueList`, `ArrayValue`, `KeyValue`, `EntityRef`) get the
+///   defaults of those omitted: the Collector writes an empty map as
+///   `"kvlistValue":{}` and a `KeyValue` whose key is empty without `key`.
+///
+/// Depth is bounded by the parser's limit.
 fn normalize(value: &mut Value) {
     match value {
         Value::Object(map) => {
+            map.retain(|_, child| !child.is_null());
             if map.keys().any(|k| k.contains('_')) {
                 let snake: Vec<String> = map.keys().filter(|k| k.contains('_')).cloned().collect();
                 for key in snake {
@@ -113,22 +205,13 @@ fn normalize(value: &mut Value) {
                 }
             }
             for (key, child) in map.iter_mut() {
-                if let Value::String(name) = child {
-                    let number = match key.as_str() {
-                        "severityNumber" => SeverityNumber::from_str_name(name).map(|v| v as i32),
-                        "kind" => SpanKind::from_str_name(name).map(|v| v as i32),
-                        "code" => StatusCode::from_str_name(name).map(|v| v as i32),
-                        "aggregationTemporality" => {
-                            AggregationTemporality::from_str_name(name).map(|v| v as i32)
-                        }
-                        _ => continue,
-                    }
-                    .or_else(|| name.parse::<i32>().ok());
-                    if let Some(number) = number {
-                        *child = Value::from(number);
+                if let Value::String(text) = child {
+                    if let Some(replacement) = scalar(key, text) {
+                        *child = replacement;
                     }
                 } else {
                     normalize(child);
+                    fill_defaults(key, child);
                 }
             }
         }
@@ -137,11 +220,98 @@ fn normalize(value: &mut Value) {
     }
 }
 
+/// What the string value `text` of field `key` becomes, if anything.
+fn scalar(key: &str, text: &str) -> Option<Value> {
+    let number = match key {
+        "severityNumber" => SeverityNumber::from_str_name(text).map(|v| v as i32),
+        "kind" => SpanKind::from_str_name(text).map(|v| v as i32),
+        "code" => StatusCode::from_str_name(text).map(|v| v as i32),
+        "aggregationTemporality" => AggregationTemporality::from_str_name(text).map(|v| v as i32),
+        "bytesValue" => return standard_base64(text).map(Value::String),
+        _ if INT32_FIELDS.contains(&key) => None,
+        _ if DOUBLE_FIELDS.contains(&key) => return finite_number(text),
+        _ => return None,
+    };
+    number
+        .map(Value::from)
+        .or_else(|| text.trim().parse::<i64>().ok().map(Value::from))
+}
+
+/// A double written as a string (`"1.5"`), as a JSON number; `None` for
+/// what a JSON number cannot hold (`"NaN"`, `"Infinity"`), left to refuse.
+fn finite_number(text: &str) -> Option<Value> {
+    let number = text.trim().parse::<f64>().ok()?;
+    serde_json::Number::from_f64(number).map(Value::Number)
+}
+
+/// Padded standard base64 for URL-safe or unpadded base64 (the proto3 JSON
+/// mapping accepts both alphabets, with or without padding); `None` when
+/// `text` needs no change.
+fn standard_base64(text: &str) -> Option<String> {
+    if !text.contains(['-', '_']) && text.len() % 4 == 0 {
+        return None;
+    }
+    let mut out: String = text
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while out.len() % 4 != 0 {
+        out.push('=');
+    }
+    Some(out)
+}
+
+/// Adds the fields a message under `key` must have for the OTLP types'
+/// serde support, with their defaults (see [`normalize`]).
+fn fill_defaults(key: &str, child: &mut Value) {
+    match key {
+        "arrayValue" | "kvlistValue" => {
+            let Value::Object(map) = child else { return };
+            let values = map.entry("values").or_insert_with(|| Value::Array(vec![]));
+            if key == "kvlistValue" {
+                key_values(values);
+            }
+        }
+        "attributes" | "filteredAttributes" => key_values(child),
+        "entityRefs" => {
+            for entity in child.as_array_mut().into_iter().flatten() {
+                if let Value::Object(map) = entity {
+                    for (field, default) in [
+                        ("schemaUrl", Value::from("")),
+                        ("type", Value::from("")),
+                        ("idKeys", Value::Array(vec![])),
+                        ("descriptionKeys", Value::Array(vec![])),
+                    ] {
+                        map.entry(field).or_insert(default);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Gives each `KeyValue` of a list without a `key` the empty key.
+fn key_values(list: &mut Value) {
+    for item in list.as_array_mut().into_iter().flatten() {
+        if let Value::Object(map) = item {
+            map.entry("key").or_insert_with(|| Value::from(""));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use gardener_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
     use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+    use gardener_proto::otlp::common::v1::{any_value, AnyValue, ArrayValue, KeyValueList};
+    use gardener_proto::otlp::logs::v1::LogRecord;
 
     #[test]
     fn objects_are_counted_outside_strings_only() {
@@ -270,6 +440,129 @@ mod tests {
             .data
             .is_some());
         assert_eq!(a, b);
+    }
+
+    fn one_record(body: &str) -> LogRecord {
+        let request: ExportLogsServiceRequest =
+            decode(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"));
+        request.resource_logs[0].scope_logs[0].log_records[0].clone()
+    }
+
+    fn record(fields: &str) -> String {
+        format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{{fields}}}]}}]}}]}}"#)
+    }
+
+    #[test]
+    fn null_is_the_default_of_any_field() {
+        let body = r#"{"resourceLogs":[{"resource":null,"schemaUrl":null,"scopeLogs":[{"scope":null,
+          "logRecords":[{"timeUnixNano":null,"severityNumber":null,"severityText":null,"body":null,
+          "attributes":null,"droppedAttributesCount":null,"flags":null,"traceId":null,"spanId":null,
+          "eventName":null}]}]}]}"#;
+        assert_eq!(one_record(body), LogRecord::default());
+        let nulls: ExportLogsServiceRequest = decode(br#"{"resourceLogs":null}"#).unwrap();
+        assert_eq!(nulls, ExportLogsServiceRequest::default());
+        // Inside values too.
+        let record = one_record(&record(
+            r#""body":{"kvlistValue":{"values":[{"key":"a","value":null}]}},"attributes":[{"key":"b","value":{"stringValue":null}}]"#,
+        ));
+        assert_eq!(record.attributes[0].key, "b");
+        assert_eq!(record.attributes[0].value, Some(AnyValue { value: None }));
+    }
+
+    #[test]
+    fn messages_with_omitted_fields_get_their_defaults() {
+        // What the Collector writes for an empty map, an empty array and a
+        // KeyValue whose key is empty.
+        let record = one_record(&record(
+            r#""body":{"kvlistValue":{}},"attributes":[{"value":{"arrayValue":{}}},{"key":"m","value":{"kvlistValue":{"values":[{"value":{"intValue":"1"}}]}}}]"#,
+        ));
+        assert_eq!(
+            record.body.clone().unwrap().value,
+            Some(any_value::Value::KvlistValue(KeyValueList {
+                values: vec![]
+            }))
+        );
+        assert_eq!(record.attributes[0].key, "");
+        assert_eq!(
+            record.attributes[0].value.as_ref().unwrap().value,
+            Some(any_value::Value::ArrayValue(ArrayValue { values: vec![] }))
+        );
+        let Some(any_value::Value::KvlistValue(map)) =
+            &record.attributes[1].value.as_ref().unwrap().value
+        else {
+            panic!("{record:?}")
+        };
+        assert_eq!(map.values[0].key, "");
+        // A resource's entity references with only some of their fields.
+        let body = br#"{"resourceLogs":[{"resource":{"entityRefs":[{"type":"k8s.pod","idKeys":["k8s.pod.uid"]},{}]}}]}"#;
+        let request: ExportLogsServiceRequest = decode(body).unwrap();
+        let refs = &request.resource_logs[0]
+            .resource
+            .as_ref()
+            .unwrap()
+            .entity_refs;
+        assert_eq!(refs[0].r#type, "k8s.pod");
+        assert_eq!(refs[0].id_keys, ["k8s.pod.uid"]);
+        assert_eq!(refs[1], Default::default());
+    }
+
+    #[test]
+    fn int32_and_double_fields_may_be_strings() {
+        let parsed = one_record(&record(
+            r#""droppedAttributesCount":"3","flags":"1","body":{"doubleValue":"1.5"}"#,
+        ));
+        assert_eq!(parsed.dropped_attributes_count, 3);
+        assert_eq!(parsed.flags, 1);
+        assert_eq!(
+            parsed.body.unwrap().value,
+            Some(any_value::Value::DoubleValue(1.5))
+        );
+        // A string field holding digits stays a string.
+        let parsed = one_record(&record(r#""severityText":"17","eventName":"3""#));
+        assert_eq!(parsed.severity_text, "17");
+        assert_eq!(parsed.event_name, "3");
+        // Not a number: still refused.
+        let body = record(r#""flags":"x""#);
+        assert!(decode::<ExportLogsServiceRequest>(body.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn bytes_values_may_be_url_safe_or_unpadded_base64() {
+        for encoded in ["+/8=", "-_8=", "-_8", "+/8"] {
+            let parsed = one_record(&record(&format!(r#""body":{{"bytesValue":"{encoded}"}}"#)));
+            assert_eq!(
+                parsed.body.unwrap().value,
+                Some(any_value::Value::BytesValue(vec![0xfb, 0xff])),
+                "{encoded}"
+            );
+        }
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        // A high surrogate cut from its pair (a string truncated in UTF-16
+        // units), a lone low one, a valid pair, and an escaped backslash
+        // before text that only looks like an escape.
+        let parsed = one_record(&record(
+            r#""body":{"stringValue":"cut \ud83d"},"attributes":[{"key":"low","value":{"stringValue":"\udc00x"}},{"key":"pair","value":{"stringValue":"\ud83d\ude00"}},{"key":"text","value":{"stringValue":"\\ud800"}}]"#,
+        ));
+        assert_eq!(
+            parsed.body.unwrap().value,
+            Some(any_value::Value::StringValue("cut \u{fffd}".into()))
+        );
+        let value = |i: usize| parsed.attributes[i].value.clone().unwrap().value.unwrap();
+        assert_eq!(value(0), any_value::Value::StringValue("\u{fffd}x".into()));
+        assert_eq!(value(1), any_value::Value::StringValue("\u{1f600}".into()));
+        assert_eq!(value(2), any_value::Value::StringValue(r"\ud800".into()));
+        // Outside strings nothing changes; a body without them is not copied.
+        assert!(matches!(
+            without_lone_surrogates(br#"{"a":"\n"}"#),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            &*without_lone_surrogates(br#"["\ud800\ud800"]"#),
+            br#"["\ufffd\ufffd"]"#
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ only logs export failures, so the exporters are wrapped to record results).
 
     send_otlp.py --protocol grpc --endpoint 127.0.0.1:4317 --service api --logs 10 --spans 5
     send_otlp.py --protocol http --endpoint http://127.0.0.1:4318 --service api --logs 10
+    send_otlp.py --protocol grpc --endpoint 127.0.0.1:4317 --service api --logs 10 --compression deflate
     send_otlp.py --protocol http --endpoint https://127.0.0.1:4318 --service api --logs 10 \
         --tls-ca ca.pem --tls-cert client.pem --tls-key client.key
 """
@@ -61,14 +62,19 @@ def read(path):
         return f.read()
 
 
-def exporters(protocol, endpoint, timeout, token, tls=None):
-    """`tls`: (ca_file, cert_file, key_file) with cert/key optional, or None for plain text."""
+def exporters(protocol, endpoint, timeout, token, tls=None, compression=None):
+    """`tls`: (ca_file, cert_file, key_file) with cert/key optional, or None for plain text.
+    `compression`: "gzip" or "deflate" (the exporters' Compression enum), or None for
+    the SDK's default (OTEL_EXPORTER_OTLP_COMPRESSION, else none)."""
     headers = {"authorization": f"Bearer {token}"} if token else None
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         kwargs = dict(endpoint=endpoint, insecure=tls is None, timeout=timeout)
+        if compression:
+            kwargs["compression"] = {"gzip": Compression.Gzip, "deflate": Compression.Deflate}[compression]
         if tls:
             import grpc
 
@@ -81,11 +87,14 @@ def exporters(protocol, endpoint, timeout, token, tls=None):
         if headers:
             kwargs["headers"] = tuple(headers.items())
         return OTLPLogExporter(**kwargs), OTLPSpanExporter(**kwargs)
+    from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     base = endpoint.rstrip("/")
     kwargs = dict(timeout=timeout, headers=headers)
+    if compression:
+        kwargs["compression"] = Compression(compression)
     if tls:
         ca, cert, key = tls
         kwargs.update(certificate_file=ca, client_certificate_file=cert, client_key_file=key)
@@ -116,6 +125,7 @@ def main():
     parser.add_argument("--tls-ca", default=None, help="PEM CA file: use TLS and trust this CA")
     parser.add_argument("--tls-cert", default=None, help="PEM client certificate (mutual TLS)")
     parser.add_argument("--tls-key", default=None, help="PEM client key (mutual TLS)")
+    parser.add_argument("--compression", choices=["gzip", "deflate"], default=None, help="request compression")
     args = parser.parse_args()
     if args.logs_in_span and args.spans < 1:
         parser.error("--logs-in-span needs --spans >= 1")
@@ -126,7 +136,9 @@ def main():
     # Export failures are logged by the SDK; make them visible on stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
-    log_exporter, span_exporter = exporters(args.protocol, args.endpoint, args.timeout, args.token, tls)
+    log_exporter, span_exporter = exporters(
+        args.protocol, args.endpoint, args.timeout, args.token, tls, args.compression
+    )
     log_exporter = Recording(log_exporter)
     span_exporter = Recording(span_exporter)
     resource = Resource.create({"service.name": args.service, "deployment.environment.name": "e2e"})
