@@ -839,6 +839,15 @@ fn request_bytes_in_flight_are_bounded_over_both_transports() {
     let status = rpc::Status::decode(refused.bytes().unwrap()).unwrap();
     assert_eq!(status.code, tonic::Code::Unavailable as i32);
     assert!(status.message.contains("too many bytes"), "{status:?}");
+    // A compressed body is refused as it decompresses past the bound.
+    let compressed = support::http_client()
+        .post(c.http_url("/v1/logs"))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(gzip(&medium))
+        .send()
+        .unwrap();
+    assert_eq!(compressed.status(), 503);
     let small = logs_request("small", 1).encode_to_vec();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -884,14 +893,14 @@ fn request_bytes_in_flight_are_bounded_over_both_transports() {
     c.expect_counter(
         REFUSED,
         &[("transport", "http"), ("reason", "in_flight_limit")],
-        1.0,
+        2.0,
     );
     c.expect_counter(
         REFUSED,
         &[("transport", "grpc"), ("reason", "in_flight_limit")],
         2.0,
     );
-    expect_refusals_in_all(&c, "http", 1.0);
+    expect_refusals_in_all(&c, "http", 2.0);
     expect_refusals_in_all(&c, "grpc", 2.0);
     c.expect_counter(ACCEPTED, &[("signal", "logs"), ("service", "big")], 16000.0);
     assert_eq!(in_flight(), 0.0);

@@ -33,5 +33,6 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(DecompressError::TooLarge(n)) => assert_eq!(n, limit),
         Err(DecompressError::Corrupt(e)) => assert_eq!(e, encoding),
+        Err(DecompressError::Refused) => panic!("refused without a bound on the output"),
     }
 });

@@ -54,13 +54,33 @@ pub enum DecompressError {
     TooLarge(usize),
     #[error("body is not valid {0:?} data")]
     Corrupt(Encoding),
+    /// The `reserve` of [`decompress_within`] refused more bytes.
+    #[error("no room for the decompressed body")]
+    Refused,
 }
+
+/// How much decompressed output [`decompress_within`] asks for at a time.
+const RESERVE_STEP: usize = 256 * 1024;
 
 /// Decompresses `body`, failing as soon as the output would exceed `limit`.
 pub fn decompress(
     encoding: Encoding,
     body: bytes::Bytes,
     limit: usize,
+) -> Result<bytes::Bytes, DecompressError> {
+    decompress_within(encoding, body, limit, &mut |_| true)
+}
+
+/// [`decompress`], asking `reserve` for the output's bytes before they are
+/// written (up to [`RESERVE_STEP`] at a time, or a snappy block's stated length
+/// at once): a body decompresses only as far as the receiver's bound on
+/// the bytes in flight allows ([`DecompressError::Refused`] when it does
+/// not), instead of being counted once it is all in memory.
+pub fn decompress_within(
+    encoding: Encoding,
+    body: bytes::Bytes,
+    limit: usize,
+    reserve: &mut dyn FnMut(usize) -> bool,
 ) -> Result<bytes::Bytes, DecompressError> {
     let reader: Box<dyn Read + '_> = match encoding {
         Encoding::Identity => return Ok(body),
@@ -71,7 +91,7 @@ pub fn decompress(
                 .map_err(|_| DecompressError::Corrupt(encoding))?,
         ),
         Encoding::Snappy if !body.starts_with(SNAPPY_STREAM_IDENTIFIER) => {
-            return snappy_block(&body, limit);
+            return snappy_block(&body, limit, reserve);
         }
         Encoding::Snappy | Encoding::SnappyFramed => {
             Box::new(snap::read::FrameDecoder::new(&body[..]))
@@ -80,10 +100,23 @@ pub fn decompress(
     };
     let mut out = Vec::with_capacity((body.len() * 4).min(limit));
     // Read one byte past the limit to tell "exactly limit" from "more".
-    reader
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|_| DecompressError::Corrupt(encoding))?;
+    let mut reader = reader.take(limit as u64 + 1);
+    // A first step the size of the buffer's guess, so that a small body
+    // does not hold a whole step of the bound.
+    let mut step = out.capacity().clamp(4096, RESERVE_STEP);
+    loop {
+        if !reserve(step) {
+            return Err(DecompressError::Refused);
+        }
+        let read = (&mut reader)
+            .take(step as u64)
+            .read_to_end(&mut out)
+            .map_err(|_| DecompressError::Corrupt(encoding))?;
+        if read < step {
+            break; // the end, or one byte past the limit
+        }
+        step = RESERVE_STEP;
+    }
     if out.len() > limit {
         return Err(DecompressError::TooLarge(limit));
     }
@@ -92,10 +125,18 @@ pub fn decompress(
 
 /// A snappy block: its header states its decompressed length, checked
 /// against `limit` before anything is allocated.
-fn snappy_block(body: &[u8], limit: usize) -> Result<bytes::Bytes, DecompressError> {
+fn snappy_block(
+    body: &[u8],
+    limit: usize,
+    reserve: &mut dyn FnMut(usize) -> bool,
+) -> Result<bytes::Bytes, DecompressError> {
     let corrupt = |_| DecompressError::Corrupt(Encoding::Snappy);
-    if snap::raw::decompress_len(body).map_err(corrupt)? > limit {
+    let len = snap::raw::decompress_len(body).map_err(corrupt)?;
+    if len > limit {
         return Err(DecompressError::TooLarge(limit));
+    }
+    if !reserve(len) {
+        return Err(DecompressError::Refused);
     }
     let out = snap::raw::Decoder::new()
         .decompress_vec(body)
@@ -112,6 +153,47 @@ mod tests {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         enc.write_all(data).unwrap();
         enc.finish().unwrap().into()
+    }
+
+    /// The output is reserved before it is written, a step at a time, and
+    /// decompression stops at the first refusal.
+    #[test]
+    fn output_is_reserved_as_it_grows() {
+        let data = vec![3u8; 3 * RESERVE_STEP + 10];
+        let mut asked = 0;
+        let out = decompress_within(Encoding::Gzip, gzip(&data), data.len(), &mut |n| {
+            asked += n;
+            true
+        })
+        .unwrap();
+        assert_eq!(out.len(), data.len());
+        assert!(
+            asked >= data.len() && asked <= data.len() + RESERVE_STEP,
+            "{asked}"
+        );
+        let mut granted = 0;
+        let refused = decompress_within(Encoding::Gzip, gzip(&data), data.len(), &mut |_| {
+            granted += 1;
+            granted <= 2
+        });
+        assert_eq!(refused, Err(DecompressError::Refused));
+        let block = snap::raw::Encoder::new().compress_vec(&data).unwrap();
+        let mut asked = Vec::new();
+        let out = decompress_within(
+            Encoding::Snappy,
+            block.clone().into(),
+            data.len(),
+            &mut |n| {
+                asked.push(n);
+                true
+            },
+        );
+        assert_eq!(out.unwrap().len(), data.len());
+        assert_eq!(asked, vec![data.len()]);
+        assert_eq!(
+            decompress_within(Encoding::Snappy, block.into(), data.len(), &mut |_| false),
+            Err(DecompressError::Refused)
+        );
     }
 
     #[test]

@@ -46,7 +46,7 @@ use prost::Message;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
-use super::decompress::{decompress, DecompressError, Encoding};
+use super::decompress::{decompress_within, DecompressError, Encoding};
 use super::{otlp_json, RETRY_AFTER};
 use crate::pipeline::in_flight::Reservation;
 use crate::pipeline::ingest::Ingest;
@@ -503,18 +503,18 @@ async fn receive(
             "cannot read request body",
         ),
     })?;
-    let data = decompress(encoding, raw, receiver.max_body).map_err(|e| match e {
-        DecompressError::TooLarge(_) => too_large(),
-        DecompressError::Corrupt(_) => Refuse::new(
-            StatusCode::BAD_REQUEST,
-            tonic::Code::InvalidArgument,
-            "malformed",
-            e.to_string(),
-        ),
-    })?;
-    if encoding != Encoding::Identity && !reservation.grow(data.len()) {
-        return Err(in_flight_limit());
-    }
+    let mut reserve = |bytes| reservation.grow(bytes);
+    let data =
+        decompress_within(encoding, raw, receiver.max_body, &mut reserve).map_err(|e| match e {
+            DecompressError::Refused => in_flight_limit(),
+            DecompressError::TooLarge(_) => too_large(),
+            DecompressError::Corrupt(_) => Refuse::new(
+                StatusCode::BAD_REQUEST,
+                tonic::Code::InvalidArgument,
+                "malformed",
+                e.to_string(),
+            ),
+        })?;
     Ok(data)
 }
 
