@@ -118,6 +118,22 @@ fn read_bytes_for(
     (received, None)
 }
 
+/// A runtime for the raw gRPC client.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The start of a gRPC message frame that declares 1,000 bytes and holds
+/// 10 of them: a client that stalls.
+fn stalled_message() -> Vec<u8> {
+    let mut partial = frame(&[0u8; 1000], false);
+    partial.truncate(15);
+    partial
+}
+
 /// Headers of a protobuf POST to /v1/logs declaring a `length`-byte body.
 fn post_head(length: usize) -> String {
     format!(
@@ -237,10 +253,7 @@ fn grpc_stalled_streams_are_reset_and_in_flight_requests_are_bounded() {
         "",
     ));
     let valid = logs_request("grpc-limits", 2).encode_to_vec();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let mut connection = Connection::open(c.grpc_addr()).await;
         let ok = connection
@@ -251,8 +264,7 @@ fn grpc_stalled_streams_are_reset_and_in_flight_requests_are_bounded() {
 
         // Two streams that declare a 1,000-byte message, send 10 bytes of
         // it and stall: they hold both slots.
-        let mut partial = frame(&[0u8; 1000], false);
-        partial.truncate(15);
+        let partial = stalled_message();
         let mut stalled = Vec::new();
         for _ in 0..2 {
             stalled.push(
@@ -311,16 +323,12 @@ fn grpc_stalled_streams_are_reset_and_in_flight_requests_are_bounded() {
 fn grpc_calls_given_up_by_the_client_are_counted() {
     let c = Collector::start_with(&limits_config("read_timeout: 30s", ""));
     let valid = logs_request("grpc-deadline", 2).encode_to_vec();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let mut connection = Connection::open(c.grpc_addr()).await;
         // Declares a 1,000-byte message, sends 10 bytes of it and stalls,
         // with a 300 ms deadline.
-        let mut partial = frame(&[0u8; 1000], false);
-        partial.truncate(15);
+        let partial = stalled_message();
         let started = Instant::now();
         let call = connection
             .start(
@@ -565,10 +573,7 @@ fn grpc_connections_that_do_not_answer_pings_are_closed() {
     assert!(started.elapsed() < SLACK + TIMEOUT);
     // A client that answers pings stays connected and is served.
     let valid = logs_request("grpc-keepalive", 1).encode_to_vec();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let mut connection = Connection::open(c.grpc_addr()).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -849,10 +854,7 @@ fn request_bytes_in_flight_are_bounded_over_both_transports() {
         .unwrap();
     assert_eq!(compressed.status(), 503);
     let small = logs_request("small", 1).encode_to_vec();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let grpc_calls = |expected: tonic::Code| {
         runtime.block_on(async {
             let mut connection = Connection::open(c.grpc_addr()).await;
@@ -929,14 +931,10 @@ fn above_the_memory_limit_requests_are_refused_before_their_bodies_are_read() {
     assert_eq!(&answer, b"HTTP/1.1 503");
     assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let mut connection = Connection::open(c.grpc_addr()).await;
-        let mut partial = frame(&[0u8; 1000], false);
-        partial.truncate(15);
+        let partial = stalled_message();
         let started = Instant::now();
         let answer = connection
             .start(grpc_raw::LOGS_EXPORT, &[], partial, false)

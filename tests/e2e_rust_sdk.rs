@@ -161,6 +161,16 @@ fn send(c: &Collector, plan: &Plan) {
     tracers.shutdown().expect("shut the tracer provider down");
 }
 
+/// The runtime the SDK's tonic client builds its channel in (the batch
+/// processors export from their own threads).
+fn sdk_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn rust_sdk_logs_and_spans_over_grpc_and_http_are_counted_exactly() {
     let mut collector = Collector::start_with(&support::default_config_on_loopback());
@@ -209,11 +219,7 @@ fn rust_sdk_logs_and_spans_over_grpc_and_http_are_counted_exactly() {
 
     // The tonic client needs a Tokio runtime to build its channel; the SDK's
     // batch processors export from their own threads.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = sdk_runtime();
     {
         let _guard = runtime.enter();
         for plan in &plans {
@@ -401,11 +407,7 @@ fn rust_sdk_compressions_and_json_are_accepted() {
             Wire::Http(Protocol::HttpJson, Some(Compression::Gzip)),
         ),
     ];
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = sdk_runtime();
     let _guard = runtime.enter();
     for (service, wire) in runs {
         let (loggers, tracers) = providers(&c, wire, service);
