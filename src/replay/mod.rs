@@ -588,11 +588,8 @@ pub fn report_locally(
 // ---------------------------------------------------------------- remote
 
 enum Target {
-    Http {
-        host: String,
-        addr: String,
-        path: String,
-    },
+    /// `http://HOST[:PORT]/…/v1/logs`.
+    Http(http::Uri),
     Grpc(String),
 }
 
@@ -615,55 +612,72 @@ fn parse_target(url: &str) -> anyhow::Result<Target> {
             } else {
                 format!("{}/v1/logs", path.trim_end_matches('/'))
             };
-            let addr = if authority.contains(':') {
-                authority.to_string()
-            } else {
-                format!("{authority}:80")
-            };
-            Ok(Target::Http {
-                host: authority.to_string(),
-                addr,
-                path,
-            })
+            let uri = format!("http://{authority}{path}")
+                .parse()
+                .with_context(|| format!("--to {url}: not a valid URL"))?;
+            Ok(Target::Http(uri))
         }
         other => bail!("--to: unsupported scheme {other}:// (use http:// or grpc://)"),
     }
 }
 
-/// One OTLP/HTTP protobuf POST: `(status, retry-after seconds)`.
+/// The HTTP client of `replay --to http://…`: hyper's, keeping the
+/// connection open between batches.
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// One OTLP/HTTP protobuf POST: `(status, retry-after seconds)`, or what
+/// failed with the errors behind it (a connect error's source says
+/// "Connection refused").
 async fn post_once(
-    host: &str,
-    addr: &str,
-    path: &str,
-    auth_token: Option<&str>,
-    body: &[u8],
-) -> std::io::Result<(u16, Option<u64>)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let authorization = auth_token
-        .map(|token| format!("Authorization: Bearer {token}\r\n"))
-        .unwrap_or_default();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{authorization}Content-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("malformed HTTP response"))?;
-    let retry_after = text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("retry-after")
-            .then(|| v.trim().parse().ok())
-            .flatten()
-    });
+    client: &HttpClient,
+    uri: &http::Uri,
+    authorization: Option<&str>,
+    body: bytes::Bytes,
+) -> Result<(u16, Option<u64>), String> {
+    use http_body_util::BodyExt;
+    let mut request = http::Request::post(uri.clone())
+        .header(http::header::CONTENT_TYPE, "application/x-protobuf");
+    if let Some(authorization) = authorization {
+        request = request.header(http::header::AUTHORIZATION, authorization);
+    }
+    let request = request
+        .body(http_body_util::Full::new(body))
+        .map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| error_chain(&e))?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.trim().parse().ok());
+    // Read to the end, so that the connection can carry the next batch.
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| error_chain(&e))?;
     Ok((status, retry_after))
+}
+
+/// An error and the errors behind it, each once.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    with_sources(error.to_string(), error.source())
+}
+
+/// `text` followed by each error of `source`'s chain that it does not
+/// already say.
+fn with_sources(mut text: String, mut source: Option<&dyn std::error::Error>) -> String {
+    while let Some(error) = source {
+        let line = error.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = error.source();
+    }
+    text
 }
 
 /// Attempts at one batch at most, whatever `--timeout` leaves.
@@ -751,17 +765,17 @@ impl Retry {
 
 async fn send_http(
     retry: &mut Retry,
-    host: &str,
-    addr: &str,
-    path: &str,
+    client: &HttpClient,
+    uri: &http::Uri,
     auth_token: Option<&str>,
     request: &ExportLogsServiceRequest,
 ) -> anyhow::Result<()> {
     use prost::Message;
-    let body = request.encode_to_vec();
+    let body = bytes::Bytes::from(request.encode_to_vec());
+    let authorization = auth_token.map(|token| format!("Bearer {token}"));
     retry
         .run(|| async {
-            match post_once(host, addr, path, auth_token, &body).await {
+            match post_once(client, uri, authorization.as_deref(), body.clone()).await {
                 Ok((200..=299, _)) => Attempt::Sent,
                 Ok((status @ (429 | 502 | 503 | 504), hint)) => {
                     Attempt::Retry(format!("HTTP {status}"), hint)
@@ -771,7 +785,7 @@ async fn send_http(
                     unauthenticated_hint(auth_token.is_some())
                 )),
                 Ok((status, _)) => Attempt::Fatal(format!("HTTP {status}")),
-                Err(e) => Attempt::Retry(e.to_string(), None),
+                Err(e) => Attempt::Retry(e, None),
             }
         })
         .await
@@ -780,17 +794,10 @@ async fn send_http(
 /// A gRPC status with the errors behind it (a transport error's status
 /// says "tcp connect error"; its source says "Connection refused").
 fn status_text(status: &tonic::Status) -> String {
-    let mut text = format!("{:?}: {}", status.code(), status.message());
-    let mut source = std::error::Error::source(status);
-    while let Some(error) = source {
-        let line = error.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = error.source();
-    }
-    text
+    with_sources(
+        format!("{:?}: {}", status.code(), status.message()),
+        std::error::Error::source(status),
+    )
 }
 
 async fn send_grpc(
@@ -891,14 +898,18 @@ pub fn send(
         });
         let sender = async {
             match target {
-                Target::Http { host, addr, path } => {
+                Target::Http(uri) => {
                     let mut retry = Retry {
-                        endpoint: format!("POST http://{host}{path}"),
+                        endpoint: format!("POST {uri}"),
                         timeout,
                         warned: false,
                     };
+                    let client = hyper_util::client::legacy::Client::builder(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .build_http();
                     while let Some(request) = rx.recv().await {
-                        send_http(&mut retry, &host, &addr, &path, auth_token, &request).await?;
+                        send_http(&mut retry, &client, &uri, auth_token, &request).await?;
                     }
                 }
                 Target::Grpc(url) => {
@@ -1013,7 +1024,7 @@ mod tests {
     #[test]
     fn parses_targets() {
         assert!(
-            matches!(parse_target("http://h:4318").unwrap(), Target::Http { path, .. } if path == "/v1/logs")
+            matches!(parse_target("http://h:4318").unwrap(), Target::Http(uri) if uri == "http://h:4318/v1/logs")
         );
         assert!(matches!(
             parse_target("grpc://h:4317").unwrap(),
