@@ -71,12 +71,9 @@ impl Ingest {
         let signal = signal_of(&payload);
         let records = count_records(&payload);
         let per_service = records_per_service(&payload);
-        let written = if self.memory.is_over() {
-            Err(Refusal::MemoryLimit)
-        } else if self.queue.is_closed() {
-            Err(Refusal::ShuttingDown)
-        } else {
-            appender.append(&payload).await
+        let written = match self.admit() {
+            Ok(()) => appender.append(&payload).await,
+            Err(refusal) => Err(refusal),
         };
         count(written, signal, records, per_service)
     }

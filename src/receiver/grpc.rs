@@ -32,6 +32,7 @@ use tonic::{Request, Status};
 use super::grpc_encoded::{self, EncodedServer};
 use super::RETRY_AFTER;
 use crate::pipeline::ingest::Ingest;
+use crate::pipeline::queue::Refusal;
 use crate::telemetry;
 
 /// What the three OTLP services share: the pipeline's door.
@@ -42,12 +43,19 @@ pub struct GrpcReceiver {
 
 impl GrpcReceiver {
     pub(super) async fn submit(&self, payload: Payload, size: usize) -> Result<(), Status> {
-        self.ingest.submit(payload, size).await.map(|_| ()).map_err(|refusal| {
-            metrics::counter!(telemetry::REFUSED_REQUESTS, "transport" => "grpc", "reason" => refusal.as_str())
-                .increment(1);
-            unavailable_with_retry_info(refusal.message())
-        })
+        self.ingest
+            .submit(payload, size)
+            .await
+            .map(|_| ())
+            .map_err(refused)
     }
+}
+
+/// The answer to a request the pipeline refused (retryable), counted.
+pub(super) fn refused(refusal: Refusal) -> Status {
+    metrics::counter!(telemetry::REFUSED_REQUESTS, "transport" => "grpc", "reason" => refusal.as_str())
+        .increment(1);
+    unavailable_with_retry_info(refusal.message())
 }
 
 /// UNAVAILABLE with a `google.rpc.RetryInfo` detail, which OTLP clients honour.

@@ -147,8 +147,7 @@ where
             Some(admission) => match admission.reserve(request.headers()) {
                 Ok(reservation) => Some(Arc::new(reservation)),
                 Err(refusal) => {
-                    count(refusal.as_str());
-                    let status = super::grpc::unavailable_with_retry_info(refusal.message());
+                    let status = super::grpc::refused(refusal);
                     return Box::pin(std::future::ready(Ok(status.into_http())));
                 }
             },
@@ -273,9 +272,7 @@ impl HttpBody for DeadlineBody {
                 Some(Ok(frame)) => {
                     let bytes = frame.data_ref().map_or(0, Bytes::len);
                     if this.reservation.as_ref().is_some_and(|r| !r.grow(bytes)) {
-                        let refusal = Refusal::InFlightLimit;
-                        count(refusal.as_str());
-                        let status = super::grpc::unavailable_with_retry_info(refusal.message());
+                        let status = super::grpc::refused(Refusal::InFlightLimit);
                         return Poll::Ready(Some(Err(status)));
                     }
                 }

@@ -282,6 +282,18 @@ struct Refuse {
     message: String,
 }
 
+/// The pipeline's refusals are retryable: 503 with `Retry-After`.
+impl From<Refusal> for Refuse {
+    fn from(refusal: Refusal) -> Self {
+        Refuse::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            tonic::Code::Unavailable,
+            refusal.as_str(),
+            refusal.message(),
+        )
+    }
+}
+
 impl Refuse {
     fn new(
         status: StatusCode,
@@ -379,13 +391,7 @@ where
         .into_response(format);
     };
     if let Err(refusal) = receiver.ingest.admit() {
-        return Refuse::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            tonic::Code::Unavailable,
-            refusal.as_str(),
-            refusal.message(),
-        )
-        .into_response(format);
+        return Refuse::from(refusal).into_response(format);
     }
     // Held until the request is in the queue (or refused): the bytes of
     // its body, as read and as decompressed.
@@ -417,13 +423,7 @@ where
                 )
                     .into_response()
             }
-            Err(refusal) => Refuse::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                tonic::Code::Unavailable,
-                refusal.as_str(),
-                refusal.message(),
-            )
-            .into_response(format),
+            Err(refusal) => Refuse::from(refusal).into_response(format),
         },
         Err(refuse) => refuse.into_response(format),
     }
@@ -468,15 +468,7 @@ async fn receive(
             format!("request body exceeds {} bytes", receiver.max_body),
         )
     };
-    let in_flight_limit = || {
-        let refusal = Refusal::InFlightLimit;
-        Refuse::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            tonic::Code::Unavailable,
-            refusal.as_str(),
-            refusal.message(),
-        )
-    };
+    let in_flight_limit = || Refuse::from(Refusal::InFlightLimit);
     let read = tokio::time::timeout(
         receiver.read_timeout,
         read_body(body, receiver.max_body, reservation),
