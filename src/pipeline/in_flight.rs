@@ -55,10 +55,6 @@ impl InFlightBytes {
         })
     }
 
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// Bytes reserved now, over every request.
     pub fn reserved(&self) -> usize {
         self.reserved.load(Ordering::Relaxed)
