@@ -4,20 +4,25 @@
 //! | condition | gRPC status | retryable |
 //! |---|---|---|
 //! | accepted | OK | — |
-//! | message larger than `max_recv_msg_size_mib` | RESOURCE_EXHAUSTED, no RetryInfo | no |
+//! | message larger than `max_recv_msg_size_mib`, before or after decompression | RESOURCE_EXHAUSTED, no RetryInfo | no |
+//! | corrupt compressed data, a truncated frame (`grpc_decompress`, or tonic for an uncompressed call) | INTERNAL | no |
+//! | a `grpc-encoding` other than gzip, deflate, zstd, snappy, identity | UNIMPLEMENTED with `grpc-accept-encoding: gzip,deflate,zstd,snappy` | no |
 //! | undecodable message (checked by `wire::validate_logs_request_strict` and `validate_trace_request_strict` for logs and traces, prost for metrics) | INTERNAL, as tonic's generated servers answer | no |
 //! | a trace id not 0 or 16 bytes, a span id not 0 or 8 (records, spans, parents, links, exemplars) | INVALID_ARGUMENT | no |
 //! | metrics of more than one message per 4 bytes (`wire::count_metrics_messages`) | INVALID_ARGUMENT | no |
 //! | missing or wrong bearer token (when configured) | UNAUTHENTICATED | no |
 //! | queue full, shutting down, above the memory limit (before the message is read) | UNAVAILABLE with `RetryInfo` | yes |
-//! | the message's bytes do not fit beside the others in flight (`service.in_flight_max_bytes`; `grpc_guard`) | UNAVAILABLE with `RetryInfo` | yes |
+//! | the message's bytes, as they arrive (`grpc_guard`) or as they decompress (`grpc_decompress`), do not fit beside the others in flight (`service.in_flight_max_bytes`) | UNAVAILABLE with `RetryInfo` | yes |
 //! | more than `max_concurrent_requests` in flight | UNAVAILABLE with `RetryInfo` | yes |
 //! | message not received within `read_timeout` | DEADLINE_EXCEEDED | yes |
 //! | the client's own `grpc-timeout` passed before the answer | CANCELLED (as tonic's server answers) | yes |
 //!
-//! gzip, deflate (zlib), zstd and snappy (`grpc_snappy`) request compression are accepted. Every refusal is counted
-//! in `gardener_receiver_refused_requests_total{transport="grpc",reason}`;
-//! `grpc_guard` counts those that tonic answers before a handler runs.
+//! gzip, deflate (zlib), zstd and snappy request compression are accepted,
+//! decompressed by `grpc_decompress` before tonic reads the message. Every
+//! refusal is counted in
+//! `gardener_receiver_refused_requests_total{transport="grpc",reason}`;
+//! `grpc_guard` counts those answered before a handler runs (by tonic or
+//! `grpc_decompress`).
 //! `grpc_server` serves the connections (HTTP/2, `max_connection_age`,
 //! `max_connection_idle`).
 

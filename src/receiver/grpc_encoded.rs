@@ -20,10 +20,11 @@
 //! | a trace or span id of a length other than 0 or 16 (8) | INVALID_ARGUMENT |
 //! | metrics mostly of empty messages (see `super::metrics_too_dense`) | INVALID_ARGUMENT |
 //!
-//! Everything else is what the generated servers do: the same paths,
-//! compression and size limits (tonic's `Grpc`), the same responses; and
-//! `grpc-encoding: snappy`, which tonic does not know, is decompressed
-//! first (`grpc_snappy`).
+//! Everything else is what the generated servers do: the same paths, size
+//! limits (tonic's `Grpc`) and responses. Compressed requests (gzip,
+//! deflate, zstd, snappy) are decompressed before tonic reads them
+//! (`grpc_decompress`, which reserves the decompressed bytes in the
+//! in-flight bound as they are produced), so tonic decompresses nothing.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -42,12 +43,12 @@ use gardener_proto::otlp::collector::metrics::v1::{
 use gardener_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use gardener_proto::wire::{self, WireError};
 use prost::Message;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings};
+use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstEncoder;
 
 use super::grpc::GrpcReceiver;
-use super::grpc_snappy;
+use super::grpc_decompress;
 
 /// What differs between the services: the names, the response, and how the
 /// request bytes become a payload.
@@ -172,7 +173,6 @@ impl<S: EncodedSignal> Decoder for RequestDecoder<S> {
 /// tonic's router.
 pub struct EncodedServer<S> {
     receiver: GrpcReceiver,
-    accept: EnabledCompressionEncodings,
     max_message_bytes: usize,
     /// Set for a signal no pipeline takes: every call is refused with
     /// UNIMPLEMENTED and this message, as the Collector refuses a service
@@ -186,7 +186,6 @@ impl<S> Clone for EncodedServer<S> {
     fn clone(&self) -> Self {
         Self {
             receiver: self.receiver.clone(),
-            accept: self.accept,
             max_message_bytes: self.max_message_bytes,
             unserved: self.unserved.clone(),
             signal: PhantomData,
@@ -196,15 +195,8 @@ impl<S> Clone for EncodedServer<S> {
 
 impl<S: EncodedSignal> EncodedServer<S> {
     pub fn new(receiver: GrpcReceiver, max_message_bytes: usize) -> Self {
-        let mut accept = EnabledCompressionEncodings::default();
-        accept.enable(CompressionEncoding::Gzip);
-        // What the Python SDK's OTLP/gRPC exporter sends with
-        // `compression=Compression.Deflate` (zlib, as grpc core writes it).
-        accept.enable(CompressionEncoding::Deflate);
-        accept.enable(CompressionEncoding::Zstd);
         Self {
             receiver,
-            accept,
             max_message_bytes,
             unserved: None,
             signal: PhantomData,
@@ -259,16 +251,14 @@ where
         }
         let this = self.clone();
         Box::pin(async move {
-            let request = if grpc_snappy::is_snappy(request.headers()) {
-                match grpc_snappy::decompressed(request, this.max_message_bytes).await {
-                    Ok(request) => request,
-                    Err(status) => return Ok(status.into_http()),
-                }
-            } else {
-                request.map(tonic::body::Body::new)
+            let request = match grpc_decompress::decompressed(request, this.max_message_bytes).await
+            {
+                Ok(request) => request,
+                Err(status) => return Ok(status.into_http()),
             };
+            // No compression configured: tonic gets every message
+            // uncompressed, and sends its answers uncompressed as before.
             let mut grpc = tonic::server::Grpc::new(EncodedCodec::<S>(PhantomData))
-                .apply_compression_config(this.accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(this.max_message_bytes), None);
             Ok(grpc
                 .unary(Export::<S>(this.receiver, PhantomData), request)

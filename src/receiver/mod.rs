@@ -4,10 +4,10 @@
 pub mod cors;
 pub mod decompress;
 pub mod grpc;
+pub mod grpc_decompress;
 pub mod grpc_encoded;
 pub mod grpc_guard;
 pub mod grpc_server;
-pub mod grpc_snappy;
 pub mod http;
 pub mod otlp_json;
 pub mod tls;
