@@ -209,10 +209,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             grpc_config.max_concurrent_requests,
             grpc_config.read_timeout,
         )
-        .with_admission(
-            ingest.clone(),
-            grpc_config.max_recv_msg_size_mib * 1024 * 1024,
-        );
+        .with_admission(ingest.clone());
         let settings = grpc_server::ConnectionSettings {
             max_frame_size: GRPC_MAX_FRAME_BYTES,
             max_concurrent_streams: grpc_config.max_concurrent_streams,

@@ -2,12 +2,13 @@
 //! bounds how many are in flight and how long a message may take to arrive,
 //! and counts every non-OK answer.
 //!
-//! Why a layer: many refusals happen inside tonic before any handler runs
-//! (an oversized, corrupt or bomb-sized compressed message, an unsupported
-//! `grpc-encoding`, a compressed flag without an encoding, a truncated
-//! frame) or in the codec (a malformed message). They all leave as a
-//! response whose `grpc-status` (in the headers of a trailers-only response,
-//! or in the trailers) is the one place that sees them all.
+//! Why a layer: many refusals happen before any handler runs, inside tonic
+//! (an oversized message, a compressed flag without an encoding, a
+//! truncated frame) or in `grpc_decompress` (a corrupt or bomb-sized
+//! compressed message, an unsupported `grpc-encoding`), or in the codec (a
+//! malformed message). They all leave as a response whose `grpc-status` (in
+//! the headers of a trailers-only response, or in the trailers) is the one
+//! place that sees them all.
 //!
 //! | answer | `reason` of `gardener_receiver_refused_requests_total{transport="grpc"}` |
 //! |---|---|
@@ -19,7 +20,7 @@
 //! | the request stream failed (reset, connection error) | `read_error` |
 //! | UNAVAILABLE: more than `max_concurrent_requests` in flight | `concurrency_limit` (counted here, when refused) |
 //! | UNAVAILABLE: above the memory limit, shutting down (refused before the message is read) | `memory_limit`, `shutting_down` (counted here) |
-//! | UNAVAILABLE: the message's bytes do not fit in `service.in_flight_max_bytes` | `in_flight_limit` (counted here) |
+//! | UNAVAILABLE: the message's bytes do not fit in `service.in_flight_max_bytes`, as they arrive or as they decompress | `in_flight_limit` (counted where refused: here, or in `grpc_decompress`) |
 //! | UNAVAILABLE from the pipeline, UNAUTHENTICATED | counted where refused (`Ingest`, `BearerAuth`), not here |
 //!
 //! | the call was given up before it was answered: past the client's own `grpc-timeout` (answered CANCELLED outside this layer, as tonic's server does) | `client_timeout` |
@@ -43,6 +44,7 @@ use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tonic::{Code, Status};
 
+use super::grpc_decompress::CallReservation;
 use crate::pipeline::in_flight::Reservation;
 use crate::pipeline::ingest::Ingest;
 use crate::pipeline::queue::Refusal;
@@ -58,14 +60,11 @@ pub struct GuardLayer {
 
 /// The pipeline's say before and while a message is read: refused at once
 /// above the memory limit or while shutting down, and its bytes reserved in
-/// the pipeline's in-flight bound as they arrive.
+/// the pipeline's in-flight bound as they arrive (and, for a compressed
+/// call, as `grpc_decompress` decompresses them).
 #[derive(Clone)]
 struct Admission {
     ingest: Ingest,
-    /// The largest decompressed message: reserved at once for a compressed
-    /// call, whose message tonic decompresses into memory of that size at
-    /// most, and cannot be watched while it does.
-    max_message: usize,
 }
 
 impl GuardLayer {
@@ -80,13 +79,9 @@ impl GuardLayer {
     }
 
     /// Asks `ingest` before reading a message and reserves its bytes there
-    /// ([`Ingest::admit`], [`Ingest::reservation`]); `max_message` is the
-    /// largest decompressed message (`max_recv_msg_size_mib`).
-    pub fn with_admission(mut self, ingest: Ingest, max_message: usize) -> Self {
-        self.admission = Some(Admission {
-            ingest,
-            max_message,
-        });
+    /// ([`Ingest::admit`], [`Ingest::reservation`]).
+    pub fn with_admission(mut self, ingest: Ingest) -> Self {
+        self.admission = Some(Admission { ingest });
         self
     }
 }
@@ -134,7 +129,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             count("concurrency_limit");
             let status = super::grpc::unavailable_with_retry_info(
@@ -144,8 +139,8 @@ where
         };
         let reservation = match &self.admission {
             None => None,
-            Some(admission) => match admission.reserve(request.headers()) {
-                Ok(reservation) => Some(Arc::new(reservation)),
+            Some(admission) => match admission.ingest.admit() {
+                Ok(()) => Some(Arc::new(admission.ingest.reservation())),
                 Err(refusal) => {
                     let status = super::grpc::refused(refusal);
                     return Box::pin(std::future::ready(Ok(status.into_http())));
@@ -156,6 +151,12 @@ where
             client_deadline: client_timeout(request.headers()).map(|t| Instant::now() + t),
         };
         let stream = Arc::new(AtomicU8::new(STREAM_OK));
+        if let Some(reservation) = &reservation {
+            // For the decompressed bytes (`grpc_decompress`).
+            request
+                .extensions_mut()
+                .insert(CallReservation(reservation.clone()));
+        }
         let request = request.map(|body| {
             Body::new(DeadlineBody {
                 inner: body,
@@ -177,23 +178,6 @@ where
             drop(reservation);
             Ok(counted(response, stream.load(Ordering::Relaxed)))
         })
-    }
-}
-
-impl Admission {
-    /// A reservation for a call with these headers, holding the largest
-    /// decompressed message when it is compressed; the refusal when the
-    /// pipeline takes nothing now or the reservation does not fit.
-    fn reserve(&self, headers: &http::HeaderMap) -> Result<Reservation, Refusal> {
-        self.ingest.admit()?;
-        let reservation = self.ingest.reservation();
-        let compressed = headers
-            .get("grpc-encoding")
-            .is_some_and(|e| e.as_bytes() != b"identity");
-        if compressed && !reservation.grow(self.max_message) {
-            return Err(Refusal::InFlightLimit);
-        }
-        Ok(reservation)
     }
 }
 
@@ -247,8 +231,9 @@ pub(super) fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 /// A request body that fails with DEADLINE_EXCEEDED once `read_timeout`
 /// has passed (tonic answers with that status and the stream is reset),
 /// and records what happened to it in `stream`; with a `reservation`, it
-/// reserves each frame's bytes there and fails with UNAVAILABLE (and
-/// `RetryInfo`) when they do not fit.
+/// reserves each frame's bytes there (compressed or not: a compressed
+/// call's decompressed bytes join them in `grpc_decompress`) and fails with
+/// UNAVAILABLE (and `RetryInfo`) when they do not fit.
 struct DeadlineBody {
     inner: Body,
     deadline: Pin<Box<tokio::time::Sleep>>,
