@@ -804,8 +804,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// transports together (`service.in_flight_max_bytes`): a request whose
 /// bytes do not fit beside those of the others is refused with the
 /// retryable overload answer and counted as `in_flight_limit`; a request
-/// alone is accepted whatever its size; a compressed gRPC call reserves
-/// the largest message it may decompress to (`max_recv_msg_size_mib`).
+/// alone is accepted whatever its size; a compressed call's bytes are
+/// reserved as they decompress, over gRPC as over HTTP.
 #[test]
 fn request_bytes_in_flight_are_bounded_over_both_transports() {
     let config = limits_config("read_timeout: 10s", "read_timeout: 10s").replace(
@@ -837,7 +837,7 @@ fn request_bytes_in_flight_are_bounded_over_both_transports() {
     assert!(in_flight() >= 60_000.0, "{}", in_flight());
 
     // 50 kB more does not fit, over HTTP or gRPC, nor a compressed gRPC
-    // call of a few bytes, which may decompress to 4 MiB.
+    // call of a few kB that decompresses to them.
     let refused = post(medium.clone());
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");
@@ -866,10 +866,21 @@ fn request_bytes_in_flight_are_bounded_over_both_transports() {
                 .call(
                     grpc_raw::LOGS_EXPORT,
                     &[("grpc-encoding", "gzip")],
-                    frame(&gzip(&small), true),
+                    frame(&gzip(&medium), true),
                 )
                 .await;
             assert_eq!(compressed.code, expected, "{compressed:?}");
+            // A compressed call that decompresses to a few hundred bytes
+            // fits: it holds what it decompresses to, not the most it
+            // might (`max_recv_msg_size_mib`).
+            let tiny = connection
+                .call(
+                    grpc_raw::LOGS_EXPORT,
+                    &[("grpc-encoding", "gzip")],
+                    frame(&gzip(&small), true),
+                )
+                .await;
+            assert_eq!(tiny.code, tonic::Code::Ok, "{tiny:?}");
             if expected == tonic::Code::Unavailable {
                 // RetryInfo rides in the details: OTLP clients retry.
                 for answer in [&plain, &compressed] {
@@ -905,6 +916,101 @@ fn request_bytes_in_flight_are_bounded_over_both_transports() {
     expect_refusals_in_all(&c, "http", 2.0);
     expect_refusals_in_all(&c, "grpc", 2.0);
     c.expect_counter(ACCEPTED, &[("signal", "logs"), ("service", "big")], 16000.0);
+    assert_eq!(in_flight(), 0.0);
+}
+
+/// A compressed gRPC call holds in `service.in_flight_max_bytes` what it
+/// actually receives and decompresses, not the most it might decompress to
+/// (`max_recv_msg_size_mib`): many gzip calls in progress at once (the
+/// OpenTelemetry Collector's exporter compresses with gzip by default) all
+/// fit under a bound that holds only two of the largest messages. A gzip
+/// bomb is still refused RESOURCE_EXHAUSTED, without taking memory
+/// past the limit, and counted as `too_large`.
+#[test]
+fn concurrent_compressed_grpc_calls_hold_what_they_decompress_to() {
+    const CALLS: usize = 16;
+    const MIB: usize = 1024 * 1024;
+    // Two messages of `max_recv_msg_size_mib` (4 MiB): before, a compressed
+    // call reserved that much when it started, and the third was refused.
+    let config = limits_config("read_timeout: 10s", "").replace(
+        "  shutdown_grace_period: 5s\n",
+        "  shutdown_grace_period: 5s\n  in_flight_max_bytes: 8388608\n",
+    );
+    let c = Collector::start_with(&config);
+    let message = logs_request("gzipped", 2000).encode_to_vec();
+    let compressed = frame(&gzip(&message), true);
+    assert!(compressed.len() < 20_000 && message.len() > 30_000);
+    let (head, tail) = compressed.split_at(compressed.len() / 2);
+    let in_flight = || c.counter("gardener_receiver_in_flight_bytes", &[]);
+    let gzip_bomb = frame(&gzip(&vec![0u8; 64 * MIB]), true);
+    assert!(gzip_bomb.len() < MIB, "{} bytes", gzip_bomb.len());
+    let runtime = runtime();
+    // All of them started, each with half its message sent: all in
+    // progress at once.
+    let (mut connection, mut calls) = runtime.block_on(async {
+        let mut connection = Connection::open(c.grpc_addr()).await;
+        let mut calls = Vec::new();
+        for _ in 0..CALLS {
+            calls.push(
+                connection
+                    .start(
+                        grpc_raw::LOGS_EXPORT,
+                        &[("grpc-encoding", "gzip")],
+                        head.to_vec(),
+                        false,
+                    )
+                    .await,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        (connection, calls)
+    });
+    // What arrived, not 4 MiB a call.
+    let held = in_flight();
+    assert!(
+        held > 0.0 && held <= (CALLS * head.len()) as f64,
+        "{held} bytes in flight"
+    );
+    runtime.block_on(async {
+        for call in &mut calls {
+            call.send(tail.to_vec(), true);
+        }
+        for call in calls {
+            let answer = call.answer().await;
+            assert_eq!(answer.code, tonic::Code::Ok, "{answer:?}");
+        }
+
+        // Bombs: 64 MiB of zeros in 64 kB, refused at 4 MiB.
+        let before = support::rss_bytes(c.pid().unwrap()).unwrap_or(0);
+        for _ in 0..3 {
+            let answer = connection
+                .call(
+                    grpc_raw::LOGS_EXPORT,
+                    &[("grpc-encoding", "gzip")],
+                    gzip_bomb.clone(),
+                )
+                .await;
+            assert_eq!(answer.code, tonic::Code::ResourceExhausted, "{answer:?}");
+        }
+        let after = support::rss_bytes(c.pid().unwrap()).unwrap_or(0);
+        assert!(
+            after < before + (32 << 20),
+            "RSS {} -> {} MiB",
+            before >> 20,
+            after >> 20
+        );
+    });
+    c.expect_counter(
+        ACCEPTED,
+        &[("signal", "logs"), ("service", "gzipped")],
+        (CALLS * 2000) as f64,
+    );
+    c.expect_counter(
+        REFUSED,
+        &[("transport", "grpc"), ("reason", "too_large")],
+        3.0,
+    );
+    expect_refusals_in_all(&c, "grpc", 3.0);
     assert_eq!(in_flight(), 0.0);
 }
 

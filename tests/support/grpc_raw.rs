@@ -91,10 +91,7 @@ impl Connection {
                 .send_data(Bytes::from(body), end)
                 .expect("send the request body");
         }
-        Call {
-            response,
-            _stream: stream,
-        }
+        Call { response, stream }
     }
 
     /// A whole unary call: sends `body`, ends the stream, waits for the answer.
@@ -107,10 +104,18 @@ impl Connection {
 pub struct Call {
     response: h2::client::ResponseFuture,
     // Dropping it would reset the stream.
-    _stream: h2::SendStream<Bytes>,
+    stream: h2::SendStream<Bytes>,
 }
 
 impl Call {
+    /// Sends more of the request body (a call started without `end`),
+    /// ending the stream when `end` is set.
+    pub fn send(&mut self, data: Vec<u8>, end: bool) {
+        self.stream
+            .send_data(Bytes::from(data), end)
+            .expect("send the request body");
+    }
+
     /// Waits (at most 10 s) for the answer.
     pub async fn answer(self) -> Answer {
         tokio::time::timeout(STEP, answer(self.response))
