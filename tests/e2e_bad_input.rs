@@ -1421,9 +1421,10 @@ type RawCase<'a> = (
 
 /// Every non-OK answer to a gRPC export is counted once in
 /// `gardener_receiver_refused_requests_total{transport="grpc"}`, under the
-/// reason HTTP uses for the same fault, including the refusals tonic makes
-/// before a handler runs (corrupt or bomb-sized compression, unsupported
-/// `grpc-encoding`, a compressed flag without one, a truncated frame).
+/// reason HTTP uses for the same fault, including the refusals made before
+/// a handler runs, by the receiver's decompression (corrupt or bomb-sized
+/// compression, unsupported `grpc-encoding`) or by tonic (a compressed flag
+/// without an encoding, a truncated frame).
 #[test]
 fn grpc_refusals_are_counted_once_by_reason() {
     use support::grpc_raw::{self, frame, Connection};

@@ -370,6 +370,24 @@ mod tests {
         assert_eq!(code(long, 4096).await, tonic::Code::ResourceExhausted);
     }
 
+    /// A body that fails (the guard's read timeout, its in-flight refusal
+    /// of the compressed bytes) is answered with its own status, found
+    /// through whatever error the router wrapped it in.
+    #[tokio::test]
+    async fn a_failed_body_answers_its_own_status() {
+        let frames: Vec<Result<Frame<Bytes>, axum::Error>> = vec![
+            Ok(Frame::data(Bytes::from(frame(b"x", true)))),
+            Err(axum::Error::new(Status::deadline_exceeded("too slow"))),
+        ];
+        let body = StreamBody::new(futures::stream::iter(frames));
+        let request = http::Request::builder()
+            .header("grpc-encoding", "zstd")
+            .body(body)
+            .unwrap();
+        let status = decompressed(request, 4096).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    }
+
     #[tokio::test]
     async fn other_encodings_are_unimplemented_listing_ours() {
         let status = decompressed(request("br", frame(b"x", true), None), 4096)
