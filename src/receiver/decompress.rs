@@ -1,5 +1,8 @@
 //! Request-body decompression with a hard limit on the decompressed size, so
-//! that a compression bomb costs at most `limit` bytes of memory.
+//! that a compression bomb costs at most `limit` bytes of memory. The HTTP
+//! receiver decompresses its bodies with it, and the gRPC receiver its
+//! messages (`grpc_decompress`, which maps each `grpc-encoding` to an
+//! [`Encoding`]).
 
 use std::io::Read;
 

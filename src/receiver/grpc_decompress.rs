@@ -171,8 +171,8 @@ fn messages(
             1 => true,
             flag => {
                 return Err(Status::internal(format!(
-                "a gRPC message frame with the compression flag {flag} (valid flags are 0 and 1)"
-            )))
+                    "a gRPC message frame with the compression flag {flag} (0 or 1 expected)"
+                )))
             }
         };
         let len = u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]) as usize;
