@@ -13,7 +13,10 @@
 #
 # Cases: gardener (full enrichment), gardener-off (processors.gardener.enabled:
 # false, same binary: the cost of enrichment), rotel (if ROTEL=1 and
-# `rotel-agent` is found, blackhole exporter: the cost of a bare OTLP receiver).
+# `rotel-agent` is found, blackhole exporter: the cost of a bare OTLP receiver),
+# sink (only when named in CASES: `loadgen --sink`, a gRPC endpoint that
+# answers without reading the records; its latency is the floor the machine
+# and the generator set, to read the others' p99 against).
 #
 # Every wait is bounded; everything listens on 127.0.0.1 only.
 set -euo pipefail
@@ -90,6 +93,8 @@ wait_ready() { # $1 pid, $2 kind -> prints ms waited or fails
     kill -0 "$pid" 2>/dev/null || return 1
     if [[ $kind == gardener ]]; then
       curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$ADMIN_PORT/readyz" && break
+    elif [[ $kind == grpc ]]; then
+      port_open "$GRPC_PORT" && break
     else
       port_open "$GRPC_PORT" && port_open "$HTTP_PORT" && break
     fi
@@ -121,6 +126,13 @@ run_case() { # $1 = case name
         --otlp-grpc-endpoint "127.0.0.1:$GRPC_PORT"
         --otlp-http-endpoint "127.0.0.1:$HTTP_PORT"
         --otlp-grpc-max-recv-msg-size-mib 16) ;;
+    sink)
+      # The load generator's own blackhole (answers without decoding): the
+      # floor of the latency this machine and the generator give any
+      # receiver at this rate and batch (benches/README.md).
+      [[ $PROTOCOL == grpc ]] || { log "case sink: gRPC only"; return 1; }
+      binary=$LOADGEN_BIN
+      cmd=("$LOADGEN_BIN" loadgen --sink "127.0.0.1:$GRPC_PORT" --duration 1h) ;;
     *) log "unknown case $name"; return 1 ;;
   esac
   size=$(stat -L -c %s "$binary")
@@ -130,7 +142,7 @@ run_case() { # $1 = case name
   taskset -c "$COLLECTOR_CPU" "${cmd[@]}" >"$OUT_DIR/$name.out" 2>"$OUT_DIR/$name.err" &
   pid=$!
   PIDS+=("$pid")
-  if ! ready_ms=$(wait_ready "$pid" "$([[ $name == rotel ]] && echo port || echo gardener)"); then
+  if ! ready_ms=$(wait_ready "$pid" "$(case $name in rotel) echo port ;; sink) echo grpc ;; *) echo gardener ;; esac)"); then
     log "case $name: not ready within ${READY_TIMEOUT_S}s; stderr:"; tail -20 "$OUT_DIR/$name.err" >&2
     stop "$pid"; return 1
   fi

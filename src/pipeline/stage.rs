@@ -36,6 +36,15 @@ pub fn spawn_workers(
             let enricher = enricher.clone();
             let exporters = exporters.clone();
             let not_forwarded = not_forwarded.clone();
+            // A worker takes the next batch without giving way to the
+            // receivers in between (tokio's budget makes it yield every
+            // 128). Yielding after each batch was measured (session 22,
+            // 650,000 log records/s on one core): the receivers then
+            // answered first and filled the queue (peak RSS 84–88 MiB
+            // against 15, some requests refused `queue_full`), the CPU per
+            // record rose by a quarter, and p99 latency was no better.
+            // Taking batches while they wait keeps the receivers' clients
+            // waiting instead, which is the gentler back-pressure.
             tokio::spawn(async move {
                 while let Some(mut batch) = queue.recv().await {
                     if unread[batch.signal().index()] {
