@@ -1358,13 +1358,7 @@ fn bodies_of_empty_messages_are_refused_before_they_are_decoded() {
         assert!(answer.message.contains("data points"), "{answer:?}");
     }
 
-    let after = support::rss_bytes(pid).unwrap_or(0);
-    assert!(
-        after < before + (64 << 20),
-        "RSS {} -> {} MiB",
-        before >> 20,
-        after >> 20
-    );
+    support::assert_rss_grew_less_than(pid, before, 64 << 20);
     c.expect_counter(
         REFUSED_REQUESTS,
         &[("transport", "http"), ("reason", "malformed")],

@@ -992,13 +992,7 @@ fn concurrent_compressed_grpc_calls_hold_what_they_decompress_to() {
                 .await;
             assert_eq!(answer.code, tonic::Code::ResourceExhausted, "{answer:?}");
         }
-        let after = support::rss_bytes(c.pid().unwrap()).unwrap_or(0);
-        assert!(
-            after < before + (32 << 20),
-            "RSS {} -> {} MiB",
-            before >> 20,
-            after >> 20
-        );
+        support::assert_rss_grew_less_than(c.pid().unwrap(), before, 32 << 20);
     });
     c.expect_counter(
         ACCEPTED,

@@ -351,6 +351,19 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Asserts that the resident memory of `pid` is now less than `growth`
+/// bytes above `before` (an earlier [`rss_bytes`]).
+pub fn assert_rss_grew_less_than(pid: u32, before: u64, growth: u64) {
+    let after = rss_bytes(pid).unwrap_or(0);
+    assert!(
+        after < before + growth,
+        "RSS {} -> {} MiB (at most {} MiB more expected)",
+        before >> 20,
+        after >> 20,
+        growth >> 20
+    );
+}
+
 /// A blocking HTTP client with bounded timeouts.
 pub fn http_client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
