@@ -3,7 +3,8 @@
 //! certificates (one from another CA) are generated at test time.
 //!
 //! Clients: the Rust OpenTelemetry SDK over OTLP/gRPC (tonic with rustls),
-//! a tonic OTLP client, hyper with rustls over OTLP/HTTP, and the Python
+//! a tonic OTLP client, hyper with rustls over OTLP/HTTP (HTTP/1.1, and
+//! HTTP/2 when the client offers it), and the Python
 //! OpenTelemetry SDK over both (`tests/python/send_otlp.py --tls-*`).
 //! Refused: no client certificate, a certificate from another CA, plain text
 //! on a TLS port. `check-config` names the TLS key at fault.
@@ -249,6 +250,19 @@ fn rustls_client(pki: &Pki, cert: ClientCert) -> rustls::ClientConfig {
     }
 }
 
+/// An OTLP/JSON logs request of `records` records of `service`.
+fn json_logs(service: &str, records: usize) -> String {
+    serde_json::json!({
+        "resourceLogs": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+            "scopeLogs": [{"logRecords": (0..records)
+                .map(|i| serde_json::json!({"severityText": "INFO", "body": {"stringValue": format!("request {i}")}}))
+                .collect::<Vec<_>>()}]
+        }]
+    })
+    .to_string()
+}
+
 /// One OTLP/HTTP JSON export with hyper; `tls: None` is plain text.
 /// Returns the response status.
 fn http_export(
@@ -258,15 +272,7 @@ fn http_export(
     service: &str,
     records: usize,
 ) -> Result<u16, String> {
-    let body = serde_json::json!({
-        "resourceLogs": [{
-            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
-            "scopeLogs": [{"logRecords": (0..records)
-                .map(|i| serde_json::json!({"severityText": "INFO", "body": {"stringValue": format!("request {i}")}}))
-                .collect::<Vec<_>>()}]
-        }]
-    })
-    .to_string();
+    let body = json_logs(service, records);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let request = http::Request::post(format!("{scheme}://127.0.0.1:{port}/v1/logs"))
         .header("content-type", "application/json")
@@ -374,6 +380,76 @@ fn logs_of(c: &Collector, service: &str) -> f64 {
 }
 
 // ------------------------------------------------------------ tests
+
+/// Sends `bodies` at once over one hyper client whose TLS handshake offers
+/// `h2` and `http/1.1` (ALPN); the status and HTTP version of each answer.
+fn https_exports_offering_h2(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    tls: rustls::ClientConfig,
+    bodies: Vec<String>,
+) -> Result<Vec<(u16, http::Version)>, String> {
+    rt.block_on(async {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_all_versions()
+            .build();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        let calls = bodies.into_iter().map(|body| {
+            let client = client.clone();
+            async move {
+                let request = http::Request::post(format!("https://127.0.0.1:{port}/v1/logs"))
+                    .header("content-type", "application/json")
+                    .body(Full::new(bytes::Bytes::from(body)))
+                    .unwrap();
+                let response = tokio::time::timeout(TIMEOUT, client.request(request))
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+                    .map_err(|e| format!("{e:?}"))?;
+                let answer = (response.status().as_u16(), response.version());
+                let _ = response.into_body().collect().await;
+                Ok::<_, String>(answer)
+            }
+        });
+        futures::future::join_all(calls).await.into_iter().collect()
+    })
+}
+
+/// A TLS client that offers HTTP/2 is served over it on the HTTP port, as
+/// the Collector's HTTP receiver does, with several requests of one
+/// connection at once; refusals keep their answers.
+#[test]
+fn an_https_client_offering_http2_is_served_over_http2() {
+    let pki = Pki::new();
+    let mut collector = Collector::start_with(&pki.config(false));
+    let rt = runtime();
+    let mut bodies: Vec<String> = (0..8).map(|_| json_logs("h2-client", 5)).collect();
+    bodies.push("{not json".to_string());
+    let answers = https_exports_offering_h2(
+        &rt,
+        collector.ports.http,
+        rustls_client(&pki, ClientCert::None),
+        bodies,
+    )
+    .expect("HTTPS exports offering h2");
+    let (accepted, refused) = answers.split_at(8);
+    for answer in accepted {
+        assert_eq!(*answer, (200, http::Version::HTTP_2), "{answers:?}");
+    }
+    assert_eq!(refused, [(400, http::Version::HTTP_2)], "{answers:?}");
+    collector.expect_counter(
+        RECORDS,
+        &[("signal", "logs"), ("service", "h2-client")],
+        40.0,
+    );
+    drop(rt);
+    collector.assert_alive();
+    let status = collector.stop().expect("the collector was running");
+    assert!(status.success(), "exit status {status} after SIGTERM");
+}
 
 #[test]
 fn mtls_accepts_clients_with_a_certificate_from_the_ca() {

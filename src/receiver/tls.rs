@@ -11,7 +11,7 @@
 //! certificate or key, or a key that does not match its certificate, naming
 //! the key. rustls with the ring provider (as tonic and the exporters use)
 //! does the TLS. Both receivers accept through one [`TlsListener`] (ALPN
-//! `h2` for gRPC, `http/1.1` for HTTP), so every failed or timed-out
+//! `h2` for gRPC; `h2` or `http/1.1` for HTTP), so every failed or timed-out
 //! handshake is counted the same way:
 //! `gardener_receiver_tls_handshake_failures_total{transport,reason}`.
 
@@ -110,8 +110,10 @@ pub fn load(key: &str, config: &ReceiverTlsConfig) -> Result<LoadedTls, String> 
     let mut server_config = builder
         .with_single_cert(certs, private_key)
         .map_err(|e| format!("{key}: key_file does not fit cert_file: {e}"))?;
-    // axum's server speaks HTTP/1.1 only; `grpc_server_config` sets h2.
-    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The HTTP receiver serves HTTP/2 to a TLS client that offers it, as
+    // the Collector's does, HTTP/1.1 to the others; `grpc_server_config`
+    // sets h2 only.
+    server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(LoadedTls {
         mutual,
         server_config: Arc::new(server_config),
@@ -137,12 +139,21 @@ impl LoadedTls {
 /// set, until `shutdown` completes; then lets the requests in progress
 /// finish.
 ///
-/// HTTP/1.1 only (as the TLS ALPN says), with hyper's header read timeout:
-/// a client that does not complete a request's headers within
-/// `read_header_timeout`, counted from the connection's start or the end of
-/// the previous response, is disconnected. So a connection that never
-/// sends a request, trickles its headers, or stays idle between requests
-/// does not stay open. (`axum::serve` sets no timer, so no such timeout.)
+/// HTTP/1.1 with hyper's header read timeout: a client that does not
+/// complete a request's headers within `read_header_timeout`, counted from
+/// the connection's start or the end of the previous response, is
+/// disconnected. So a connection that never sends a request, trickles its
+/// headers, or stays idle between requests does not stay open.
+/// (`axum::serve` sets no timer, so no such timeout.)
+///
+/// HTTP/2 over TLS, when the client chose `h2` in the handshake (ALPN), as
+/// the OpenTelemetry Collector's HTTP receiver serves it: many requests of
+/// one connection at once (a load balancer's), the same router, bounds and
+/// answers. Like the gRPC receiver's connections without
+/// `max_connection_idle`, an HTTP/2 connection stays open while its client
+/// answers pings (after 60 s without traffic), whether or not it sends
+/// requests. Plain-text HTTP/2 (h2c) is not served: the Collector serves it
+/// only when asked, and no OTLP SDK sends it.
 pub async fn serve_http(
     listener: TcpListener,
     router: Router,
@@ -171,6 +182,34 @@ pub async fn serve_http(
 /// bound's own.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// An HTTP/2 connection of the HTTP receiver that has sent nothing for this
+/// long is pinged (the gRPC receiver's `keepalive_interval` default)...
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// ... and closed when the ping is not answered within this (its
+/// `keepalive_timeout` default): a client that is gone does not hold it.
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Requests one HTTP/2 connection may have in progress at once (the gRPC
+/// receiver's `max_concurrent_streams` default); the receiver's own
+/// `max_concurrent_requests` bounds them over all connections.
+const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// Whether a connection's client chose HTTP/2 in the TLS handshake.
+trait NegotiatedProtocol {
+    fn is_h2(&self) -> bool;
+}
+
+impl NegotiatedProtocol for TcpStream {
+    fn is_h2(&self) -> bool {
+        false
+    }
+}
+
+impl NegotiatedProtocol for TlsStream<TcpStream> {
+    fn is_h2(&self) -> bool {
+        self.get_ref().1.alpn_protocol() == Some(b"h2".as_slice())
+    }
+}
+
 async fn serve_connections<L>(
     mut listener: L,
     router: Router,
@@ -179,12 +218,23 @@ async fn serve_connections<L>(
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener,
+    L::Io: NegotiatedProtocol,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(read_header_timeout)
         .max_buf_size(READ_BUFFER_BYTES);
+    // hyper's defaults otherwise, as the gRPC receiver's connections have
+    // them: flow-control windows of 1 MiB (what a connection may have
+    // received beyond what its handlers read, outside the in-flight bound,
+    // as on the gRPC port), hyper's limit on the streams a client may make
+    // the server reset.
+    let mut h2 = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    h2.timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(HTTP2_MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(HTTP2_KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(HTTP2_KEEPALIVE_TIMEOUT);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -193,8 +243,13 @@ where
             () = &mut shutdown => break,
         };
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
-        let connection = graceful.watch(connection);
+        let h2_client = io.is_h2();
+        let io = hyper_util::rt::TokioIo::new(io);
+        let connection: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = if h2_client {
+            Box::pin(graceful.watch(h2.serve_connection(io, service)))
+        } else {
+            Box::pin(graceful.watch(builder.serve_connection(io, service)))
+        };
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "OTLP/HTTP connection ended with an error");
