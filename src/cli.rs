@@ -53,7 +53,7 @@ pub enum Command {
     /// Print the embedded default configuration.
     DefaultConfig,
     /// Read one message per line on stdin and print, per line,
-    /// SIGNATURE<TAB>CATEGORY<TAB>TEMPLATE (the collector's own code path).
+    /// `SIGNATURE<TAB>CATEGORY<TAB>TEMPLATE` (the collector's own code path).
     Signature {
         /// service.name that enters the fingerprint.
         #[arg(long, default_value = "unknown")]

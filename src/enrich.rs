@@ -99,7 +99,7 @@ impl Enricher {
     /// (false for a collector that only derives metrics from them, or whose
     /// exporters take other signals); `enriched`: whether the processor
     /// runs on a signal at all ([`crate::config::Route::enriched`]).
-    /// The error names what it is about ([`BuildError::key_path`]);
+    /// The error names what it is about ([`BuildError::key_path`](gardener_processor::enrich::BuildError::key_path));
     /// `Config::processor_error` adds the line.
     pub fn new(
         config: &ProcessorConfig,

@@ -190,7 +190,7 @@ fn as_status(v: ValueRef<'_>) -> Option<u16> {
 
 /// The attributes the view reads, found in one pass over a record's
 /// attributes instead of one scan per key: slot `i` holds the value of the
-/// first attribute whose key is [`ATTR_KEYS`]`[i]`. Lookups then follow each
+/// first attribute whose key is `ATTR_KEYS``[i]`. Lookups then follow each
 /// field's key order, exactly as a scan per key would (the first key that is
 /// present with a value that has text wins; an empty text is no value).
 pub struct AttrIndex<'a> {

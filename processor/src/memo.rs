@@ -102,7 +102,7 @@ pub struct Memo<V> {
 }
 
 impl<V> Default for Memo<V> {
-    /// [`SLOTS`] slots of keys up to [`MAX_KEY`] bytes.
+    /// `SLOTS` slots of keys up to [`MAX_KEY`] bytes.
     fn default() -> Self {
         Self::with_limits(SLOTS, MAX_KEY)
     }

@@ -111,7 +111,7 @@ pub fn credential_follows(rest: &str) -> bool {
 }
 
 /// True when a word (quotes and punctuation trimmed) looks like a credential
-/// rather than prose: a secret shape, or anything [`is_prose_word`] rules
+/// rather than prose: a secret shape, or anything `is_prose_word` rules
 /// out (digits, base64 or token punctuation, case mixed after the first
 /// letter, 20 bytes or more).
 pub fn looks_like_credential(t: &[u8]) -> bool {

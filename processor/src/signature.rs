@@ -459,7 +459,7 @@ fn find_word(text: &str, word: &str) -> Option<usize> {
 }
 
 /// The sample of a signed record: its message; for a span signed by its
-/// name ([`is_named_span`]) that has an `exception` event, followed by the
+/// name (`is_named_span`) that has an `exception` event, followed by the
 /// exception it is signed with, so that the sample shows which error the
 /// signature is: `work: RuntimeError: pool exhausted after 30 s`.
 ///

@@ -124,7 +124,7 @@ pub(crate) const SPAN_KEYS: &[&str] = &[
 ///    then not consulted, because an SDK that filled the field is the
 ///    authority and a malformed field is an instrumentation bug worth
 ///    reporting as such;
-/// 2. record attributes ([`TRACE_KEYS`]);
+/// 2. record attributes (`TRACE_KEYS`);
 /// 3. top-level keys of a map body;
 /// 4. keys of maps nested one level inside a map body (a Cloud Logging
 ///    `jsonPayload`, a `context` or `labels` object);
@@ -140,7 +140,7 @@ pub(crate) const SPAN_KEYS: &[&str] = &[
 /// holding a stack trace) is not treated as an id at all.
 ///
 /// The span id comes from the same `traceparent`/`X-Cloud-Trace-Context`
-/// value when it carries one, else from the first valid [`SPAN_KEYS`] value;
+/// value when it carries one, else from the first valid `SPAN_KEYS` value;
 /// it is only written if `span_id` is empty.
 pub fn check_and_recover(record: &mut LogRecord) -> TraceContextState {
     let found = check(LogRef::owned(record));

@@ -23,7 +23,6 @@ pub mod build;
 /// Trace and span id lengths of decoded requests, as the Collector checks them.
 pub mod ids;
 
-/// Zero-copy reading, validation and splicing of encoded OTLP logs requests.
 pub mod wire;
 
 pub use prost;

@@ -56,7 +56,7 @@ impl<'a> ValueRef<'a> {
     /// The view of an encoded `AnyValue` message.
     ///
     /// Always inlined (the usual one-field value; others take
-    /// [`wire_fields`](Self::wire_fields)): returned from a call, the value
+    /// `wire_fields`): returned from a call, the value
     /// went through memory in narrow stores that the caller read back 16
     /// bytes at a time, which store forwarding cannot serve (a stall of
     /// about a dozen cycles on every body and attribute value read).

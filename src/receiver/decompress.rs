@@ -75,7 +75,7 @@ pub fn decompress(
 }
 
 /// [`decompress`], asking `reserve` for the output's bytes before they are
-/// written (up to [`RESERVE_STEP`] at a time, or a snappy block's stated length
+/// written (up to `RESERVE_STEP` at a time, or a snappy block's stated length
 /// at once): a body decompresses only as far as the receiver's bound on
 /// the bytes in flight allows ([`DecompressError::Refused`] when it does
 /// not), instead of being counted once it is all in memory.

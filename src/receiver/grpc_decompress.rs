@@ -53,7 +53,7 @@ const ENCODINGS: [(&str, Encoding); 4] = [
 ];
 
 /// What the receiver lists in `grpc-accept-encoding` when it refuses an
-/// encoding: the names of [`ENCODINGS`].
+/// encoding: the names of `ENCODINGS`.
 pub const ACCEPT_ENCODING: &str = "gzip,deflate,zstd,snappy";
 
 /// A call's reservation in the in-flight bound, which the guard puts in the
@@ -63,7 +63,7 @@ pub const ACCEPT_ENCODING: &str = "gzip,deflate,zstd,snappy";
 pub struct CallReservation(pub Arc<Reservation>);
 
 /// The request as tonic is to read it: without `grpc-encoding`, and, when
-/// it named one of [`ENCODINGS`], its body read and each compressed
+/// it named one of `ENCODINGS`, its body read and each compressed
 /// message decompressed (at most `max_message_bytes` each, reserved in the
 /// request's [`CallReservation`] as it is produced); or the status to
 /// answer.

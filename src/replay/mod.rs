@@ -2,7 +2,7 @@
 //! that `gcloud logging read --format=json` prints), OTLP/JSON (one
 //! `ExportLogsServiceRequest` per line) or JSON lines of LogEntry objects
 //! or of structured log lines (what an application prints to stdout for
-//! Cloud Logging: [`structured`]), turns it into OTLP log batches, and either processes them locally (and
+//! Cloud Logging: `structured`), turns it into OTLP log batches, and either processes them locally (and
 //! prints the gardener report) or sends them to a running collector.
 //!
 //! Streaming: a JSON array is read one LogEntry at a time through a serde

@@ -590,7 +590,7 @@ pub(crate) mod log_record_keys {
 /// Every field of a `LogRecord` has a one-byte key; each key of the right
 /// wire type is matched as a byte and its value read directly. Any other
 /// field (unknown, or of another wire type) takes the general iterator for
-/// one step, so the result is what [`log_record_generic`] gives.
+/// one step, so the result is what `log_record_generic` gives.
 #[inline]
 pub fn log_record_with<'a>(
     bytes: &'a [u8],
