@@ -451,6 +451,50 @@ fn an_https_client_offering_http2_is_served_over_http2() {
     assert!(status.success(), "exit status {status} after SIGTERM");
 }
 
+/// An HTTP/2 client that completes the TLS handshake but sends no request
+/// is disconnected after `read_header_timeout`, as an HTTP/1.1 one is
+/// (hyper's HTTP/2 server alone would wait for it forever).
+#[test]
+fn an_http2_connection_without_a_request_is_closed_after_read_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let pki = Pki::new();
+    let block = pki.tls_block(false);
+    let http_block = format!("{block}read_header_timeout: 1s\n");
+    let mut collector =
+        Collector::start_with(&support::config_template(20 << 20, &block, &http_block));
+    let rt = runtime();
+    let port = collector.ports.http;
+    let mut tls = rustls_client(&pki, ClientCert::None);
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let open_for = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
+        let start = std::time::Instant::now();
+        let mut buf = [0u8; 1024];
+        // The server's SETTINGS may come first; then the end of the stream.
+        loop {
+            match tokio::time::timeout(TIMEOUT, stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break start.elapsed(),
+                Ok(Ok(_)) => continue,
+                Err(_) => panic!("the connection was still open after {TIMEOUT:?}"),
+            }
+        }
+    });
+    assert!(
+        open_for >= Duration::from_millis(800) && open_for < Duration::from_secs(5),
+        "closed after {open_for:?}"
+    );
+    drop(rt);
+    collector.assert_alive();
+}
+
 #[test]
 fn mtls_accepts_clients_with_a_certificate_from_the_ca() {
     let pki = Pki::new();

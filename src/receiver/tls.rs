@@ -149,10 +149,12 @@ impl LoadedTls {
 /// HTTP/2 over TLS, when the client chose `h2` in the handshake (ALPN), as
 /// the OpenTelemetry Collector's HTTP receiver serves it: many requests of
 /// one connection at once (a load balancer's), the same router, bounds and
-/// answers. Like the gRPC receiver's connections without
-/// `max_connection_idle`, an HTTP/2 connection stays open while its client
-/// answers pings (after 60 s without traffic), whether or not it sends
-/// requests. Plain-text HTTP/2 (h2c) is not served: the Collector serves it
+/// answers. A connection whose client has sent no request within
+/// `read_header_timeout` of the handshake is closed, as over HTTP/1.1 (hyper's
+/// HTTP/2 server would wait for it forever). After its first request, like
+/// the gRPC receiver's connections without `max_connection_idle`, it stays
+/// open while its client answers pings (after 60 s without traffic),
+/// whether or not it sends more. Plain-text HTTP/2 (h2c) is not served: the Collector serves it
 /// only when asked, and no OTLP SDK sends it.
 pub async fn serve_http(
     listener: TcpListener,
@@ -242,16 +244,40 @@ where
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let h2_client = io.is_h2();
         let io = hyper_util::rt::TokioIo::new(io);
-        let connection: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = if h2_client {
-            Box::pin(graceful.watch(h2.serve_connection(io, service)))
-        } else {
-            Box::pin(graceful.watch(builder.serve_connection(io, service)))
-        };
+        if !h2_client {
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            let connection = graceful.watch(builder.serve_connection(io, service));
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "OTLP/HTTP connection ended with an error");
+                }
+            });
+            continue;
+        }
+        let first_request = Arc::new(tokio::sync::Notify::new());
+        let service = hyper_util::service::TowerToHyperService::new(FirstRequest {
+            inner: router.clone(),
+            seen: first_request.clone(),
+        });
+        let connection = graceful.watch(h2.serve_connection(io, service));
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let mut connection = std::pin::pin!(connection);
+            let silent = tokio::time::timeout(read_header_timeout, first_request.notified());
+            let result = tokio::select! {
+                result = &mut connection => result,
+                seen = silent => match seen {
+                    Ok(()) => connection.await,
+                    Err(_) => {
+                        // Dropping the connection closes it: no request
+                        // of it was in progress.
+                        tracing::debug!("OTLP/HTTP (HTTP/2) connection closed: no request within read_header_timeout");
+                        return;
+                    }
+                },
+            };
+            if let Err(error) = result {
                 tracing::debug!(%error, "OTLP/HTTP connection ended with an error");
             }
         });
@@ -261,6 +287,37 @@ where
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The router of an HTTP/2 connection, telling `seen` when the connection's
+/// first request arrives.
+#[derive(Clone)]
+struct FirstRequest {
+    inner: Router,
+    seen: Arc<tokio::sync::Notify>,
+}
+
+impl<B> tower::Service<http::Request<B>> for FirstRequest
+where
+    Router: tower::Service<http::Request<B>>,
+{
+    type Response = <Router as tower::Service<http::Request<B>>>::Response;
+    type Error = <Router as tower::Service<http::Request<B>>>::Error;
+    type Future = <Router as tower::Service<http::Request<B>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower::Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // A permit for the waiter when there is none yet: the first call
+        // is never missed.
+        self.seen.notify_one();
+        tower::Service::call(&mut self.inner, request)
+    }
 }
 
 /// A TLS listener (an `axum::serve::Listener`) for both receivers' accept
