@@ -446,9 +446,7 @@ fn an_https_client_offering_http2_is_served_over_http2() {
         40.0,
     );
     drop(rt);
-    collector.assert_alive();
-    let status = collector.stop().expect("the collector was running");
-    assert!(status.success(), "exit status {status} after SIGTERM");
+    collector.stop_cleanly();
 }
 
 /// An HTTP/2 client that completes the TLS handshake but sends no request
@@ -534,9 +532,7 @@ fn mtls_accepts_clients_with_a_certificate_from_the_ca() {
         5.0,
     );
     drop(rt);
-    collector.assert_alive();
-    let status = collector.stop().expect("the collector was running");
-    assert!(status.success(), "exit status {status} after SIGTERM");
+    collector.stop_cleanly();
 }
 
 #[test]

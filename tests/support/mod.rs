@@ -308,6 +308,14 @@ impl Collector {
         self.wait_for_counter(name, labels, expected, COUNTER_TIMEOUT)
     }
 
+    /// Asserts that the collector is still running, then that SIGTERM
+    /// stops it with exit status 0.
+    pub fn stop_cleanly(&mut self) {
+        self.assert_alive();
+        let status = self.stop().expect("the collector was running");
+        assert!(status.success(), "exit status {status} after SIGTERM");
+    }
+
     /// Sends SIGTERM and waits (SIGKILL after [`STOP_TIMEOUT`]); returns the exit status.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
