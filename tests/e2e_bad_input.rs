@@ -118,12 +118,6 @@ fn post(c: &Collector, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> R
     )
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
-}
-
 /// Hand-encodes protobuf length-delimited fields, so that tests can build
 /// messages no well-behaved encoder would (deep nesting, invalid UTF-8).
 fn field(tag: u32, payload: &[u8]) -> Vec<u8> {
@@ -334,7 +328,7 @@ fn http_bad_input_gets_documented_statuses_and_the_collector_keeps_working() {
 
     // 413: a gzip bomb (50 MiB of zeros, tens of KiB compressed).
     let started = Instant::now();
-    let bomb = gzip(&vec![0u8; 50 * MIB]);
+    let bomb = support::gzip(&vec![0u8; 50 * MIB]);
     assert!(bomb.len() < 512 * 1024, "a {} byte bomb", bomb.len());
     let compressed_in = started.elapsed();
     let reply = post(
@@ -1311,7 +1305,7 @@ fn bodies_of_empty_messages_are_refused_before_they_are_decoded() {
     };
 
     // Two million empty points: 4 MB, 40 KB gzipped.
-    let empty = gzip(&metrics(vec![NumberDataPoint::default(); 2_000_000]));
+    let empty = support::gzip(&metrics(vec![NumberDataPoint::default(); 2_000_000]));
     assert!(empty.len() < 100_000, "{} bytes", empty.len());
     let reply = post(
         &c,
@@ -1343,7 +1337,10 @@ fn bodies_of_empty_messages_are_refused_before_they_are_decoded() {
             let mut answers = Vec::new();
             for (headers, body) in [
                 (&[][..], frame(&plain, false)),
-                (&[("grpc-encoding", "gzip")][..], frame(&gzip(&plain), true)),
+                (
+                    &[("grpc-encoding", "gzip")][..],
+                    frame(&support::gzip(&plain), true),
+                ),
             ] {
                 let mut connection = Connection::open(c.grpc_addr()).await;
                 answers.push(connection.call(METRICS_EXPORT, headers, body).await);
@@ -1423,7 +1420,7 @@ fn grpc_refusals_are_counted_once_by_reason() {
     let c = Collector::start();
     let valid = logs_request("counted", 2, "fine").encode_to_vec();
     let zeros = vec![0u8; 8 * MIB];
-    let gzip_bomb = gzip(&zeros);
+    let gzip_bomb = support::gzip(&zeros);
     let zstd_bomb = zstd::encode_all(&zeros[..], 3).unwrap();
     let mut truncated_frame = frame(&valid, false);
     truncated_frame[1..5].copy_from_slice(&(valid.len() as u32 + 100).to_be_bytes());
@@ -1457,7 +1454,7 @@ fn grpc_refusals_are_counted_once_by_reason() {
         ("truncated metrics", grpc_raw::METRICS_EXPORT, &[], frame(b"\x0a\x10abc", false), tonic::Code::Internal, "malformed"),
         ("corrupt gzip", logs, gz, frame(b"\x1f\x8b\x08\x00junkjunk", true), tonic::Code::Internal, "malformed"),
         ("corrupt zstd", logs, zs, frame(b"\x28\xb5\x2f\xfdjunkjunk", true), tonic::Code::Internal, "malformed"),
-        ("compressed flag, no encoding", logs, &[], frame(&gzip(&valid), true), tonic::Code::Internal, "malformed"),
+        ("compressed flag, no encoding", logs, &[], frame(&support::gzip(&valid), true), tonic::Code::Internal, "malformed"),
         ("frame length past the data", logs, &[], truncated_frame.clone(), tonic::Code::Internal, "malformed"),
         ("gzip bomb", logs, gz, frame(&gzip_bomb, true), tonic::Code::ResourceExhausted, "too_large"),
         ("zstd bomb, metrics", grpc_raw::METRICS_EXPORT, zs, frame(&zstd_bomb, true), tonic::Code::ResourceExhausted, "too_large"),
@@ -1468,7 +1465,7 @@ fn grpc_refusals_are_counted_once_by_reason() {
         ("grpc-encoding br", logs, br, frame(&valid, true), tonic::Code::Unimplemented, "unsupported_encoding"),
         ("unknown method", "/opentelemetry.proto.collector.logs.v1.LogsService/Nope", &[], frame(&valid, false), tonic::Code::Unimplemented, "unknown_path"),
         ("valid", logs, &[], frame(&valid, false), tonic::Code::Ok, ""),
-        ("valid gzip", logs, gz, frame(&gzip(&valid), true), tonic::Code::Ok, ""),
+        ("valid gzip", logs, gz, frame(&support::gzip(&valid), true), tonic::Code::Ok, ""),
         ("valid snappy", logs, sn, frame(&snappy(&valid), true), tonic::Code::Ok, ""),
         ("valid deflate", logs, df, frame(&zlib(&valid), true), tonic::Code::Ok, ""),
     ];

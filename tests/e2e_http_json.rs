@@ -19,12 +19,6 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
-}
-
 /// POSTs a body and returns (status, content type, body).
 fn post(
     collector: &Collector,
@@ -109,13 +103,13 @@ fn json_fixtures_are_accepted_and_counted_exactly() {
         &collector,
         "/v1/logs",
         Some("gzip"),
-        gzip(&fixture("logs.json")),
+        support::gzip(&fixture("logs.json")),
     );
     assert_json_ok(
         &collector,
         "/v1/traces",
         Some("gzip"),
-        gzip(&fixture("traces.json")),
+        support::gzip(&fixture("traces.json")),
     );
     expect(&collector, "logs", "json-api", 8.0);
     expect(&collector, "logs", "json-worker", 4.0);
@@ -203,7 +197,7 @@ fn protobuf_requests_get_protobuf_responses_and_json_gets_json() {
         "/v1/logs",
         "application/x-protobuf",
         Some("gzip"),
-        gzip(&protobuf_logs("proto-svc", 3).encode_to_vec()),
+        support::gzip(&protobuf_logs("proto-svc", 3).encode_to_vec()),
     );
     assert_eq!(status, 200);
     // JSON content type with a charset parameter.
@@ -363,7 +357,7 @@ fn every_content_encoding_the_collectors_exporter_sends_is_accepted() {
     }
     type Compress = fn(&[u8]) -> Vec<u8>;
     let encodings: [(&str, &str, Compress); 8] = [
-        ("gzip", "gzip", gzip),
+        ("gzip", "gzip", support::gzip),
         ("deflate", "deflate", zlib),
         ("zlib", "zlib", zlib),
         ("zstd", "zstd", zstd),

@@ -794,12 +794,6 @@ fn grpc_clients_that_make_the_server_reset_streams_are_cut_off() {
     c.assert_alive();
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
-}
-
 /// The bytes of the requests being received are bounded over both
 /// transports together (`service.in_flight_max_bytes`): a request whose
 /// bytes do not fit beside those of the others is refused with the
@@ -849,7 +843,7 @@ fn request_bytes_in_flight_are_bounded_over_both_transports() {
         .post(c.http_url("/v1/logs"))
         .header("content-type", "application/x-protobuf")
         .header("content-encoding", "gzip")
-        .body(gzip(&medium))
+        .body(support::gzip(&medium))
         .send()
         .unwrap();
     assert_eq!(compressed.status(), 503);
@@ -862,24 +856,12 @@ fn request_bytes_in_flight_are_bounded_over_both_transports() {
                 .call(grpc_raw::LOGS_EXPORT, &[], frame(&medium, false))
                 .await;
             assert_eq!(plain.code, expected, "{plain:?}");
-            let compressed = connection
-                .call(
-                    grpc_raw::LOGS_EXPORT,
-                    &[("grpc-encoding", "gzip")],
-                    frame(&gzip(&medium), true),
-                )
-                .await;
+            let compressed = connection.call_gzip(grpc_raw::LOGS_EXPORT, &medium).await;
             assert_eq!(compressed.code, expected, "{compressed:?}");
             // A compressed call that decompresses to a few hundred bytes
             // fits: it holds what it decompresses to, not the most it
             // might (`max_recv_msg_size_mib`).
-            let tiny = connection
-                .call(
-                    grpc_raw::LOGS_EXPORT,
-                    &[("grpc-encoding", "gzip")],
-                    frame(&gzip(&small), true),
-                )
-                .await;
+            let tiny = connection.call_gzip(grpc_raw::LOGS_EXPORT, &small).await;
             assert_eq!(tiny.code, tonic::Code::Ok, "{tiny:?}");
             if expected == tonic::Code::Unavailable {
                 // RetryInfo rides in the details: OTLP clients retry.
@@ -938,11 +920,11 @@ fn concurrent_compressed_grpc_calls_hold_what_they_decompress_to() {
     );
     let c = Collector::start_with(&config);
     let message = logs_request("gzipped", 2000).encode_to_vec();
-    let compressed = frame(&gzip(&message), true);
+    let compressed = frame(&support::gzip(&message), true);
     assert!(compressed.len() < 20_000 && message.len() > 30_000);
     let (head, tail) = compressed.split_at(compressed.len() / 2);
     let in_flight = || c.counter("gardener_receiver_in_flight_bytes", &[]);
-    let gzip_bomb = frame(&gzip(&vec![0u8; 64 * MIB]), true);
+    let gzip_bomb = frame(&support::gzip(&vec![0u8; 64 * MIB]), true);
     assert!(gzip_bomb.len() < MIB, "{} bytes", gzip_bomb.len());
     let runtime = runtime();
     // All of them started, each with half its message sent: all in

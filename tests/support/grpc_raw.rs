@@ -94,6 +94,13 @@ impl Connection {
         Call { response, stream }
     }
 
+    /// A call of `path` whose one message is `message` gzip-compressed
+    /// (`grpc-encoding: gzip`).
+    pub async fn call_gzip(&mut self, path: &str, message: &[u8]) -> Answer {
+        let body = frame(&super::gzip(message), true);
+        self.call(path, &[("grpc-encoding", "gzip")], body).await
+    }
+
     /// A whole unary call: sends `body`, ends the stream, waits for the answer.
     pub async fn call(&mut self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
         self.start(path, headers, body, true).await.answer().await

@@ -359,6 +359,15 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// `data` gzip-compressed (at the fastest level: the tests' payloads are
+/// repetitive, and bombs are zeros).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
 /// Asserts that the resident memory of `pid` is now less than `growth`
 /// bytes above `before` (an earlier [`rss_bytes`]).
 pub fn assert_rss_grew_less_than(pid: u32, before: u64, growth: u64) {
