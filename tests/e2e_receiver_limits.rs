@@ -786,11 +786,12 @@ fn grpc_clients_that_make_the_server_reset_streams_are_cut_off() {
         .find(|f| f.kind == GOAWAY)
         .unwrap_or_else(|| panic!("no GOAWAY among {} frames", frames.len()));
     let code = u32::from_be_bytes(goaway.payload[4..8].try_into().unwrap());
+    // ENHANCE_YOUR_CALM is hyper's answer once the resets it made pass
+    // the limit. How many of those resets reach the socket first depends
+    // on how much of the flood one read took (a fresh CI machine saw 0, a
+    // busy one hundreds): counted for the message only.
     let resets = frames.iter().filter(|f| f.kind == RST_STREAM).count();
     assert_eq!(code, ENHANCE_YOUR_CALM, "after {resets} resets");
-    // Streams were reset one by one until then (hyper may not write the
-    // last resets once it has decided to go away).
-    assert!(resets > 100, "{resets} streams reset");
     c.assert_alive();
 }
 
