@@ -194,6 +194,7 @@ PY
 # The collector's own logs: warnings only (a global flag would clash with the subcommand).
 export LOG_GARDENER_LOG=${LOG_GARDENER_LOG:-warn}
 log "results in $OUT_DIR"
+log "$(host_speed | tee "$OUT_DIR/host.txt")"
 for c in $CASES; do
   run_case "$c" || log "case $c failed"
 done

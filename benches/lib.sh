@@ -56,3 +56,21 @@ wait_admin_ready() {
   echo "not ready in ${READY_TIMEOUT_S:-30} s; see $3" >&2
   return 1
 }
+
+# host_speed: one line naming the CPU and timing a fixed pure-Python loop
+# (10 million additions) pinned to $COLLECTOR_CPU. Why: the machines of this
+# project's kind differ in speed by more than two times between sessions
+# (session 23's took 2.06 s for this loop), so a run's numbers are read
+# against the host they were measured on, and this line says which.
+host_speed() {
+  local model seconds
+  model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  seconds=$(taskset -c "${COLLECTOR_CPU:-0}" python3 -c '
+import time
+t = time.perf_counter()
+s = 0
+for i in range(10_000_000):
+    s += i
+print(f"{time.perf_counter() - t:.2f}")')
+  echo "host: ${model:-unknown CPU}, $(nproc) cores; 10M-addition Python loop on core ${COLLECTOR_CPU:-0}: ${seconds} s"
+}
