@@ -60,7 +60,7 @@ wait_admin_ready() {
 # host_speed: one line naming the CPU and timing a fixed pure-Python loop
 # (10 million additions) pinned to $COLLECTOR_CPU. Why: the machines of this
 # project's kind differ in speed by more than two times between sessions
-# (session 23's took 2.06 s for this loop), so a run's numbers are read
+# (session 23's took 1.7-2.1 s for this loop), so a run's numbers are read
 # against the host they were measured on, and this line says which.
 host_speed() {
   local model seconds
