@@ -443,3 +443,21 @@ fn json_the_proto3_mapping_allows_and_other_writers_send_is_accepted() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The proto3 JSON mapping, and the Collector's encoders, write a double
+/// that is not a finite number as a string; such a body was refused (400).
+#[test]
+fn doubles_written_as_nan_or_infinity_are_accepted() {
+    let collector = Collector::start();
+    let logs = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"nan-svc"}}]},
+      "scopeLogs":[{"logRecords":[{"severityNumber":17,"body":{"stringValue":"ratio undefined"},
+        "attributes":[{"key":"ratio","value":{"doubleValue":"NaN"}},{"key":"limit","value":{"doubleValue":"Infinity"}}]}]}]}]}"#;
+    assert_json_ok(&collector, "/v1/logs", None, logs.as_bytes().to_vec());
+    let metrics = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"nan-svc"}}]},
+      "scopeMetrics":[{"metrics":[
+        {"name":"g","gauge":{"dataPoints":[{"asDouble":"NaN"}]}},
+        {"name":"h","histogram":{"aggregationTemporality":2,"dataPoints":[{"count":"1","sum":"Infinity","min":"-Infinity"}]}}]}]}]}"#;
+    assert_json_ok(&collector, "/v1/metrics", None, metrics.as_bytes().to_vec());
+    expect(&collector, "logs", "nan-svc", 1.0);
+    expect(&collector, "metrics", "nan-svc", 2.0);
+}

@@ -13,7 +13,9 @@ use log_gardener::receiver::otlp_json;
 use prost::Message;
 use serde::{de::DeserializeOwned, Serialize};
 
-fn check<M: Message + Default + DeserializeOwned + Serialize>(body: &[u8]) {
+fn check<M: Message + Default + DeserializeOwned + Serialize + otlp_json::RestoreNonFinite>(
+    body: &[u8],
+) {
     let Ok(request) = otlp_json::decode::<M>(body) else {
         return;
     };

@@ -350,7 +350,7 @@ impl Refuse {
 /// A body decoded into a request of type `Req`.
 fn decoded<Req>(data: Bytes, format: Format) -> Result<Req, String>
 where
-    Req: Message + Default + DeserializeOwned,
+    Req: Message + Default + DeserializeOwned + otlp_json::RestoreNonFinite,
 {
     match format {
         Format::Protobuf => {

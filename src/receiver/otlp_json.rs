@@ -24,6 +24,11 @@ use std::borrow::Cow;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+mod non_finite;
+
+use non_finite::NonFinite;
+pub use non_finite::RestoreNonFinite;
+
 /// Why a JSON body was refused (the message goes back to the client).
 #[derive(Debug, thiserror::Error)]
 #[error("invalid OTLP/JSON body: {0}")]
@@ -39,7 +44,7 @@ pub struct JsonError(String);
 pub const BYTES_PER_OBJECT: usize = 8;
 
 /// Decodes one OTLP/JSON export request.
-pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, JsonError> {
+pub fn decode<T: DeserializeOwned + RestoreNonFinite>(body: &[u8]) -> Result<T, JsonError> {
     let objects = count_objects(body);
     if objects > body.len() / BYTES_PER_OBJECT + 64 {
         return Err(JsonError(format!(
@@ -53,8 +58,19 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, JsonError> {
     if !value.is_object() {
         return Err(JsonError("the body must be a JSON object".into()));
     }
-    normalize(&mut value);
-    serde_json::from_value(value).map_err(|e| JsonError(e.to_string()))
+    let mut non_finite = NonFinite::default();
+    normalize(&mut value, &mut non_finite);
+    if non_finite.replaced && non_finite.clash {
+        return Err(JsonError(
+            "a double written as NaN or Infinity beside a number this decoder uses to stand for one"
+                .into(),
+        ));
+    }
+    let mut request: T = serde_json::from_value(value).map_err(|e| JsonError(e.to_string()))?;
+    if non_finite.replaced {
+        request.restore_non_finite();
+    }
+    Ok(request)
 }
 
 /// The number of JSON objects (`{` outside strings) in `body`, counted
@@ -183,7 +199,8 @@ const DOUBLE_FIELDS: [&str; 6] = [
 /// - enum names (`"SEVERITY_NUMBER_ERROR"`, `"SPAN_KIND_SERVER"`,
 ///   `"STATUS_CODE_ERROR"`, `"AGGREGATION_TEMPORALITY_CUMULATIVE"`) and
 ///   numbers written as strings in enum, 32-bit integer and double fields
-///   become numbers;
+///   become numbers; a double that is not finite (`"NaN"`, `"Infinity"`),
+///   a stand-in noted in `non_finite` ([`non_finite`]);
 /// - `bytesValue` in URL-safe base64 or without padding, which the mapping
 ///   accepts, becomes padded standard base64;
 /// - the messages whose serde support requires every field
@@ -192,7 +209,7 @@ const DOUBLE_FIELDS: [&str; 6] = [
 ///   `"kvlistValue":{}` and a `KeyValue` whose key is empty without `key`.
 ///
 /// Depth is bounded by the parser's limit.
-fn normalize(value: &mut Value) {
+fn normalize(value: &mut Value, non_finite: &mut NonFinite) {
     match value {
         Value::Object(map) => {
             map.retain(|_, child| !child.is_null());
@@ -205,23 +222,31 @@ fn normalize(value: &mut Value) {
                 }
             }
             for (key, child) in map.iter_mut() {
-                if let Value::String(text) = child {
-                    if let Some(replacement) = scalar(key, text) {
-                        *child = replacement;
+                match child {
+                    Value::String(text) => {
+                        if let Some(replacement) = scalar(key, text, non_finite) {
+                            *child = replacement;
+                        }
                     }
-                } else {
-                    normalize(child);
-                    fill_defaults(key, child);
+                    Value::Number(number) if DOUBLE_FIELDS.contains(&key.as_str()) => {
+                        non_finite.check(number);
+                    }
+                    _ => {
+                        normalize(child, non_finite);
+                        fill_defaults(key, child);
+                    }
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(normalize),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| normalize(item, non_finite)),
         _ => {}
     }
 }
 
 /// What the string value `text` of field `key` becomes, if anything.
-fn scalar(key: &str, text: &str) -> Option<Value> {
+fn scalar(key: &str, text: &str, non_finite: &mut NonFinite) -> Option<Value> {
     let number = match key {
         "severityNumber" => SeverityNumber::from_str_name(text).map(|v| v as i32),
         "kind" => SpanKind::from_str_name(text).map(|v| v as i32),
@@ -229,19 +254,12 @@ fn scalar(key: &str, text: &str) -> Option<Value> {
         "aggregationTemporality" => AggregationTemporality::from_str_name(text).map(|v| v as i32),
         "bytesValue" => return standard_base64(text).map(Value::String),
         _ if INT32_FIELDS.contains(&key) => None,
-        _ if DOUBLE_FIELDS.contains(&key) => return finite_number(text),
+        _ if DOUBLE_FIELDS.contains(&key) => return non_finite.number(text),
         _ => return None,
     };
     number
         .map(Value::from)
         .or_else(|| text.trim().parse::<i64>().ok().map(Value::from))
-}
-
-/// A double written as a string (`"1.5"`), as a JSON number; `None` for
-/// what a JSON number cannot hold (`"NaN"`, `"Infinity"`), left to refuse.
-fn finite_number(text: &str) -> Option<Value> {
-    let number = text.trim().parse::<f64>().ok()?;
-    serde_json::Number::from_f64(number).map(Value::Number)
 }
 
 /// Padded standard base64 for URL-safe or unpadded base64 (the proto3 JSON
