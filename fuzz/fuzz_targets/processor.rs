@@ -52,7 +52,10 @@ fn setup() -> &'static (ProcessorConfig, Processor) {
     })
 }
 
-fn decode<M: Message + Default + DeserializeOwned>(body: &[u8]) -> Option<M> {
+fn decode<M>(body: &[u8]) -> Option<M>
+where
+    M: Message + Default + DeserializeOwned + otlp_json::RestoreNonFinite,
+{
     if body.first() == Some(&b'{') {
         otlp_json::decode(body).ok()
     } else {
